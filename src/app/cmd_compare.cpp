@@ -1,0 +1,53 @@
+// universae compare: weight similarity of every pair of SAE files → results.h5 + summary.csv.
+#include <CLI/CLI.hpp>
+
+#include "app/commands.hpp"
+#include "app/summary.hpp"
+#include "core/error.hpp"
+
+namespace universae::app {
+
+void add_compare(CLI::App& app, Action& action) {
+  struct Options {
+    std::string config;
+    std::vector<std::string> saes;
+    std::string out;
+    std::vector<std::string> overrides;
+    bool fresh = false;
+  };
+  auto opts = std::make_shared<Options>();
+  CLI::App* cmd = app.add_subcommand(
+      "compare",
+      "Compare SAEs: decoder and encoder max cosine both ways (argmax, MCS) for every pair.\n"
+      "  universae compare --sae A.h5 --sae B.h5 [--sae C.h5 ...] --out results.h5\n"
+      "  universae compare CONFIG.toml        (compare.saes, output in run.output_dir)");
+  cmd->add_option("config", opts->config, "config file (TOML); optional with --sae");
+  cmd->add_option("--sae", opts->saes, "an SAE file (repeat; at least two)");
+  cmd->add_option("--out", opts->out, "results file (default <run.output_dir>/results.h5); summary.csv goes beside it");
+  cmd->add_option("--set", opts->overrides, "override a config key: section.key=value (repeatable)");
+  cmd->add_flag("--fresh", opts->fresh, "recompute even when a complete, newer results file exists");
+  cmd->footer(config_keys_help());
+  cmd->callback([cmd, opts, &action] {
+    if (opts->config.empty() && opts->saes.empty())
+      throw CLI::ValidationError("compare", "give a CONFIG file or at least two --sae files");
+    action = [opts](const parallel::Comm& comm) {
+      config::Config cfg = load_config(opts->config, opts->overrides);
+      if (!opts->saes.empty()) cfg.compare.saes = opts->saes;
+      if (cfg.compare.saes.empty())
+        throw UsageError(opts->config + ": compare.saes is empty; name the SAE files there or with --sae");
+      std::vector<compare::PairSummary> pairs;
+      if (opts->out.empty()) {
+        pairs = compare::run_compare_stage(comm, cfg, {}, opts->fresh);
+      } else {
+        compare::CompareRequest request{cfg.compare.saes, opts->out, {cfg.compare.tile_rows, cfg.compare.tile_cols},
+                                        config::to_toml(cfg)};
+        pairs = compare::compare_saes(comm, request);
+      }
+      print_pairs(pairs);
+      return 0;
+    };
+  });
+  (void)cmd;
+}
+
+}  // namespace universae::app

@@ -1,0 +1,33 @@
+// The subcommands of `universae`. Each add_* declares its options on the CLI11 app and sets
+// `action` when its subcommand is chosen; main() runs the action once MPI is up.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+
+namespace CLI {
+class App;
+}
+namespace universae::parallel {
+class Comm;
+}
+
+namespace universae::app {
+
+using Action = std::function<int(const parallel::Comm&)>;
+
+void add_run(CLI::App& app, Action& action);
+void add_train(CLI::App& app, Action& action);
+void add_compare(CLI::App& app, Action& action);
+void add_inspect(CLI::App& app, Action& action);
+
+// Loads, validates and logs the resolved config, and sets the threads per rank.
+config::Config load_config(const std::string& path, const std::vector<std::string>& overrides);
+
+// The config keys with defaults, for --help footers.
+std::string config_keys_help();
+
+}  // namespace universae::app

@@ -1,0 +1,62 @@
+// universae: SAE universality at scale. Parses the command line (before MPI, so --help and
+// usage errors need no MPI), then runs the chosen subcommand on MPI_COMM_WORLD under the error
+// contract of DESIGN.md §5: UsageError → message from rank 0, exit 2 on every rank; any other
+// failure → message naming rank and host, then MPI_Abort so no rank hangs.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "app/commands.hpp"
+#include "core/error.hpp"
+#include "parallel/comm.hpp"
+#include "parallel/log.hpp"
+
+namespace {
+
+// The launcher's rank before MPI is initialised, so only one process prints help and usage errors.
+int launcher_rank() {
+  for (const char* var : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"})
+    if (const char* v = std::getenv(var)) return std::atoi(v);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace universae;
+  log::set_rank(launcher_rank());
+  CLI::App app{"universae " UNIVERSAE_VERSION
+               " — do sparse autoencoders learn the same features? Trains SAE seed ensembles and computes\n"
+               "universality statistics, MPI-parallel (run under mpirun -n N, srun, or as one process)."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "universae " UNIVERSAE_VERSION " (" UNIVERSAE_GIT_SHA ")");
+  app.footer("Exit codes: 0 success, 2 bad input or usage (the message names the file, key or value), 1 internal failure.\n"
+             "Run 'universae COMMAND --help' for a command's options.");
+  app::Action action;
+  app::add_run(app, action);
+  app::add_train(app, action);
+  app::add_compare(app, action);
+  app::add_inspect(app, action);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (!log::enabled()) return e.get_exit_code() == 0 ? 0 : kExitUsage;
+    const int code = app.exit(e);
+    return code == 0 ? 0 : kExitUsage;
+  }
+
+  parallel::Environment env(argc, argv);
+  const parallel::Comm world = parallel::Environment::world();
+  log::set_rank(world.rank());
+  try {
+    return action(world);
+  } catch (const UsageError& e) {
+    if (world.is_root()) std::fprintf(stderr, "universae: error: %s\n", e.what());
+    return kExitUsage;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "universae: internal error on rank %d (%s): %s\n", world.rank(),
+                 parallel::Comm::host_name().c_str(), e.what());
+    parallel::Environment::abort(kExitInternal);
+  }
+}

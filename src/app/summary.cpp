@@ -1,0 +1,30 @@
+#include "app/summary.hpp"
+
+#include <fmt/format.h>
+
+#include "parallel/log.hpp"
+
+namespace universae::app {
+
+void print_trained(const std::vector<train::TrainedSae>& trained, bool synthetic) {
+  if (!log::enabled() || trained.empty()) return;
+  fmt::print("\n{:<8} {:>10} {:>8} {:>8} {:>14}   {}\n", "seed", synthetic ? "GT MMCS" : "", "FVU", "L0",
+             "never fired", "file");
+  for (const auto& t : trained)
+    fmt::print("{:<8} {:>10} {:>8.4f} {:>8.2f} {:>13.1f}%   {}{}\n", t.seed,
+               synthetic ? fmt::format("{:.4f}", t.ground_truth_mmcs) : "", t.fvu, t.l0, 100 * t.dead_fraction, t.path,
+               t.reused ? " (reused)" : "");
+  std::fflush(stdout);
+}
+
+void print_pairs(const std::vector<compare::PairSummary>& pairs) {
+  if (!log::enabled() || pairs.empty()) return;
+  fmt::print("\n{:<24} {:>12} {:>12} {:>12} {:>12}\n", "pair (MCS)", "decoder a→b", "decoder b→a", "encoder a→b",
+             "encoder b→a");
+  for (const auto& p : pairs)
+    fmt::print("{:<24} {:>12.6f} {:>12.6f} {:>12.6f} {:>12.6f}\n", p.a + "--" + p.b, p.decoder_mcs_ab,
+               p.decoder_mcs_ba, p.encoder_mcs_ab, p.encoder_mcs_ba);
+  std::fflush(stdout);
+}
+
+}  // namespace universae::app

@@ -1,0 +1,194 @@
+#include "compare/compare_saes.hpp"
+
+#include <filesystem>
+#include <fstream>
+#include <algorithm>
+#include <map>
+
+#include "core/error.hpp"
+#include "io/h5.hpp"
+#include "io/sae_file.hpp"
+#include "parallel/log.hpp"
+
+namespace universae::compare {
+namespace {
+
+template <typename T>
+void write_replicated(io::File& f, const std::string& name, io::DType type, const std::vector<T>& values,
+                      const parallel::Comm& comm) {
+  const auto n = static_cast<int64_t>(values.size());
+  f.create_dataset(name, type, {n});
+  const core::Range mine = core::shard_range(n, comm.rank(), comm.size());
+  f.write_rows(name, mine, values.data() + mine.begin);
+}
+
+void write_max_cosine(io::File& f, const std::string& group, const MaxCosine& mc, const parallel::Comm& comm) {
+  write_replicated(f, group + "/max_cos_ab", io::DType::kFloat32, mc.max_cos_ab, comm);
+  write_replicated(f, group + "/argmax_ab", io::DType::kInt64, mc.argmax_ab, comm);
+  write_replicated(f, group + "/max_cos_ba", io::DType::kFloat32, mc.max_cos_ba, comm);
+  write_replicated(f, group + "/argmax_ba", io::DType::kInt64, mc.argmax_ba, comm);
+  f.write_attr(group, "mcs_ab", mc.mcs_ab);
+  f.write_attr(group, "mcs_ba", mc.mcs_ba);
+  f.write_attr(group, "zero_rows_a", mc.zero_rows_a);
+  f.write_attr(group, "zero_rows_b", mc.zero_rows_b);
+}
+
+void write_summary_csv(const std::string& path, const std::vector<PairSummary>& pairs) {
+  const std::string temp = path + ".partial";
+  {
+    std::ofstream out(temp);
+    out.precision(9);
+    out << "pair,a,b,decoder_mcs_ab,decoder_mcs_ba,encoder_mcs_ab,encoder_mcs_ba\n";
+    for (const auto& p : pairs)
+      out << p.a << "--" << p.b << ',' << p.a << ',' << p.b << ',' << p.decoder_mcs_ab << ',' << p.decoder_mcs_ba
+          << ',' << p.encoder_mcs_ab << ',' << p.encoder_mcs_ba << '\n';
+    if (!out) throw InternalError(temp + ": write failed");
+  }
+  std::filesystem::rename(temp, path);
+}
+
+}  // namespace
+
+std::vector<std::string> sae_names(const std::vector<std::string>& paths) {
+  std::vector<std::string> names;
+  std::map<std::string, int> seen;
+  for (const auto& p : paths) {
+    std::string stem = std::filesystem::path(p).stem().string();
+    const int count = seen[stem]++;
+    names.push_back(count == 0 ? stem : stem + "_" + std::to_string(count));
+  }
+  return names;
+}
+
+std::vector<PairSummary> compare_saes(const parallel::Comm& comm, const CompareRequest& request) {
+  if (request.sae_paths.size() < 2) throw UsageError("compare needs at least two SAE files (got " +
+                                                     std::to_string(request.sae_paths.size()) + ")");
+  std::vector<io::SaeHeader> headers;
+  for (const auto& path : request.sae_paths) headers.push_back(io::read_sae_header(comm, path));
+  for (const auto& h : headers)
+    if (h.d_in != headers[0].d_in)
+      throw UsageError(h.path + ": d_in " + std::to_string(h.d_in) + " differs from " + headers[0].path + " (" +
+                       std::to_string(headers[0].d_in) + "); weight similarity needs one input space");
+  const auto names = sae_names(request.sae_paths);
+
+  io::ensure_directory(comm, std::filesystem::path(request.out_path).parent_path().string());
+  std::vector<PairSummary> summaries;
+  io::PendingFile pending(comm, request.out_path);
+  {
+    io::File f = io::File::create(comm, pending.temp_path());
+    f.write_attr("/", "format", "universae-results");
+    f.write_attr("/", "format_version", int64_t{1});
+    f.write_attr("/", "config", request.config_toml);
+    f.write_attr("/", "universae_version", UNIVERSAE_VERSION);
+    f.write_attr("/", "git_sha", UNIVERSAE_GIT_SHA);
+    f.write_attr("/", "n_ranks", static_cast<int64_t>(comm.size()));
+    f.write_attr("/", "hdf5_version", io::hdf5_version());
+    for (size_t i = 0; i < headers.size(); ++i) {
+      const auto& h = headers[i];
+      const std::string g = "/saes/" + names[i];
+      f.create_group(g);
+      f.write_attr(g, "path", h.path);
+      f.write_attr(g, "architecture", h.architecture);
+      f.write_attr(g, "n_latents", h.n_latents);
+      f.write_attr(g, "d_in", h.d_in);
+      f.write_attr(g, "k", h.k);
+      f.write_attr(g, "seed", h.seed);
+      if (h.has_frequency) {
+        io::File sae = io::File::open_read(comm, h.path);
+        std::vector<double> freq(static_cast<size_t>(h.n_latents));
+        sae.read_rows("/frequency", {0, h.n_latents}, freq.data());
+        write_replicated(f, g + "/frequency", io::DType::kFloat64, freq, comm);
+      }
+    }
+
+    const size_t n_pairs = headers.size() * (headers.size() - 1) / 2;
+    log::Progress progress("compare", static_cast<int64_t>(n_pairs), "pairs");
+    for (size_t i = 0; i < headers.size(); ++i) {
+      for (size_t j = i + 1; j < headers.size(); ++j) {
+        const auto &ha = headers[i], &hb = headers[j];
+        const std::string pair = "/pairs/" + names[i] + "--" + names[j];
+        f.create_group(pair);
+        f.write_attr(pair, "a", names[i]);
+        f.write_attr(pair, "b", names[j]);
+        PairSummary s{names[i], names[j]};
+        for (const char* part : {"decoder", "encoder"}) {
+          const std::string dataset = std::string(part) == "decoder" ? "W_dec" : "W_enc";
+          const at::Tensor a_local =
+              io::read_sae_rows(comm, ha.path, dataset, a_rows_of_rank(ha.n_latents, request.tiles, comm));
+          const at::Tensor b = io::read_sae_rows(comm, hb.path, dataset, {0, hb.n_latents});
+          const MaxCosine mc = max_cosine(comm, a_local, ha.n_latents, b, request.tiles);
+          f.create_group(pair + "/" + part);
+          write_max_cosine(f, pair + "/" + part, mc, comm);
+          (std::string(part) == "decoder" ? s.decoder_mcs_ab : s.encoder_mcs_ab) = mc.mcs_ab;
+          (std::string(part) == "decoder" ? s.decoder_mcs_ba : s.encoder_mcs_ba) = mc.mcs_ba;
+        }
+        summaries.push_back(s);
+        progress.update(static_cast<int64_t>(summaries.size()));
+      }
+    }
+    progress.finish();
+    f.write_attr("/", "complete", true);  // last
+  }
+  pending.commit();
+
+  std::string error;
+  if (comm.is_root()) {
+    try {
+      write_summary_csv((std::filesystem::path(request.out_path).parent_path() / "summary.csv").string(), summaries);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  parallel::agree_on_error(comm, error);
+  return summaries;
+}
+
+std::vector<PairSummary> read_pair_summaries(const parallel::Comm& comm, const std::string& results_path) {
+  io::File f = io::File::open_read(comm, results_path);
+  std::vector<PairSummary> out;
+  if (!f.exists("/pairs")) return out;
+  for (const auto& pair : f.children("/pairs")) {
+    const std::string g = "/pairs/" + pair;
+    PairSummary s{f.read_attr_string(g, "a"), f.read_attr_string(g, "b")};
+    s.decoder_mcs_ab = f.read_attr_double(g + "/decoder", "mcs_ab");
+    s.decoder_mcs_ba = f.read_attr_double(g + "/decoder", "mcs_ba");
+    s.encoder_mcs_ab = f.read_attr_double(g + "/encoder", "mcs_ab");
+    s.encoder_mcs_ba = f.read_attr_double(g + "/encoder", "mcs_ba");
+    out.push_back(s);
+  }
+  return out;
+}
+
+std::vector<PairSummary> run_compare_stage(const parallel::Comm& comm, const config::Config& cfg,
+                                           const std::vector<std::string>& default_saes, bool fresh) {
+  CompareRequest request;
+  request.sae_paths = cfg.compare.saes.empty() ? default_saes : cfg.compare.saes;
+  request.out_path = (std::filesystem::path(cfg.run.output_dir) / "results.h5").string();
+  request.tiles = {cfg.compare.tile_rows, cfg.compare.tile_cols};
+  request.config_toml = config::to_toml(cfg);
+  // Reuse a complete results file that is newer than every input and was made from the same inputs.
+  bool reusable = !fresh && std::filesystem::exists(request.out_path);
+  if (reusable) {
+    io::File f = io::File::open_read(comm, request.out_path);
+    reusable = f.has_attr("/", "complete") && f.read_attr_bool("/", "complete");
+    if (reusable) {
+      const auto made = std::filesystem::last_write_time(request.out_path);
+      std::vector<std::string> stored;
+      for (const auto& name : f.exists("/saes") ? f.children("/saes") : std::vector<std::string>{})
+        stored.push_back(f.read_attr_string("/saes/" + name, "path"));
+      auto wanted = request.sae_paths;
+      std::sort(stored.begin(), stored.end());
+      std::sort(wanted.begin(), wanted.end());
+      reusable = stored == wanted;
+      for (const auto& p : request.sae_paths)
+        reusable = reusable && std::filesystem::exists(p) && std::filesystem::last_write_time(p) <= made;
+    }
+  }
+  if (reusable) {
+    log::info("compare: reusing complete {} (newer than its SAE files; --fresh recomputes)", request.out_path);
+    return read_pair_summaries(comm, request.out_path);
+  }
+  return compare_saes(comm, request);
+}
+
+}  // namespace universae::compare

@@ -1,0 +1,340 @@
+// TOML parsing, overrides, validation and echo for config.hpp.
+#include "config/config.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <sstream>
+#include <toml++/toml.h>
+#include <variant>
+
+#include "core/error.hpp"
+
+namespace universae::config {
+namespace {
+
+using Target = std::variant<bool*, int64_t*, double*, std::string*, std::vector<int64_t>*,
+                            std::vector<std::string>*>;
+
+struct Field {
+  std::string key;
+  Target target;
+  std::string doc;
+};
+
+// The one declaration of every key. Order = order of the echo and of --help.
+std::vector<Field> bind_fields(Config& c) {
+  return {
+      {"run.name", &c.run.name, "job name (default: the job file's name)"},
+      {"run.output_dir", &c.run.output_dir, "where every output goes (default: runs/<run.name>)"},
+      {"run.stages", &c.run.stages, "stages `universae run` executes, in order: train, compare"},
+      {"run.threads", &c.run.threads, "intra-op threads per rank (0: OMP_NUM_THREADS, else 1)"},
+      {"data.source", &c.data.source, "\"synthetic\" (activation stores arrive with `extract`)"},
+      {"data.hookpoint", &c.data.hookpoint, "hookpoint name recorded in SAE files"},
+      {"data.synthetic.d", &c.data.synthetic.d, "input width d"},
+      {"data.synthetic.n_features", &c.data.synthetic.n_features, "ground-truth dictionary size m"},
+      {"data.synthetic.mean_l0", &c.data.synthetic.mean_l0, "expected number of active features per token"},
+      {"data.synthetic.power_law", &c.data.synthetic.power_law, "firing probability p_j ∝ (j+1)^-power_law"},
+      {"data.synthetic.magnitude_std", &c.data.synthetic.magnitude_std, "feature magnitude |N(1, std²)|"},
+      {"data.synthetic.noise_std", &c.data.synthetic.noise_std, "isotropic Gaussian noise σ"},
+      {"data.synthetic.seed", &c.data.synthetic.seed, "seeds the dictionary and the token stream"},
+      {"sae.architecture", &c.sae.architecture, "topk (relu, batchtopk, jumprelu, gated: training engine)"},
+      {"sae.n_latents", &c.sae.n_latents, "number of latents"},
+      {"sae.k", &c.sae.k, "active latents per token (top-k architectures)"},
+      {"sae.seeds", &c.sae.seeds, "seed list, or a count N meaning [0, N)"},
+      {"sae.apply_b_dec_to_input", &c.sae.apply_b_dec_to_input, "encode W_enc (x - b_dec) + b_enc"},
+      {"train.tokens", &c.train.tokens, "training tokens (rounded down to whole batches)"},
+      {"train.batch_size", &c.train.batch_size, "global batch in tokens (over all ranks)"},
+      {"train.micro_batch", &c.train.micro_batch,
+       "tokens per gradient chunk; divides batch_size; fixes the arithmetic so results do not depend on ranks"},
+      {"train.lr", &c.train.lr, "Adam learning rate (0: 2e-4 / sqrt(n_latents / 2^14))"},
+      {"train.warmup_steps", &c.train.warmup_steps, "linear learning-rate warm-up"},
+      {"train.decay_fraction", &c.train.decay_fraction, "linear decay to 0 over this last fraction of steps"},
+      {"train.grad_clip", &c.train.grad_clip, "global gradient-norm clip (0: off)"},
+      {"train.adam_beta1", &c.train.adam_beta1, "Adam β1"},
+      {"train.adam_beta2", &c.train.adam_beta2, "Adam β2"},
+      {"train.adam_eps", &c.train.adam_eps, "Adam ε"},
+      {"train.dead_tokens", &c.train.dead_tokens, "a latent is dead after this many tokens without firing"},
+      {"train.auxk_alpha", &c.train.auxk_alpha, "AuxK loss weight α"},
+      {"train.k_aux", &c.train.k_aux, "dead latents used by AuxK (0: min(512, d/2))"},
+      {"train.b_dec_init", &c.train.b_dec_init, "geometric_median or mean of the first batch"},
+      {"train.log_every", &c.train.log_every, "steps between metric lines (train_log.jsonl)"},
+      {"train.eval_tokens", &c.train.eval_tokens, "held-out tokens for final FVU, L0 and firing frequency"},
+      {"compare.saes", &c.compare.saes, "SAE files to compare (default: the SAEs this job trains)"},
+      {"compare.tile_rows", &c.compare.tile_rows, "rows of A per similarity tile (the unit of sharding)"},
+      {"compare.tile_cols", &c.compare.tile_cols, "rows of B per similarity tile"},
+  };
+}
+
+const char* type_name(const Target& t) {
+  switch (t.index()) {
+    case 0: return "a boolean";
+    case 1: return "an integer";
+    case 2: return "a number";
+    case 3: return "a string";
+    case 4: return "an integer list (or a count)";
+    default: return "a string list";
+  }
+}
+
+std::string node_type_name(const toml::node& n) {
+  std::ostringstream s;
+  s << n.type();
+  return s.str();
+}
+
+std::string nearest_key(const std::string& key, const std::vector<Field>& fields) {
+  std::string best;
+  size_t best_distance = SIZE_MAX;
+  for (const auto& f : fields) {
+    const size_t d = edit_distance(key, f.key);
+    if (d < best_distance) best_distance = d, best = f.key;
+  }
+  return best;
+}
+
+// Assigns a TOML value to a typed field, or explains why not.
+void assign(const Field& field, const toml::node& node, const std::string& where) {
+  auto wrong = [&] {
+    return UsageError(where + ": key '" + field.key + "' must be " + type_name(field.target) + ", got " +
+                      node_type_name(node));
+  };
+  std::visit(
+      [&](auto* target) {
+        using T = std::remove_pointer_t<decltype(target)>;
+        if constexpr (std::is_same_v<T, bool>) {
+          if (!node.is_boolean()) throw wrong();
+          *target = *node.value<bool>();
+        } else if constexpr (std::is_same_v<T, int64_t>) {
+          if (!node.is_integer()) throw wrong();
+          *target = *node.value<int64_t>();
+        } else if constexpr (std::is_same_v<T, double>) {
+          if (!node.is_number()) throw wrong();
+          *target = *node.value<double>();
+        } else if constexpr (std::is_same_v<T, std::string>) {
+          if (!node.is_string()) throw wrong();
+          *target = *node.value<std::string>();
+        } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+          target->clear();
+          if (node.is_integer()) {  // a count N means [0, N)
+            const int64_t n = *node.value<int64_t>();
+            if (n < 1) throw UsageError(where + ": key '" + field.key + "' as a count must be >= 1");
+            for (int64_t i = 0; i < n; ++i) target->push_back(i);
+          } else if (const auto* arr = node.as_array()) {
+            for (const auto& e : *arr) {
+              if (!e.is_integer()) throw wrong();
+              target->push_back(*e.value<int64_t>());
+            }
+          } else {
+            throw wrong();
+          }
+        } else {
+          target->clear();
+          if (node.is_string()) {
+            target->push_back(*node.value<std::string>());
+          } else if (const auto* arr = node.as_array()) {
+            for (const auto& e : *arr) {
+              if (!e.is_string()) throw wrong();
+              target->push_back(*e.value<std::string>());
+            }
+          } else {
+            throw wrong();
+          }
+        }
+      },
+      field.target);
+}
+
+const Field& find_field(const std::string& key, const std::vector<Field>& fields, const std::string& where) {
+  for (const auto& f : fields)
+    if (f.key == key) return f;
+  throw UsageError(where + ": unknown key '" + key + "'; did you mean '" + nearest_key(key, fields) + "'?");
+}
+
+void apply_table(const toml::table& table, const std::string& prefix, const std::vector<Field>& fields,
+                 const std::string& where) {
+  for (const auto& [k, node] : table) {
+    const std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    if (const auto* sub = node.as_table()) {
+      apply_table(*sub, key, fields, where);
+    } else {
+      assign(find_field(key, fields, where), node, where);
+    }
+  }
+}
+
+void apply_override(const std::string& text, const std::vector<Field>& fields) {
+  const auto eq = text.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw UsageError("--set '" + text + "': expected section.key=value");
+  const std::string key = text.substr(0, eq);
+  const std::string value = text.substr(eq + 1);
+  const Field& field = find_field(key, fields, "--set");
+  // The value is read as TOML (numbers, booleans, ["lists"]); anything else is a bare string.
+  toml::table parsed;
+  try {
+    parsed = toml::parse("v = " + value);
+  } catch (const toml::parse_error&) {
+    parsed = toml::table{{"v", value}};
+  }
+  assign(field, *parsed.get("v"), "--set " + key);
+}
+
+template <typename T>
+void insert_dotted(toml::table& root, const std::string& key, T&& value) {
+  toml::table* t = &root;
+  size_t start = 0;
+  for (size_t dot; (dot = key.find('.', start)) != std::string::npos; start = dot + 1) {
+    const std::string part = key.substr(start, dot - start);
+    if (!t->contains(part)) t->insert(part, toml::table{});
+    t = t->get_as<toml::table>(part);
+  }
+  t->insert_or_assign(key.substr(start), std::forward<T>(value));
+}
+
+void require(bool ok, const std::string& key, const std::string& message) {
+  if (!ok) throw UsageError("config key '" + key + "': " + message);
+}
+
+}  // namespace
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+Config load(const std::string& path, const std::vector<std::string>& overrides) {
+  Config config;
+  const auto fields = bind_fields(config);
+  if (!path.empty()) {
+    if (!std::filesystem::is_regular_file(path))
+      throw UsageError(path + ": config file not found");
+    toml::table table;
+    try {
+      table = toml::parse_file(path);
+    } catch (const toml::parse_error& e) {
+      throw UsageError(path + ":" + std::to_string(e.source().begin.line) + ":" +
+                       std::to_string(e.source().begin.column) + ": TOML syntax error: " +
+                       std::string(e.description()));
+    }
+    apply_table(table, "", fields, path);
+  }
+  for (const auto& o : overrides) apply_override(o, fields);
+
+  if (config.run.name.empty())
+    config.run.name = path.empty() ? "universae" : std::filesystem::path(path).stem().string();
+  if (config.run.output_dir.empty()) config.run.output_dir = "runs/" + config.run.name;
+  validate(config);
+  return config;
+}
+
+void validate(const Config& c) {
+  for (const auto& s : c.run.stages)
+    require(s == "train" || s == "compare", "run.stages", "unknown stage '" + s + "' (known: train, compare)");
+  require(c.run.threads >= 0, "run.threads", "must be >= 0");
+  require(c.data.source == "synthetic" || std::filesystem::exists(c.data.source), "data.source",
+          "'" + c.data.source + "': file not found");
+  require(c.data.source == "synthetic", "data.source",
+          "activation stores are not readable by this version yet; use \"synthetic\"");
+  const auto& s = c.data.synthetic;
+  require(s.d >= 1, "data.synthetic.d", "must be >= 1");
+  require(s.n_features >= 1, "data.synthetic.n_features", "must be >= 1");
+  require(s.mean_l0 > 0 && s.mean_l0 <= static_cast<double>(s.n_features), "data.synthetic.mean_l0",
+          "must be in (0, n_features]");
+  require(s.power_law >= 0, "data.synthetic.power_law", "must be >= 0");
+  require(s.magnitude_std >= 0, "data.synthetic.magnitude_std", "must be >= 0");
+  require(s.noise_std >= 0, "data.synthetic.noise_std", "must be >= 0");
+  require(c.sae.architecture == "topk", "sae.architecture",
+          "'" + c.sae.architecture + "' is not available in this version (available: topk)");
+  require(c.sae.n_latents >= 1, "sae.n_latents", "must be >= 1");
+  require(c.sae.k >= 1 && c.sae.k <= c.sae.n_latents, "sae.k", "must be in [1, n_latents]");
+  require(!c.sae.seeds.empty(), "sae.seeds", "needs at least one seed");
+  auto seeds = c.sae.seeds;
+  std::sort(seeds.begin(), seeds.end());
+  require(std::adjacent_find(seeds.begin(), seeds.end()) == seeds.end(), "sae.seeds", "seeds must be distinct");
+  const auto& t = c.train;
+  require(t.batch_size >= 1, "train.batch_size", "must be >= 1");
+  require(t.micro_batch >= 1 && t.batch_size % t.micro_batch == 0, "train.micro_batch",
+          "must divide train.batch_size (" + std::to_string(t.batch_size) + ")");
+  require(t.tokens >= t.batch_size, "train.tokens", "must be at least one batch (train.batch_size)");
+  require(t.lr >= 0, "train.lr", "must be >= 0");
+  require(t.warmup_steps >= 0, "train.warmup_steps", "must be >= 0");
+  require(t.decay_fraction >= 0 && t.decay_fraction <= 1, "train.decay_fraction", "must be in [0, 1]");
+  require(t.grad_clip >= 0, "train.grad_clip", "must be >= 0");
+  require(t.adam_beta1 >= 0 && t.adam_beta1 < 1, "train.adam_beta1", "must be in [0, 1)");
+  require(t.adam_beta2 >= 0 && t.adam_beta2 < 1, "train.adam_beta2", "must be in [0, 1)");
+  require(t.adam_eps > 0, "train.adam_eps", "must be > 0");
+  require(t.dead_tokens >= 1, "train.dead_tokens", "must be >= 1");
+  require(t.auxk_alpha >= 0, "train.auxk_alpha", "must be >= 0");
+  require(t.k_aux >= 0, "train.k_aux", "must be >= 0");
+  require(t.b_dec_init == "geometric_median" || t.b_dec_init == "mean", "train.b_dec_init",
+          "must be geometric_median or mean");
+  require(t.log_every >= 1, "train.log_every", "must be >= 1");
+  require(t.eval_tokens >= 0, "train.eval_tokens", "must be >= 0");
+  require(c.compare.tile_rows >= 1, "compare.tile_rows", "must be >= 1");
+  require(c.compare.tile_cols >= 1, "compare.tile_cols", "must be >= 1");
+}
+
+std::string to_toml(const Config& config, const std::vector<std::string>& sections) {
+  Config copy = config;
+  toml::table root;
+  for (const auto& f : bind_fields(copy)) {
+    const std::string section = f.key.substr(0, f.key.find('.'));
+    if (!sections.empty() && std::find(sections.begin(), sections.end(), section) == sections.end()) continue;
+    std::visit(
+        [&](auto* v) {
+          using T = std::remove_pointer_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, std::vector<int64_t>> || std::is_same_v<T, std::vector<std::string>>) {
+            toml::array arr;
+            for (const auto& e : *v) arr.push_back(e);
+            insert_dotted(root, f.key, std::move(arr));
+          } else {
+            insert_dotted(root, f.key, *v);
+          }
+        },
+        f.target);
+  }
+  std::ostringstream out;
+  out << root << "\n";
+  return out.str();
+}
+
+std::string describe_keys() {
+  Config defaults;
+  std::ostringstream out;
+  for (const auto& f : bind_fields(defaults)) {
+    std::string value;
+    std::visit(
+        [&](auto* v) {
+          using T = std::remove_pointer_t<decltype(v)>;
+          std::ostringstream s;
+          if constexpr (std::is_same_v<T, bool>) {
+            s << (*v ? "true" : "false");
+          } else if constexpr (std::is_same_v<T, std::string>) {
+            s << '"' << *v << '"';
+          } else if constexpr (std::is_same_v<T, std::vector<int64_t>> ||
+                               std::is_same_v<T, std::vector<std::string>>) {
+            s << '[';
+            for (size_t i = 0; i < v->size(); ++i) s << (i ? ", " : "") << (*v)[i];
+            s << ']';
+          } else {
+            s << *v;
+          }
+          value = s.str();
+        },
+        f.target);
+    out << "  " << f.key << " = " << value << "\n      " << f.doc << "\n";
+  }
+  return out.str();
+}
+
+}  // namespace universae::config

@@ -1,0 +1,93 @@
+// Typed configuration. Every key has one declaration (config.cpp: bind_fields) that gives its
+// TOML path, its default (the member initialiser below) and its documentation; parsing, --set
+// overrides, validation, `--help` and the echo of the resolved config all read that one table.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace universae::config {
+
+struct RunConfig {
+  std::string name;          // default: the job file's name without .toml
+  std::string output_dir;    // default: runs/<name>
+  std::vector<std::string> stages = {"train", "compare"};
+  int64_t threads = 0;       // intra-op threads per rank; 0 = OMP_NUM_THREADS or 1
+};
+
+struct SyntheticConfig {
+  int64_t d = 64;
+  int64_t n_features = 512;
+  double mean_l0 = 8.0;
+  double power_law = 0.5;    // p_j ∝ (j + 1)^(-power_law)
+  double magnitude_std = 0.25;
+  double noise_std = 0.01;
+  int64_t seed = 0;          // seeds the dictionary and the token stream
+};
+
+struct DataConfig {
+  std::string source = "synthetic";
+  std::string hookpoint = "synthetic";
+  SyntheticConfig synthetic;
+};
+
+struct SaeConfig {
+  std::string architecture = "topk";
+  int64_t n_latents = 4096;
+  int64_t k = 32;
+  std::vector<int64_t> seeds = {0};
+  bool apply_b_dec_to_input = true;
+};
+
+struct TrainConfig {
+  int64_t tokens = 10'000'000;
+  int64_t batch_size = 4096;
+  int64_t micro_batch = 256;
+  double lr = 0.0;           // 0 = 2e-4 / sqrt(n_latents / 2^14)
+  int64_t warmup_steps = 1000;
+  double decay_fraction = 0.2;
+  double grad_clip = 1.0;
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.999;
+  double adam_eps = 1e-8;
+  int64_t dead_tokens = 10'000'000;
+  double auxk_alpha = 1.0 / 32.0;
+  int64_t k_aux = 0;         // 0 = min(512, d / 2)
+  std::string b_dec_init = "geometric_median";
+  int64_t log_every = 100;
+  int64_t eval_tokens = 65536;
+};
+
+struct CompareConfig {
+  std::vector<std::string> saes;  // default: the SAEs the job trains
+  int64_t tile_rows = 256;
+  int64_t tile_cols = 4096;
+};
+
+struct Config {
+  RunConfig run;
+  DataConfig data;
+  SaeConfig sae;
+  TrainConfig train;
+  CompareConfig compare;
+};
+
+// Reads `path` (empty: defaults only), applies `--set key=value` overrides in order, resolves the
+// derived defaults and validates. Every problem is a UsageError naming the file and key.
+Config load(const std::string& path, const std::vector<std::string>& overrides);
+
+// Checks values and their combinations; throws UsageError naming the key.
+void validate(const Config& config);
+
+// The resolved config as TOML (echoed to the log and stored in every output).
+// With `sections`, only keys under those top-level sections (a fingerprint of one stage's inputs).
+std::string to_toml(const Config& config, const std::vector<std::string>& sections = {});
+
+// "key = default  # doc" lines for --help.
+std::string describe_keys();
+
+// Edit distance, for "did you mean" suggestions.
+size_t edit_distance(const std::string& a, const std::string& b);
+
+}  // namespace universae::config

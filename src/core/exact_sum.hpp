@@ -1,0 +1,36 @@
+// Exact, order-independent summation of float32 values, so that a data-parallel gradient is
+// bit-identical for 1, 2 or 3 ranks (DESIGN.md §3: results must not depend on the rank count).
+//
+// Each float is turned into a 128-bit fixed-point integer with 80 fraction bits. For
+// 2^-57 <= |g| < 2^40 this conversion is exact (a float's lowest mantissa bit sits at or above
+// 2^-80), so integer sums are the exact real sum, whatever the grouping; smaller values are
+// truncated towards zero, identically on every rank. The total is rounded to float once at the end.
+// Same idea as the fixed-point accumulators LAMMPS uses for deterministic GPU forces.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+namespace universae::core {
+
+__extension__ typedef __int128 wide_int;
+
+constexpr int kFixedFractionBits = 80;
+constexpr double kFixedMaxMagnitude = 1099511627776.0;  // 2^40: keeps sums of 2^40 terms in range
+
+// Adds values[0..n) to acc[0..n) in fixed point. Returns false (leaving acc partly updated) when a
+// value is not finite or too large, which for a gradient means training has diverged.
+inline bool accumulate_fixed(const float* values, int64_t n, wide_int* acc) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = values[i];
+    if (!(std::fabs(v) < kFixedMaxMagnitude)) return false;
+    acc[i] += static_cast<wide_int>(std::ldexp(v, kFixedFractionBits));
+  }
+  return true;
+}
+
+inline float fixed_to_float(wide_int q) {
+  return static_cast<float>(std::ldexp(static_cast<double>(q), -kFixedFractionBits));
+}
+
+}  // namespace universae::core

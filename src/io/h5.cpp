@@ -1,0 +1,393 @@
+#include "io/h5.hpp"
+
+#include <filesystem>
+#include <cstdio>
+#include <system_error>
+
+#include "core/error.hpp"
+#include "parallel/log.hpp"
+#include "parallel/native.hpp"
+
+namespace universae::io {
+namespace {
+
+// Innermost message of the HDF5 error stack (the automatic printer is switched off).
+std::string h5_error_stack() {
+  std::string message;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD,
+           [](unsigned, const H5E_error2_t* e, void* out) -> herr_t {
+             auto* m = static_cast<std::string*>(out);
+             if (m->empty() && e->desc) *m = e->desc;
+             return 0;
+           },
+           &message);
+  H5Eclear2(H5E_DEFAULT);
+  return message;
+}
+
+template <typename T>
+T check(T rc, const std::string& what, const char* file, int line) {
+  if (rc < 0) {
+    throw InternalError("HDF5: " + what + " failed: " + h5_error_stack() + " (" + file + ":" +
+                        std::to_string(line) + ", host " + parallel::Comm::host_name() + ")");
+  }
+  return rc;
+}
+#define UNIVERSAE_H5_CHECK(call, what) check((call), (what), __FILE__, __LINE__)
+
+void silence_hdf5_errors() {
+  static const bool once = [] { return H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr) >= 0; }();
+  (void)once;
+}
+
+Handle mpio_access(const parallel::Comm& comm) {
+  Handle fapl(UNIVERSAE_H5_CHECK(H5Pcreate(H5P_FILE_ACCESS), "H5Pcreate"));
+  UNIVERSAE_H5_CHECK(H5Pset_fapl_mpio(fapl.id(), parallel::native(comm), MPI_INFO_NULL), "H5Pset_fapl_mpio");
+  return fapl;
+}
+
+hid_t file_type(DType t) {
+  switch (t) {
+    case DType::kFloat32: return H5T_IEEE_F32LE;
+    case DType::kFloat64: return H5T_IEEE_F64LE;
+    case DType::kInt32: return H5T_STD_I32LE;
+    default: return H5T_STD_I64LE;
+  }
+}
+
+Handle string_type() {
+  Handle t(UNIVERSAE_H5_CHECK(H5Tcopy(H5T_C_S1), "H5Tcopy"));
+  UNIVERSAE_H5_CHECK(H5Tset_size(t.id(), H5T_VARIABLE), "H5Tset_size");
+  UNIVERSAE_H5_CHECK(H5Tset_cset(t.id(), H5T_CSET_UTF8), "H5Tset_cset");
+  return t;
+}
+
+// h5py's boolean: an int8 enum {FALSE = 0, TRUE = 1}.
+Handle bool_type() {
+  Handle t(UNIVERSAE_H5_CHECK(H5Tenum_create(H5T_NATIVE_INT8), "H5Tenum_create"));
+  int8_t v = 0;
+  UNIVERSAE_H5_CHECK(H5Tenum_insert(t.id(), "FALSE", &v), "H5Tenum_insert");
+  v = 1;
+  UNIVERSAE_H5_CHECK(H5Tenum_insert(t.id(), "TRUE", &v), "H5Tenum_insert");
+  return t;
+}
+
+}  // namespace
+
+void Handle::reset() {
+  if (id_ < 0) return;
+  switch (H5Iget_type(id_)) {
+    case H5I_FILE: H5Fclose(id_); break;
+    case H5I_GROUP: H5Gclose(id_); break;
+    case H5I_DATASET: H5Dclose(id_); break;
+    case H5I_DATASPACE: H5Sclose(id_); break;
+    case H5I_DATATYPE: H5Tclose(id_); break;
+    case H5I_ATTR: H5Aclose(id_); break;
+    case H5I_GENPROP_LST: H5Pclose(id_); break;
+    default: H5Oclose(id_); break;
+  }
+  id_ = H5I_INVALID_HID;
+}
+
+std::string hdf5_version() {
+  unsigned major = 0, minor = 0, release = 0;
+  H5get_libversion(&major, &minor, &release);
+  return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(release);
+}
+
+File File::create(const parallel::Comm& comm, const std::string& path) {
+  silence_hdf5_errors();
+  Handle fapl = mpio_access(comm);
+  const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id());
+  std::string error;
+  if (id < 0) error = path + ": cannot create file (" + h5_error_stack() + "); is the directory writable?";
+  parallel::agree_on_error(comm, error);
+  return File(comm, path, id);
+}
+
+File File::open_read(const parallel::Comm& comm, const std::string& path) {
+  silence_hdf5_errors();
+  std::string error;
+  if (!std::filesystem::is_regular_file(path)) {
+    error = path + ": file not found";
+  } else if (H5Fis_hdf5(path.c_str()) <= 0) {
+    error = path + ": not an HDF5 file";
+  }
+  parallel::agree_on_error(comm, error);
+  Handle fapl = mpio_access(comm);
+  const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.id());
+  if (id < 0) error = path + ": cannot open HDF5 file (" + h5_error_stack() + ")";
+  parallel::agree_on_error(comm, error);
+  return File(comm, path, id);
+}
+
+bool File::exists(const std::string& object) const {
+  if (object == "/") return true;
+  // Check each prefix: H5Lexists fails (rather than answering false) when a parent is missing.
+  size_t pos = 0;
+  while ((pos = object.find('/', pos + 1)) != std::string::npos) {
+    if (H5Lexists(file_.id(), object.substr(0, pos).c_str(), H5P_DEFAULT) <= 0) return false;
+  }
+  return H5Lexists(file_.id(), object.c_str(), H5P_DEFAULT) > 0;
+}
+
+void File::create_group(const std::string& group) {
+  Handle lcpl(UNIVERSAE_H5_CHECK(H5Pcreate(H5P_LINK_CREATE), "H5Pcreate"));
+  UNIVERSAE_H5_CHECK(H5Pset_create_intermediate_group(lcpl.id(), 1), "H5Pset_create_intermediate_group");
+  Handle g(UNIVERSAE_H5_CHECK(H5Gcreate2(file_.id(), group.c_str(), lcpl.id(), H5P_DEFAULT, H5P_DEFAULT),
+                              path_ + ": create group " + group));
+}
+
+void File::create_dataset(const std::string& name, DType type, const std::vector<int64_t>& shape) {
+  std::vector<hsize_t> dims(shape.begin(), shape.end());
+  Handle space(UNIVERSAE_H5_CHECK(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
+                                  "H5Screate_simple"));
+  Handle lcpl(UNIVERSAE_H5_CHECK(H5Pcreate(H5P_LINK_CREATE), "H5Pcreate"));
+  UNIVERSAE_H5_CHECK(H5Pset_create_intermediate_group(lcpl.id(), 1), "H5Pset_create_intermediate_group");
+  Handle ds(UNIVERSAE_H5_CHECK(
+      H5Dcreate2(file_.id(), name.c_str(), file_type(type), space.id(), lcpl.id(), H5P_DEFAULT, H5P_DEFAULT),
+      path_ + ": create dataset " + name));
+}
+
+std::vector<int64_t> File::shape(const std::string& name) const {
+  Handle ds(UNIVERSAE_H5_CHECK(H5Dopen2(file_.id(), name.c_str(), H5P_DEFAULT), path_ + ": open dataset " + name));
+  Handle space(UNIVERSAE_H5_CHECK(H5Dget_space(ds.id()), "H5Dget_space"));
+  const int rank = UNIVERSAE_H5_CHECK(H5Sget_simple_extent_ndims(space.id()), "H5Sget_simple_extent_ndims");
+  std::vector<hsize_t> dims(static_cast<size_t>(rank));
+  H5Sget_simple_extent_dims(space.id(), dims.data(), nullptr);
+  return std::vector<int64_t>(dims.begin(), dims.end());
+}
+
+void File::transfer_rows(const std::string& name, core::Range rows, hid_t mem_type, void* data, bool write) const {
+  Handle ds(UNIVERSAE_H5_CHECK(H5Dopen2(file_.id(), name.c_str(), H5P_DEFAULT), path_ + ": open dataset " + name));
+  Handle file_space(UNIVERSAE_H5_CHECK(H5Dget_space(ds.id()), "H5Dget_space"));
+  const int rank = H5Sget_simple_extent_ndims(file_space.id());
+  std::vector<hsize_t> dims(static_cast<size_t>(rank));
+  H5Sget_simple_extent_dims(file_space.id(), dims.data(), nullptr);
+  if (rank < 1 || rows.begin < 0 || rows.end > static_cast<int64_t>(dims[0]) || rows.end < rows.begin)
+    throw InternalError(path_ + ": rows [" + std::to_string(rows.begin) + ", " + std::to_string(rows.end) +
+                        ") outside dataset " + name);
+
+  std::vector<hsize_t> start(dims.size(), 0), count = dims;
+  start[0] = static_cast<hsize_t>(rows.begin);
+  count[0] = static_cast<hsize_t>(rows.size());
+  hsize_t elements = 1;
+  for (auto c : count) elements *= c;
+  const hsize_t mem_dims = elements > 0 ? elements : 1;
+  Handle mem_space(UNIVERSAE_H5_CHECK(H5Screate_simple(1, &mem_dims, nullptr), "H5Screate_simple"));
+  if (elements == 0) {
+    // A rank with no rows still takes part in the collective transfer, selecting nothing.
+    H5Sselect_none(file_space.id());
+    H5Sselect_none(mem_space.id());
+  } else {
+    UNIVERSAE_H5_CHECK(H5Sselect_hyperslab(file_space.id(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr),
+                       "H5Sselect_hyperslab");
+  }
+  Handle dxpl(UNIVERSAE_H5_CHECK(H5Pcreate(H5P_DATASET_XFER), "H5Pcreate"));
+  UNIVERSAE_H5_CHECK(H5Pset_dxpl_mpio(dxpl.id(), H5FD_MPIO_COLLECTIVE), "H5Pset_dxpl_mpio");
+  if (write) {
+    UNIVERSAE_H5_CHECK(H5Dwrite(ds.id(), mem_type, mem_space.id(), file_space.id(), dxpl.id(), data),
+                       path_ + ": write " + name);
+  } else {
+    UNIVERSAE_H5_CHECK(H5Dread(ds.id(), mem_type, mem_space.id(), file_space.id(), dxpl.id(), data),
+                       path_ + ": read " + name);
+  }
+}
+
+void File::write_rows(const std::string& n, core::Range r, const float* d) {
+  transfer_rows(n, r, H5T_NATIVE_FLOAT, const_cast<float*>(d), true);
+}
+void File::write_rows(const std::string& n, core::Range r, const double* d) {
+  transfer_rows(n, r, H5T_NATIVE_DOUBLE, const_cast<double*>(d), true);
+}
+void File::write_rows(const std::string& n, core::Range r, const int64_t* d) {
+  transfer_rows(n, r, H5T_NATIVE_INT64, const_cast<int64_t*>(d), true);
+}
+void File::read_rows(const std::string& n, core::Range r, float* o) const { transfer_rows(n, r, H5T_NATIVE_FLOAT, o, false); }
+void File::read_rows(const std::string& n, core::Range r, double* o) const { transfer_rows(n, r, H5T_NATIVE_DOUBLE, o, false); }
+void File::read_rows(const std::string& n, core::Range r, int64_t* o) const { transfer_rows(n, r, H5T_NATIVE_INT64, o, false); }
+
+namespace {
+template <typename Fn>
+void write_attr_impl(hid_t file, const std::string& path, const std::string& object, const std::string& name,
+                     hid_t type, Fn&& write) {
+  Handle obj(UNIVERSAE_H5_CHECK(H5Oopen(file, object.c_str(), H5P_DEFAULT), path + ": open " + object));
+  if (H5Aexists(obj.id(), name.c_str()) > 0) UNIVERSAE_H5_CHECK(H5Adelete(obj.id(), name.c_str()), "H5Adelete");
+  Handle space(UNIVERSAE_H5_CHECK(H5Screate(H5S_SCALAR), "H5Screate"));
+  Handle attr(UNIVERSAE_H5_CHECK(H5Acreate2(obj.id(), name.c_str(), type, space.id(), H5P_DEFAULT, H5P_DEFAULT),
+                                 path + ": create attribute " + object + "@" + name));
+  UNIVERSAE_H5_CHECK(write(attr.id()), path + ": write attribute " + object + "@" + name);
+}
+
+Handle open_attr(hid_t file, const std::string& path, const std::string& object, const std::string& name) {
+  if (H5Aexists_by_name(file, object.c_str(), name.c_str(), H5P_DEFAULT) <= 0)
+    throw UsageError(path + ": missing attribute '" + name + "' on " + object);
+  return Handle(UNIVERSAE_H5_CHECK(H5Aopen_by_name(file, object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT),
+                                   path + ": open attribute " + object + "@" + name));
+}
+}  // namespace
+
+void File::write_attr(const std::string& object, const std::string& name, const std::string& value) {
+  Handle type = string_type();
+  const char* text = value.c_str();
+  write_attr_impl(file_.id(), path_, object, name, type.id(), [&](hid_t a) { return H5Awrite(a, type.id(), &text); });
+}
+
+void File::write_attr(const std::string& object, const std::string& name, int64_t value) {
+  write_attr_impl(file_.id(), path_, object, name, H5T_STD_I64LE,
+                  [&](hid_t a) { return H5Awrite(a, H5T_NATIVE_INT64, &value); });
+}
+
+void File::write_attr(const std::string& object, const std::string& name, double value) {
+  write_attr_impl(file_.id(), path_, object, name, H5T_IEEE_F64LE,
+                  [&](hid_t a) { return H5Awrite(a, H5T_NATIVE_DOUBLE, &value); });
+}
+
+void File::write_attr(const std::string& object, const std::string& name, bool value) {
+  Handle type = bool_type();
+  const int8_t v = value ? 1 : 0;
+  write_attr_impl(file_.id(), path_, object, name, type.id(), [&](hid_t a) { return H5Awrite(a, type.id(), &v); });
+}
+
+bool File::has_attr(const std::string& object, const std::string& name) const {
+  return exists(object) && H5Aexists_by_name(file_.id(), object.c_str(), name.c_str(), H5P_DEFAULT) > 0;
+}
+
+std::string File::read_attr_string(const std::string& object, const std::string& name) const {
+  Handle attr = open_attr(file_.id(), path_, object, name);
+  Handle type(UNIVERSAE_H5_CHECK(H5Aget_type(attr.id()), "H5Aget_type"));
+  if (H5Tget_class(type.id()) != H5T_STRING)
+    throw UsageError(path_ + ": attribute '" + name + "' on " + object + " is not a string");
+  if (H5Tis_variable_str(type.id()) > 0) {
+    Handle mem = string_type();
+    char* text = nullptr;
+    UNIVERSAE_H5_CHECK(H5Aread(attr.id(), mem.id(), &text), path_ + ": read attribute " + name);
+    std::string value = text ? text : "";
+    H5free_memory(text);
+    return value;
+  }
+  const size_t size = H5Tget_size(type.id());
+  std::string value(size, '\0');
+  UNIVERSAE_H5_CHECK(H5Aread(attr.id(), type.id(), value.data()), path_ + ": read attribute " + name);
+  value.resize(value.find('\0') == std::string::npos ? size : value.find('\0'));
+  return value;
+}
+
+int64_t File::read_attr_int(const std::string& object, const std::string& name) const {
+  Handle attr = open_attr(file_.id(), path_, object, name);
+  Handle type(UNIVERSAE_H5_CHECK(H5Aget_type(attr.id()), "H5Aget_type"));
+  const H5T_class_t cls = H5Tget_class(type.id());
+  if (cls == H5T_FLOAT) {
+    double v = 0;
+    UNIVERSAE_H5_CHECK(H5Aread(attr.id(), H5T_NATIVE_DOUBLE, &v), path_ + ": read attribute " + name);
+    if (v != static_cast<double>(static_cast<int64_t>(v)))
+      throw UsageError(path_ + ": attribute '" + name + "' on " + object + " must be an integer");
+    return static_cast<int64_t>(v);
+  }
+  if (cls != H5T_INTEGER) throw UsageError(path_ + ": attribute '" + name + "' on " + object + " must be an integer");
+  int64_t v = 0;
+  UNIVERSAE_H5_CHECK(H5Aread(attr.id(), H5T_NATIVE_INT64, &v), path_ + ": read attribute " + name);
+  return v;
+}
+
+double File::read_attr_double(const std::string& object, const std::string& name) const {
+  Handle attr = open_attr(file_.id(), path_, object, name);
+  Handle type(UNIVERSAE_H5_CHECK(H5Aget_type(attr.id()), "H5Aget_type"));
+  const H5T_class_t cls = H5Tget_class(type.id());
+  if (cls != H5T_FLOAT && cls != H5T_INTEGER)
+    throw UsageError(path_ + ": attribute '" + name + "' on " + object + " must be a number");
+  double v = 0;
+  UNIVERSAE_H5_CHECK(H5Aread(attr.id(), H5T_NATIVE_DOUBLE, &v), path_ + ": read attribute " + name);
+  return v;
+}
+
+bool File::read_attr_bool(const std::string& object, const std::string& name) const {
+  Handle attr = open_attr(file_.id(), path_, object, name);
+  Handle type(UNIVERSAE_H5_CHECK(H5Aget_type(attr.id()), "H5Aget_type"));
+  const H5T_class_t cls = H5Tget_class(type.id());
+  if (cls == H5T_ENUM || cls == H5T_INTEGER) {
+    // h5py's enum bool and plain integers both read as their integer value.
+    Handle native(UNIVERSAE_H5_CHECK(H5Tget_native_type(type.id(), H5T_DIR_ASCEND), "H5Tget_native_type"));
+    std::vector<unsigned char> raw(H5Tget_size(native.id()), 0);
+    UNIVERSAE_H5_CHECK(H5Aread(attr.id(), native.id(), raw.data()), path_ + ": read attribute " + name);
+    for (auto b : raw)
+      if (b != 0) return true;
+    return false;
+  }
+  throw UsageError(path_ + ": attribute '" + name + "' on " + object + " must be a boolean");
+}
+
+std::vector<std::string> File::attr_names(const std::string& object) const {
+  Handle obj(UNIVERSAE_H5_CHECK(H5Oopen(file_.id(), object.c_str(), H5P_DEFAULT), path_ + ": open " + object));
+  std::vector<std::string> names;
+  hsize_t idx = 0;
+  H5Aiterate2(obj.id(), H5_INDEX_NAME, H5_ITER_INC, &idx,
+              [](hid_t, const char* n, const H5A_info_t*, void* out) -> herr_t {
+                static_cast<std::vector<std::string>*>(out)->push_back(n);
+                return 0;
+              },
+              &names);
+  return names;
+}
+
+std::vector<std::string> File::children(const std::string& group) const {
+  std::vector<std::string> names;
+  hsize_t idx = 0;
+  UNIVERSAE_H5_CHECK(H5Literate_by_name(file_.id(), group.c_str(), H5_INDEX_NAME, H5_ITER_INC, &idx,
+                                        [](hid_t, const char* n, const H5L_info_t*, void* out) -> herr_t {
+                                          static_cast<std::vector<std::string>*>(out)->push_back(n);
+                                          return 0;
+                                        },
+                                        &names, H5P_DEFAULT),
+                     path_ + ": list " + group);
+  return names;
+}
+
+bool File::is_group(const std::string& object) const {
+  Handle obj(UNIVERSAE_H5_CHECK(H5Oopen(file_.id(), object.c_str(), H5P_DEFAULT), path_ + ": open " + object));
+  return H5Iget_type(obj.id()) == H5I_GROUP;
+}
+
+PendingFile::PendingFile(const parallel::Comm& comm, std::string final_path)
+    : comm_(comm), final_(std::move(final_path)), temp_(final_ + ".partial") {}
+
+PendingFile::~PendingFile() {
+  if (!committed_ && comm_.is_root()) {
+    std::error_code ignored;
+    std::filesystem::remove(temp_, ignored);
+  }
+}
+
+void PendingFile::commit() {
+  comm_.barrier();  // every rank has closed the file
+  std::string error;
+  if (comm_.is_root()) {
+    std::error_code ec;
+    std::filesystem::rename(temp_, final_, ec);
+    if (ec) error = final_ + ": cannot publish (" + ec.message() + ")";
+  }
+  parallel::agree_on_error(comm_, error);
+  committed_ = true;
+}
+
+}  // namespace universae::io
+
+namespace universae::io {
+void ensure_directory(const parallel::Comm& comm, const std::string& dir) {
+  std::string error;
+  if (comm.is_root() && !dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
+      error = dir + ": cannot create output directory (" + ec.message() + ")";
+    } else {
+      // Prove it is writable now rather than after hours of work.
+      const auto probe = std::filesystem::path(dir) / ".universae-write-test";
+      FILE* f = std::fopen(probe.c_str(), "w");
+      if (!f) error = dir + ": output directory is not writable";
+      if (f) std::fclose(f), std::filesystem::remove(probe, ec);
+    }
+  }
+  parallel::agree_on_error(comm, error);
+}
+}  // namespace universae::io

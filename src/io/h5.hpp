@@ -1,0 +1,121 @@
+// The one HDF5 wrapper (DESIGN.md §2, STYLE.md habit 6). Files are opened on a communicator
+// through MPI-IO. The pattern: every rank creates the same groups, datasets and attributes in the
+// same order (metadata is collective), then each rank writes or reads its own block of rows with a
+// collective transfer. Attributes are h5py-friendly: UTF-8 variable-length strings, int64, float64,
+// and booleans as h5py's enum {FALSE, TRUE}.
+#pragma once
+
+#include <hdf5.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/sharding.hpp"
+#include "parallel/comm.hpp"
+
+namespace universae::io {
+
+// Owns one hid_t and closes it with the matching H5*close.
+class Handle {
+ public:
+  Handle() = default;
+  explicit Handle(hid_t id) : id_(id) {}
+  ~Handle() { reset(); }
+  Handle(Handle&& o) noexcept : id_(o.id_) { o.id_ = H5I_INVALID_HID; }
+  Handle& operator=(Handle&& o) noexcept {
+    if (this != &o) reset(), id_ = o.id_, o.id_ = H5I_INVALID_HID;
+    return *this;
+  }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  hid_t id() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+  void reset();
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+};
+
+enum class DType { kFloat32, kFloat64, kInt64, kInt32 };
+
+class File {
+ public:
+  // Collective. create() truncates; open_read() fails with a UsageError (on every rank) naming the
+  // file when it is missing or not HDF5.
+  static File create(const parallel::Comm& comm, const std::string& path);
+  static File open_read(const parallel::Comm& comm, const std::string& path);
+
+  const std::string& path() const { return path_; }
+  hid_t id() const { return file_.id(); }
+  const parallel::Comm& comm() const { return comm_; }
+  void close() { file_.reset(); }
+
+  // Objects are addressed by absolute paths ("/pairs/a--b/decoder").
+  bool exists(const std::string& object) const;
+  void create_group(const std::string& group);  // creates missing parents too
+
+  // Datasets with a row dimension first: the rank's rows are [rows.begin, rows.end) × rest.
+  void create_dataset(const std::string& name, DType type, const std::vector<int64_t>& shape);
+  std::vector<int64_t> shape(const std::string& name) const;
+  void write_rows(const std::string& name, core::Range rows, const float* data);
+  void write_rows(const std::string& name, core::Range rows, const double* data);
+  void write_rows(const std::string& name, core::Range rows, const int64_t* data);
+  // Reads convert from the stored type (any float or integer) to the requested one.
+  void read_rows(const std::string& name, core::Range rows, float* out) const;
+  void read_rows(const std::string& name, core::Range rows, double* out) const;
+  void read_rows(const std::string& name, core::Range rows, int64_t* out) const;
+
+  // Attributes on any object (collective when writing; every rank passes the same value).
+  void write_attr(const std::string& object, const std::string& name, const std::string& value);
+  void write_attr(const std::string& object, const std::string& name, const char* value) {
+    write_attr(object, name, std::string(value));
+  }
+  void write_attr(const std::string& object, const std::string& name, int64_t value);
+  void write_attr(const std::string& object, const std::string& name, double value);
+  void write_attr(const std::string& object, const std::string& name, bool value);
+  bool has_attr(const std::string& object, const std::string& name) const;
+  std::string read_attr_string(const std::string& object, const std::string& name) const;
+  int64_t read_attr_int(const std::string& object, const std::string& name) const;
+  double read_attr_double(const std::string& object, const std::string& name) const;
+  bool read_attr_bool(const std::string& object, const std::string& name) const;
+  std::vector<std::string> attr_names(const std::string& object) const;
+  std::vector<std::string> children(const std::string& group) const;
+  bool is_group(const std::string& object) const;
+
+ private:
+  File(const parallel::Comm& comm, std::string path, hid_t id) : comm_(comm), path_(std::move(path)), file_(id) {}
+  void transfer_rows(const std::string& name, core::Range rows, hid_t mem_type, void* data, bool write) const;
+  parallel::Comm comm_;
+  std::string path_;
+  Handle file_;
+};
+
+// Library version string ("1.10.8"), for provenance.
+std::string hdf5_version();
+
+// Writes to `<final>.partial` and renames to `final` on commit() (rank 0, then a barrier), so a
+// crash never leaves a file under the final name. Without commit() the partial file is removed.
+class PendingFile {
+ public:
+  PendingFile(const parallel::Comm& comm, std::string final_path);
+  ~PendingFile();
+  PendingFile(const PendingFile&) = delete;
+  PendingFile& operator=(const PendingFile&) = delete;
+  const std::string& temp_path() const { return temp_; }
+  const std::string& final_path() const { return final_; }
+  void commit();
+
+ private:
+  parallel::Comm comm_;
+  std::string final_, temp_;
+  bool committed_ = false;
+};
+
+}  // namespace universae::io
+
+namespace universae::io {
+// Collective: rank 0 creates `dir` (and parents); a failure is a UsageError on every rank, raised
+// before any long computation starts.
+void ensure_directory(const parallel::Comm& comm, const std::string& dir);
+}  // namespace universae::io

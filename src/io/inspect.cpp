@@ -1,0 +1,121 @@
+#include "io/inspect.hpp"
+
+#include <ATen/Functions.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "io/h5.hpp"
+#include "io/sae_file.hpp"
+
+namespace universae::io {
+namespace {
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+std::string attr_text(const File& f, const std::string& object, const std::string& name) {
+  try {
+    return fmt::format("{:.6g}", f.read_attr_double(object, name));
+  } catch (...) {
+  }
+  try {
+    std::string s = f.read_attr_string(object, name);
+    if (s.find('\n') != std::string::npos) return fmt::format("<{} lines of text>", std::count(s.begin(), s.end(), '\n'));
+    return s;
+  } catch (...) {
+  }
+  try {
+    return f.read_attr_bool(object, name) ? "true" : "false";
+  } catch (...) {
+  }
+  return "<unreadable>";
+}
+
+void describe_tree(const File& f, const std::string& group, int depth, std::string& out) {
+  for (const auto& name : f.children(group)) {
+    const std::string path = (group == "/" ? "/" : group + "/") + name;
+    const std::string indent(static_cast<size_t>(2 * depth + 2), ' ');
+    if (f.is_group(path)) {
+      out += fmt::format("{}{}/\n", indent, name);
+      for (const auto& a : f.attr_names(path)) out += fmt::format("{}  @{} = {}\n", indent, a, attr_text(f, path, a));
+      describe_tree(f, path, depth + 1, out);
+    } else {
+      out += fmt::format("{}{} {}\n", indent, name, shape_text(f.shape(path)));
+    }
+  }
+}
+
+std::string describe_sae(const parallel::Comm& comm, const std::string& path) {
+  const SaeWeights sae = read_sae(comm, path);
+  const auto& h = sae.header;
+  std::string out = fmt::format("{}: universae SAE file (format_version 1, complete)\n", path);
+  out += fmt::format("  architecture {}  d_in {}  n_latents {}", h.architecture, h.d_in, h.n_latents);
+  if (h.k > 0) out += fmt::format("  k {}", h.k);
+  out += fmt::format("  seed {}\n  hookpoint '{}'  model '{}'  apply_b_dec_to_input {}\n", h.seed, h.hookpoint,
+                     h.model, h.apply_b_dec_to_input ? "true" : "false");
+  const at::Tensor norms = sae.W_dec.norm(2, 1);
+  out += fmt::format("  decoder row norms: min {:.4f} max {:.4f}\n", norms.min().item<float>(), norms.max().item<float>());
+  if (sae.frequency.defined()) {
+    const at::Tensor f = sae.frequency;
+    out += fmt::format("  firing frequency: mean {:.4g}, never fired {} of {} latents\n", f.mean().item<double>(),
+                       at::eq(f, 0).sum().item<int64_t>(), h.n_latents);
+  }
+  File f = File::open_read(comm, path);
+  for (const char* metric : {"ground_truth_mmcs", "fvu", "l0", "dead_fraction", "train_tokens"})
+    if (f.has_attr("/", metric)) out += fmt::format("  {} = {:.6g}\n", metric, f.read_attr_double("/", metric));
+  return out;
+}
+
+std::string describe_results(const File& f) {
+  std::string out = fmt::format("{}: universae results file (format_version {}, {})\n", f.path(),
+                                f.read_attr_int("/", "format_version"),
+                                f.has_attr("/", "complete") && f.read_attr_bool("/", "complete") ? "complete" : "INCOMPLETE");
+  for (const char* a : {"universae_version", "git_sha", "n_ranks"})
+    if (f.has_attr("/", a)) out += fmt::format("  {} = {}\n", a, attr_text(f, "/", a));
+  if (f.exists("/saes")) {
+    out += "  SAEs:\n";
+    for (const auto& name : f.children("/saes")) {
+      const std::string g = "/saes/" + name;
+      out += fmt::format("    {:<16} {} n_latents {} d_in {} k {} seed {}  ({})\n", name, attr_text(f, g, "architecture"),
+                         attr_text(f, g, "n_latents"), attr_text(f, g, "d_in"), attr_text(f, g, "k"),
+                         attr_text(f, g, "seed"), attr_text(f, g, "path"));
+    }
+  }
+  if (f.exists("/pairs")) {
+    out += fmt::format("  {:<28} {:>14} {:>14} {:>14} {:>14}\n", "pairs", "dec mcs_ab", "dec mcs_ba", "enc mcs_ab",
+                       "enc mcs_ba");
+    for (const auto& pair : f.children("/pairs")) {
+      const std::string g = "/pairs/" + pair;
+      out += fmt::format("  {:<28} {:>14.6f} {:>14.6f} {:>14.6f} {:>14.6f}\n", pair,
+                         f.read_attr_double(g + "/decoder", "mcs_ab"), f.read_attr_double(g + "/decoder", "mcs_ba"),
+                         f.read_attr_double(g + "/encoder", "mcs_ab"), f.read_attr_double(g + "/encoder", "mcs_ba"));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string describe_file(const parallel::Comm& comm, const std::string& path) {
+  std::string format;
+  {
+    File f = File::open_read(comm, path);
+    if (f.has_attr("/", "format")) format = f.read_attr_string("/", "format");
+    if (format == "universae-results") return describe_results(f);
+    if (format != kSaeFormat) {
+      std::string out = fmt::format("{}: HDF5 file{}\n", path, format.empty() ? "" : " with format '" + format + "'");
+      for (const auto& a : f.attr_names("/")) out += fmt::format("  @{} = {}\n", a, attr_text(f, "/", a));
+      describe_tree(f, "/", 0, out);
+      return out;
+    }
+  }
+  return describe_sae(comm, path);
+}
+
+}  // namespace universae::io

@@ -1,0 +1,143 @@
+#include "io/sae_file.hpp"
+
+#include <ATen/Functions.h>
+
+#include "core/error.hpp"
+#include "io/h5.hpp"
+
+namespace universae::io {
+namespace {
+
+void check_shape(const File& f, const std::string& name, const std::vector<int64_t>& expected) {
+  if (!f.exists("/" + name)) throw UsageError(f.path() + ": missing dataset /" + name);
+  const auto shape = f.shape("/" + name);
+  if (shape != expected) {
+    auto str = [](const std::vector<int64_t>& s) {
+      std::string out = "[";
+      for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+      return out + "]";
+    };
+    throw UsageError(f.path() + ": dataset /" + name + " has shape " + str(shape) + ", expected " + str(expected));
+  }
+}
+
+SaeHeader parse_header(const File& f) {
+  SaeHeader h;
+  h.path = f.path();
+  if (!f.has_attr("/", "format"))
+    throw UsageError(f.path() + ": not a universae SAE file (no 'format' attribute)");
+  const std::string format = f.read_attr_string("/", "format");
+  if (format != kSaeFormat)
+    throw UsageError(f.path() + ": format is '" + format + "', expected '" + kSaeFormat + "'");
+  const int64_t version = f.read_attr_int("/", "format_version");
+  if (version != kSaeFormatVersion)
+    throw UsageError(f.path() + ": format_version " + std::to_string(version) + " is not supported (this build reads 1)");
+  if (!f.has_attr("/", "complete") || !f.read_attr_bool("/", "complete"))
+    throw UsageError(f.path() + ": incomplete SAE file (the job writing it did not finish)");
+  h.architecture = f.read_attr_string("/", "architecture");
+  h.d_in = f.read_attr_int("/", "d_in");
+  h.n_latents = f.read_attr_int("/", "n_latents");
+  if (h.d_in < 1 || h.n_latents < 1)
+    throw UsageError(f.path() + ": d_in and n_latents must be >= 1");
+  h.k = f.has_attr("/", "k") ? f.read_attr_int("/", "k") : 0;
+  h.seed = f.has_attr("/", "seed") ? f.read_attr_int("/", "seed") : 0;
+  h.hookpoint = f.has_attr("/", "hookpoint") ? f.read_attr_string("/", "hookpoint") : "";
+  h.model = f.has_attr("/", "model") ? f.read_attr_string("/", "model") : "";
+  h.apply_b_dec_to_input = f.has_attr("/", "apply_b_dec_to_input") ? f.read_attr_bool("/", "apply_b_dec_to_input") : true;
+  h.config = f.has_attr("/", "config") ? f.read_attr_string("/", "config") : "";
+  check_shape(f, "W_enc", {h.n_latents, h.d_in});
+  check_shape(f, "b_enc", {h.n_latents});
+  check_shape(f, "W_dec", {h.n_latents, h.d_in});
+  check_shape(f, "b_dec", {h.d_in});
+  h.has_frequency = f.exists("/frequency");
+  if (h.has_frequency) check_shape(f, "frequency", {h.n_latents});
+  return h;
+}
+
+}  // namespace
+
+SaeHeader read_sae_header(const parallel::Comm& comm, const std::string& path) {
+  File f = File::open_read(comm, path);
+  SaeHeader header;
+  std::string error;
+  try {
+    header = parse_header(f);
+  } catch (const UsageError& e) {
+    error = e.what();
+  }
+  parallel::agree_on_error(comm, error);
+  return header;
+}
+
+at::Tensor read_sae_rows(const parallel::Comm& comm, const std::string& path, const std::string& dataset,
+                         core::Range rows) {
+  File f = File::open_read(comm, path);
+  const auto shape = f.shape("/" + dataset);
+  at::Tensor out = at::empty({rows.size(), shape.at(1)}, at::kFloat);
+  f.read_rows("/" + dataset, rows, out.data_ptr<float>());
+  return out;
+}
+
+SaeWeights read_sae(const parallel::Comm& comm, const std::string& path) {
+  SaeWeights sae;
+  sae.header = read_sae_header(comm, path);
+  const auto& h = sae.header;
+  File f = File::open_read(comm, path);
+  const core::Range all{0, h.n_latents};
+  sae.W_enc = at::empty({h.n_latents, h.d_in}, at::kFloat);
+  sae.W_dec = at::empty({h.n_latents, h.d_in}, at::kFloat);
+  sae.b_enc = at::empty({h.n_latents}, at::kFloat);
+  sae.b_dec = at::empty({h.d_in}, at::kFloat);
+  f.read_rows("/W_enc", all, sae.W_enc.data_ptr<float>());
+  f.read_rows("/W_dec", all, sae.W_dec.data_ptr<float>());
+  f.read_rows("/b_enc", all, sae.b_enc.data_ptr<float>());
+  f.read_rows("/b_dec", {0, h.d_in}, sae.b_dec.data_ptr<float>());
+  if (h.has_frequency) {
+    sae.frequency = at::empty({h.n_latents}, at::kDouble);
+    f.read_rows("/frequency", all, sae.frequency.data_ptr<double>());
+  }
+  return sae;
+}
+
+void write_sae(const parallel::Comm& comm, const std::string& path, const SaeWeights& sae) {
+  const auto& h = sae.header;
+  PendingFile pending(comm, path);
+  {
+    File f = File::create(comm, pending.temp_path());
+    const core::Range mine = core::shard_range(h.n_latents, comm.rank(), comm.size());
+    auto write_matrix = [&](const char* name, const at::Tensor& t, int64_t cols) {
+      const at::Tensor c = t.to(at::kFloat).contiguous();
+      f.create_dataset(name, DType::kFloat32, cols ? std::vector<int64_t>{h.n_latents, cols}
+                                                   : std::vector<int64_t>{h.n_latents});
+      f.write_rows(name, mine, c.data_ptr<float>() + mine.begin * (cols ? cols : 1));
+    };
+    write_matrix("/W_enc", sae.W_enc, h.d_in);
+    write_matrix("/b_enc", sae.b_enc, 0);
+    write_matrix("/W_dec", sae.W_dec, h.d_in);
+    const at::Tensor b_dec = sae.b_dec.to(at::kFloat).contiguous();
+    f.create_dataset("/b_dec", DType::kFloat32, {h.d_in});
+    f.write_rows("/b_dec", comm.is_root() ? core::Range{0, h.d_in} : core::Range{0, 0}, b_dec.data_ptr<float>());
+    if (sae.frequency.defined()) {
+      const at::Tensor freq = sae.frequency.to(at::kDouble).contiguous();
+      f.create_dataset("/frequency", DType::kFloat64, {h.n_latents});
+      f.write_rows("/frequency", mine, freq.data_ptr<double>() + mine.begin);
+    }
+    f.write_attr("/", "format", kSaeFormat);
+    f.write_attr("/", "format_version", kSaeFormatVersion);
+    f.write_attr("/", "architecture", h.architecture);
+    f.write_attr("/", "d_in", h.d_in);
+    f.write_attr("/", "n_latents", h.n_latents);
+    if (h.k > 0) f.write_attr("/", "k", h.k);
+    f.write_attr("/", "seed", h.seed);
+    f.write_attr("/", "hookpoint", h.hookpoint);
+    f.write_attr("/", "model", h.model);
+    f.write_attr("/", "apply_b_dec_to_input", h.apply_b_dec_to_input);
+    f.write_attr("/", "config", h.config);
+    for (const auto& [name, value] : sae.metrics) f.write_attr("/", name, value);
+    for (const auto& [name, value] : sae.string_attrs) f.write_attr("/", name, value);
+    f.write_attr("/", "complete", true);  // last: a file without it is never read as finished
+  }
+  pending.commit();
+}
+
+}  // namespace universae::io
