@@ -1,16 +1,17 @@
-# universae_add_test(NAME name COMMAND cmd args... [RANKS n] [LABELS l...] [TIMEOUT s]
-#                    [ENVIRONMENT k=v...] [WORKING_DIRECTORY dir])
+# universae_add_test(NAME name COMMAND cmd args... [RANKS n] [PROCESSORS n] [LABELS l...]
+#                    [TIMEOUT s] [ENVIRONMENT k=v...] [WORKING_DIRECTORY dir])
 #
 # The one place tests are registered. With RANKS the command runs under
 # ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} n, PROCESSORS is set to n so ctest -j never
-# oversubscribes, and each rank gets one OpenMP thread. Every test has a TIMEOUT: a deadlock
+# oversubscribes, and each rank gets one OpenMP thread. PROCESSORS alone is for a driver script
+# that launches ranks itself. Every test has a TIMEOUT: a deadlock
 # must fail, not hang.
 set(UNIVERSAE_TEST_ENV
   "OMPI_ALLOW_RUN_AS_ROOT=1" "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"
   "OMPI_MCA_rmaps_base_oversubscribe=1" "OMP_NUM_THREADS=1" "OPENBLAS_NUM_THREADS=1")
 
 function(universae_add_test)
-  cmake_parse_arguments(T "" "NAME;RANKS;TIMEOUT;WORKING_DIRECTORY" "COMMAND;LABELS;ENVIRONMENT" ${ARGN})
+  cmake_parse_arguments(T "" "NAME;RANKS;PROCESSORS;TIMEOUT;WORKING_DIRECTORY" "COMMAND;LABELS;ENVIRONMENT" ${ARGN})
   if(NOT T_NAME OR NOT T_COMMAND)
     message(FATAL_ERROR "universae_add_test needs NAME and COMMAND")
   endif()
@@ -22,6 +23,9 @@ function(universae_add_test)
   endif()
   set(command ${T_COMMAND})
   set(processors 1)
+  if(T_PROCESSORS)
+    set(processors ${T_PROCESSORS})
+  endif()
   if(T_RANKS)
     set(command ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${T_RANKS} ${MPIEXEC_PREFLAGS}
                 ${T_COMMAND} ${MPIEXEC_POSTFLAGS})

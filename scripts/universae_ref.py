@@ -1,0 +1,59 @@
+"""Reference oracles for universae's tests, in numpy + h5py (Debian: python3-numpy, python3-h5py).
+
+Version 1. Used by tests/golden and tests/e2e, run with /usr/bin/python3 (the pyenv python3 on
+PATH has no numpy). Everything here is written from METHODS.md and DESIGN.md §4 independently
+of the C++ code, so the tests compare two implementations.
+
+    write_sae(path, W_enc, b_enc, W_dec, b_dec, **attrs)   an SAE file, format v1, as h5py writes it
+    max_cosine(A, B)                                       METHODS.md §3 in float64
+"""
+import h5py
+import numpy as np
+
+VERSION = 1
+
+
+def write_sae(path, W_enc, b_enc, W_dec, b_dec, architecture="topk", k=None, seed=0, dtype=np.float32, **extra):
+    """Writes an SAE file in universae format v1 with h5py (not with universae)."""
+    n_latents, d_in = W_dec.shape
+    with h5py.File(path, "w") as f:
+        f["W_enc"] = np.asarray(W_enc, dtype=dtype)
+        f["b_enc"] = np.asarray(b_enc, dtype=dtype)
+        f["W_dec"] = np.asarray(W_dec, dtype=dtype)
+        f["b_dec"] = np.asarray(b_dec, dtype=dtype)
+        f.attrs["format"] = "universae-sae"
+        f.attrs["format_version"] = 1
+        f.attrs["architecture"] = architecture
+        f.attrs["d_in"] = d_in
+        f.attrs["n_latents"] = n_latents
+        if k is not None:
+            f.attrs["k"] = k
+        f.attrs["seed"] = seed
+        f.attrs["hookpoint"] = "golden"
+        f.attrs["model"] = "numpy"
+        f.attrs["apply_b_dec_to_input"] = True
+        for key, value in extra.items():
+            f.attrs[key] = value
+        f.attrs["complete"] = True
+
+
+def unit_rows(M):
+    M = np.asarray(M, dtype=np.float64)
+    norms = np.linalg.norm(M, axis=1, keepdims=True)
+    return np.divide(M, norms, out=np.zeros_like(M), where=norms > 0)  # zero rows: cosine 0
+
+
+def max_cosine(A, B):
+    """max_cos_ab, argmax_ab, max_cos_ba, argmax_ba, mcs_ab, mcs_ba (lowest-index argmax)."""
+    S = unit_rows(A) @ unit_rows(B).T
+    return dict(max_cos_ab=S.max(axis=1), argmax_ab=S.argmax(axis=1),
+                max_cos_ba=S.max(axis=0), argmax_ba=S.argmax(axis=0),
+                mcs_ab=S.max(axis=1).mean(), mcs_ba=S.max(axis=0).mean(), S=S)
+
+
+def unambiguous(S, axis):
+    """Mask of rows (axis=1) or columns (axis=0) whose best value beats the runner-up by > 1e-5,
+    where any correct implementation must agree on the argmax."""
+    top2 = -np.sort(-S, axis=axis).take([0, 1], axis=axis)
+    gap = top2.take(0, axis=axis) - top2.take(1, axis=axis)
+    return gap > 1e-5

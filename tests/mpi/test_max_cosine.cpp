@@ -1,0 +1,65 @@
+// Distributed max cosine: identical (bit for bit) to the same computation on one rank.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "compare/max_cosine.hpp"
+#include "core/rng.hpp"
+#include "parallel/comm.hpp"
+
+using namespace universae;
+
+namespace {
+// Same matrix on every rank: entries from the counter RNG.
+at::Tensor matrix(int64_t rows, int64_t cols, uint64_t seed) {
+  at::Tensor m = at::empty({rows, cols}, at::kFloat);
+  float* p = m.data_ptr<float>();
+  for (int64_t i = 0; i < rows; ++i) {
+    core::CounterRng rng(seed, 9, static_cast<uint64_t>(i));
+    for (int64_t j = 0; j < cols; ++j) p[i * cols + j] = static_cast<float>(rng.normal());
+  }
+  return m;
+}
+}  // namespace
+
+TEST(MaxCosine, DistributedEqualsSingleRankBitForBit) {
+  const auto world = parallel::Environment::world();
+  const auto self = world.split(world.rank(), 0);  // a one-rank communicator per process
+  const int64_t n_a = 37, n_b = 29, d = 11;
+  at::Tensor a = matrix(n_a, d, 1), b = matrix(n_b, d, 2);
+  b[20].copy_(b[4]);  // tie in a row max
+  a[30].zero_();      // zero row
+  const compare::TileSizes tiles{4, 7};
+  const core::Range mine = compare::a_rows_of_rank(n_a, tiles, world);
+  const auto dist = compare::max_cosine(world, a.narrow(0, mine.begin, mine.size()), n_a, b, tiles);
+  const auto single = compare::max_cosine(self, a, n_a, b, tiles);
+  ASSERT_EQ(dist.max_cos_ab.size(), static_cast<size_t>(n_a));
+  EXPECT_EQ(std::memcmp(dist.max_cos_ab.data(), single.max_cos_ab.data(), n_a * sizeof(float)), 0);
+  EXPECT_EQ(std::memcmp(dist.max_cos_ba.data(), single.max_cos_ba.data(), n_b * sizeof(float)), 0);
+  EXPECT_EQ(dist.argmax_ab, single.argmax_ab);
+  EXPECT_EQ(dist.argmax_ba, single.argmax_ba);
+  EXPECT_EQ(dist.mcs_ab, single.mcs_ab);
+  EXPECT_EQ(dist.mcs_ba, single.mcs_ba);
+  EXPECT_EQ(dist.zero_rows_a, 1);
+  EXPECT_EQ(dist.max_cos_ab[30], 0.0f);
+
+  // And against a float64 brute force.
+  const at::Tensor an = a.to(at::kDouble), bn = b.to(at::kDouble);
+  const at::Tensor s = at::mm(an / an.norm(2, 1, true).clamp_min(1e-300), (bn / bn.norm(2, 1, true)).t());
+  for (int64_t i = 0; i < n_a; ++i) EXPECT_NEAR(dist.max_cos_ab[i], s[i].max().item<double>(), 1e-6);
+  for (int64_t j = 0; j < n_b; ++j) EXPECT_NEAR(dist.max_cos_ba[j], s.select(1, j).max().item<double>(), 1e-6);
+  for (int64_t i = 0; i < n_a; ++i)
+    if (dist.argmax_ab[i] == 20) ADD_FAILURE() << "row " << i << " picked the later of two tied columns";
+}
+
+TEST(MaxCosine, MoreRanksThanTiles) {
+  const auto world = parallel::Environment::world();
+  const int64_t n_a = 3, n_b = 5, d = 4;
+  const at::Tensor a = matrix(n_a, d, 3), b = matrix(n_b, d, 4);
+  const compare::TileSizes tiles{8, 2};  // one tile: ranks > 0 own no rows
+  const core::Range mine = compare::a_rows_of_rank(n_a, tiles, world);
+  const auto r = compare::max_cosine(world, a.narrow(0, mine.begin, mine.size()), n_a, b, tiles);
+  EXPECT_EQ(r.argmax_ab.size(), 3u);
+  for (auto j : r.argmax_ba) EXPECT_TRUE(j >= 0 && j < n_a) << j;
+}
