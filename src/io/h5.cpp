@@ -29,7 +29,8 @@ template <typename T>
 T check(T rc, const std::string& what, const char* file, int line) {
   if (rc < 0) {
     throw InternalError("HDF5: " + what + " failed: " + h5_error_stack() + " (" + file + ":" +
-                        std::to_string(line) + ", host " + parallel::Comm::host_name() + ")");
+                        std::to_string(line) + ", rank " + std::to_string(log::rank()) + " on " +
+                        parallel::Comm::host_name() + ")");
   }
   return rc;
 }

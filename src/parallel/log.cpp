@@ -14,6 +14,7 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 }  // namespace
 
 void set_rank(int rank) { g_rank = rank; }
+int rank() { return g_rank; }
 bool enabled() { return g_rank == 0; }
 
 void write(const std::string& level, const std::string& message) {

@@ -13,6 +13,7 @@ namespace universae::log {
 
 // Called once by main after MPI is up; before that every process logs (rank unknown).
 void set_rank(int rank);
+int rank();  // this process's rank in MPI_COMM_WORLD, for error messages
 bool enabled();
 void write(const std::string& level, const std::string& message);
 
