@@ -24,11 +24,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 at::Tensor random_matrix(int64_t rows, int64_t cols, uint64_t seed) {
   at::Tensor m = at::empty({rows, cols}, at::kFloat);
-  float* p = m.data_ptr<float>();
-  for (int64_t i = 0; i < rows; ++i) {
-    core::CounterRng rng(seed, 0, static_cast<uint64_t>(i));
-    for (int64_t j = 0; j < cols; ++j) p[i * cols + j] = static_cast<float>(rng.normal());
-  }
+  core::normal_rows(m.data_ptr<float>(), rows, cols, seed, core::kStreamTesting, /*unit=*/false);
   return m;
 }
 

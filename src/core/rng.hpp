@@ -39,11 +39,31 @@ class CounterRng {
   uint64_t state_;
 };
 
+// Fills out[rows, cols] (row-major) with standard normals, row i drawn from (seed, stream, i), so any
+// block of rows can be generated alone; with `unit`, each row is scaled to unit L2 norm.
+inline void normal_rows(float* out, int64_t rows, int64_t cols, uint64_t seed, uint64_t stream, bool unit) {
+  for (int64_t i = 0; i < rows; ++i) {
+    CounterRng rng(seed, stream, static_cast<uint64_t>(i));
+    float* row = out + i * cols;
+    double norm2 = 0;
+    for (int64_t j = 0; j < cols; ++j) {
+      const double v = rng.normal();
+      row[j] = static_cast<float>(v);
+      norm2 += v * v;
+    }
+    if (unit) {
+      const double inv = 1.0 / std::sqrt(norm2);
+      for (int64_t j = 0; j < cols; ++j) row[j] = static_cast<float>(row[j] * inv);
+    }
+  }
+}
+
 // Stream ids keep unrelated uses of one seed independent.
 enum RngStream : uint64_t {
   kStreamDictionary = 1,
   kStreamTokens = 2,
   kStreamSaeInit = 3,
+  kStreamTesting = 4,
 };
 
 }  // namespace universae::core

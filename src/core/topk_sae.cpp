@@ -8,17 +8,7 @@ namespace universae::core {
 
 TopKSaeImpl::TopKSaeImpl(const TopKSaeOptions& o, uint64_t seed) : options(o) {
   std::vector<float> rows(static_cast<size_t>(o.n_latents * o.d_in));
-  for (int64_t i = 0; i < o.n_latents; ++i) {
-    CounterRng rng(seed, kStreamSaeInit, static_cast<uint64_t>(i));
-    double norm = 0;
-    float* row = rows.data() + i * o.d_in;
-    for (int64_t j = 0; j < o.d_in; ++j) {
-      const double v = rng.normal();
-      row[j] = static_cast<float>(v);
-      norm += v * v;
-    }
-    for (int64_t j = 0; j < o.d_in; ++j) row[j] = static_cast<float>(row[j] / std::sqrt(norm));
-  }
+  normal_rows(rows.data(), o.n_latents, o.d_in, seed, kStreamSaeInit, /*unit=*/true);
   const torch::Tensor dec = torch::from_blob(rows.data(), {o.n_latents, o.d_in}, torch::kFloat).clone();
   W_dec = register_parameter("W_dec", dec.clone());
   W_enc = register_parameter("W_enc", dec.clone());

@@ -30,19 +30,8 @@ SyntheticSource::SyntheticSource(const config::SyntheticConfig& spec)
     : spec_(spec),
       dictionary_(static_cast<size_t>(spec.n_features * spec.d)),
       probabilities_(power_law_probabilities(spec.n_features, spec.power_law, spec.mean_l0)) {
-  const auto seed = static_cast<uint64_t>(spec.seed);
-  for (int64_t j = 0; j < spec.n_features; ++j) {
-    core::CounterRng rng(seed, core::kStreamDictionary, static_cast<uint64_t>(j));
-    float* row = dictionary_.data() + j * spec.d;
-    double norm = 0;
-    for (int64_t i = 0; i < spec.d; ++i) {
-      const double v = rng.normal();
-      row[i] = static_cast<float>(v);
-      norm += v * v;
-    }
-    const double inv = 1.0 / std::sqrt(norm);
-    for (int64_t i = 0; i < spec.d; ++i) row[i] = static_cast<float>(row[i] * inv);
-  }
+  core::normal_rows(dictionary_.data(), spec.n_features, spec.d, static_cast<uint64_t>(spec.seed),
+                    core::kStreamDictionary, /*unit=*/true);
 }
 
 void SyntheticSource::tokens(int64_t first, int64_t count, float* out) const {
