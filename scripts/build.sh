@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 cmake --preset default
-cmake --build --preset default -j "$(nproc)"
+cmake --build --preset default -j "$(getconf _NPROCESSORS_ONLN)"  # not nproc: it honours OMP_NUM_THREADS

@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh
 ranks="${RANKS:-2}"
+cores=$(getconf _NPROCESSORS_ONLN)  # not nproc, which honours OMP_NUM_THREADS
 # One OpenMP thread per rank unless told otherwise: ranks × threads must not exceed the cores.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 if [[ $(id -u) -eq 0 ]]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 oversubscribe=()
-if (( ranks > $(nproc) )); then oversubscribe=(--oversubscribe); fi
+if (( ranks > cores )); then oversubscribe=(--oversubscribe); fi
 mpirun -n "$ranks" "${oversubscribe[@]}" build/universae run jobs/quickstart.toml "$@"
