@@ -18,7 +18,8 @@ void add_compare(CLI::App& app, Action& action) {
   auto opts = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand(
       "compare",
-      "Compare SAEs: decoder and encoder max cosine both ways (argmax, MCS) for every pair.\n"
+      "Compare SAEs, every pair: decoder and encoder max cosine both ways (argmax, MCS) and the certified\n"
+      "Hungarian matching (mean matched cosine, shared and equal fractions).\n"
       "  universae compare --sae A.h5 --sae B.h5 [--sae C.h5 ...] --out results.h5\n"
       "  universae compare CONFIG.toml        (compare.saes, output in run.output_dir)");
   cmd->add_option("config", opts->config, "config file (TOML); optional with --sae");
@@ -39,9 +40,7 @@ void add_compare(CLI::App& app, Action& action) {
       if (opts->out.empty()) {
         pairs = compare::run_compare_stage(comm, cfg, {}, opts->fresh);
       } else {
-        compare::CompareRequest request{cfg.compare.saes, opts->out, {cfg.compare.tile_rows, cfg.compare.tile_cols},
-                                        config::to_toml(cfg)};
-        pairs = compare::compare_saes(comm, request);
+        pairs = compare::compare_saes(comm, compare::request_from_config(cfg, cfg.compare.saes, opts->out));
       }
       print_pairs(pairs);
       return 0;

@@ -24,6 +24,13 @@ void print_pairs(const std::vector<compare::PairSummary>& pairs) {
   for (const auto& p : pairs)
     fmt::print("{:<24} {:>12.6f} {:>12.6f} {:>12.6f} {:>12.6f}\n", p.a + "--" + p.b, p.decoder_mcs_ab,
                p.decoder_mcs_ba, p.encoder_mcs_ab, p.encoder_mcs_ba);
+  if (pairs.front().has_lap) {
+    fmt::print("\n{:<24} {:>12} {:>12} {:>12} {:>12} {:>10}\n", "pair (Hungarian)", "mean cos dec", "mean cos enc",
+               "shared", "equal", "certified");
+    for (const auto& p : pairs)
+      fmt::print("{:<24} {:>12.6f} {:>12.6f} {:>12.4f} {:>12.4f} {:>10}\n", p.a + "--" + p.b, p.mean_cos_decoder,
+                 p.mean_cos_encoder, p.shared_fraction, p.equal_fraction, p.certified ? "yes" : "NO");
+  }
   std::fflush(stdout);
 }
 

@@ -33,15 +33,59 @@ void write_max_cosine(io::File& f, const std::string& group, const MaxCosine& mc
   f.write_attr(group, "zero_rows_b", mc.zero_rows_b);
 }
 
+// /pairs/<a>--<b>/lap: decoder and encoder matched separately, then the shared and equal fractions.
+void write_lap(io::File& f, const std::string& group, const Matching& dec, const Matching& enc, double tau,
+               PairSummary& s, const parallel::Comm& comm) {
+  f.create_group(group);
+  write_replicated(f, group + "/decoder_match", io::DType::kInt64, dec.match_ab, comm);
+  write_replicated(f, group + "/decoder_cos", io::DType::kFloat32, dec.cos_ab, comm);
+  write_replicated(f, group + "/encoder_match", io::DType::kInt64, enc.match_ab, comm);
+  write_replicated(f, group + "/encoder_cos", io::DType::kFloat32, enc.cos_ab, comm);
+  // Over the latents of the smaller SAE: every one of them is matched.
+  int64_t shared = 0, equal = 0, n_small = 0;
+  for (size_t i = 0; i < dec.match_ab.size(); ++i) {
+    if (dec.match_ab[i] >= 0) ++n_small;
+    if (dec.match_ab[i] >= 0 && enc.match_ab[i] >= 0) {
+      shared += dec.cos_ab[i] > tau && enc.cos_ab[i] > tau;
+      equal += dec.match_ab[i] == enc.match_ab[i];
+    }
+  }
+  s.has_lap = true;
+  s.mean_cos_decoder = dec.mean_cos;
+  s.mean_cos_encoder = enc.mean_cos;
+  s.shared_fraction = static_cast<double>(shared) / static_cast<double>(n_small);
+  s.equal_fraction = static_cast<double>(equal) / static_cast<double>(n_small);
+  s.certified = dec.certified && enc.certified;
+  f.write_attr(group, "mean_cos_decoder", s.mean_cos_decoder);
+  f.write_attr(group, "mean_cos_encoder", s.mean_cos_encoder);
+  f.write_attr(group, "shared_fraction", s.shared_fraction);
+  f.write_attr(group, "equal_fraction", s.equal_fraction);
+  f.write_attr(group, "threshold", tau);
+  f.write_attr(group, "certified", s.certified);
+  f.write_attr(group, "decoder_rounds", dec.rounds);
+  f.write_attr(group, "encoder_rounds", enc.rounds);
+  f.write_attr(group, "decoder_candidate_edges", dec.candidate_edges);
+  f.write_attr(group, "encoder_candidate_edges", enc.candidate_edges);
+  f.write_attr(group, "pairs_checked", dec.pairs_checked + enc.pairs_checked);
+}
+
 void write_summary_csv(const std::string& path, const std::vector<PairSummary>& pairs) {
   const std::string temp = path + ".partial";
   {
     std::ofstream out(temp);
     out.precision(9);
-    out << "pair,a,b,decoder_mcs_ab,decoder_mcs_ba,encoder_mcs_ab,encoder_mcs_ba\n";
-    for (const auto& p : pairs)
+    out << "pair,a,b,decoder_mcs_ab,decoder_mcs_ba,encoder_mcs_ab,encoder_mcs_ba,"
+           "mean_cos_decoder,mean_cos_encoder,shared_fraction,equal_fraction,certified\n";
+    for (const auto& p : pairs) {
       out << p.a << "--" << p.b << ',' << p.a << ',' << p.b << ',' << p.decoder_mcs_ab << ',' << p.decoder_mcs_ba
-          << ',' << p.encoder_mcs_ab << ',' << p.encoder_mcs_ba << '\n';
+          << ',' << p.encoder_mcs_ab << ',' << p.encoder_mcs_ba;
+      if (p.has_lap) {
+        out << ',' << p.mean_cos_decoder << ',' << p.mean_cos_encoder << ',' << p.shared_fraction << ','
+            << p.equal_fraction << ',' << (p.certified ? "true" : "false") << '\n';
+      } else {
+        out << ",,,,,\n";
+      }
+    }
     if (!out) throw InternalError(temp + ": write failed");
   }
   std::filesystem::rename(temp, path);
@@ -111,6 +155,7 @@ std::vector<PairSummary> compare_saes(const parallel::Comm& comm, const CompareR
         f.write_attr(pair, "a", names[i]);
         f.write_attr(pair, "b", names[j]);
         PairSummary s{names[i], names[j]};
+        Matching matched[2];
         for (const char* part : {"decoder", "encoder"}) {
           const std::string dataset = std::string(part) == "decoder" ? "W_dec" : "W_enc";
           const at::Tensor a_local =
@@ -121,7 +166,11 @@ std::vector<PairSummary> compare_saes(const parallel::Comm& comm, const CompareR
           write_max_cosine(f, pair + "/" + part, mc, comm);
           (std::string(part) == "decoder" ? s.decoder_mcs_ab : s.encoder_mcs_ab) = mc.mcs_ab;
           (std::string(part) == "decoder" ? s.decoder_mcs_ba : s.encoder_mcs_ba) = mc.mcs_ba;
+          if (request.hungarian)
+            matched[std::string(part) == "decoder" ? 0 : 1] =
+                certified_matching(comm, a_local, ha.n_latents, b, request.tiles, request.matching);
         }
+        if (request.hungarian) write_lap(f, pair + "/lap", matched[0], matched[1], request.shared_threshold, s, comm);
         summaries.push_back(s);
         progress.update(static_cast<int64_t>(summaries.size()));
       }
@@ -143,6 +192,20 @@ std::vector<PairSummary> compare_saes(const parallel::Comm& comm, const CompareR
   return summaries;
 }
 
+CompareRequest request_from_config(const config::Config& cfg, std::vector<std::string> sae_paths,
+                                   std::string out_path) {
+  CompareRequest r;
+  r.sae_paths = std::move(sae_paths);
+  r.out_path = std::move(out_path);
+  r.tiles = {cfg.compare.tile_rows, cfg.compare.tile_cols};
+  r.hungarian = cfg.compare.hungarian;
+  r.matching.candidates = cfg.compare.candidates;
+  r.matching.tolerance = cfg.compare.certificate_tolerance;
+  r.shared_threshold = cfg.compare.shared_threshold;
+  r.config_toml = config::to_toml(cfg);
+  return r;
+}
+
 std::vector<PairSummary> read_pair_summaries(const parallel::Comm& comm, const std::string& results_path) {
   io::File f = io::File::open_read(comm, results_path);
   std::vector<PairSummary> out;
@@ -154,6 +217,14 @@ std::vector<PairSummary> read_pair_summaries(const parallel::Comm& comm, const s
     s.decoder_mcs_ba = f.read_attr_double(g + "/decoder", "mcs_ba");
     s.encoder_mcs_ab = f.read_attr_double(g + "/encoder", "mcs_ab");
     s.encoder_mcs_ba = f.read_attr_double(g + "/encoder", "mcs_ba");
+    if (f.exists(g + "/lap")) {
+      s.has_lap = true;
+      s.mean_cos_decoder = f.read_attr_double(g + "/lap", "mean_cos_decoder");
+      s.mean_cos_encoder = f.read_attr_double(g + "/lap", "mean_cos_encoder");
+      s.shared_fraction = f.read_attr_double(g + "/lap", "shared_fraction");
+      s.equal_fraction = f.read_attr_double(g + "/lap", "equal_fraction");
+      s.certified = f.read_attr_bool(g + "/lap", "certified");
+    }
     out.push_back(s);
   }
   return out;
@@ -161,11 +232,8 @@ std::vector<PairSummary> read_pair_summaries(const parallel::Comm& comm, const s
 
 std::vector<PairSummary> run_compare_stage(const parallel::Comm& comm, const config::Config& cfg,
                                            const std::vector<std::string>& default_saes, bool fresh) {
-  CompareRequest request;
-  request.sae_paths = cfg.compare.saes.empty() ? default_saes : cfg.compare.saes;
-  request.out_path = (std::filesystem::path(cfg.run.output_dir) / "results.h5").string();
-  request.tiles = {cfg.compare.tile_rows, cfg.compare.tile_cols};
-  request.config_toml = config::to_toml(cfg);
+  CompareRequest request = request_from_config(cfg, cfg.compare.saes.empty() ? default_saes : cfg.compare.saes,
+                                               (std::filesystem::path(cfg.run.output_dir) / "results.h5").string());
   // Reuse a complete results file that is newer than every input and was made from the same inputs.
   bool reusable = !fresh && std::filesystem::exists(request.out_path);
   if (reusable) {

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "compare/matching.hpp"
 #include "compare/max_cosine.hpp"
 #include "config/config.hpp"
 #include "parallel/comm.hpp"
@@ -15,13 +16,23 @@ struct CompareRequest {
   std::vector<std::string> sae_paths;
   std::string out_path;      // results.h5; summary.csv is written beside it
   TileSizes tiles;
+  bool hungarian = true;
+  MatchingOptions matching;
+  double shared_threshold = 0.7;
   std::string config_toml;   // stored as the `config` attribute
 };
+
+// The request a config describes (compare.* keys); paths and output are the caller's.
+CompareRequest request_from_config(const config::Config& config, std::vector<std::string> sae_paths,
+                                   std::string out_path);
 
 struct PairSummary {
   std::string a, b;
   double decoder_mcs_ab = 0, decoder_mcs_ba = 0;
   double encoder_mcs_ab = 0, encoder_mcs_ba = 0;
+  bool has_lap = false;
+  double mean_cos_decoder = 0, mean_cos_encoder = 0, shared_fraction = 0, equal_fraction = 0;
+  bool certified = false;
 };
 
 // Unique names for the SAEs: file stems, de-duplicated with a numeric suffix.

@@ -62,6 +62,12 @@ std::vector<Field> bind_fields(Config& c) {
       {"compare.saes", &c.compare.saes, "SAE files to compare (default: the SAEs this job trains)"},
       {"compare.tile_rows", &c.compare.tile_rows, "rows of A per similarity tile (the unit of sharding)"},
       {"compare.tile_cols", &c.compare.tile_cols, "rows of B per similarity tile"},
+      {"compare.hungarian", &c.compare.hungarian, "certified Hungarian matching of decoder and encoder rows"},
+      {"compare.candidates", &c.compare.candidates, "top-K candidates per row and column for the matching"},
+      {"compare.shared_threshold", &c.compare.shared_threshold,
+       "τ: a latent is shared when its matched decoder and encoder cosines both exceed it"},
+      {"compare.certificate_tolerance", &c.compare.certificate_tolerance,
+       "the matching is certified when no pair has cos > α_i + β_j + tolerance"},
   };
 }
 
@@ -282,6 +288,10 @@ void validate(const Config& c) {
   require(t.eval_tokens >= 0, "train.eval_tokens", "must be >= 0");
   require(c.compare.tile_rows >= 1, "compare.tile_rows", "must be >= 1");
   require(c.compare.tile_cols >= 1, "compare.tile_cols", "must be >= 1");
+  require(c.compare.candidates >= 1, "compare.candidates", "must be >= 1");
+  require(c.compare.shared_threshold >= -1 && c.compare.shared_threshold <= 1, "compare.shared_threshold",
+          "must be in [-1, 1]");
+  require(c.compare.certificate_tolerance >= 0, "compare.certificate_tolerance", "must be >= 0");
 }
 
 std::string to_toml(const Config& config, const std::vector<std::string>& sections) {

@@ -63,6 +63,10 @@ struct CompareConfig {
   std::vector<std::string> saes;  // default: the SAEs the job trains
   int64_t tile_rows = 256;
   int64_t tile_cols = 4096;
+  bool hungarian = true;
+  int64_t candidates = 16;
+  double shared_threshold = 0.7;
+  double certificate_tolerance = 1e-6;
 };
 
 struct Config {

@@ -39,6 +39,7 @@ class Comm {
   // Every rank contributes `local` (its contiguous piece, in rank order); all receive the whole.
   std::vector<float> allgatherv(const std::vector<float>& local) const;
   std::vector<int64_t> allgatherv(const std::vector<int64_t>& local) const;
+  std::vector<double> allgatherv(const std::vector<double>& local) const;
 
   void broadcast(std::string& value, int root) const;
   void broadcast(int64_t* values, int64_t n, int root) const;

@@ -1,0 +1,45 @@
+// Certified Hungarian matching at scale (METHODS.md §4, Paulo & Belrose).
+//
+// Maximises Σ cos(A_i, B_σ(i)) over one-to-one matchings that cover the smaller SAE, without ever
+// holding the n_a × n_b matrix:
+//  1. one pass over the tiles of A·Bᵀ keeps each row's and each column's top-K candidates;
+//  2. candidates are rescored in float64 and solved as a sparse assignment (core/lap.hpp);
+//  3. the duals (α for A, β for B) certify the matching over ALL pairs: a non-candidate pair has
+//     W_ij <= min(t_i, s_j) (the K-th best of its row and column), so rows with
+//     t_i <= α_i + min β and columns with s_j <= min α + β_j need no check; the remaining block is
+//     recomputed exactly, violating pairs are added and the assignment re-solved (pricing rounds).
+// `certified` is true only when no pair violates W_ij <= α_i + β_j + tolerance. Memory O(n·K).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "compare/max_cosine.hpp"
+#include "parallel/comm.hpp"
+
+namespace universae::compare {
+
+struct MatchingOptions {
+  int64_t candidates = 16;   // K, per row and per column
+  double tolerance = 1e-6;   // of the certificate
+  int max_rounds = 50;       // pricing rounds before giving up (certified = false)
+};
+
+struct Matching {
+  std::vector<int64_t> match_ab;  // [n_a] matched B latent, -1 when A is larger and i is unmatched
+  std::vector<float> cos_ab;      // [n_a] cosine of the matched pair, NaN when unmatched
+  double objective = 0;           // Σ matched cosines (float64)
+  double mean_cos = 0;            // objective / min(n_a, n_b)
+  bool certified = false;
+  int64_t rounds = 0;             // solves needed (1 = the candidates were enough)
+  int64_t candidate_edges = 0;    // edges in the final sparse problem
+  int64_t pairs_checked = 0;      // pairs recomputed exactly by the certificate
+};
+
+// Collective. a_local: rows a_rows_of_rank(n_a, tiles, comm) of A; b: all of B.
+Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_local, int64_t n_a, const at::Tensor& b,
+                            const TileSizes& tiles, const MatchingOptions& options);
+
+}  // namespace universae::compare
