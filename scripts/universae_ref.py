@@ -57,3 +57,28 @@ def unambiguous(S, axis):
     top2 = -np.sort(-S, axis=axis).take([0, 1], axis=axis)
     gap = top2.take(0, axis=axis) - top2.take(1, axis=axis)
     return gap > 1e-5
+
+
+def hungarian(A, B, tau=0.7, A_enc=None, B_enc=None):
+    """METHODS.md §4 with scipy: decoder (A, B) and, if given, encoder rows matched separately.
+    Returns the match of every A row (-1 when A is the larger SAE and the row is unmatched), the
+    matched cosines, the objective, and the shared/equal fractions over the smaller SAE."""
+    from scipy.optimize import linear_sum_assignment
+
+    def match(X, Y):
+        S = unit_rows(X) @ unit_rows(Y).T
+        r, c = linear_sum_assignment(S, maximize=True)
+        m = np.full(X.shape[0], -1, dtype=np.int64)
+        cos = np.full(X.shape[0], np.nan)
+        m[r], cos[r] = c, S[r, c]
+        return m, cos, S[r, c].sum(), S
+
+    out = dict(decoder=match(A, B))
+    if A_enc is not None:
+        out["encoder"] = match(A_enc, B_enc)
+        (dm, dc, _, _), (em, ec, _, _) = out["decoder"], out["encoder"]
+        both = (dm >= 0) & (em >= 0)
+        n_small = min(A.shape[0], B.shape[0])
+        out["shared_fraction"] = np.sum(both & (dc > tau) & (ec > tau)) / n_small
+        out["equal_fraction"] = np.sum(both & (dm == em)) / n_small
+    return out

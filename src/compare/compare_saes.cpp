@@ -67,6 +67,8 @@ void write_lap(io::File& f, const std::string& group, const Matching& dec, const
   f.write_attr(group, "decoder_candidate_edges", dec.candidate_edges);
   f.write_attr(group, "encoder_candidate_edges", enc.candidate_edges);
   f.write_attr(group, "pairs_checked", dec.pairs_checked + enc.pairs_checked);
+  f.write_attr(group, "decoder_seconds", dec.seconds);
+  f.write_attr(group, "encoder_seconds", enc.seconds);
 }
 
 void write_summary_csv(const std::string& path, const std::vector<PairSummary>& pairs) {

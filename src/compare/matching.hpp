@@ -36,6 +36,7 @@ struct Matching {
   int64_t rounds = 0;             // solves needed (1 = the candidates were enough)
   int64_t candidate_edges = 0;    // edges in the final sparse problem
   int64_t pairs_checked = 0;      // pairs recomputed exactly by the certificate
+  double seconds = 0;             // wall time of the whole matching on rank 0
 };
 
 // Collective. a_local: rows a_rows_of_rank(n_a, tiles, comm) of A; b: all of B.
