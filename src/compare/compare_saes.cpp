@@ -163,14 +163,17 @@ std::vector<PairSummary> compare_saes(const parallel::Comm& comm, const CompareR
           const at::Tensor a_local =
               io::read_sae_rows(comm, ha.path, dataset, a_rows_of_rank(ha.n_latents, request.tiles, comm));
           const at::Tensor b = io::read_sae_rows(comm, hb.path, dataset, {0, hb.n_latents});
-          const MaxCosine mc = max_cosine(comm, a_local, ha.n_latents, b, request.tiles);
+          // One tile stream serves both: its top-1 is the max cosine, its top-K the matching's candidates.
+          const SimilarityPass pass = similarity_pass(comm, a_local, ha.n_latents, b, request.tiles,
+                                                      request.hungarian ? request.matching.candidates : 1);
+          const MaxCosine mc = max_cosine_from(comm, pass);
           f.create_group(pair + "/" + part);
           write_max_cosine(f, pair + "/" + part, mc, comm);
           (std::string(part) == "decoder" ? s.decoder_mcs_ab : s.encoder_mcs_ab) = mc.mcs_ab;
           (std::string(part) == "decoder" ? s.decoder_mcs_ba : s.encoder_mcs_ba) = mc.mcs_ba;
           if (request.hungarian)
             matched[std::string(part) == "decoder" ? 0 : 1] =
-                certified_matching(comm, a_local, ha.n_latents, b, request.tiles, request.matching);
+                certified_matching(comm, a_local, b, pass, request.tiles, request.matching);
         }
         if (request.hungarian) write_lap(f, pair + "/lap", matched[0], matched[1], request.shared_threshold, s, comm);
         summaries.push_back(s);

@@ -17,7 +17,6 @@
 namespace universae::compare {
 namespace {
 
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // Candidate or violating pairs (i in A, j in B) with their float64 cosine.
 struct Edges {
@@ -43,52 +42,22 @@ Edges rescore_and_gather(const parallel::Comm& comm, const Operands& op, const s
   Edges local;
   local.a = a;
   local.b = b;
-  if (!a.empty()) {
-    const at::Tensor ia = at::sub(at::tensor(a, at::kLong), op.mine.begin);
-    const at::Tensor w = at::sum(at::mul(op.a64.index_select(0, ia), op.b64.index_select(0, at::tensor(b, at::kLong))), {1})
-                             .contiguous();
-    local.w.assign(w.data_ptr<double>(), w.data_ptr<double>() + w.numel());
+  local.w.resize(a.size());
+  const int64_t d = op.a64.size(1);
+  const double* pa = op.a64.data_ptr<double>();
+  const double* pb = op.b64.data_ptr<double>();
+  for (size_t e = 0; e < a.size(); ++e) {  // dot products in place: no (edges × d) copies
+    const double* x = pa + (a[e] - op.mine.begin) * d;
+    const double* y = pb + b[e] * d;
+    double w = 0;
+    for (int64_t k = 0; k < d; ++k) w += x[k] * y[k];
+    local.w[e] = w;
   }
   Edges all;
   all.a = comm.allgatherv(local.a);
   all.b = comm.allgatherv(local.b);
   all.w = comm.allgatherv(local.w);
   return all;
-}
-
-// Pass 1: every row's top-kr columns (local rows) and every column's top-kc rows (over this rank's
-// rows, merged over ranks afterwards), from one stream of (tile rows × tile cols) GEMMs.
-void candidate_pass(const Operands& op, const TileSizes& tiles, int64_t kr, int64_t kc, at::Tensor& row_val,
-                    at::Tensor& row_idx, at::Tensor& col_val, at::Tensor& col_idx) {
-  const int64_t rows = op.mine.size();
-  row_val = at::full({rows, kr}, kNegInf, at::kFloat);
-  row_idx = at::full({rows, kr}, -1, at::kLong);
-  col_val = at::full({kc, op.n_b}, kNegInf, at::kFloat);
-  col_idx = at::full({kc, op.n_b}, -1, at::kLong);
-  for (int64_t r0 = 0; r0 < rows; r0 += tiles.rows) {
-    const int64_t tr = std::min(tiles.rows, rows - r0);
-    const at::Tensor tile = op.a32.narrow(0, r0, tr);
-    at::Tensor rv = row_val.narrow(0, r0, tr), ri = row_idx.narrow(0, r0, tr);
-    for (int64_t c0 = 0; c0 < op.n_b; c0 += tiles.cols) {
-      const int64_t tc = std::min(tiles.cols, op.n_b - c0);
-      const at::Tensor s = at::mm(tile, op.b32.narrow(0, c0, tc).t());  // (tr, tc)
-      {
-        auto [v, i] = at::topk(s, std::min(kr, tc), 1);
-        const at::Tensor cv = at::cat({rv, v}, 1), ci = at::cat({ri, at::add(i, c0)}, 1);
-        auto [best, pos] = at::topk(cv, kr, 1);
-        rv.copy_(best);
-        ri.copy_(at::gather(ci, 1, pos));
-      }
-      {
-        auto [v, i] = at::topk(s, std::min(kc, tr), 0);
-        at::Tensor cv = col_val.narrow(1, c0, tc), ci = col_idx.narrow(1, c0, tc);
-        const at::Tensor mv = at::cat({cv, v}, 0), mi = at::cat({ci, at::add(i, op.mine.begin + r0)}, 0);
-        auto [best, pos] = at::topk(mv, kc, 0);
-        cv.copy_(best);
-        ci.copy_(at::gather(mi, 0, pos));
-      }
-    }
-  }
 }
 
 // Pairs of (rows_a ∩ this rank's rows) × cols_b computed exactly; those `keep` accepts are rescored
@@ -126,16 +95,17 @@ std::vector<int64_t> iota_vector(int64_t n) {
 
 }  // namespace
 
-Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_local, int64_t n_a, const at::Tensor& b,
-                            const TileSizes& tiles, const MatchingOptions& opt) {
+Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_local, const at::Tensor& b,
+                            const SimilarityPass& pass, const TileSizes& tiles, const MatchingOptions& opt) {
   const auto start = std::chrono::steady_clock::now();
+  const int64_t n_a = pass.n_a;
   Operands op;
-  op.mine = a_rows_of_rank(n_a, tiles, comm);
+  op.mine = pass.mine;
   op.n_a = n_a;
-  op.n_b = b.size(0);
-  op.a32 = core::unit_rows(a_local, nullptr);
-  op.b32 = core::unit_rows(b, nullptr);
-  // float64 unit rows from the float64 inputs, so rescored cosines match a float64 reference.
+  op.n_b = pass.n_b;
+  op.a32 = pass.a_unit;
+  op.b32 = pass.b_unit;
+  // float64 unit rows from the inputs, so rescored cosines match a float64 reference.
   auto unit64 = [](const at::Tensor& m) {
     const at::Tensor d = m.to(at::kDouble);
     const at::Tensor norms = at::sqrt(at::sum(at::mul(d, d), {1}, true));
@@ -143,57 +113,51 @@ Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_loca
   };
   op.a64 = unit64(a_local);
   op.b64 = unit64(b);
-  const int64_t kr = std::min(opt.candidates, op.n_b), kc = std::min(opt.candidates, n_a);
+  auto lap_time = [t = std::chrono::steady_clock::now()]() mutable {
+    const auto now = std::chrono::steady_clock::now();
+    const double s = std::chrono::duration<double>(now - t).count();
+    t = now;
+    return s;
+  };
 
-  // 1. Candidates and the thresholds t (rows) and s (columns) that bound every other pair.
-  at::Tensor row_val, row_idx, col_val, col_idx;
-  candidate_pass(op, tiles, kr, kc, row_val, row_idx, col_val, col_idx);
-  {
-    const std::vector<float> v(col_val.data_ptr<float>(), col_val.data_ptr<float>() + col_val.numel());
-    const std::vector<int64_t> i(col_idx.data_ptr<int64_t>(), col_idx.data_ptr<int64_t>() + col_idx.numel());
-    const at::Tensor all_v = at::from_blob(const_cast<float*>(comm.allgatherv(v).data()), {comm.size() * kc, op.n_b}, at::kFloat).clone();
-    const std::vector<int64_t> gathered_i = comm.allgatherv(i);
-    const at::Tensor all_i = at::from_blob(const_cast<int64_t*>(gathered_i.data()), {comm.size() * kc, op.n_b}, at::kLong).clone();
-    auto [best, pos] = at::topk(all_v, kc, 0);
-    col_val = best.contiguous();
-    col_idx = at::gather(all_i, 0, pos).contiguous();
-  }
-  std::vector<float> t_local(static_cast<size_t>(op.mine.size()), kNegInf);
-  if (kr < op.n_b) {
-    const at::Tensor kth = row_val.select(1, kr - 1).contiguous();
-    std::copy(kth.data_ptr<float>(), kth.data_ptr<float>() + kth.numel(), t_local.begin());
-  }
+  // 1. Thresholds: every pair outside the candidates is bounded by its row's and its column's K-th
+  //    best (t_i, s_j; -inf when a list holds the whole row or column).
+  std::vector<float> t_local(static_cast<size_t>(op.mine.size()));
+  for (int64_t r = 0; r < op.mine.size(); ++r) t_local[r] = pass.rows.kth(r);
   const std::vector<float> t = comm.allgatherv(t_local);
-  std::vector<float> s(static_cast<size_t>(op.n_b), kNegInf);
-  if (kc < n_a) {
-    const float* last = col_val[kc - 1].contiguous().data_ptr<float>();
-    std::copy(last, last + op.n_b, s.begin());
-  }
+  std::vector<float> s(static_cast<size_t>(op.n_b));
+  for (int64_t j = 0; j < op.n_b; ++j) s[j] = pass.cols.kth(j);
 
   std::vector<int64_t> ca, cb;
-  const int64_t* ri = row_idx.data_ptr<int64_t>();
   for (int64_t r = 0; r < op.mine.size(); ++r)
-    for (int64_t c = 0; c < kr; ++c) ca.push_back(op.mine.begin + r), cb.push_back(ri[r * kr + c]);
-  const int64_t* ci = col_idx.data_ptr<int64_t>();
-  for (int64_t c = 0; c < kc; ++c)
-    for (int64_t j = 0; j < op.n_b; ++j) {
-      const int64_t i = ci[c * op.n_b + j];
+    for (int64_t c = 0; c < pass.rows.k(); ++c)
+      if (pass.rows.indices(r)[c] >= 0) ca.push_back(op.mine.begin + r), cb.push_back(pass.rows.indices(r)[c]);
+  for (int64_t j = 0; j < op.n_b; ++j)
+    for (int64_t c = 0; c < pass.cols.k(); ++c) {
+      const int64_t i = pass.cols.indices(j)[c];
       if (i >= op.mine.begin && i < op.mine.end) ca.push_back(i), cb.push_back(j);
     }
   Edges edges = rescore_and_gather(comm, op, ca, cb);
+  const double gather_s = lap_time();
+  double solve_s = 0, certify_s = 0;
 
   // 2-3. Solve on the edges; certify over all pairs; add what violates; repeat.
   const bool rows_are_a = n_a <= op.n_b;
   const int64_t n_small = std::min(n_a, op.n_b), n_large = std::max(n_a, op.n_b);
   Matching m;
   core::LapSolution sol;
+  bool warm = false;
   std::vector<double> alpha(static_cast<size_t>(n_a)), beta(static_cast<size_t>(op.n_b));
   for (m.rounds = 1; m.rounds <= opt.max_rounds; ++m.rounds) {
     // Cost 2 - cos >= 0 (cos <= 1 up to rounding); a constant shift leaves the optimum unchanged.
     std::vector<double> cost(edges.w.size());
     for (size_t e = 0; e < cost.size(); ++e) cost[e] = 2.0 - edges.w[e];
-    sol = core::solve_sparse_lap(core::make_sparse_costs(n_small, n_large, rows_are_a ? edges.a : edges.b,
-                                                         rows_are_a ? edges.b : edges.a, cost));
+    lap_time();
+    const core::SparseCosts sparse =
+        core::make_sparse_costs(n_small, n_large, rows_are_a ? edges.a : edges.b, rows_are_a ? edges.b : edges.a, cost);
+    sol = warm ? core::solve_sparse_lap(sparse, &sol) : core::solve_sparse_lap(sparse);
+    warm = false;
+    solve_s += lap_time();
     m.candidate_edges = static_cast<int64_t>(edges.w.size());
     if (!sol.unmatched_rows.empty()) {
       // Rows without an augmenting path get all their pairs.
@@ -205,6 +169,11 @@ Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_loca
     }
     for (int64_t i = 0; i < n_a; ++i) alpha[i] = rows_are_a ? 2.0 - sol.u[i] : -sol.v[i];
     for (int64_t j = 0; j < op.n_b; ++j) beta[j] = rows_are_a ? -sol.v[j] : 2.0 - sol.u[j];
+    struct CertifyTimer {
+      std::function<double()> lap;
+      double& total;
+      ~CertifyTimer() { total += lap(); }
+    } certify_timer{lap_time, certify_s};
     const double min_alpha = *std::min_element(alpha.begin(), alpha.end());
     const double min_beta = *std::min_element(beta.begin(), beta.end());
     std::vector<int64_t> suspect_a, suspect_b;
@@ -226,8 +195,24 @@ Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_loca
     log::info("matching: pricing round {} adds {} violating pairs ({} rows, {} columns checked)", m.rounds,
               violations.w.size(), suspect_a.size(), suspect_b.size());
     edges.append(violations);
+    if (n_a == op.n_b) {
+      // Warm start (square only: every column ends matched, so freed columns need no zero dual):
+      // lower u_i until the new edges are feasible, and free the rows whose matched edge is no
+      // longer tight; only those are augmented again.
+      for (size_t e = 0; e < violations.w.size(); ++e) {
+        const int64_t i = violations.a[e], j = violations.b[e];
+        const double limit = (2.0 - violations.w[e]) - sol.v[j];
+        if (limit < sol.u[i]) {
+          sol.u[i] = limit;
+          if (sol.col_of_row[i] >= 0) sol.row_of_col[sol.col_of_row[i]] = -1, sol.col_of_row[i] = -1;
+        }
+      }
+      warm = true;
+    }
   }
   m.rounds = std::min<int64_t>(m.rounds, opt.max_rounds);
+  log::info("matching {}x{}: candidates {:.2f} s, solve {:.2f} s, certificate {:.2f} s ({} rounds, {} edges)", n_a,
+            op.n_b, gather_s, solve_s, certify_s, m.rounds, edges.w.size());
 
   // The matching from A's side, with the float64 cosines of the matched edges.
   std::unordered_map<int64_t, double> weight;

@@ -39,8 +39,8 @@ struct Matching {
   double seconds = 0;             // wall time of the whole matching on rank 0
 };
 
-// Collective. a_local: rows a_rows_of_rank(n_a, tiles, comm) of A; b: all of B.
-Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_local, int64_t n_a, const at::Tensor& b,
-                            const TileSizes& tiles, const MatchingOptions& options);
+// Collective. a_local, b: as given to similarity_pass, which produced `pass` with K = options.candidates.
+Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_local, const at::Tensor& b,
+                            const SimilarityPass& pass, const TileSizes& tiles, const MatchingOptions& options);
 
 }  // namespace universae::compare

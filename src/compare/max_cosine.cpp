@@ -1,6 +1,9 @@
 #include "compare/max_cosine.hpp"
 
-#include <limits>
+#include <ATen/Functions.h>
+
+#include <algorithm>
+#include <climits>
 
 #include "core/error.hpp"
 #include "core/similarity.hpp"
@@ -13,41 +16,87 @@ double ordered_mean(const std::vector<float>& values) {
   return values.empty() ? 0.0 : sum / static_cast<double>(values.size());
 }
 
-MaxCosine max_cosine(const parallel::Comm& comm, const at::Tensor& a_local, int64_t n_a, const at::Tensor& b,
-                     const TileSizes& tiles) {
-  const core::Range mine = a_rows_of_rank(n_a, tiles, comm);
-  if (a_local.size(0) != mine.size())
-    throw InternalError("max_cosine: rank holds " + std::to_string(a_local.size(0)) + " rows of A, expected " +
-                        std::to_string(mine.size()));
-  const int64_t n_b = b.size(0);
-  MaxCosine out;
-  int64_t zero_a = 0, zero_b = 0;
-  const at::Tensor a_unit = core::unit_rows(a_local, &zero_a);
-  const at::Tensor b_unit = core::unit_rows(b, &zero_b);
+namespace {
 
-  const float lowest = -std::numeric_limits<float>::infinity();
-  std::vector<float> row_max(static_cast<size_t>(mine.size()), lowest), col_max(static_cast<size_t>(n_b), lowest);
-  std::vector<int64_t> row_arg(static_cast<size_t>(mine.size()), -1), col_arg(static_cast<size_t>(n_b), -1);
-  for (int64_t r0 = 0; r0 < mine.size(); r0 += tiles.rows) {
-    const int64_t tr = std::min(tiles.rows, mine.size() - r0);
-    core::max_cosine_tile(a_unit.narrow(0, r0, tr), mine.begin + r0, b_unit, tiles.cols, row_max.data() + r0,
-                          row_arg.data() + r0, col_max.data(), col_arg.data());
+// Column lists over all ranks. Ranks own increasing row ranges, so offering the ranks' lists in
+// rank order keeps the lowest row index first among equal values.
+void merge_columns(const parallel::Comm& comm, core::TopKLists& cols) {
+  const int64_t n = cols.count(), k = cols.k();
+  if (comm.size() == 1) return;
+  if (k == 1) {
+    std::vector<float> v = cols.all_values();
+    std::vector<int64_t> i = cols.all_indices();
+    // A rank with no rows has (-inf, -1); MAXLOC needs a valid index and any real value beats -inf.
+    for (auto& x : i)
+      if (x < 0) x = INT_MAX;
+    comm.allreduce_maxloc(v.data(), i.data(), n);
+    core::TopKLists merged(n, 1);
+    for (int64_t j = 0; j < n; ++j) merged.offer(j, v[j], i[j]);
+    cols = std::move(merged);
+    return;
   }
-  // A rank with no rows contributes (-inf, -1) columns; MAXLOC needs a valid index, and any real
-  // value beats -inf, so map -1 to a sentinel above every real index.
-  for (auto& i : col_arg)
-    if (i < 0) i = std::numeric_limits<int>::max();
-  comm.allreduce_maxloc(col_max.data(), col_arg.data(), n_b);
+  const std::vector<float> v = comm.allgatherv(cols.all_values());
+  const std::vector<int64_t> i = comm.allgatherv(cols.all_indices());
+  core::TopKLists merged(n, k);
+  for (int r = 0; r < comm.size(); ++r)
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t c = 0; c < k; ++c) {
+        const size_t at = static_cast<size_t>((r * n + j) * k + c);
+        merged.offer(j, v[at], i[at]);
+      }
+  cols = std::move(merged);
+}
 
+}  // namespace
+
+SimilarityPass similarity_pass(const parallel::Comm& comm, const at::Tensor& a_local, int64_t n_a, const at::Tensor& b,
+                               const TileSizes& tiles, int64_t k) {
+  SimilarityPass p;
+  p.mine = a_rows_of_rank(n_a, tiles, comm);
+  if (a_local.size(0) != p.mine.size())
+    throw InternalError("similarity_pass: rank holds " + std::to_string(a_local.size(0)) + " rows of A, expected " +
+                        std::to_string(p.mine.size()));
+  p.n_a = n_a;
+  p.n_b = b.size(0);
+  int64_t zero_a = 0;
+  p.a_unit = core::unit_rows(a_local, &zero_a);
+  p.b_unit = core::unit_rows(b, &p.zero_rows_b);
+  p.zero_rows_a = comm.allreduce_sum(zero_a);
+  p.rows = core::TopKLists(p.mine.size(), k);
+  p.cols = core::TopKLists(p.n_b, k);
+  for (int64_t r0 = 0; r0 < p.mine.size(); r0 += tiles.rows) {
+    const int64_t tr = std::min(tiles.rows, p.mine.size() - r0);
+    const at::Tensor tile = p.a_unit.narrow(0, r0, tr);
+    for (int64_t c0 = 0; c0 < p.n_b; c0 += tiles.cols) {
+      const int64_t tc = std::min(tiles.cols, p.n_b - c0);
+      const at::Tensor s = at::mm(tile, p.b_unit.narrow(0, c0, tc).t()).contiguous();  // (tr, tc)
+      core::offer_block(s.data_ptr<float>(), tr, tc, p.mine.begin + r0, r0, c0, p.rows, p.cols);
+    }
+  }
+  merge_columns(comm, p.cols);
+  return p;
+}
+
+MaxCosine max_cosine_from(const parallel::Comm& comm, const SimilarityPass& p) {
+  MaxCosine out;
+  std::vector<float> row_max(static_cast<size_t>(p.mine.size()));
+  std::vector<int64_t> row_arg(static_cast<size_t>(p.mine.size()));
+  for (int64_t r = 0; r < p.mine.size(); ++r) row_max[r] = p.rows.values(r)[0], row_arg[r] = p.rows.indices(r)[0];
   out.max_cos_ab = comm.allgatherv(row_max);
   out.argmax_ab = comm.allgatherv(row_arg);
-  out.max_cos_ba = std::move(col_max);
-  out.argmax_ba = std::move(col_arg);
+  out.max_cos_ba.resize(static_cast<size_t>(p.n_b));
+  out.argmax_ba.resize(static_cast<size_t>(p.n_b));
+  for (int64_t j = 0; j < p.n_b; ++j) out.max_cos_ba[j] = p.cols.values(j)[0], out.argmax_ba[j] = p.cols.indices(j)[0];
   out.mcs_ab = ordered_mean(out.max_cos_ab);
   out.mcs_ba = ordered_mean(out.max_cos_ba);
-  out.zero_rows_a = comm.allreduce_sum(zero_a);
-  out.zero_rows_b = zero_b;
+  out.zero_rows_a = p.zero_rows_a;
+  out.zero_rows_b = p.zero_rows_b;
   return out;
+}
+
+MaxCosine max_cosine(const parallel::Comm& comm, const at::Tensor& a_local, int64_t n_a, const at::Tensor& b,
+                     const TileSizes& tiles) {
+  return max_cosine_from(comm, similarity_pass(comm, a_local, n_a, b, tiles, 1));
 }
 
 }  // namespace universae::compare

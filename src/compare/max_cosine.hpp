@@ -1,7 +1,9 @@
-// Distributed max cosine similarity (METHODS.md §3, DESIGN.md §3): rows of A are sharded over
-// ranks in whole tiles, B is replicated; row results stay local until gathered, column maxima
-// are reduced with MAXLOC. Tile boundaries are global, so every number is bit-identical for any
-// rank count.
+// Distributed similarity pass and max cosine (METHODS.md §3, DESIGN.md §3): rows of A are sharded
+// over ranks in whole tiles, B is replicated; one stream of (tile rows × tile cols) GEMMs keeps
+// every row's and every column's top-K (core/topk.hpp). Row lists stay on their rank; column lists
+// are merged over ranks (MPI_MAXLOC when K = 1). Tile boundaries are global, so every number is
+// bit-identical for any rank count. Max cosine is the top-1 of these lists; the Hungarian matching
+// (matching.hpp) uses the top-K of the same pass as its candidates.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -10,9 +12,34 @@
 #include <vector>
 
 #include "core/sharding.hpp"
+#include "core/topk.hpp"
 #include "parallel/comm.hpp"
 
 namespace universae::compare {
+
+struct TileSizes {
+  int64_t rows = 256;
+  int64_t cols = 4096;
+};
+
+// The rows of A this rank owns.
+inline core::Range a_rows_of_rank(int64_t n_a, const TileSizes& tiles, const parallel::Comm& comm) {
+  return core::tile_shard(n_a, tiles.rows, comm.rank(), comm.size());
+}
+
+struct SimilarityPass {
+  core::Range mine;         // this rank's rows of A
+  int64_t n_a = 0, n_b = 0;
+  at::Tensor a_unit;        // (mine.size(), d) float32 unit rows (zero rows stay zero)
+  at::Tensor b_unit;        // (n_b, d)
+  core::TopKLists rows{0, 1};  // per local row of A: best B columns
+  core::TopKLists cols{0, 1};  // per B column: best A rows, over all ranks
+  int64_t zero_rows_a = 0, zero_rows_b = 0;
+};
+
+// Collective. a_local: the rows a_rows_of_rank() of A; b: all of B.
+SimilarityPass similarity_pass(const parallel::Comm& comm, const at::Tensor& a_local, int64_t n_a, const at::Tensor& b,
+                               const TileSizes& tiles, int64_t k);
 
 struct MaxCosine {
   std::vector<float> max_cos_ab;   // [n_a]
@@ -25,17 +52,10 @@ struct MaxCosine {
   int64_t zero_rows_b = 0;
 };
 
-struct TileSizes {
-  int64_t rows = 256;
-  int64_t cols = 4096;
-};
+// Collective: the top-1 of a pass, gathered on every rank.
+MaxCosine max_cosine_from(const parallel::Comm& comm, const SimilarityPass& pass);
 
-// The rows of A this rank owns.
-inline core::Range a_rows_of_rank(int64_t n_a, const TileSizes& tiles, const parallel::Comm& comm) {
-  return core::tile_shard(n_a, tiles.rows, comm.rank(), comm.size());
-}
-
-// Collective. a_local: the rows a_rows_of_rank() of A; b: all of B. Every rank gets every output.
+// Collective: similarity_pass with K = 1, then max_cosine_from.
 MaxCosine max_cosine(const parallel::Comm& comm, const at::Tensor& a_local, int64_t n_a, const at::Tensor& b,
                      const TileSizes& tiles);
 

@@ -32,14 +32,22 @@ SparseCosts make_sparse_costs(int64_t n_rows, int64_t n_cols, std::vector<int64_
   return s;
 }
 
-LapSolution solve_sparse_lap(const SparseCosts& c) {
+LapSolution solve_sparse_lap(const SparseCosts& c, const LapSolution* warm) {
   const int64_t n = c.n_rows, m = c.n_cols;
   constexpr double kInf = std::numeric_limits<double>::infinity();
   LapSolution s;
-  s.col_of_row.assign(static_cast<size_t>(n), -1);
-  s.row_of_col.assign(static_cast<size_t>(m), -1);
-  s.u.assign(static_cast<size_t>(n), 0.0);
-  s.v.assign(static_cast<size_t>(m), 0.0);
+  if (warm) {
+    s = *warm;
+    s.unmatched_rows.clear();
+  } else {
+    s.col_of_row.assign(static_cast<size_t>(n), -1);
+    s.row_of_col.assign(static_cast<size_t>(m), -1);
+    s.u.assign(static_cast<size_t>(n), 0.0);
+    s.v.assign(static_cast<size_t>(m), 0.0);
+  }
+  std::vector<int64_t> free_rows;
+  for (int64_t i = 0; i < n; ++i)
+    if (s.col_of_row[i] < 0) free_rows.push_back(i);
 
   // Per-search state, reset only where touched (a search usually visits a handful of columns).
   std::vector<double> dist(static_cast<size_t>(m), kInf);
@@ -49,7 +57,7 @@ LapSolution solve_sparse_lap(const SparseCosts& c) {
   using Item = std::pair<double, int64_t>;  // (distance, column): ties go to the lower column
   std::priority_queue<Item, std::vector<Item>, std::greater<Item>> heap;
 
-  for (int64_t start = 0; start < n; ++start) {
+  for (const int64_t start : free_rows) {
     int64_t row = start, sink = -1;
     double min_val = 0.0;
     for (;;) {

@@ -32,6 +32,9 @@ struct LapSolution {
 SparseCosts make_sparse_costs(int64_t n_rows, int64_t n_cols, std::vector<int64_t> rows, std::vector<int64_t> cols,
                               std::vector<double> costs);
 
-LapSolution solve_sparse_lap(const SparseCosts& costs);
+// With `warm`, starts from its duals and matching and augments only its unmatched rows. The caller
+// guarantees that the warm duals are feasible on every edge of `costs` (reduced costs >= 0), that
+// matched edges are tight and v <= 0; for n_rows < n_cols unmatched columns must also have v = 0.
+LapSolution solve_sparse_lap(const SparseCosts& costs, const LapSolution* warm = nullptr);
 
 }  // namespace universae::core

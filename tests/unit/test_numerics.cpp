@@ -11,6 +11,7 @@
 #include "core/geometric_median.hpp"
 #include "core/rng.hpp"
 #include "core/similarity.hpp"
+#include "core/topk.hpp"
 #include "data/synthetic.hpp"
 
 using namespace universae;
@@ -111,37 +112,49 @@ TEST(GeometricMedian, CollinearPointsGiveTheOneDimensionalMedian) {
   EXPECT_NEAR(core::mean_point(pts.data(), 5, 2)[0], 21.2, 1e-12);
 }
 
-TEST(Similarity, TileKernelMatchesBruteForceWithLowestIndexTies) {
+TEST(TopK, BlockScanMatchesBruteForceWithLowestIndexTies) {
   const int64_t na = 23, nb = 17, d = 5;
   at::Tensor a = at::randn({na, d}, at::kDouble).to(at::kFloat);
   at::Tensor b = at::randn({nb, d}, at::kDouble).to(at::kFloat);
-  b[9].copy_(b[2]);  // duplicate columns: the argmax must be the lower index
-  a[5].copy_(b[2] * 3.0);
+  b[9].copy_(b[2]);  // duplicate columns: the lower index must come first
+  a[5].copy_(at::mul(b[2], 3.0));
   a[11].zero_();     // a zero row has cosine 0 with everything
   int64_t zero_a = -1, zero_b = -1;
   const at::Tensor au = core::unit_rows(a, &zero_a), bu = core::unit_rows(b, &zero_b);
   EXPECT_EQ(zero_a, 1);
   EXPECT_EQ(zero_b, 0);
-  const float lo = -std::numeric_limits<float>::infinity();
-  for (int64_t tile_rows : {1, 4, 23}) {
-    for (int64_t tile_cols : {1, 5, 17, 100}) {
-      std::vector<float> rmax(na, lo), cmax(nb, lo);
-      std::vector<int64_t> rarg(na, -1), carg(nb, -1);
-      for (int64_t r0 = 0; r0 < na; r0 += tile_rows) {
-        const int64_t tr = std::min(tile_rows, na - r0);
-        core::max_cosine_tile(au.narrow(0, r0, tr), r0, bu, tile_cols, rmax.data() + r0, rarg.data() + r0,
-                              cmax.data(), carg.data());
+  const at::Tensor s = at::mm(au.to(at::kDouble), bu.to(at::kDouble).t());
+  for (int64_t k : {1, 3, 20}) {
+    for (int64_t tile_rows : {1, 4, 23}) {
+      for (int64_t tile_cols : {1, 5, 17}) {
+        core::TopKLists rows(na, k), cols(nb, k);
+        for (int64_t r0 = 0; r0 < na; r0 += tile_rows)
+          for (int64_t c0 = 0; c0 < nb; c0 += tile_cols) {
+            const int64_t tr = std::min(tile_rows, na - r0), tc = std::min(tile_cols, nb - c0);
+            const at::Tensor block = at::mm(au.narrow(0, r0, tr), bu.narrow(0, c0, tc).t()).contiguous();
+            core::offer_block(block.data_ptr<float>(), tr, tc, r0, r0, c0, rows, cols);
+          }
+        for (int64_t i = 0; i < na; ++i) {
+          const at::Tensor sorted = std::get<0>(s[i].sort(0, /*descending=*/true));
+          for (int64_t c = 0; c < std::min(k, nb); ++c) {
+            EXPECT_NEAR(rows.values(i)[c], sorted[c].item<double>(), 1e-6);
+            EXPECT_NEAR(s[i][rows.indices(i)[c]].item<double>(), sorted[c].item<double>(), 1e-6);
+          }
+          if (k > nb) {
+            EXPECT_EQ(rows.kth(i), -std::numeric_limits<float>::infinity());
+          }
+        }
+        for (int64_t j = 0; j < nb; ++j) {
+          const at::Tensor sorted = std::get<0>(s.select(1, j).sort(0, true));
+          for (int64_t c = 0; c < std::min(k, na); ++c) EXPECT_NEAR(cols.values(j)[c], sorted[c].item<double>(), 1e-6);
+        }
+        EXPECT_EQ(rows.indices(5)[0], 2) << "tie between B rows 2 and 9 must list 2 first";
+        if (k > 1) {
+          EXPECT_EQ(rows.indices(5)[1], 9);
+        }
+        EXPECT_EQ(rows.values(11)[0], 0.0f);
+        EXPECT_EQ(rows.indices(11)[0], 0);
       }
-      const at::Tensor s = at::mm(au.to(at::kDouble), bu.to(at::kDouble).t());
-      for (int64_t i = 0; i < na; ++i) {
-        const double best = s[i].max().item<double>();
-        EXPECT_NEAR(rmax[i], best, 1e-6);
-        EXPECT_NEAR(s[i][rarg[i]].item<double>(), best, 1e-6);
-      }
-      for (int64_t j = 0; j < nb; ++j) EXPECT_NEAR(cmax[j], s.select(1, j).max().item<double>(), 1e-6);
-      EXPECT_EQ(rarg[5], 2) << "tie between B rows 2 and 9 must pick 2";
-      EXPECT_EQ(rmax[11], 0.0f);
-      EXPECT_EQ(rarg[11], 0);
     }
   }
 }
