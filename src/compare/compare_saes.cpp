@@ -164,11 +164,14 @@ std::vector<PairSummary> compare_saes(const parallel::Comm& comm, const CompareR
               io::read_sae_rows(comm, ha.path, dataset, a_rows_of_rank(ha.n_latents, request.tiles, comm));
           const at::Tensor b = io::read_sae_rows(comm, hb.path, dataset, {0, hb.n_latents});
           // One tile stream serves both: its top-1 is the max cosine, its top-K the matching's candidates.
+          const auto pass_start = std::chrono::steady_clock::now();
           const SimilarityPass pass = similarity_pass(comm, a_local, ha.n_latents, b, request.tiles,
                                                       request.hungarian ? request.matching.candidates : 1);
           const MaxCosine mc = max_cosine_from(comm, pass);
+          const double pass_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - pass_start).count();
           f.create_group(pair + "/" + part);
           write_max_cosine(f, pair + "/" + part, mc, comm);
+          f.write_attr(pair + "/" + part, "seconds", pass_seconds);  // the tile pass (GEMMs + top-K lists)
           (std::string(part) == "decoder" ? s.decoder_mcs_ab : s.encoder_mcs_ab) = mc.mcs_ab;
           (std::string(part) == "decoder" ? s.decoder_mcs_ba : s.encoder_mcs_ba) = mc.mcs_ba;
           if (request.hungarian)

@@ -69,6 +69,20 @@ class QuickstartAcrossRanks(unittest.TestCase):
                         for key in ("mcs_ab", "mcs_ba"):
                             self.assertLessEqual(abs(g1.attrs[key] - g0.attrs[key]), 1e-6)
 
+    def test_hungarian_matching_is_certified_and_rank_independent(self):
+        with self.results(1) as base:
+            lap0 = base["pairs/seed0--seed1/lap"]
+            self.assertTrue(lap0.attrs["certified"])
+            self.assertGreater(lap0.attrs["shared_fraction"], 0.3)
+            self.assertEqual(sorted(lap0["decoder_match"][()]), list(range(512)), "a permutation")
+            for ranks in (2, 3):
+                with self.results(ranks) as other:
+                    lap = other["pairs/seed0--seed1/lap"]
+                    for key in ("decoder_match", "encoder_match"):
+                        np.testing.assert_array_equal(lap[key][()], lap0[key][()], err_msg=f"{key} np{ranks}")
+                    for key in ("mean_cos_decoder", "mean_cos_encoder", "shared_fraction", "equal_fraction"):
+                        self.assertEqual(lap.attrs[key], lap0.attrs[key], f"{key} np{ranks}")
+
     def test_trained_weights_are_bit_identical(self):
         for seed in (0, 1):
             with h5py.File(os.path.join(self.out[1], "saes", f"seed{seed}.h5"), "r") as f0:
@@ -98,7 +112,8 @@ class QuickstartAcrossRanks(unittest.TestCase):
         with open(os.path.join(self.out[2], "summary.csv")) as fh:
             header = fh.readline().strip().split(",")
         self.assertEqual(header[:3], ["pair", "a", "b"])
-        self.assertIn("decoder_mcs_ab", header)
+        for column in ("decoder_mcs_ab", "mean_cos_decoder", "shared_fraction", "equal_fraction", "certified"):
+            self.assertIn(column, header)
 
     def test_metrics_log_is_jsonl(self):
         with open(os.path.join(self.out[2], "train_log.jsonl")) as fh:
