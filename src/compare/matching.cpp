@@ -62,13 +62,18 @@ Edges rescore_and_gather(const parallel::Comm& comm, const Operands& op, const s
 
 // Pairs of (rows_a ∩ this rank's rows) × cols_b computed exactly; those `keep` accepts are rescored
 // and gathered on every rank. rows_a, cols_b: sorted global indices, the same on every rank.
+// With `deep` (only when cols_b is every column), each of these rows also keeps its top deep->k()
+// columns, which become candidates and tighten the row's bound (*deep_bound, by global row).
 Edges exact_block(const parallel::Comm& comm, const Operands& op, const TileSizes& tiles,
                   const std::vector<int64_t>& rows_a, const std::vector<int64_t>& cols_b,
-                  const std::function<bool(int64_t, int64_t, float)>& keep, int64_t* checked) {
+                  const std::function<bool(int64_t, int64_t, float)>& keep, int64_t* checked, int64_t deep_k = 0,
+                  std::vector<float>* deep_bound = nullptr, int64_t* kept = nullptr) {
   std::vector<int64_t> mine_rows;
   for (int64_t i : rows_a)
     if (i >= op.mine.begin && i < op.mine.end) mine_rows.push_back(i);
   std::vector<int64_t> pa, pb;
+  std::vector<float> bounds;
+  int64_t n_kept = 0;
   const at::Tensor cols = at::tensor(cols_b, at::kLong);
   const at::Tensor b_sel = op.b32.index_select(0, cols);
   for (size_t r0 = 0; r0 < mine_rows.size(); r0 += static_cast<size_t>(tiles.rows)) {
@@ -78,12 +83,33 @@ Edges exact_block(const parallel::Comm& comm, const Operands& op, const TileSize
     for (auto& i : local) i -= op.mine.begin;
     const at::Tensor s = at::mm(op.a32.index_select(0, at::tensor(local, at::kLong)), b_sel.t()).contiguous();
     const float* sim = s.data_ptr<float>();
-    for (size_t r = 0; r < tr; ++r)
-      for (size_t c = 0; c < cols_b.size(); ++c)
-        if (keep(mine_rows[r0 + r], cols_b[c], sim[r * cols_b.size() + c]))
-          pa.push_back(mine_rows[r0 + r]), pb.push_back(cols_b[c]);
+    core::TopKLists deep(deep_k > 0 ? static_cast<int64_t>(tr) : 0, std::max<int64_t>(deep_k, 1));
+    for (size_t r = 0; r < tr; ++r) {
+      const int64_t i = mine_rows[r0 + r];
+      for (size_t c = 0; c < cols_b.size(); ++c) {
+        const float w = sim[r * cols_b.size() + c];
+        if (keep(i, cols_b[c], w)) {
+          pa.push_back(i), pb.push_back(cols_b[c]);
+          ++n_kept;
+        } else if (deep_k > 0 && w > deep.kth(static_cast<int64_t>(r))) {
+          deep.offer(static_cast<int64_t>(r), w, cols_b[c]);
+        }
+      }
+      if (deep_k > 0) {
+        // Everything this row does not list now is below its deep_k-th kept or violating value.
+        for (int64_t c = 0; c < deep_k; ++c)
+          if (deep.indices(static_cast<int64_t>(r))[c] >= 0) pa.push_back(i), pb.push_back(deep.indices(static_cast<int64_t>(r))[c]);
+        bounds.push_back(deep.kth(static_cast<int64_t>(r)));
+      }
+    }
   }
   *checked += comm.allreduce_sum(static_cast<int64_t>(mine_rows.size() * cols_b.size()));
+  if (kept) *kept = comm.allreduce_sum(n_kept);
+  if (deep_k > 0) {
+    const std::vector<int64_t> rows = comm.allgatherv(mine_rows);
+    const std::vector<float> b = comm.allgatherv(bounds);
+    for (size_t e = 0; e < rows.size(); ++e) (*deep_bound)[rows[e]] = std::min((*deep_bound)[rows[e]], b[e]);
+  }
   return rescore_and_gather(comm, op, pa, pb);
 }
 
@@ -124,7 +150,7 @@ Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_loca
   //    best (t_i, s_j; -inf when a list holds the whole row or column).
   std::vector<float> t_local(static_cast<size_t>(op.mine.size()));
   for (int64_t r = 0; r < op.mine.size(); ++r) t_local[r] = pass.rows.kth(r);
-  const std::vector<float> t = comm.allgatherv(t_local);
+  std::vector<float> t = comm.allgatherv(t_local);
   std::vector<float> s(static_cast<size_t>(op.n_b));
   for (int64_t j = 0; j < op.n_b; ++j) s[j] = pass.cols.kth(j);
 
@@ -155,9 +181,13 @@ Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_loca
     lap_time();
     const core::SparseCosts sparse =
         core::make_sparse_costs(n_small, n_large, rows_are_a ? edges.a : edges.b, rows_are_a ? edges.b : edges.a, cost);
+    const double build_s = lap_time();
     sol = warm ? core::solve_sparse_lap(sparse, &sol) : core::solve_sparse_lap(sparse);
+    const double one_solve_s = lap_time();
+    solve_s += build_s + one_solve_s;
+    log::info("matching: round {}: {} edges, build {:.2f} s, {} solve {:.2f} s", m.rounds, edges.w.size(), build_s,
+              warm ? "warm" : "cold", one_solve_s);
     warm = false;
-    solve_s += lap_time();
     m.candidate_edges = static_cast<int64_t>(edges.w.size());
     if (!sol.unmatched_rows.empty()) {
       // Rows without an augmenting path get all their pairs.
@@ -185,15 +215,20 @@ Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_loca
       m.certified = true;
       break;
     }
+    // Suspect rows are recomputed against every column: besides the violating pairs they keep
+    // their top deep_k columns, so their bound drops and later rounds recompute fewer rows.
+    const int64_t deep_k = std::min<int64_t>(16 * opt.candidates, op.n_b);
+    int64_t n_violating = 0;
     const Edges violations = exact_block(
-        comm, op, tiles, suspect_a, suspect_b,
-        [&](int64_t i, int64_t j, float w) { return w > alpha[i] + beta[j] + opt.tolerance; }, &m.pairs_checked);
-    if (violations.w.empty()) {
+        comm, op, tiles, suspect_a, iota_vector(op.n_b),
+        [&](int64_t i, int64_t j, float w) { return w > alpha[i] + beta[j] + opt.tolerance; }, &m.pairs_checked,
+        deep_k, &t, &n_violating);
+    if (n_violating == 0) {
       m.certified = true;
       break;
     }
-    log::info("matching: pricing round {} adds {} violating pairs ({} rows, {} columns checked)", m.rounds,
-              violations.w.size(), suspect_a.size(), suspect_b.size());
+    log::info("matching: pricing round {} adds {} violating pairs ({} rows rechecked, {} columns suspect)", m.rounds,
+              n_violating, suspect_a.size(), suspect_b.size());
     edges.append(violations);
     if (n_a == op.n_b) {
       // Warm start (square only: every column ends matched, so freed columns need no zero dual):
