@@ -208,6 +208,7 @@ CompareRequest request_from_config(const config::Config& cfg, std::vector<std::s
   r.tiles = {cfg.compare.tile_rows, cfg.compare.tile_cols};
   r.hungarian = cfg.compare.hungarian;
   r.matching.candidates = cfg.compare.candidates;
+  r.matching.deep_factor = cfg.compare.deep_factor;
   r.matching.tolerance = cfg.compare.certificate_tolerance;
   r.shared_threshold = cfg.compare.shared_threshold;
   r.config_toml = config::to_toml(cfg);

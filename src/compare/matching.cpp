@@ -217,7 +217,7 @@ Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_loca
     }
     // Suspect rows are recomputed against every column: besides the violating pairs they keep
     // their top deep_k columns, so their bound drops and later rounds recompute fewer rows.
-    const int64_t deep_k = std::min<int64_t>(16 * opt.candidates, op.n_b);
+    const int64_t deep_k = std::min<int64_t>(opt.deep_factor * opt.candidates, op.n_b);
     int64_t n_violating = 0;
     const Edges violations = exact_block(
         comm, op, tiles, suspect_a, iota_vector(op.n_b),

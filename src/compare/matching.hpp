@@ -25,6 +25,7 @@ struct MatchingOptions {
   int64_t candidates = 16;   // K, per row and per column
   double tolerance = 1e-6;   // of the certificate
   int max_rounds = 50;       // pricing rounds before giving up (certified = false)
+  int64_t deep_factor = 4;   // a recomputed row keeps its top deep_factor·K columns (0: only violators)
 };
 
 struct Matching {

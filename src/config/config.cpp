@@ -64,6 +64,8 @@ std::vector<Field> bind_fields(Config& c) {
       {"compare.tile_cols", &c.compare.tile_cols, "rows of B per similarity tile"},
       {"compare.hungarian", &c.compare.hungarian, "certified Hungarian matching of decoder and encoder rows"},
       {"compare.candidates", &c.compare.candidates, "top-K candidates per row and column for the matching"},
+      {"compare.deep_factor", &c.compare.deep_factor,
+       "a row the certificate recomputes keeps its top deep_factor·candidates columns (0: only violating pairs)"},
       {"compare.shared_threshold", &c.compare.shared_threshold,
        "τ: a latent is shared when its matched decoder and encoder cosines both exceed it"},
       {"compare.certificate_tolerance", &c.compare.certificate_tolerance,
@@ -289,6 +291,7 @@ void validate(const Config& c) {
   require(c.compare.tile_rows >= 1, "compare.tile_rows", "must be >= 1");
   require(c.compare.tile_cols >= 1, "compare.tile_cols", "must be >= 1");
   require(c.compare.candidates >= 1, "compare.candidates", "must be >= 1");
+  require(c.compare.deep_factor >= 0, "compare.deep_factor", "must be >= 0");
   require(c.compare.shared_threshold >= -1 && c.compare.shared_threshold <= 1, "compare.shared_threshold",
           "must be in [-1, 1]");
   require(c.compare.certificate_tolerance >= 0, "compare.certificate_tolerance", "must be >= 0");

@@ -65,6 +65,7 @@ struct CompareConfig {
   int64_t tile_cols = 4096;
   bool hungarian = true;
   int64_t candidates = 16;
+  int64_t deep_factor = 4;
   double shared_threshold = 0.7;
   double certificate_tolerance = 1e-6;
 };
