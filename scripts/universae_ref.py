@@ -82,3 +82,32 @@ def hungarian(A, B, tau=0.7, A_enc=None, B_enc=None):
         out["shared_fraction"] = np.sum(both & (dc > tau) & (ec > tau)) / n_small
         out["equal_fraction"] = np.sum(both & (dm == em)) / n_small
     return out
+
+
+def n_seed_overlap(decoders, encoders, tau=0.7):
+    """N-seed overlap (METHODS.md §4) with scipy matchings: for each base SAE, how many others each
+    latent is shared with; the mean histogram (fractions); and the fraction shared with none of the
+    first m others (others in ensemble order), averaged over bases."""
+    S = len(decoders)
+    shared = {}
+    for a in range(S):
+        for b in range(a + 1, S):
+            h = hungarian(decoders[a], decoders[b], tau, encoders[a], encoders[b])
+            (dm, dc, _, _), (em, ec, _, _) = h["decoder"], h["encoder"]
+            shared[a, b] = (dm >= 0) & (em >= 0) & (dc > tau) & (ec > tau)
+            nb = decoders[b].shape[0]
+            dec_b, enc_b = np.full(nb, -2.0), np.full(nb, -2.0)
+            dec_b[dm[dm >= 0]], enc_b[em[em >= 0]] = dc[dm >= 0], ec[em >= 0]
+            shared[b, a] = (dec_b > tau) & (enc_b > tau)
+    hist = np.zeros((S, S), dtype=np.int64)
+    unique = np.zeros(S - 1)
+    for base in range(S):
+        others = [o for o in range(S) if o != base]
+        count = sum(shared[base, o].astype(np.int64) for o in others)
+        hist[base] = np.bincount(count, minlength=S)
+        anyshared = np.zeros(decoders[base].shape[0], dtype=bool)
+        for m, o in enumerate(others):
+            anyshared |= shared[base, o]
+            unique[m] += np.mean(~anyshared) / S
+    mean = np.mean(hist / np.array([d.shape[0] for d in decoders])[:, None], axis=0)
+    return hist, mean, unique

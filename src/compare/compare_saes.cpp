@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 
+#include "compare/overlap.hpp"
 #include "core/error.hpp"
 #include "io/h5.hpp"
 #include "io/sae_file.hpp"
@@ -69,6 +70,21 @@ void write_lap(io::File& f, const std::string& group, const Matching& dec, const
   f.write_attr(group, "pairs_checked", dec.pairs_checked + enc.pairs_checked);
   f.write_attr(group, "decoder_seconds", dec.seconds);
   f.write_attr(group, "encoder_seconds", enc.seconds);
+}
+
+// /overlap: per base SAE the histogram of "shared with m others", their mean, and the fraction
+// shared with no other SAE as SAEs are added (in the order given).
+void write_overlap(io::File& f, const Overlap& o, const std::vector<std::string>& names, double tau,
+                   const parallel::Comm& comm) {
+  f.create_group("/overlap");
+  f.write_attr("/overlap", "threshold", tau);
+  f.write_attr("/overlap", "n_saes", o.n_saes);
+  write_replicated(f, "/overlap/histogram_mean", io::DType::kFloat64, o.histogram_mean, comm);
+  write_replicated(f, "/overlap/unique_fraction", io::DType::kFloat64, o.unique_fraction, comm);
+  for (size_t b = 0; b < names.size(); ++b) {
+    f.create_group("/overlap/" + names[b]);
+    write_replicated(f, "/overlap/" + names[b] + "/histogram", io::DType::kInt64, o.histogram[b], comm);
+  }
 }
 
 void write_summary_csv(const std::string& path, const std::vector<PairSummary>& pairs) {
@@ -148,6 +164,7 @@ std::vector<PairSummary> compare_saes(const parallel::Comm& comm, const CompareR
     }
 
     const size_t n_pairs = headers.size() * (headers.size() - 1) / 2;
+    std::vector<PairMatching> matchings;  // for the N-seed overlap
     log::Progress progress("compare", static_cast<int64_t>(n_pairs), "pairs");
     for (size_t i = 0; i < headers.size(); ++i) {
       for (size_t j = i + 1; j < headers.size(); ++j) {
@@ -178,12 +195,20 @@ std::vector<PairSummary> compare_saes(const parallel::Comm& comm, const CompareR
             matched[std::string(part) == "decoder" ? 0 : 1] =
                 certified_matching(comm, a_local, b, pass, request.tiles, request.matching);
         }
-        if (request.hungarian) write_lap(f, pair + "/lap", matched[0], matched[1], request.shared_threshold, s, comm);
+        if (request.hungarian) {
+          write_lap(f, pair + "/lap", matched[0], matched[1], request.shared_threshold, s, comm);
+          matchings.push_back({static_cast<int64_t>(i), static_cast<int64_t>(j), std::move(matched[0]), std::move(matched[1])});
+        }
         summaries.push_back(s);
         progress.update(static_cast<int64_t>(summaries.size()));
       }
     }
     progress.finish();
+    if (request.hungarian && headers.size() >= 3) {
+      std::vector<int64_t> sizes;
+      for (const auto& h : headers) sizes.push_back(h.n_latents);
+      write_overlap(f, n_seed_overlap(sizes, matchings, request.shared_threshold), names, request.shared_threshold, comm);
+    }
     f.write_attr("/", "complete", true);  // last
   }
   pending.commit();

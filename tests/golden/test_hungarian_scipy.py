@@ -125,5 +125,42 @@ class HungarianAgainstScipy(unittest.TestCase):
             self.assertGreater(lap.attrs["pairs_checked"], 0, "the certificate had to recompute pairs")
 
 
+class NSeedOverlap(unittest.TestCase):
+    """/overlap of a 4-SAE ensemble equals the scipy reference at 1, 2 and 3 ranks."""
+
+    def test_matches_reference(self):
+        rng = np.random.default_rng(11)
+        n, d, S = 160, 24, 4
+        truth_dec, truth_enc = rng.standard_normal((n, d)), rng.standard_normal((n, d))
+        decoders, encoders, paths = [], [], []
+        with tempfile.TemporaryDirectory() as tmp:
+            for s in range(S):
+                # Each SAE re-learns a different, partly overlapping half of the truth, with varying noise.
+                keep = rng.random(n) < 0.6
+                dec = np.where(keep[:, None], truth_dec + 0.3 * rng.standard_normal((n, d)), rng.standard_normal((n, d)))
+                enc = np.where(keep[:, None], truth_enc + 0.3 * rng.standard_normal((n, d)), rng.standard_normal((n, d)))
+                order = rng.permutation(n)
+                decoders.append(dec[order])
+                encoders.append(enc[order])
+                paths.append(os.path.join(tmp, f"seed{s}.h5"))
+                ref.write_sae(paths[-1], encoders[-1], np.zeros(n), decoders[-1], np.zeros(d), k=8, seed=s)
+            hist, mean, unique = ref.n_seed_overlap(decoders, encoders)
+            self.assertTrue(0 < hist[:, 0].sum() < S * n and hist[:, S - 1].sum() > 0, "a non-trivial case")
+            for ranks in (1, 2, 3):
+                out = os.path.join(tmp, f"np{ranks}", "r.h5")
+                cmd = [MPIEXEC, "-n", str(ranks), BINARY, "compare", "--out", out] + sum((["--sae", p] for p in paths), [])
+                proc = subprocess.run(cmd + ["--set", "compare.tile_rows=32"], capture_output=True, text=True, timeout=240)
+                self.assertEqual(proc.returncode, 0, proc.stderr)
+                with h5py.File(out, "r") as f:
+                    self.assertEqual(len(f["pairs"]), 6)
+                    o = f["overlap"]
+                    self.assertEqual(o.attrs["n_saes"], S)
+                    for s in range(S):
+                        np.testing.assert_array_equal(o[f"seed{s}/histogram"][()], hist[s], err_msg=f"seed{s} np{ranks}")
+                    np.testing.assert_allclose(o["histogram_mean"][()], mean, atol=1e-12)
+                    np.testing.assert_allclose(o["unique_fraction"][()], unique, atol=1e-12)
+                    self.assertTrue(np.all(np.diff(o["unique_fraction"][()]) <= 1e-12), "non-increasing with more seeds")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
