@@ -1,8 +1,12 @@
 #include "compare/compare_saes.hpp"
 
+#include <ATen/Functions.h>
+#include <ATen/ops/tensor.h>
+
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <algorithm>
 #include <map>
 
 #include "compare/overlap.hpp"
@@ -87,22 +91,65 @@ void write_overlap(io::File& f, const Overlap& o, const std::vector<std::string>
   }
 }
 
+// X: A's decoder rows of its matched latents (in A's order); Y: the matched rows of B.
+std::vector<RepSimResult> paired_decoder_similarity(const parallel::Comm& comm, const io::SaeHeader& ha,
+                                                    const io::SaeHeader& hb, const Matching& decoder,
+                                                    const std::string& pair_name, const CompareRequest& request) {
+  std::vector<int64_t> a_rows, b_rows;
+  for (size_t i = 0; i < decoder.match_ab.size(); ++i)
+    if (decoder.match_ab[i] >= 0) a_rows.push_back(static_cast<int64_t>(i)), b_rows.push_back(decoder.match_ab[i]);
+  const at::Tensor wa = io::read_sae_rows(comm, ha.path, "W_dec", {0, ha.n_latents});
+  const at::Tensor wb = io::read_sae_rows(comm, hb.path, "W_dec", {0, hb.n_latents});
+  return paired_similarity(comm, wa.index_select(0, at::tensor(a_rows, at::kLong)),
+                           wb.index_select(0, at::tensor(b_rows, at::kLong)), pair_name, request.repsim_options);
+}
+
+// /pairs/<a>--<b>/<metric>: score, null statistics, p-value, seed; the null itself.
+void write_repsim(io::File& f, const std::string& pair, const std::vector<RepSimResult>& results, PairSummary& s,
+                  const parallel::Comm& comm) {
+  for (const auto& r : results) {
+    const std::string g = pair + "/" + r.metric;
+    f.create_group(g);
+    f.write_attr(g, "score", r.score);
+    f.write_attr(g, "null_mean", r.null_mean);
+    f.write_attr(g, "null_std", r.null_std);
+    f.write_attr(g, "p_value", r.p_value);
+    f.write_attr(g, "permutations", static_cast<int64_t>(r.null.size()));
+    f.write_attr(g, "n_pairs", r.n_pairs);
+    f.write_attr(g, "seed", static_cast<int64_t>(r.seed));
+    f.write_attr(g, "subsampled", r.subsampled);
+    f.write_attr(g, "pairing", "hungarian_decoder");
+    write_replicated(f, g + "/null", io::DType::kFloat64, r.null, comm);
+    s.repsim.push_back({r.metric, {r.score, r.p_value}});
+  }
+}
+
 void write_summary_csv(const std::string& path, const std::vector<PairSummary>& pairs) {
   const std::string temp = path + ".partial";
   {
     std::ofstream out(temp);
     out.precision(9);
     out << "pair,a,b,decoder_mcs_ab,decoder_mcs_ba,encoder_mcs_ab,encoder_mcs_ba,"
-           "mean_cos_decoder,mean_cos_encoder,shared_fraction,equal_fraction,certified\n";
+           "mean_cos_decoder,mean_cos_encoder,shared_fraction,equal_fraction,certified,"
+           "svcca,svcca_p,rsa,rsa_p,cka,cka_p,mutual_knn,mutual_knn_p\n";
     for (const auto& p : pairs) {
       out << p.a << "--" << p.b << ',' << p.a << ',' << p.b << ',' << p.decoder_mcs_ab << ',' << p.decoder_mcs_ba
           << ',' << p.encoder_mcs_ab << ',' << p.encoder_mcs_ba;
       if (p.has_lap) {
         out << ',' << p.mean_cos_decoder << ',' << p.mean_cos_encoder << ',' << p.shared_fraction << ','
-            << p.equal_fraction << ',' << (p.certified ? "true" : "false") << '\n';
+            << p.equal_fraction << ',' << (p.certified ? "true" : "false");
       } else {
-        out << ",,,,,\n";
+        out << ",,,,,";
       }
+      for (const char* metric : {"svcca", "rsa", "cka", "mutual_knn"}) {
+        const auto it = std::find_if(p.repsim.begin(), p.repsim.end(), [&](const auto& m) { return m.first == metric; });
+        if (it == p.repsim.end()) {
+          out << ",,";
+        } else {
+          out << ',' << it->second.first << ',' << it->second.second;
+        }
+      }
+      out << '\n';
     }
     if (!out) throw InternalError(temp + ": write failed");
   }
@@ -197,6 +244,9 @@ std::vector<PairSummary> compare_saes(const parallel::Comm& comm, const CompareR
         }
         if (request.hungarian) {
           write_lap(f, pair + "/lap", matched[0], matched[1], request.shared_threshold, s, comm);
+          if (request.repsim && std::min(ha.n_latents, hb.n_latents) >= 3)
+            write_repsim(f, pair, paired_decoder_similarity(comm, ha, hb, matched[0], names[i] + "--" + names[j], request), s,
+                         comm);
           matchings.push_back({static_cast<int64_t>(i), static_cast<int64_t>(j), std::move(matched[0]), std::move(matched[1])});
         }
         summaries.push_back(s);
@@ -236,6 +286,12 @@ CompareRequest request_from_config(const config::Config& cfg, std::vector<std::s
   r.matching.deep_factor = cfg.compare.deep_factor;
   r.matching.tolerance = cfg.compare.certificate_tolerance;
   r.shared_threshold = cfg.compare.shared_threshold;
+  r.repsim = cfg.compare.repsim;
+  r.repsim_options.permutations = cfg.compare.permutations;
+  r.repsim_options.max_pairs = cfg.compare.repsim_max_pairs;
+  r.repsim_options.svcca = {cfg.compare.svcca_variance, cfg.compare.svcca_dims, cfg.compare.compat == "lan2024"};
+  r.repsim_options.knn_k = cfg.compare.knn_k;
+  r.repsim_options.seed = static_cast<uint64_t>(cfg.compare.seed);
   r.config_toml = config::to_toml(cfg);
   return r;
 }
@@ -259,6 +315,9 @@ std::vector<PairSummary> read_pair_summaries(const parallel::Comm& comm, const s
       s.equal_fraction = f.read_attr_double(g + "/lap", "equal_fraction");
       s.certified = f.read_attr_bool(g + "/lap", "certified");
     }
+    for (const char* metric : {"svcca", "rsa", "cka", "mutual_knn"})
+      if (f.exists(g + "/" + metric))
+        s.repsim.push_back({metric, {f.read_attr_double(g + "/" + metric, "score"), f.read_attr_double(g + "/" + metric, "p_value")}});
     out.push_back(s);
   }
   return out;

@@ -7,6 +7,7 @@
 
 #include "compare/matching.hpp"
 #include "compare/max_cosine.hpp"
+#include "compare/repsim.hpp"
 #include "config/config.hpp"
 #include "parallel/comm.hpp"
 
@@ -19,6 +20,8 @@ struct CompareRequest {
   bool hungarian = true;
   MatchingOptions matching;
   double shared_threshold = 0.7;
+  bool repsim = true;
+  RepSimOptions repsim_options;
   std::string config_toml;   // stored as the `config` attribute
 };
 
@@ -33,6 +36,7 @@ struct PairSummary {
   bool has_lap = false;
   double mean_cos_decoder = 0, mean_cos_encoder = 0, shared_fraction = 0, equal_fraction = 0;
   bool certified = false;
+  std::vector<std::pair<std::string, std::pair<double, double>>> repsim{};  // metric → (score, p_value)
 };
 
 // Unique names for the SAEs: file stems, de-duplicated with a numeric suffix.

@@ -1,6 +1,7 @@
 #include "compare/matching.hpp"
 
 #include <ATen/Functions.h>
+#include <ATen/ops/tensor.h>
 
 #include <algorithm>
 #include <chrono>

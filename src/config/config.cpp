@@ -70,6 +70,15 @@ std::vector<Field> bind_fields(Config& c) {
        "τ: a latent is shared when its matched decoder and encoder cosines both exceed it"},
       {"compare.certificate_tolerance", &c.compare.certificate_tolerance,
        "the matching is certified when no pair has cos > α_i + β_j + tolerance"},
+      {"compare.repsim", &c.compare.repsim, "SVCCA, RSA, CKA and mutual kNN of the Hungarian-paired decoder rows"},
+      {"compare.permutations", &c.compare.permutations, "re-pairings in each permutation test (0: none)"},
+      {"compare.repsim_max_pairs", &c.compare.repsim_max_pairs,
+       "more matched pairs than this: a seeded random subset of this size (RSA and kNN are O(n²))"},
+      {"compare.svcca_variance", &c.compare.svcca_variance, "SVCCA keeps the fewest directions explaining this variance"},
+      {"compare.svcca_dims", &c.compare.svcca_dims, "SVCCA keeps exactly this many directions (0: use svcca_variance)"},
+      {"compare.knn_k", &c.compare.knn_k, "neighbours in mutual kNN"},
+      {"compare.compat", &c.compare.compat, "\"lan2024\": reproduce Lan et al.'s published SVCCA (one direction)"},
+      {"compare.seed", &c.compare.seed, "seeds the permutation tests (stored per pair and metric)"},
   };
 }
 
@@ -295,6 +304,12 @@ void validate(const Config& c) {
   require(c.compare.shared_threshold >= -1 && c.compare.shared_threshold <= 1, "compare.shared_threshold",
           "must be in [-1, 1]");
   require(c.compare.certificate_tolerance >= 0, "compare.certificate_tolerance", "must be >= 0");
+  require(c.compare.permutations >= 0, "compare.permutations", "must be >= 0");
+  require(c.compare.repsim_max_pairs >= 3, "compare.repsim_max_pairs", "must be >= 3");
+  require(c.compare.svcca_variance > 0 && c.compare.svcca_variance <= 1, "compare.svcca_variance", "must be in (0, 1]");
+  require(c.compare.svcca_dims >= 0, "compare.svcca_dims", "must be >= 0");
+  require(c.compare.knn_k >= 1, "compare.knn_k", "must be >= 1");
+  require(c.compare.compat.empty() || c.compare.compat == "lan2024", "compare.compat", "must be \"\" or \"lan2024\"");
 }
 
 std::string to_toml(const Config& config, const std::vector<std::string>& sections) {

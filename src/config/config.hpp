@@ -68,6 +68,14 @@ struct CompareConfig {
   int64_t deep_factor = 4;
   double shared_threshold = 0.7;
   double certificate_tolerance = 1e-6;
+  bool repsim = true;
+  int64_t permutations = 1000;
+  int64_t repsim_max_pairs = 4096;
+  double svcca_variance = 0.99;
+  int64_t svcca_dims = 0;
+  int64_t knn_k = 10;
+  std::string compat;
+  int64_t seed = 0;
 };
 
 struct Config {

@@ -1,0 +1,81 @@
+#include "compare/repsim.hpp"
+
+#include <ATen/Functions.h>
+#include <ATen/ops/tensor.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <memory>
+
+#include "core/rng.hpp"
+#include "core/sharding.hpp"
+
+namespace universae::compare {
+namespace {
+
+uint64_t name_hash(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+RepSimResult permutation_test(const parallel::Comm& comm, const std::string& metric, int64_t n, uint64_t seed,
+                              int64_t permutations, const std::function<double(const std::vector<int64_t>&)>& score_with,
+                              double observed) {
+  RepSimResult r;
+  r.metric = metric;
+  r.score = observed;
+  r.seed = seed;
+  const core::Range mine = core::shard_range(permutations, comm.rank(), comm.size());
+  std::vector<double> local;
+  for (int64_t p = mine.begin; p < mine.end; ++p)
+    local.push_back(score_with(core::permutation(n, seed, static_cast<uint64_t>(p))));
+  r.null = comm.allgatherv(local);
+  double sum = 0, sum2 = 0;
+  int64_t at_least = 0;
+  for (double v : r.null) sum += v, sum2 += v * v, at_least += v >= observed;
+  const auto count = static_cast<double>(r.null.size());
+  if (count > 0) {
+    r.null_mean = sum / count;
+    r.null_std = std::sqrt(std::max(0.0, sum2 / count - r.null_mean * r.null_mean));
+  }
+  r.p_value = (1.0 + static_cast<double>(at_least)) / (count + 1.0);
+  return r;
+}
+
+}  // namespace
+
+std::vector<RepSimResult> paired_similarity(const parallel::Comm& comm, const at::Tensor& x_all, const at::Tensor& y_all,
+                                            const std::string& pair_name, const RepSimOptions& o) {
+  const uint64_t base = core::mix64(o.seed ^ name_hash(pair_name));
+  at::Tensor x = x_all, y = y_all;
+  bool subsampled = false;
+  if (x.size(0) > o.max_pairs) {
+    // A seeded subset of the pairs, the same on every rank (its permutation's first max_pairs).
+    std::vector<int64_t> pick = core::permutation(x.size(0), base, ~uint64_t{0});
+    pick.resize(static_cast<size_t>(o.max_pairs));
+    std::sort(pick.begin(), pick.end());
+    const at::Tensor idx = at::tensor(pick, at::kLong);
+    x = x.index_select(0, idx);
+    y = y.index_select(0, idx);
+    subsampled = true;
+  }
+  const int64_t n = x.size(0);
+  std::vector<RepSimResult> out;
+  auto run = [&](const std::string& metric, auto&& prepared) {
+    const uint64_t seed = core::mix64(base ^ name_hash(metric)) >> 1;  // 63 bits: stored as a non-negative int64
+    out.push_back(permutation_test(comm, metric, n, seed, o.permutations,
+                                   [&](const std::vector<int64_t>& p) { return prepared.score_with(p); },
+                                   prepared.score()));
+    out.back().n_pairs = n;
+    out.back().subsampled = subsampled;
+  };
+  run("svcca", core::Svcca(x, y, o.svcca));
+  run("rsa", core::Rsa(x, y));
+  run("cka", core::Cka(x, y));
+  run("mutual_knn", core::MutualKnn(x, y, o.knn_k));
+  return out;
+}
+
+}  // namespace universae::compare

@@ -1,0 +1,38 @@
+// Representational similarity of paired decoder rows with permutation tests (METHODS.md §6-7).
+// Permutation p is drawn from (seed, p) and computed by whichever rank owns p (shard_range), so the
+// null distribution is the same for any rank count. p_value = (1 + #{null >= observed}) / (N + 1).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/repsim.hpp"
+#include "parallel/comm.hpp"
+
+namespace universae::compare {
+
+struct RepSimOptions {
+  int64_t permutations = 1000;
+  int64_t max_pairs = 4096;  // more pairs: a seeded random subset of this size (RSA and kNN are O(n²))
+  core::SvccaOptions svcca;
+  int64_t knn_k = 10;
+  uint64_t seed = 0;
+};
+
+struct RepSimResult {
+  std::string metric;  // svcca, rsa, cka, mutual_knn
+  double score = 0, null_mean = 0, null_std = 0, p_value = 1;
+  std::vector<double> null;
+  uint64_t seed = 0;
+  int64_t n_pairs = 0;
+  bool subsampled = false;
+};
+
+// Collective. x, y: the paired rows (row r of x with row r of y), the same on every rank.
+std::vector<RepSimResult> paired_similarity(const parallel::Comm& comm, const at::Tensor& x, const at::Tensor& y,
+                                            const std::string& pair_name, const RepSimOptions& options);
+
+}  // namespace universae::compare
