@@ -111,3 +111,52 @@ def n_seed_overlap(decoders, encoders, tau=0.7):
             unique[m] += np.mean(~anyshared) / S
     mean = np.mean(hist / np.array([d.shape[0] for d in decoders])[:, None], axis=0)
     return hist, mean, unique
+
+
+def cca_similarity(acts1, acts2):
+    """Mean canonical correlation, google/svcca cca_core.get_cca_similarity's algorithm with
+    epsilon = 0: acts are (neurons, datapoints); covariances, Σxx^-1/2 Σxy Σyy^-1/2, its singular values."""
+    x = acts1 - acts1.mean(axis=1, keepdims=True)
+    y = acts2 - acts2.mean(axis=1, keepdims=True)
+    n = x.shape[1]
+    sxx, syy, sxy = x @ x.T / (n - 1), y @ y.T / (n - 1), x @ y.T / (n - 1)
+
+    def inv_sqrt(m):
+        w, v = np.linalg.eigh(m)
+        return v @ np.diag(1.0 / np.sqrt(w)) @ v.T
+
+    rho = np.linalg.svd(inv_sqrt(sxx) @ sxy @ inv_sqrt(syy), compute_uv=False)
+    return np.clip(rho, 0, 1).mean()
+
+
+def svcca(X, Y, variance=0.99):
+    """SVCCA (METHODS.md §6): each side reduced to the fewest SVD directions explaining `variance`,
+    then CCA. X, Y: (pairs, dims)."""
+    def reduce(M):
+        c = M - M.mean(axis=0)
+        u, s, vt = np.linalg.svd(c, full_matrices=False)
+        k = int(np.searchsorted(np.cumsum(s ** 2) / np.sum(s ** 2), variance) + 1)
+        return (c @ vt[:k].T).T  # (k, pairs)
+    return cca_similarity(reduce(X), reduce(Y))
+
+
+def rsa(X, Y):
+    """Spearman between the upper triangles of the row-Pearson matrices (scipy.stats.spearmanr)."""
+    from scipy.stats import spearmanr
+    iu = np.triu_indices(X.shape[0], k=1)
+    return spearmanr(np.corrcoef(X)[iu], np.corrcoef(Y)[iu]).correlation
+
+
+def linear_cka(X, Y):
+    x, y = X - X.mean(axis=0), Y - Y.mean(axis=0)
+    return np.linalg.norm(x.T @ y) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
+
+
+def mutual_knn(X, Y, k=10):
+    def knn(M):
+        u = unit_rows(M)
+        s = u @ u.T
+        np.fill_diagonal(s, -np.inf)
+        return [set(np.argsort(-row, kind="stable")[:k]) for row in s]
+    a, b = knn(X), knn(Y)
+    return np.mean([len(p & q) / k for p, q in zip(a, b)])

@@ -31,6 +31,16 @@ void print_pairs(const std::vector<compare::PairSummary>& pairs) {
       fmt::print("{:<24} {:>12.6f} {:>12.6f} {:>12.4f} {:>12.4f} {:>10}\n", p.a + "--" + p.b, p.mean_cos_decoder,
                  p.mean_cos_encoder, p.shared_fraction, p.equal_fraction, p.certified ? "yes" : "NO");
   }
+  if (!pairs.front().repsim.empty()) {
+    fmt::print("\n{:<24}", "pair (paired decoders)");
+    for (const auto& m : pairs.front().repsim) fmt::print(" {:>18}", m.first + " (p)");
+    fmt::print("\n");
+    for (const auto& p : pairs) {
+      fmt::print("{:<24}", p.a + "--" + p.b);
+      for (const auto& m : p.repsim) fmt::print(" {:>18}", fmt::format("{:.4f} ({:.3g})", m.second.first, m.second.second));
+      fmt::print("\n");
+    }
+  }
   std::fflush(stdout);
 }
 
