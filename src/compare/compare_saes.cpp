@@ -119,6 +119,7 @@ void write_repsim(io::File& f, const std::string& pair, const std::vector<RepSim
     f.write_attr(g, "seed", static_cast<int64_t>(r.seed));
     f.write_attr(g, "subsampled", r.subsampled);
     f.write_attr(g, "pairing", "hungarian_decoder");
+    f.write_attr(g, "seconds", r.seconds);
     write_replicated(f, g + "/null", io::DType::kFloat64, r.null, comm);
     s.repsim.push_back({r.metric, {r.score, r.p_value}});
   }

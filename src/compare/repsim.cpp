@@ -4,6 +4,7 @@
 #include <ATen/ops/tensor.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -63,18 +64,22 @@ std::vector<RepSimResult> paired_similarity(const parallel::Comm& comm, const at
   }
   const int64_t n = x.size(0);
   std::vector<RepSimResult> out;
-  auto run = [&](const std::string& metric, auto&& prepared) {
+  auto run = [&](const std::string& metric, auto&& make) {
+    const auto start = std::chrono::steady_clock::now();
     const uint64_t seed = core::mix64(base ^ name_hash(metric)) >> 1;  // 63 bits: stored as a non-negative int64
+    const auto prepared = make();
     out.push_back(permutation_test(comm, metric, n, seed, o.permutations,
                                    [&](const std::vector<int64_t>& p) { return prepared.score_with(p); },
                                    prepared.score()));
     out.back().n_pairs = n;
     out.back().subsampled = subsampled;
+    out.back().seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
-  run("svcca", core::Svcca(x, y, o.svcca));
-  run("rsa", core::Rsa(x, y));
-  run("cka", core::Cka(x, y));
-  run("mutual_knn", core::MutualKnn(x, y, o.knn_k));
+  // Each metric is prepared inside its own timing (the factory runs within `run`).
+  run("svcca", [&] { return core::Svcca(x, y, o.svcca); });
+  run("rsa", [&] { return core::Rsa(x, y); });
+  run("cka", [&] { return core::Cka(x, y); });
+  run("mutual_knn", [&] { return core::MutualKnn(x, y, o.knn_k); });
   return out;
 }
 

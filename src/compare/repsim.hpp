@@ -29,6 +29,7 @@ struct RepSimResult {
   uint64_t seed = 0;
   int64_t n_pairs = 0;
   bool subsampled = false;
+  double seconds = 0;  // preparation, score and permutations, on rank 0
 };
 
 // Collective. x, y: the paired rows (row r of x with row r of y), the same on every rank.

@@ -115,21 +115,22 @@ Rsa::Rsa(const at::Tensor& x, const at::Tensor& y) : n_(x.size(0)), identity_(io
     return r;
   };
   rank_x_ = upper_ranks(x);
-  rank_y_ = upper_ranks(y);
+  const std::vector<double> ry = upper_ranks(y);
   norm_ = std::sqrt(std::inner_product(rank_x_.begin(), rank_x_.end(), rank_x_.begin(), 0.0) *
-                    std::inner_product(rank_y_.begin(), rank_y_.end(), rank_y_.begin(), 0.0));
+                    std::inner_product(ry.begin(), ry.end(), ry.begin(), 0.0));
+  rank_y_.assign(static_cast<size_t>(n_ * n_), 0.0);
+  int64_t e = 0;
+  for (int64_t i = 0; i < n_; ++i)
+    for (int64_t j = i + 1; j < n_; ++j, ++e) rank_y_[i * n_ + j] = rank_y_[j * n_ + i] = ry[e];
 }
 
 double Rsa::score_with(const std::vector<int64_t>& perm) const {
-  // Entry (i, j), i < j, of the triangle sits at i·n − i(i+1)/2 + (j − i − 1).
-  auto at_index = [n = n_](int64_t i, int64_t j) {
-    if (i > j) std::swap(i, j);
-    return i * n - i * (i + 1) / 2 + (j - i - 1);
-  };
   double dot = 0;
-  int64_t e = 0;
-  for (int64_t i = 0; i < n_; ++i)
-    for (int64_t j = i + 1; j < n_; ++j) dot += rank_x_[e++] * rank_y_[at_index(perm[i], perm[j])];
+  const double* rx = rank_x_.data();
+  for (int64_t i = 0; i < n_; ++i) {
+    const double* row = rank_y_.data() + perm[i] * n_;  // Y's ranks for the item paired with i
+    for (int64_t j = i + 1; j < n_; ++j) dot += *rx++ * row[perm[j]];
+  }
   return norm_ > 0 ? dot / norm_ : 0.0;
 }
 

@@ -47,8 +47,10 @@ class Rsa {
 
  private:
   int64_t n_;
-  std::vector<double> rank_x_, rank_y_;  // centred average ranks of the upper triangles (i < j)
-  double norm_ = 0;                      // ‖rank_x‖ ‖rank_y‖
+  std::vector<double> rank_x_;  // centred average ranks of X's upper triangle (i < j), row by row
+  std::vector<double> rank_y_;  // the same for Y, stored as a full symmetric n × n matrix so that a
+                                // permuted row is read from one row of memory, not n scattered places
+  double norm_ = 0;             // ‖rank_x‖ ‖rank_y‖
   std::vector<int64_t> identity_;
 };
 
