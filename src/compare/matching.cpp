@@ -200,11 +200,12 @@ Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_loca
     }
     for (int64_t i = 0; i < n_a; ++i) alpha[i] = rows_are_a ? 2.0 - sol.u[i] : -sol.v[i];
     for (int64_t j = 0; j < op.n_b; ++j) beta[j] = rows_are_a ? -sol.v[j] : 2.0 - sol.u[j];
-    struct CertifyTimer {
-      std::function<double()> lap;
+    // Adds the time until this round ends (by break, continue or the next round) to certify_s.
+    struct ScopedSeconds {
       double& total;
-      ~CertifyTimer() { total += lap(); }
-    } certify_timer{lap_time, certify_s};
+      std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+      ~ScopedSeconds() { total += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); }
+    } certify_timer{certify_s};
     const double min_alpha = *std::min_element(alpha.begin(), alpha.end());
     const double min_beta = *std::min_element(beta.begin(), beta.end());
     std::vector<int64_t> suspect_a, suspect_b;
