@@ -18,7 +18,6 @@
 namespace universae::compare {
 namespace {
 
-
 // Candidate or violating pairs (i in A, j in B) with their float64 cosine.
 struct Edges {
   std::vector<int64_t> a, b;
@@ -63,8 +62,9 @@ Edges rescore_and_gather(const parallel::Comm& comm, const Operands& op, const s
 
 // Pairs of (rows_a ∩ this rank's rows) × cols_b computed exactly; those `keep` accepts are rescored
 // and gathered on every rank. rows_a, cols_b: sorted global indices, the same on every rank.
-// With `deep` (only when cols_b is every column), each of these rows also keeps its top deep->k()
-// columns, which become candidates and tighten the row's bound (*deep_bound, by global row).
+// With deep_k > 0 (only when cols_b is every column), each of these rows also keeps its top deep_k
+// columns, which become candidates and tighten the row's bound (*deep_bound, by global row);
+// *kept counts the pairs `keep` accepted, over all ranks.
 Edges exact_block(const parallel::Comm& comm, const Operands& op, const TileSizes& tiles,
                   const std::vector<int64_t>& rows_a, const std::vector<int64_t>& cols_b,
                   const std::function<bool(int64_t, int64_t, float)>& keep, int64_t* checked, int64_t deep_k = 0,
@@ -133,13 +133,8 @@ Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_loca
   op.a32 = pass.a_unit;
   op.b32 = pass.b_unit;
   // float64 unit rows from the inputs, so rescored cosines match a float64 reference.
-  auto unit64 = [](const at::Tensor& m) {
-    const at::Tensor d = m.to(at::kDouble);
-    const at::Tensor norms = at::sqrt(at::sum(at::mul(d, d), {1}, true));
-    return at::div(d, at::where(at::eq(norms, 0.0), at::ones_like(norms), norms)).contiguous();
-  };
-  op.a64 = unit64(a_local);
-  op.b64 = unit64(b);
+  op.a64 = core::unit_rows(a_local, nullptr, at::kDouble);
+  op.b64 = core::unit_rows(b, nullptr, at::kDouble);
   auto lap_time = [t = std::chrono::steady_clock::now()]() mutable {
     const auto now = std::chrono::steady_clock::now();
     const double s = std::chrono::duration<double>(now - t).count();

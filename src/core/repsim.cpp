@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "core/rng.hpp"
+#include "core/similarity.hpp"
 
 namespace universae::core {
 namespace {
@@ -100,9 +101,8 @@ Rsa::Rsa(const at::Tensor& x, const at::Tensor& y) : n_(x.size(0)), identity_(io
   check_pairs(x, y, 3);
   auto upper_ranks = [this](const at::Tensor& m) {
     const at::Tensor d = m.to(at::kDouble);
-    const at::Tensor rc = d - d.mean(1, /*keepdim=*/true);  // centre each row over its entries
-    const at::Tensor norms = rc.norm(2, 1, /*keepdim=*/true);
-    const at::Tensor rn = rc / at::where(norms == 0, at::ones_like(norms), norms);
+    // Centred, unit rows: their inner products are the Pearson correlations between rows.
+    const at::Tensor rn = unit_rows(d - d.mean(1, /*keepdim=*/true), nullptr, at::kDouble);
     const at::Tensor s = rn.mm(rn.t()).contiguous();  // Pearson correlation between rows
     const double* p = s.data_ptr<double>();
     std::vector<double> upper;
@@ -150,9 +150,7 @@ MutualKnn::MutualKnn(const at::Tensor& x, const at::Tensor& y, int64_t k)
     : n_(x.size(0)), k_(std::min<int64_t>(k, x.size(0) - 1)), identity_(iota(x.size(0))) {
   check_pairs(x, y, 2);
   auto neighbours = [this](const at::Tensor& m) {
-    const at::Tensor d = m.to(at::kDouble);
-    const at::Tensor norms = d.norm(2, 1, /*keepdim=*/true);
-    const at::Tensor unit = d / at::where(norms == 0, at::ones_like(norms), norms);
+    const at::Tensor unit = unit_rows(m, nullptr, at::kDouble);
     at::Tensor s = unit.mm(unit.t());
     s.fill_diagonal_(-std::numeric_limits<double>::infinity());  // self excluded
     const at::Tensor idx = std::get<1>(s.topk(k_, 1)).contiguous();
