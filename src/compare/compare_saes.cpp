@@ -223,8 +223,8 @@ std::vector<PairSummary> compare_saes(const parallel::Comm& comm, const CompareR
         f.write_attr(pair, "b", names[j]);
         PairSummary s{names[i], names[j]};
         Matching matched[2];
-        for (const char* part : {"decoder", "encoder"}) {
-          const std::string dataset = std::string(part) == "decoder" ? "W_dec" : "W_enc";
+        for (const bool decoder : {true, false}) {
+          const std::string part = decoder ? "decoder" : "encoder", dataset = decoder ? "W_dec" : "W_enc";
           const at::Tensor a_local =
               io::read_sae_rows(comm, ha.path, dataset, a_rows_of_rank(ha.n_latents, request.tiles, comm));
           const at::Tensor b = io::read_sae_rows(comm, hb.path, dataset, {0, hb.n_latents});
@@ -237,10 +237,10 @@ std::vector<PairSummary> compare_saes(const parallel::Comm& comm, const CompareR
           f.create_group(pair + "/" + part);
           write_max_cosine(f, pair + "/" + part, mc, comm);
           f.write_attr(pair + "/" + part, "seconds", pass_seconds);  // the tile pass (GEMMs + top-K lists)
-          (std::string(part) == "decoder" ? s.decoder_mcs_ab : s.encoder_mcs_ab) = mc.mcs_ab;
-          (std::string(part) == "decoder" ? s.decoder_mcs_ba : s.encoder_mcs_ba) = mc.mcs_ba;
+          (decoder ? s.decoder_mcs_ab : s.encoder_mcs_ab) = mc.mcs_ab;
+          (decoder ? s.decoder_mcs_ba : s.encoder_mcs_ba) = mc.mcs_ba;
           if (request.hungarian)
-            matched[std::string(part) == "decoder" ? 0 : 1] =
+            matched[decoder ? 0 : 1] =
                 certified_matching(comm, a_local, b, pass, request.tiles, request.matching);
         }
         if (request.hungarian) {

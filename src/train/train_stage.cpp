@@ -84,6 +84,22 @@ void install_reduced_gradients(Member& m) {
   std::fill(m.grad_acc.begin(), m.grad_acc.end(), core::wide_int{0});
 }
 
+// The FVU denominator, accumulated over chunks: sums[0..d) += Σ_t x_t, sums[d] += Σ_t ‖x_t‖².
+void add_data_sums(const torch::Tensor& x, double* sums) {
+  const torch::Tensor xs = x.to(torch::kDouble);
+  const torch::Tensor col = xs.sum(0).contiguous();
+  const double* c = col.data_ptr<double>();
+  for (int64_t j = 0; j < col.numel(); ++j) sums[j] += c[j];
+  sums[col.numel()] += xs.pow(2).sum().item<double>();
+}
+
+// Σ_t ‖x_t − x̄‖² over `count` tokens from (reduced) add_data_sums sums.
+double total_variance(const double* sums, int64_t d, int64_t count) {
+  double mean_sq = 0;
+  for (int64_t j = 0; j < d; ++j) mean_sq += sums[j] * sums[j];
+  return sums[d] - mean_sq / static_cast<double>(count);
+}
+
 void count_fires(const core::TopKSaeImpl::Output& out, std::vector<int64_t>& fires, int64_t& active) {
   const torch::Tensor fired = out.top_indices.masked_select(out.top_values > 0);
   active += fired.numel();
@@ -112,19 +128,13 @@ Evaluation evaluate(const parallel::Comm& comm, Member& m, const data::Synthetic
     const torch::Tensor x = tokens_tensor(source, kEvalTokenOffset + c * mb, count);
     const auto out = m.sae->forward(x);
     count_fires(out, fires, active);
-    const torch::Tensor xs = x.to(torch::kDouble);
-    const torch::Tensor col = xs.sum(0);
-    for (int64_t j = 0; j < source.d(); ++j) sums[j] += col[j].item<double>();
-    sums[source.d()] += xs.pow(2).sum().item<double>();
+    add_data_sums(x, sums.data());
     sums[source.d() + 1] += (x - out.x_hat).to(torch::kDouble).pow(2).sum().item<double>();
   }
   comm.allreduce_sum(fires.data(), n);
   comm.allreduce_sum(sums.data(), static_cast<int64_t>(sums.size()));
   active = comm.allreduce_sum(active);
-  double mean_sq = 0;
-  for (int64_t j = 0; j < source.d(); ++j) mean_sq += sums[j] * sums[j];
-  const double sst = sums[source.d()] - mean_sq / static_cast<double>(total);
-  e.fvu = sums[source.d() + 1] / sst;
+  e.fvu = sums[source.d() + 1] / total_variance(sums.data(), source.d(), total);
   e.l0 = static_cast<double>(active) / static_cast<double>(total);
   e.frequency = torch::empty({n}, torch::kDouble);
   double* frequency = e.frequency.data_ptr<double>();
@@ -233,12 +243,7 @@ std::vector<TrainedSae> run_train_stage(const parallel::Comm& comm, const config
     }
     for (int64_t c = my_chunks.begin; c < my_chunks.end; ++c) {
       const torch::Tensor x = tokens_tensor(source, step * B + c * mb, mb);  // read once for all seeds
-      if (log_step) {
-        const torch::Tensor xs = x.to(torch::kDouble);
-        const torch::Tensor col = xs.sum(0);
-        for (int64_t j = 0; j < d; ++j) data_sums[j] += col[j].item<double>();
-        data_sums[d] += xs.pow(2).sum().item<double>();
-      }
+      if (log_step) add_data_sums(x, data_sums.data());
       for (size_t s = 0; s < members.size(); ++s) {
         Member& m = members[s];
         const auto out = m.sae->forward(x);
@@ -273,9 +278,7 @@ std::vector<TrainedSae> run_train_stage(const parallel::Comm& comm, const config
 
     if (log_step) {
       comm.allreduce_sum(data_sums.data(), d + 1);
-      double mean_sq = 0;
-      for (int64_t j = 0; j < d; ++j) mean_sq += data_sums[j] * data_sums[j];
-      const double sst = data_sums[d] - mean_sq / static_cast<double>(B);
+      const double sst = total_variance(data_sums.data(), d, B);
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       std::string extra;
       for (auto& m : members) {
