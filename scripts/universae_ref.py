@@ -160,3 +160,92 @@ def mutual_knn(X, Y, k=10):
         return [set(np.argsort(-row, kind="stable")[:k]) for row in s]
     a, b = knn(X), knn(Y)
     return np.mean([len(p & q) / k for p, q in zip(a, b)])
+
+
+# --- Activation statistics (METHODS.md §5) ---------------------------------------------------
+
+def encode(x, sae):
+    """The SAE's codes z (tokens, latents) in float64 from a dict of its file's arrays and attrs."""
+    W_enc, b_enc, b_dec = (np.asarray(sae[k], dtype=np.float64) for k in ("W_enc", "b_enc", "b_dec"))
+    xin = x - b_dec if sae.get("apply_b_dec_to_input", True) else x
+    arch = sae["architecture"]
+    if arch == "gated":
+        gate = xin @ W_enc.T + b_enc
+        mag = np.maximum(xin @ W_enc.T * np.exp(sae["r_mag"]) + sae["b_mag"], 0)
+        return mag * (gate > 0)
+    pre = xin @ W_enc.T + b_enc
+    if arch == "relu":
+        return np.maximum(pre, 0)
+    if arch in ("jumprelu",) or (arch == "batchtopk" and "threshold" in sae):
+        return pre * (pre > sae["threshold"])
+    post = np.maximum(pre, 0)
+    z = np.zeros_like(post)
+    top = np.argsort(-post, axis=1, kind="stable")[:, : sae["k"]]
+    rows = np.arange(len(post))[:, None]
+    z[rows, top] = post[rows, top]
+    return z
+
+
+def dense_pre(x, sae):
+    W_enc, b_enc, b_dec = (np.asarray(sae[k], dtype=np.float64) for k in ("W_enc", "b_enc", "b_dec"))
+    xin = x - b_dec if sae.get("apply_b_dec_to_input", True) else x
+    if sae["architecture"] == "gated":
+        return np.maximum(xin @ W_enc.T * np.exp(sae["r_mag"]) + sae["b_mag"], 0)
+    return np.maximum(xin @ W_enc.T + b_enc, 0)
+
+
+def correlation(a, b):
+    """Pearson correlation between the columns of a (T, n_a) and b (T, n_b); σ = 0 gives 0.
+    The same quantity as np.corrcoef's off-diagonal block (population or sample σ cancel)."""
+    ac, bc = a - a.mean(0), b - b.mean(0)
+    sa, sb = np.sqrt((ac ** 2).mean(0)), np.sqrt((bc ** 2).mean(0))
+    c = (ac.T @ bc) / len(a)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = c / np.outer(sa, sb)
+    c[~np.isfinite(c)] = 0
+    c[sa <= 1e-12 * np.maximum(1, np.abs(a).max(0)), :] = 0
+    c[:, sb <= 1e-12 * np.maximum(1, np.abs(b).max(0))] = 0
+    return c
+
+
+def mappings(c):
+    """The four mappings of METHODS.md §5 from a correlation matrix c (n_a, n_b), as lists of (a, b)."""
+    arg_ab, arg_ba = c.argmax(1), c.argmax(0)  # numpy: the lowest index among equal maxima
+    many = [(int(arg_ba[j]), j) for j in range(c.shape[1])]
+    best, first = {}, {}
+    for a, b in many:
+        if a not in first:
+            first[a] = b
+        if a not in best or c[a, b] > c[a, best[a]]:
+            best[a] = b
+    mutual = [(i, int(arg_ab[i])) for i in range(c.shape[0]) if arg_ba[arg_ab[i]] == i]
+    return dict(many_to_one=many, one_to_one_best=sorted(best.items()), one_to_one_first=sorted(first.items()),
+                mutual=mutual)
+
+
+def top_positions(z, count=5):
+    """Per latent the positions of its `count` largest z > 0 (ties: earlier position); -1 padding."""
+    out = -np.ones((z.shape[1], count), dtype=np.int64)
+    for i in range(z.shape[1]):
+        fired = np.nonzero(z[:, i] > 0)[0]
+        order = fired[np.lexsort((fired, -z[fired, i]))][:count]
+        out[i, : len(order)] = order
+    return out
+
+
+NON_CONCEPT = {"", " ", "\n", "\\n", ".", ",", "!", "?", "-", "<s>", "</s>", "<unk>", "<pad>", "<bos>", "<eos>",
+               "<|endoftext|>", "<|begin_of_text|>", "<|end_of_text|>"}
+
+
+def piece(vocab, t):
+    s = vocab[t]
+    if len(s) == 6 and s.startswith("<0x") and s.endswith(">"):
+        return chr(int(s[3:5], 16))
+    return s
+
+
+def non_concept_filter(pairs, strings_a, strings_b):
+    """Lan et al.: drop a pair if either latent has a non-concept top token; keep it only if the two
+    top-token sets share a string."""
+    return [(a, b) for a, b in pairs
+            if not (set(strings_a[a]) | set(strings_b[b])) & NON_CONCEPT and set(strings_a[a]) & set(strings_b[b])]

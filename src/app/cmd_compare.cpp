@@ -13,18 +13,26 @@ void add_compare(CLI::App& app, Action& action) {
     std::vector<std::string> saes;
     std::string out;
     std::vector<std::string> overrides;
+    std::string activations;
+    std::vector<std::string> baselines;
     bool fresh = false;
   };
   auto opts = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand(
       "compare",
-      "Compare SAEs, every pair: decoder and encoder max cosine both ways (argmax, MCS) and the certified\n"
-      "Hungarian matching (mean matched cosine, shared and equal fractions).\n"
-      "  universae compare --sae A.h5 --sae B.h5 [--sae C.h5 ...] --out results.h5\n"
+      "Compare SAEs, every pair: decoder and encoder max cosine both ways (argmax, MCS), the certified\n"
+      "Hungarian matching (mean matched cosine, shared and equal fractions), SVCCA/RSA/CKA/mutual kNN of the\n"
+      "paired decoder rows with permutation tests, N-seed overlap; with --activations, firing frequency,\n"
+      "exact activation correlation both ways, the four mappings, top-5 tokens, the non-concept filter and\n"
+      "semantic subspaces. Baselines (--baseline, compare.baseline_random) are compared with the first SAE.\n"
+      "  universae compare --sae A.h5 --sae B.h5 [--sae C.h5 ...] [--activations STORE|synthetic] --out results.h5\n"
       "  universae compare CONFIG.toml        (compare.saes, output in run.output_dir)");
   cmd->add_option("config", opts->config, "config file (TOML); optional with --sae");
   cmd->add_option("--sae", opts->saes, "an SAE file (repeat; at least two)");
   cmd->add_option("--out", opts->out, "results file (default <run.output_dir>/results.h5); summary.csv goes beside it");
+  cmd->add_option("--activations", opts->activations,
+                  "activation store (HDF5) or \"synthetic\" for activation statistics (= compare.activations)");
+  cmd->add_option("--baseline", opts->baselines, "a baseline SAE file, compared with the first SAE (repeatable)");
   cmd->add_option("--set", opts->overrides, "override a config key: section.key=value (repeatable)");
   cmd->add_flag("--fresh", opts->fresh, "recompute even when a complete, newer results file exists");
   cmd->footer(config_keys_help());
@@ -34,6 +42,9 @@ void add_compare(CLI::App& app, Action& action) {
     action = [opts](const parallel::Comm& comm) {
       config::Config cfg = load_config(opts->config, opts->overrides);
       if (!opts->saes.empty()) cfg.compare.saes = opts->saes;
+      if (!opts->activations.empty()) cfg.compare.activations = opts->activations;
+      for (const auto& b : opts->baselines) cfg.compare.baselines.push_back(b);
+      if (!opts->activations.empty() || !opts->baselines.empty()) config::validate(cfg);
       if (cfg.compare.saes.empty())
         throw UsageError(opts->config + ": compare.saes is empty; name the SAE files there or with --sae");
       std::vector<compare::PairSummary> pairs;

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "parallel/log.hpp"
 
 namespace universae::app {
@@ -39,6 +41,20 @@ void print_pairs(const std::vector<compare::PairSummary>& pairs) {
       fmt::print("{:<24}", p.a + "--" + p.b);
       for (const auto& m : p.repsim) fmt::print(" {:>18}", fmt::format("{:.4f} ({:.3g})", m.second.first, m.second.second));
       fmt::print("\n");
+    }
+  }
+  const bool activations = std::any_of(pairs.begin(), pairs.end(), [](const auto& p) { return p.has_activation; });
+  if (activations) {
+    fmt::print("\n{:<24} {:>12} {:>12} {:>8} {:>18} {:>18}\n", "pair (activations)", "max corr a→b", "max corr b→a",
+               "pairs", "svcca (p)", "rsa (p)");
+    for (const auto& p : pairs) {
+      auto metric = [&](const char* name) {
+        for (const auto& m : p.activation_repsim)
+          if (m.first == name) return fmt::format("{:.4f} ({:.3g})", m.second.first, m.second.second);
+        return std::string("-");
+      };
+      fmt::print("{:<24} {:>12.6f} {:>12.6f} {:>8} {:>18} {:>18}\n", p.a + "--" + p.b, p.mean_max_corr_ab,
+                 p.mean_max_corr_ba, p.activation_pairs, metric("svcca"), metric("rsa"));
     }
   }
   std::fflush(stdout);

@@ -8,8 +8,11 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 
+#include "compare/concepts.hpp"
 #include "compare/overlap.hpp"
+#include "core/rng.hpp"
 #include "core/error.hpp"
 #include "io/h5.hpp"
 #include "io/sae_file.hpp"
@@ -26,6 +29,18 @@ void write_replicated(io::File& f, const std::string& name, io::DType type, cons
   const core::Range mine = core::shard_range(n, comm.rank(), comm.size());
   f.write_rows(name, mine, values.data() + mine.begin);
 }
+
+// A [rows, width...] table every rank holds: each rank writes its block of rows.
+template <typename T>
+void write_table(io::File& f, const std::string& name, io::DType type, const std::vector<T>& values,
+                 const std::vector<int64_t>& shape, const parallel::Comm& comm) {
+  f.create_dataset(name, type, shape);
+  const int64_t width = shape[0] > 0 ? static_cast<int64_t>(values.size()) / shape[0] : 0;
+  const core::Range mine = core::shard_range(shape[0], comm.rank(), comm.size());
+  f.write_rows(name, mine, values.data() + mine.begin * width);
+}
+
+std::vector<float> to_float(const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); }
 
 void write_max_cosine(io::File& f, const std::string& group, const MaxCosine& mc, const parallel::Comm& comm) {
   write_replicated(f, group + "/max_cos_ab", io::DType::kFloat32, mc.max_cos_ab, comm);
@@ -105,10 +120,11 @@ std::vector<RepSimResult> paired_decoder_similarity(const parallel::Comm& comm, 
 }
 
 // /pairs/<a>--<b>/<metric>: score, null statistics, p-value, seed; the null itself.
-void write_repsim(io::File& f, const std::string& pair, const std::vector<RepSimResult>& results, PairSummary& s,
+void write_repsim(io::File& f, const std::string& parent, const std::vector<RepSimResult>& results,
+                  const std::string& pairing, std::vector<std::pair<std::string, std::pair<double, double>>>* summary,
                   const parallel::Comm& comm) {
   for (const auto& r : results) {
-    const std::string g = pair + "/" + r.metric;
+    const std::string g = parent + "/" + r.metric;
     f.create_group(g);
     f.write_attr(g, "score", r.score);
     f.write_attr(g, "null_mean", r.null_mean);
@@ -118,10 +134,179 @@ void write_repsim(io::File& f, const std::string& pair, const std::vector<RepSim
     f.write_attr(g, "n_pairs", r.n_pairs);
     f.write_attr(g, "seed", static_cast<int64_t>(r.seed));
     f.write_attr(g, "subsampled", r.subsampled);
-    f.write_attr(g, "pairing", "hungarian_decoder");
+    f.write_attr(g, "pairing", pairing);
     f.write_attr(g, "seconds", r.seconds);
     write_replicated(f, g + "/null", io::DType::kFloat64, r.null, comm);
-    s.repsim.push_back({r.metric, {r.score, r.p_value}});
+    if (!r.subset_null.empty()) {  // Test 2 of a subspace
+      f.write_attr(g, "subset_null_mean", r.subset_null_mean);
+      f.write_attr(g, "subset_null_std", r.subset_null_std);
+      f.write_attr(g, "subset_p_value", r.subset_p_value);
+      write_replicated(f, g + "/subset_null", io::DType::kFloat64, r.subset_null, comm);
+    }
+    if (summary) summary->push_back({r.metric, {r.score, r.p_value}});
+  }
+}
+
+core::SaeEncoderWeights encoder_of(const io::SaeWeights& w) {
+  core::SaeEncoderWeights e;
+  e.architecture = w.header.architecture;
+  e.k = w.header.k;
+  e.apply_b_dec_to_input = w.header.apply_b_dec_to_input;
+  e.W_enc = w.W_enc, e.b_enc = w.b_enc, e.b_dec = w.b_dec;
+  e.threshold = w.threshold, e.r_mag = w.r_mag, e.b_mag = w.b_mag;
+  return e;
+}
+
+// What the activation pass leaves for the pairs: every SAE's codes on the input and its top tokens.
+struct ActivationData {
+  ActivationInput input;
+  std::vector<core::SparseCodes> codes;  // per SAE (input = codes)
+  std::vector<std::vector<std::vector<std::string>>> latent_strings;  // per SAE, per latent: top token strings
+  std::vector<ConceptCategory> concepts;
+};
+
+// Encodes every SAE once; writes /activations and each SAE's frequency and top examples.
+// Opens and checks the activation input (collective; a UsageError on every rank when it does not fit).
+ActivationInput activation_input(const parallel::Comm& comm, const CompareRequest& request, const io::SaeHeader& first) {
+  ActivationOptions o = request.activations;
+  if (o.hookpoint.empty() || o.hookpoint == "synthetic") o.hookpoint = first.hookpoint;
+  ActivationInput in = open_activation_input(comm, o);
+  if (in.d != first.d_in)
+    throw UsageError(in.source + ": activations at '" + in.hookpoint + "' have d = " + std::to_string(in.d) +
+                     " but the SAEs have d_in = " + std::to_string(first.d_in) + " (compare.activations, data.hookpoint)");
+  if (!in.vocab.empty() && !in.tokens.empty()) load_concepts(o.concepts);  // a bad concepts file fails now
+  return in;
+}
+
+ActivationData activation_pass(const parallel::Comm& comm, io::File& f, const CompareRequest& request, ActivationInput input,
+                               const std::vector<io::SaeHeader>& headers, const std::vector<std::string>& names) {
+  const ActivationOptions& o = request.activations;
+  ActivationData data;
+  data.input = std::move(input);
+  const ActivationInput& in = data.input;
+  const bool strings = !in.vocab.empty() && !in.tokens.empty();
+  if (strings) data.concepts = load_concepts(o.concepts);
+  f.create_group("/activations");
+  f.write_attr("/activations", "source", in.source);
+  f.write_attr("/activations", "hookpoint", in.hookpoint);
+  f.write_attr("/activations", "n_tokens", in.n_tokens);
+  f.write_attr("/activations", "first_token", in.first_token);
+  f.write_attr("/activations", "input", o.input);
+  f.write_attr("/activations", "chunk_tokens", o.chunk_tokens);
+  if (strings) f.write_strings("/activations/vocab", in.vocab);
+  for (size_t s = 0; s < headers.size(); ++s) {
+    const auto& h = headers[s];
+    const std::string g = "/saes/" + names[s];
+    core::SparseCodes codes = encode_codes(comm, encoder_of(io::read_sae(comm, h.path)), in, o.chunk_tokens, names[s]);
+    write_replicated(f, g + "/frequency", io::DType::kFloat64, firing_frequency(codes), comm);
+    f.write_attr(g, "frequency_source", "activations");
+    const core::TopExamples top = core::top_examples(codes, 5);
+    const TopTokens tokens = top_tokens(top, in);
+    write_table(f, g + "/top_positions", io::DType::kInt64, top.positions, {h.n_latents, 5}, comm);
+    write_table(f, g + "/top_values", io::DType::kFloat32, top.values, {h.n_latents, 5}, comm);
+    if (!in.tokens.empty()) {
+      write_table(f, g + "/top_tokens", io::DType::kInt64, tokens.tokens, {h.n_latents, 5}, comm);
+      write_table(f, g + "/top_windows", io::DType::kInt64, tokens.windows, {h.n_latents, 5, 5}, comm);
+    }
+    data.latent_strings.push_back(strings ? latent_top_strings(tokens.tokens, 5, in.vocab)
+                                          : std::vector<std::vector<std::string>>{});
+    if (o.input == "codes") data.codes.push_back(std::move(codes));
+  }
+  return data;
+}
+
+void write_mapping(io::File& f, const std::string& g, const core::Mapping& m, const parallel::Comm& comm) {
+  f.create_group(g);
+  f.write_attr(g, "n_pairs", static_cast<int64_t>(m.a.size()));
+  write_replicated(f, g + "/a", io::DType::kInt64, m.a, comm);
+  write_replicated(f, g + "/b", io::DType::kInt64, m.b, comm);
+  write_replicated(f, g + "/corr", io::DType::kFloat32, to_float(m.corr), comm);
+}
+
+core::Mapping take(const core::Mapping& m, const std::vector<int64_t>& rows) {
+  core::Mapping out;
+  for (int64_t r : rows) {
+    const auto e = static_cast<size_t>(r);
+    out.a.push_back(m.a[e]), out.b.push_back(m.b[e]), out.corr.push_back(m.corr[e]);
+  }
+  return out;
+}
+
+// /pairs/<a>--<b>/activation: correlation maxima, the four mappings, the filtered pairs of the
+// chosen mapping and their representational similarity, and the semantic subspaces.
+void write_activation_pair(io::File& f, const std::string& pair, size_t i, size_t j,
+                           const std::vector<io::SaeHeader>& headers, const ActivationData& data,
+                           const CompareRequest& request, PairSummary& s, const parallel::Comm& comm) {
+  const ActivationOptions& o = request.activations;
+  Correlation c;
+  if (o.input == "pre") {
+    c = dense_correlation(comm, encoder_of(io::read_sae(comm, headers[i].path)),
+                          encoder_of(io::read_sae(comm, headers[j].path)), data.input, o.chunk_tokens, request.tiles.rows);
+  } else {
+    c = sparse_correlation(comm, data.codes[i], data.codes[j], request.tiles.rows);
+  }
+  const std::string g = pair + "/activation";
+  f.create_group(g);
+  write_replicated(f, g + "/max_corr_ab", io::DType::kFloat32, to_float(c.max_ab), comm);
+  write_replicated(f, g + "/argmax_ab", io::DType::kInt64, c.argmax_ab, comm);
+  write_replicated(f, g + "/max_corr_ba", io::DType::kFloat32, to_float(c.max_ba), comm);
+  write_replicated(f, g + "/argmax_ba", io::DType::kInt64, c.argmax_ba, comm);
+  f.write_attr(g, "mean_max_corr_ab", c.mean_ab);
+  f.write_attr(g, "mean_max_corr_ba", c.mean_ba);
+  f.write_attr(g, "n_tokens", data.input.n_tokens);
+  f.write_attr(g, "input", o.input);
+  f.write_attr(g, "seconds", c.seconds);
+  s.has_activation = true;
+  s.mean_max_corr_ab = c.mean_ab;
+  s.mean_max_corr_ba = c.mean_ba;
+
+  const core::Mapping many = core::many_to_one(c.max_ba, c.argmax_ba);
+  const core::Mapping best = core::one_to_one(many, false), first = core::one_to_one(many, true);
+  const core::Mapping mutual = core::mutual(c.max_ab, c.argmax_ab, c.argmax_ba);
+  write_mapping(f, g + "/mappings/many_to_one", many, comm);
+  write_mapping(f, g + "/mappings/one_to_one_best", best, comm);
+  write_mapping(f, g + "/mappings/one_to_one_first", first, comm);
+  write_mapping(f, g + "/mappings/mutual", mutual, comm);
+
+  const bool lan = o.lan2024;
+  const std::string mapping_name = o.mapping == "one_to_one" ? (lan ? "one_to_one_first" : "one_to_one_best") : o.mapping;
+  const core::Mapping& chosen = o.mapping == "many_to_one" ? many : o.mapping == "mutual" ? mutual : lan ? first : best;
+  const bool strings = !data.latent_strings[i].empty();
+  std::vector<int64_t> kept;
+  if (strings) {
+    kept = filter_non_concept(chosen, data.latent_strings[i], data.latent_strings[j]);
+  } else {
+    for (size_t e = 0; e < chosen.a.size(); ++e) kept.push_back(static_cast<int64_t>(e));
+  }
+  const std::string paired = g + "/paired";
+  write_mapping(f, paired, take(chosen, kept), comm);
+  f.write_attr(paired, "mapping", mapping_name);
+  f.write_attr(paired, "non_concept_filter", strings);
+  f.write_attr(paired, "n_pairs_before_filter", static_cast<int64_t>(chosen.a.size()));
+  s.activation_pairs = static_cast<int64_t>(kept.size());
+  if (!request.repsim || kept.size() < 3) return;
+
+  const std::string pair_name = pair.substr(pair.rfind('/') + 1);
+  const at::Tensor wa = io::read_sae_rows(comm, headers[i].path, "W_dec", {0, headers[i].n_latents});
+  const at::Tensor wb = io::read_sae_rows(comm, headers[j].path, "W_dec", {0, headers[j].n_latents});
+  const at::Tensor x_all = wa.index_select(0, at::tensor(chosen.a, at::kLong));
+  const at::Tensor y_all = wb.index_select(0, at::tensor(chosen.b, at::kLong));
+  const at::Tensor idx = at::tensor(kept, at::kLong);
+  const std::string pairing = "activation_" + mapping_name + (strings ? "_filtered" : "");
+  write_repsim(f, g, paired_similarity(comm, x_all.index_select(0, idx), y_all.index_select(0, idx),
+                                       pair_name + "/activation", request.repsim_options),
+               pairing, &s.activation_repsim, comm);
+  // Semantic subspaces: the kept pairs whose A latent fires on a category keyword; Test 2 draws
+  // random subsets of the same size from all pairs of the mapping.
+  for (const auto& cat : data.concepts) {
+    const std::vector<int64_t> rows = category_pairs(chosen, kept, data.latent_strings[i], cat);
+    const std::string sg = g + "/subspaces/" + cat.name;
+    f.create_group(sg);
+    f.write_attr(sg, "n_pairs", static_cast<int64_t>(rows.size()));
+    write_replicated(f, sg + "/pairs", io::DType::kInt64, rows, comm);
+    if (rows.size() >= 3)
+      write_repsim(f, sg, subspace_similarity(comm, x_all, y_all, rows, pair_name + "/" + cat.name, request.repsim_options),
+                   pairing, nullptr, comm);
   }
 }
 
@@ -132,7 +317,8 @@ void write_summary_csv(const std::string& path, const std::vector<PairSummary>& 
     out.precision(9);
     out << "pair,a,b,decoder_mcs_ab,decoder_mcs_ba,encoder_mcs_ab,encoder_mcs_ba,"
            "mean_cos_decoder,mean_cos_encoder,shared_fraction,equal_fraction,certified,"
-           "svcca,svcca_p,rsa,rsa_p,cka,cka_p,mutual_knn,mutual_knn_p\n";
+           "svcca,svcca_p,rsa,rsa_p,cka,cka_p,mutual_knn,mutual_knn_p,baseline,mean_max_corr_ab,mean_max_corr_ba,"
+           "activation_pairs,act_svcca,act_svcca_p,act_rsa,act_rsa_p,act_cka,act_cka_p,act_mutual_knn,act_mutual_knn_p\n";
     for (const auto& p : pairs) {
       out << p.a << "--" << p.b << ',' << p.a << ',' << p.b << ',' << p.decoder_mcs_ab << ',' << p.decoder_mcs_ba
           << ',' << p.encoder_mcs_ab << ',' << p.encoder_mcs_ba;
@@ -142,14 +328,24 @@ void write_summary_csv(const std::string& path, const std::vector<PairSummary>& 
       } else {
         out << ",,,,,";
       }
-      for (const char* metric : {"svcca", "rsa", "cka", "mutual_knn"}) {
-        const auto it = std::find_if(p.repsim.begin(), p.repsim.end(), [&](const auto& m) { return m.first == metric; });
-        if (it == p.repsim.end()) {
-          out << ",,";
-        } else {
-          out << ',' << it->second.first << ',' << it->second.second;
+      auto metrics = [&](const auto& list) {
+        for (const char* metric : {"svcca", "rsa", "cka", "mutual_knn"}) {
+          const auto it = std::find_if(list.begin(), list.end(), [&](const auto& m) { return m.first == metric; });
+          if (it == list.end()) {
+            out << ",,";
+          } else {
+            out << ',' << it->second.first << ',' << it->second.second;
+          }
         }
+      };
+      metrics(p.repsim);
+      out << ',' << (p.baseline ? "true" : "false");
+      if (p.has_activation) {
+        out << ',' << p.mean_max_corr_ab << ',' << p.mean_max_corr_ba << ',' << p.activation_pairs;
+      } else {
+        out << ",,,";
       }
+      metrics(p.activation_repsim);
       out << '\n';
     }
     if (!out) throw InternalError(temp + ": write failed");
@@ -173,15 +369,35 @@ std::vector<std::string> sae_names(const std::vector<std::string>& paths) {
 std::vector<PairSummary> compare_saes(const parallel::Comm& comm, const CompareRequest& request) {
   if (request.sae_paths.size() < 2) throw UsageError("compare needs at least two SAE files (got " +
                                                      std::to_string(request.sae_paths.size()) + ")");
+  const std::string out_dir = std::filesystem::path(request.out_path).parent_path().string();
+  // Every input is checked before anything is created.
+  std::vector<std::string> paths = request.sae_paths;
+  for (const auto& path : request.baselines) paths.push_back(path);
   std::vector<io::SaeHeader> headers;
-  for (const auto& path : request.sae_paths) headers.push_back(io::read_sae_header(comm, path));
+  for (const auto& path : paths) headers.push_back(io::read_sae_header(comm, path));
   for (const auto& h : headers)
     if (h.d_in != headers[0].d_in)
       throw UsageError(h.path + ": d_in " + std::to_string(h.d_in) + " differs from " + headers[0].path + " (" +
                        std::to_string(headers[0].d_in) + "); weight similarity needs one input space");
-  const auto names = sae_names(request.sae_paths);
+  std::optional<ActivationInput> input;
+  if (!request.activations.source.empty()) input = activation_input(comm, request, headers[0]);
+  io::ensure_directory(comm, out_dir);
+  // Baselines (METHODS.md §8) are compared with the first SAE only; the random one comes last.
+  const size_t n_main = request.sae_paths.size();
+  if (request.baseline_random) {
+    const std::string path = (std::filesystem::path(out_dir.empty() ? "." : out_dir) / "baselines" / "random_init.h5").string();
+    io::ensure_directory(comm, std::filesystem::path(path).parent_path().string());
+    // Its own seed, never one a trained SAE was initialised from (a trained SAE stays near its init).
+    write_random_init_sae(comm, headers[0], core::mix64(request.seed ^ 0xBA5E11AEull) >> 1, path);
+    paths.push_back(path);
+    headers.push_back(io::read_sae_header(comm, path));
+  }
+  const auto names = sae_names(paths);
+  std::vector<std::pair<size_t, size_t>> pairs;
+  for (size_t i = 0; i < n_main; ++i)
+    for (size_t j = i + 1; j < n_main; ++j) pairs.push_back({i, j});
+  for (size_t b = n_main; b < paths.size(); ++b) pairs.push_back({0, b});
 
-  io::ensure_directory(comm, std::filesystem::path(request.out_path).parent_path().string());
   std::vector<PairSummary> summaries;
   io::PendingFile pending(comm, request.out_path);
   {
@@ -189,6 +405,7 @@ std::vector<PairSummary> compare_saes(const parallel::Comm& comm, const CompareR
     f.write_attr("/", "format", "universae-results");
     f.write_attr("/", "format_version", int64_t{1});
     f.write_attr("/", "config", request.config_toml);
+    f.write_attr("/", "fingerprint", request.fingerprint);
     f.write_attr("/", "universae_version", UNIVERSAE_VERSION);
     f.write_attr("/", "git_sha", UNIVERSAE_GIT_SHA);
     f.write_attr("/", "n_ranks", static_cast<int64_t>(comm.size()));
@@ -203,25 +420,30 @@ std::vector<PairSummary> compare_saes(const parallel::Comm& comm, const CompareR
       f.write_attr(g, "d_in", h.d_in);
       f.write_attr(g, "k", h.k);
       f.write_attr(g, "seed", h.seed);
-      if (h.has_frequency) {
+      f.write_attr(g, "baseline", i >= n_main);
+      if (h.has_frequency && request.activations.source.empty()) {
         io::File sae = io::File::open_read(comm, h.path);
         std::vector<double> freq(static_cast<size_t>(h.n_latents));
         sae.read_rows("/frequency", {0, h.n_latents}, freq.data());
         write_replicated(f, g + "/frequency", io::DType::kFloat64, freq, comm);
+        f.write_attr(g, "frequency_source", "sae_file");
       }
     }
+    std::optional<ActivationData> activations;
+    if (input) activations = activation_pass(comm, f, request, std::move(*input), headers, names);
 
-    const size_t n_pairs = headers.size() * (headers.size() - 1) / 2;
     std::vector<PairMatching> matchings;  // for the N-seed overlap
-    log::Progress progress("compare", static_cast<int64_t>(n_pairs), "pairs");
-    for (size_t i = 0; i < headers.size(); ++i) {
-      for (size_t j = i + 1; j < headers.size(); ++j) {
+    log::Progress progress("compare", static_cast<int64_t>(pairs.size()), "pairs");
+    for (const auto& [i, j] : pairs) {
+      {
         const auto &ha = headers[i], &hb = headers[j];
         const std::string pair = "/pairs/" + names[i] + "--" + names[j];
         f.create_group(pair);
         f.write_attr(pair, "a", names[i]);
         f.write_attr(pair, "b", names[j]);
+        f.write_attr(pair, "baseline", j >= n_main);
         PairSummary s{names[i], names[j]};
+        s.baseline = j >= n_main;
         Matching matched[2];
         for (const bool decoder : {true, false}) {
           const std::string part = decoder ? "decoder" : "encoder", dataset = decoder ? "W_dec" : "W_enc";
@@ -246,19 +468,23 @@ std::vector<PairSummary> compare_saes(const parallel::Comm& comm, const CompareR
         if (request.hungarian) {
           write_lap(f, pair + "/lap", matched[0], matched[1], request.shared_threshold, s, comm);
           if (request.repsim && std::min(ha.n_latents, hb.n_latents) >= 3)
-            write_repsim(f, pair, paired_decoder_similarity(comm, ha, hb, matched[0], names[i] + "--" + names[j], request), s,
-                         comm);
-          matchings.push_back({static_cast<int64_t>(i), static_cast<int64_t>(j), std::move(matched[0]), std::move(matched[1])});
+            write_repsim(f, pair, paired_decoder_similarity(comm, ha, hb, matched[0], names[i] + "--" + names[j], request),
+                         "hungarian_decoder", &s.repsim, comm);
+          if (j < n_main)
+            matchings.push_back({static_cast<int64_t>(i), static_cast<int64_t>(j), std::move(matched[0]), std::move(matched[1])});
         }
+        if (activations) write_activation_pair(f, pair, i, j, headers, *activations, request, s, comm);
         summaries.push_back(s);
         progress.update(static_cast<int64_t>(summaries.size()));
       }
     }
     progress.finish();
-    if (request.hungarian && headers.size() >= 3) {
+    if (request.hungarian && n_main >= 3) {
       std::vector<int64_t> sizes;
-      for (const auto& h : headers) sizes.push_back(h.n_latents);
-      write_overlap(f, n_seed_overlap(sizes, matchings, request.shared_threshold), names, request.shared_threshold, comm);
+      for (size_t i = 0; i < n_main; ++i) sizes.push_back(headers[i].n_latents);
+      write_overlap(f, n_seed_overlap(sizes, matchings, request.shared_threshold),
+                    std::vector<std::string>(names.begin(), names.begin() + static_cast<std::ptrdiff_t>(n_main)),
+                    request.shared_threshold, comm);
     }
     f.write_attr("/", "complete", true);  // last
   }
@@ -267,13 +493,31 @@ std::vector<PairSummary> compare_saes(const parallel::Comm& comm, const CompareR
   std::string error;
   if (comm.is_root()) {
     try {
-      write_summary_csv((std::filesystem::path(request.out_path).parent_path() / "summary.csv").string(), summaries);
+      write_summary_csv((std::filesystem::path(out_dir) / "summary.csv").string(), summaries);
     } catch (const std::exception& e) {
       error = e.what();
     }
   }
   parallel::agree_on_error(comm, error);
   return summaries;
+}
+
+void write_random_init_sae(const parallel::Comm& comm, const io::SaeHeader& like, uint64_t seed, const std::string& path) {
+  io::SaeWeights w;
+  w.header = like;
+  w.header.path = path;
+  w.header.seed = static_cast<int64_t>(seed);
+  w.header.config = "";
+  std::vector<float> rows(static_cast<size_t>(like.n_latents * like.d_in));
+  core::normal_rows(rows.data(), like.n_latents, like.d_in, seed, core::kStreamSaeInit, /*unit=*/true);
+  w.W_dec = at::from_blob(rows.data(), {like.n_latents, like.d_in}, at::kFloat).clone();
+  w.W_enc = w.W_dec.clone();
+  w.b_enc = at::zeros({like.n_latents}, at::kFloat);
+  w.b_dec = at::zeros({like.d_in}, at::kFloat);
+  if (like.architecture == "jumprelu") w.threshold = at::zeros({like.n_latents}, at::kFloat);
+  if (like.architecture == "gated") w.r_mag = at::zeros({like.n_latents}, at::kFloat), w.b_mag = at::zeros({like.n_latents}, at::kFloat);
+  w.string_attrs.push_back({"baseline", "random_init"});
+  io::write_sae(comm, path, w);
 }
 
 CompareRequest request_from_config(const config::Config& cfg, std::vector<std::string> sae_paths,
@@ -293,7 +537,21 @@ CompareRequest request_from_config(const config::Config& cfg, std::vector<std::s
   r.repsim_options.svcca = {cfg.compare.svcca_variance, cfg.compare.svcca_dims, cfg.compare.compat == "lan2024"};
   r.repsim_options.knn_k = cfg.compare.knn_k;
   r.repsim_options.seed = static_cast<uint64_t>(cfg.compare.seed);
+  const auto& c = cfg.compare;
+  r.activations.source = c.activations;
+  r.activations.hookpoint = cfg.data.hookpoint;
+  r.activations.tokens = c.activation_tokens;
+  r.activations.input = c.correlation_input;
+  r.activations.chunk_tokens = c.chunk_tokens;
+  r.activations.mapping = c.activation_mapping;
+  r.activations.lan2024 = c.compat == "lan2024";
+  r.activations.concepts = c.concepts;
+  r.activations.synthetic = cfg.data.synthetic;
+  r.baseline_random = c.baseline_random;
+  r.baselines = c.baselines;
+  r.seed = static_cast<uint64_t>(c.seed);
   r.config_toml = config::to_toml(cfg);
+  r.fingerprint = config::to_toml(cfg, {"compare", "data"});
   return r;
 }
 
@@ -319,6 +577,18 @@ std::vector<PairSummary> read_pair_summaries(const parallel::Comm& comm, const s
     for (const char* metric : {"svcca", "rsa", "cka", "mutual_knn"})
       if (f.exists(g + "/" + metric))
         s.repsim.push_back({metric, {f.read_attr_double(g + "/" + metric, "score"), f.read_attr_double(g + "/" + metric, "p_value")}});
+    s.baseline = f.has_attr(g, "baseline") && f.read_attr_bool(g, "baseline");
+    const std::string act = g + "/activation";
+    if (f.exists(act)) {
+      s.has_activation = true;
+      s.mean_max_corr_ab = f.read_attr_double(act, "mean_max_corr_ab");
+      s.mean_max_corr_ba = f.read_attr_double(act, "mean_max_corr_ba");
+      s.activation_pairs = f.read_attr_int(act + "/paired", "n_pairs");
+      for (const char* metric : {"svcca", "rsa", "cka", "mutual_knn"})
+        if (f.exists(act + "/" + metric))
+          s.activation_repsim.push_back(
+              {metric, {f.read_attr_double(act + "/" + metric, "score"), f.read_attr_double(act + "/" + metric, "p_value")}});
+    }
     out.push_back(s);
   }
   return out;
@@ -332,12 +602,14 @@ std::vector<PairSummary> run_compare_stage(const parallel::Comm& comm, const con
   bool reusable = !fresh && std::filesystem::exists(request.out_path);
   if (reusable) {
     io::File f = io::File::open_read(comm, request.out_path);
-    reusable = f.has_attr("/", "complete") && f.read_attr_bool("/", "complete");
+    reusable = f.has_attr("/", "complete") && f.read_attr_bool("/", "complete") && f.has_attr("/", "fingerprint") &&
+               f.read_attr_string("/", "fingerprint") == request.fingerprint;
     if (reusable) {
       const auto made = std::filesystem::last_write_time(request.out_path);
       std::vector<std::string> stored;
       for (const auto& name : f.exists("/saes") ? f.children("/saes") : std::vector<std::string>{})
-        stored.push_back(f.read_attr_string("/saes/" + name, "path"));
+        if (!f.has_attr("/saes/" + name, "baseline") || !f.read_attr_bool("/saes/" + name, "baseline"))
+          stored.push_back(f.read_attr_string("/saes/" + name, "path"));
       auto wanted = request.sae_paths;
       std::sort(stored.begin(), stored.end());
       std::sort(wanted.begin(), wanted.end());
@@ -347,7 +619,8 @@ std::vector<PairSummary> run_compare_stage(const parallel::Comm& comm, const con
     }
   }
   if (reusable) {
-    log::info("compare: reusing complete {} (newer than its SAE files; --fresh recomputes)", request.out_path);
+    log::info("compare: reusing complete {} (same settings, newer than its SAE files; --fresh recomputes)",
+              request.out_path);
     return read_pair_summaries(comm, request.out_path);
   }
   return compare_saes(comm, request);

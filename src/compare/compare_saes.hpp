@@ -5,10 +5,12 @@
 #include <string>
 #include <vector>
 
+#include "compare/activation_stats.hpp"
 #include "compare/matching.hpp"
 #include "compare/max_cosine.hpp"
 #include "compare/repsim.hpp"
 #include "config/config.hpp"
+#include "io/sae_file.hpp"
 #include "parallel/comm.hpp"
 
 namespace universae::compare {
@@ -22,7 +24,12 @@ struct CompareRequest {
   double shared_threshold = 0.7;
   bool repsim = true;
   RepSimOptions repsim_options;
+  ActivationOptions activations;  // source "" = no activation statistics
+  bool baseline_random = false;   // + a random-initialisation SAE of the first SAE's shape
+  std::vector<std::string> baselines;  // each compared with the first SAE
+  uint64_t seed = 0;
   std::string config_toml;   // stored as the `config` attribute
+  std::string fingerprint;   // the compare and data sections: a results file is reused only when equal
 };
 
 // The request a config describes (compare.* keys); paths and output are the caller's.
@@ -37,7 +44,16 @@ struct PairSummary {
   double mean_cos_decoder = 0, mean_cos_encoder = 0, shared_fraction = 0, equal_fraction = 0;
   bool certified = false;
   std::vector<std::pair<std::string, std::pair<double, double>>> repsim{};  // metric → (score, p_value)
+  bool baseline = false;  // b is a baseline SAE
+  bool has_activation = false;
+  double mean_max_corr_ab = 0, mean_max_corr_ba = 0;
+  int64_t activation_pairs = 0;  // pairs of the activation mapping used for SVCCA/RSA (after the filter)
+  std::vector<std::pair<std::string, std::pair<double, double>>> activation_repsim{};
 };
+
+// Writes an untrained SAE with `like`'s shape, architecture and k, initialised as the trainer
+// initialises (METHODS.md §1: random unit decoder rows from `seed`, encoder = decoder, zero biases).
+void write_random_init_sae(const parallel::Comm& comm, const io::SaeHeader& like, uint64_t seed, const std::string& path);
 
 // Unique names for the SAEs: file stems, de-duplicated with a numeric suffix.
 std::vector<std::string> sae_names(const std::vector<std::string>& paths);

@@ -21,6 +21,24 @@ uint64_t name_hash(const std::string& s) {
   return h;
 }
 
+struct NullSummary {
+  double mean = 0, std = 0, p_value = 1;
+};
+
+NullSummary summarise(const std::vector<double>& null, double observed) {
+  NullSummary s;
+  double sum = 0, sum2 = 0;
+  int64_t at_least = 0;
+  for (double v : null) sum += v, sum2 += v * v, at_least += v >= observed;
+  const auto count = static_cast<double>(null.size());
+  if (count > 0) {
+    s.mean = sum / count;
+    s.std = std::sqrt(std::max(0.0, sum2 / count - s.mean * s.mean));
+  }
+  s.p_value = (1.0 + static_cast<double>(at_least)) / (count + 1.0);
+  return s;
+}
+
 RepSimResult permutation_test(const parallel::Comm& comm, const std::string& metric, int64_t n, uint64_t seed,
                               int64_t permutations, const std::function<double(const std::vector<int64_t>&)>& score_with,
                               double observed) {
@@ -33,15 +51,8 @@ RepSimResult permutation_test(const parallel::Comm& comm, const std::string& met
   for (int64_t p = mine.begin; p < mine.end; ++p)
     local.push_back(score_with(core::permutation(n, seed, static_cast<uint64_t>(p))));
   r.null = comm.allgatherv(local);
-  double sum = 0, sum2 = 0;
-  int64_t at_least = 0;
-  for (double v : r.null) sum += v, sum2 += v * v, at_least += v >= observed;
-  const auto count = static_cast<double>(r.null.size());
-  if (count > 0) {
-    r.null_mean = sum / count;
-    r.null_std = std::sqrt(std::max(0.0, sum2 / count - r.null_mean * r.null_mean));
-  }
-  r.p_value = (1.0 + static_cast<double>(at_least)) / (count + 1.0);
+  const NullSummary s = summarise(r.null, observed);
+  r.null_mean = s.mean, r.null_std = s.std, r.p_value = s.p_value;
   return r;
 }
 
@@ -81,6 +92,41 @@ std::vector<RepSimResult> paired_similarity(const parallel::Comm& comm, const at
   run("cka", [&] { return core::Cka(x, y); });
   run("mutual_knn", [&] { return core::MutualKnn(x, y, o.knn_k); });
   return out;
+}
+
+std::vector<RepSimResult> subspace_similarity(const parallel::Comm& comm, const at::Tensor& x_all,
+                                              const at::Tensor& y_all, const std::vector<int64_t>& rows,
+                                              const std::string& name, const RepSimOptions& o) {
+  auto pick = [&](const std::vector<int64_t>& r) {
+    const at::Tensor idx = at::tensor(r, at::kLong);
+    return std::make_pair(x_all.index_select(0, idx), y_all.index_select(0, idx));
+  };
+  const auto [x, y] = pick(rows);
+  std::vector<RepSimResult> results = paired_similarity(comm, x, y, name, o);
+  const auto m = std::min(static_cast<int64_t>(rows.size()), o.max_pairs), n = x_all.size(0);
+  for (auto& r : results) {
+    const auto start = std::chrono::steady_clock::now();
+    const uint64_t seed = core::mix64(r.seed ^ 0x7E572ull) >> 1;
+    const core::Range mine = core::shard_range(o.permutations, comm.rank(), comm.size());
+    std::vector<double> local;
+    for (int64_t p = mine.begin; p < mine.end; ++p) {
+      std::vector<int64_t> subset = core::permutation(n, seed, static_cast<uint64_t>(p));
+      subset.resize(static_cast<size_t>(m));
+      std::sort(subset.begin(), subset.end());
+      const auto [xs, ys] = pick(subset);
+      double score = 0;
+      if (r.metric == "svcca") score = core::Svcca(xs, ys, o.svcca).score();
+      if (r.metric == "rsa") score = core::Rsa(xs, ys).score();
+      if (r.metric == "cka") score = core::Cka(xs, ys).score();
+      if (r.metric == "mutual_knn") score = core::MutualKnn(xs, ys, o.knn_k).score();
+      local.push_back(score);
+    }
+    r.subset_null = comm.allgatherv(local);
+    const NullSummary s = summarise(r.subset_null, r.score);
+    r.subset_null_mean = s.mean, r.subset_null_std = s.std, r.subset_p_value = s.p_value;
+    r.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+  return results;
 }
 
 }  // namespace universae::compare

@@ -30,10 +30,19 @@ struct RepSimResult {
   int64_t n_pairs = 0;
   bool subsampled = false;
   double seconds = 0;  // preparation, score and permutations, on rank 0
+  // Test 2 (subspaces only): scores of random subsets of the same size drawn from all pairs.
+  std::vector<double> subset_null;
+  double subset_null_mean = 0, subset_null_std = 0, subset_p_value = 1;
 };
 
 // Collective. x, y: the paired rows (row r of x with row r of y), the same on every rank.
 std::vector<RepSimResult> paired_similarity(const parallel::Comm& comm, const at::Tensor& x, const at::Tensor& y,
                                             const std::string& pair_name, const RepSimOptions& options);
+
+// Collective. A subspace: the pairs `rows` of (x_all, y_all). Test 1 as paired_similarity on those
+// rows, plus Test 2: `options.permutations` random subsets of rows.size() pairs of all of x_all.
+std::vector<RepSimResult> subspace_similarity(const parallel::Comm& comm, const at::Tensor& x_all,
+                                              const at::Tensor& y_all, const std::vector<int64_t>& rows,
+                                              const std::string& name, const RepSimOptions& options);
 
 }  // namespace universae::compare

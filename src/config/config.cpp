@@ -79,6 +79,18 @@ std::vector<Field> bind_fields(Config& c) {
       {"compare.knn_k", &c.compare.knn_k, "neighbours in mutual kNN"},
       {"compare.compat", &c.compare.compat, "\"lan2024\": reproduce Lan et al.'s published SVCCA (one direction)"},
       {"compare.seed", &c.compare.seed, "seeds the permutation tests (stored per pair and metric)"},
+      {"compare.activations", &c.compare.activations,
+       "activation statistics on: \"\" (none), \"synthetic\" (held-out data.synthetic tokens) or a store path"},
+      {"compare.activation_tokens", &c.compare.activation_tokens, "tokens for activation statistics (0: whole store; synthetic 65,536)"},
+      {"compare.correlation_input", &c.compare.correlation_input,
+       "codes (the SAE's sparse output, exact via co-firing) or pre (dense relu(pre), Lan et al.)"},
+      {"compare.activation_mapping", &c.compare.activation_mapping,
+       "pairs for the activation-based SVCCA/RSA/CKA/kNN: one_to_one, many_to_one or mutual"},
+      {"compare.concepts", &c.compare.concepts, "keyword categories for semantic subspaces (\"\": configs/concepts.toml)"},
+      {"compare.chunk_tokens", &c.compare.chunk_tokens, "tokens per encoding block (fixed, so results do not depend on ranks)"},
+      {"compare.baseline_random", &c.compare.baseline_random,
+       "add an untrained random-initialisation SAE of the first SAE's shape, compared with the first SAE"},
+      {"compare.baselines", &c.compare.baselines, "baseline SAE files, each compared with the first SAE (also --baseline)"},
   };
 }
 
@@ -310,6 +322,20 @@ void validate(const Config& c) {
   require(c.compare.svcca_dims >= 0, "compare.svcca_dims", "must be >= 0");
   require(c.compare.knn_k >= 1, "compare.knn_k", "must be >= 1");
   require(c.compare.compat.empty() || c.compare.compat == "lan2024", "compare.compat", "must be \"\" or \"lan2024\"");
+  require(c.compare.activations.empty() || c.compare.activations == "synthetic" ||
+              std::filesystem::exists(c.compare.activations),
+          "compare.activations", "'" + c.compare.activations + "': file not found");
+  require(c.compare.activation_tokens >= 0, "compare.activation_tokens", "must be >= 0");
+  require(c.compare.correlation_input == "codes" || c.compare.correlation_input == "pre", "compare.correlation_input",
+          "must be codes or pre");
+  require(c.compare.activation_mapping == "one_to_one" || c.compare.activation_mapping == "many_to_one" ||
+              c.compare.activation_mapping == "mutual",
+          "compare.activation_mapping", "must be one_to_one, many_to_one or mutual");
+  require(c.compare.concepts.empty() || std::filesystem::exists(c.compare.concepts), "compare.concepts",
+          "'" + c.compare.concepts + "': file not found");
+  require(c.compare.chunk_tokens >= 1, "compare.chunk_tokens", "must be >= 1");
+  for (const auto& b : c.compare.baselines)
+    require(std::filesystem::exists(b), "compare.baselines", "'" + b + "': file not found");
 }
 
 std::string to_toml(const Config& config, const std::vector<std::string>& sections) {

@@ -76,6 +76,16 @@ struct CompareConfig {
   int64_t knn_k = 10;
   std::string compat;
   int64_t seed = 0;
+  // Activation statistics (METHODS.md §5).
+  std::string activations;           // "" none, "synthetic" (data.synthetic, held-out tokens), or a store path
+  int64_t activation_tokens = 0;     // 0: the whole store (synthetic: 65,536)
+  std::string correlation_input = "codes";  // or "pre"
+  std::string activation_mapping = "one_to_one";
+  std::string concepts;              // "" = configs/concepts.toml
+  int64_t chunk_tokens = 4096;
+  // Baselines (METHODS.md §8), each compared with the first SAE.
+  bool baseline_random = false;
+  std::vector<std::string> baselines;
 };
 
 struct Config {

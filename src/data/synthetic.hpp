@@ -12,6 +12,9 @@
 
 namespace universae::data {
 
+// The held-out token range: training reads tokens from 0, evaluation and activation statistics from here.
+inline constexpr int64_t kHeldOutTokenOffset = int64_t{1} << 50;
+
 class SyntheticSource {
  public:
   explicit SyntheticSource(const config::SyntheticConfig& spec);

@@ -1,5 +1,6 @@
 #include "io/h5.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <cstdio>
 #include <system_error>
@@ -169,6 +170,9 @@ void File::transfer_rows(const std::string& name, core::Range rows, hid_t mem_ty
     throw InternalError(path_ + ": rows [" + std::to_string(rows.begin) + ", " + std::to_string(rows.end) +
                         ") outside dataset " + name);
 
+  hsize_t total = 1;
+  for (auto d : dims) total *= d;
+  if (total == 0) return;  // an empty dataset has no storage to transfer (every rank returns here)
   std::vector<hsize_t> start(dims.size(), 0), count = dims;
   start[0] = static_cast<hsize_t>(rows.begin);
   count[0] = static_cast<hsize_t>(rows.size());
@@ -207,6 +211,84 @@ void File::write_rows(const std::string& n, core::Range r, const int64_t* d) {
 void File::read_rows(const std::string& n, core::Range r, float* o) const { transfer_rows(n, r, H5T_NATIVE_FLOAT, o, false); }
 void File::read_rows(const std::string& n, core::Range r, double* o) const { transfer_rows(n, r, H5T_NATIVE_DOUBLE, o, false); }
 void File::read_rows(const std::string& n, core::Range r, int64_t* o) const { transfer_rows(n, r, H5T_NATIVE_INT64, o, false); }
+void File::read_rows(const std::string& n, core::Range r, uint16_t* o) const { transfer_rows(n, r, H5T_NATIVE_UINT16, o, false); }
+
+namespace {
+Handle open_attr(hid_t file, const std::string& path, const std::string& object, const std::string& name);
+
+// Reads every element of a string dataset or attribute (`read(mem_type, buffer)`), converting
+// fixed-length storage to std::string (NULs trimmed) and freeing variable-length memory.
+template <typename Read>
+std::vector<std::string> read_string_array(hid_t stored_type, hid_t space, const std::string& what, Read&& read) {
+  if (H5Tget_class(stored_type) != H5T_STRING) throw UsageError(what + " is not a string array");
+  const hssize_t count = H5Sget_simple_extent_npoints(space);
+  std::vector<std::string> out;
+  if (count <= 0) return out;
+  const auto n = static_cast<size_t>(count);
+  if (H5Tis_variable_str(stored_type) > 0) {
+    Handle mem = string_type();
+    std::vector<char*> raw(n, nullptr);
+    UNIVERSAE_H5_CHECK(read(mem.id(), static_cast<void*>(raw.data())), "read " + what);
+    for (char* s : raw) out.emplace_back(s ? s : ""), H5free_memory(s);
+    return out;
+  }
+  const size_t width = H5Tget_size(stored_type);
+  std::vector<char> raw(n * width, '\0');
+  UNIVERSAE_H5_CHECK(read(stored_type, static_cast<void*>(raw.data())), "read " + what);
+  for (size_t i = 0; i < n; ++i) {
+    std::string s(raw.data() + i * width, width);
+    const auto end = s.find('\0');
+    out.push_back(end == std::string::npos ? s : s.substr(0, end));
+  }
+  return out;
+}
+}  // namespace
+
+std::vector<std::string> File::read_strings(const std::string& dataset) const {
+  Handle ds(UNIVERSAE_H5_CHECK(H5Dopen2(file_.id(), dataset.c_str(), H5P_DEFAULT), path_ + ": open dataset " + dataset));
+  Handle type(UNIVERSAE_H5_CHECK(H5Dget_type(ds.id()), "H5Dget_type"));
+  Handle space(UNIVERSAE_H5_CHECK(H5Dget_space(ds.id()), "H5Dget_space"));
+  return read_string_array(type.id(), space.id(), path_ + ": dataset " + dataset, [&](hid_t mem, void* buf) {
+    return H5Dread(ds.id(), mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+  });
+}
+
+std::vector<std::string> File::read_attr_strings(const std::string& object, const std::string& name) const {
+  Handle attr = open_attr(file_.id(), path_, object, name);
+  Handle type(UNIVERSAE_H5_CHECK(H5Aget_type(attr.id()), "H5Aget_type"));
+  Handle space(UNIVERSAE_H5_CHECK(H5Aget_space(attr.id()), "H5Aget_space"));
+  return read_string_array(type.id(), space.id(), path_ + ": attribute " + object + "@" + name,
+                           [&](hid_t mem, void* buf) { return H5Aread(attr.id(), mem, buf); });
+}
+
+void File::write_strings(const std::string& dataset, const std::vector<std::string>& values) {
+  size_t width = 1;
+  for (const auto& v : values) width = std::max(width, v.size());
+  Handle type(UNIVERSAE_H5_CHECK(H5Tcopy(H5T_C_S1), "H5Tcopy"));
+  UNIVERSAE_H5_CHECK(H5Tset_size(type.id(), width), "H5Tset_size");
+  UNIVERSAE_H5_CHECK(H5Tset_strpad(type.id(), H5T_STR_NULLPAD), "H5Tset_strpad");
+  UNIVERSAE_H5_CHECK(H5Tset_cset(type.id(), H5T_CSET_UTF8), "H5Tset_cset");
+  const hsize_t n = values.size();
+  Handle space(UNIVERSAE_H5_CHECK(H5Screate_simple(1, &n, nullptr), "H5Screate_simple"));
+  Handle lcpl(UNIVERSAE_H5_CHECK(H5Pcreate(H5P_LINK_CREATE), "H5Pcreate"));
+  UNIVERSAE_H5_CHECK(H5Pset_create_intermediate_group(lcpl.id(), 1), "H5Pset_create_intermediate_group");
+  Handle ds(UNIVERSAE_H5_CHECK(H5Dcreate2(file_.id(), dataset.c_str(), type.id(), space.id(), lcpl.id(), H5P_DEFAULT,
+                                          H5P_DEFAULT),
+                               path_ + ": create dataset " + dataset));
+  if (n == 0) return;
+  std::vector<char> raw(values.size() * width, '\0');
+  for (size_t i = 0; i < values.size(); ++i) std::copy(values[i].begin(), values[i].end(), raw.begin() + i * width);
+  // Collective transfer: rank 0 writes every element, the others select none.
+  Handle mem(UNIVERSAE_H5_CHECK(H5Screate_simple(1, &n, nullptr), "H5Screate_simple"));
+  if (!comm_.is_root()) H5Sselect_none(space.id()), H5Sselect_none(mem.id());
+  Handle dxpl(UNIVERSAE_H5_CHECK(H5Pcreate(H5P_DATASET_XFER), "H5Pcreate"));
+  UNIVERSAE_H5_CHECK(H5Pset_dxpl_mpio(dxpl.id(), H5FD_MPIO_COLLECTIVE), "H5Pset_dxpl_mpio");
+  UNIVERSAE_H5_CHECK(H5Dwrite(ds.id(), type.id(), mem.id(), space.id(), dxpl.id(), raw.data()), path_ + ": write " + dataset);
+}
+
+std::string File::dataset_attr_string(const std::string& dataset, const std::string& name) const {
+  return has_attr(dataset, name) ? read_attr_string(dataset, name) : std::string();
+}
 
 namespace {
 template <typename Fn>

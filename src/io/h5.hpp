@@ -65,6 +65,16 @@ class File {
   void read_rows(const std::string& name, core::Range rows, float* out) const;
   void read_rows(const std::string& name, core::Range rows, double* out) const;
   void read_rows(const std::string& name, core::Range rows, int64_t* out) const;
+  // Raw 16-bit words (bfloat16 activations are stored as uint16 with a `dtype` attribute).
+  void read_rows(const std::string& name, core::Range rows, uint16_t* out) const;
+
+  // Strings: a 1-D string dataset (fixed or variable length) or a string-array attribute, read whole
+  // by every rank. write_strings creates a fixed-length, NUL-padded string dataset (parallel HDF5
+  // cannot write variable-length data); collective, every rank passes the same strings.
+  std::vector<std::string> read_strings(const std::string& dataset) const;
+  std::vector<std::string> read_attr_strings(const std::string& object, const std::string& name) const;
+  void write_strings(const std::string& dataset, const std::vector<std::string>& values);
+  std::string dataset_attr_string(const std::string& dataset, const std::string& name) const;
 
   // Attributes on any object (collective when writing; every rank passes the same value).
   void write_attr(const std::string& object, const std::string& name, const std::string& value);

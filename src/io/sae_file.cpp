@@ -49,6 +49,15 @@ SaeHeader parse_header(const File& f) {
   check_shape(f, "b_enc", {h.n_latents});
   check_shape(f, "W_dec", {h.n_latents, h.d_in});
   check_shape(f, "b_dec", {h.d_in});
+  if (h.architecture != "relu" && h.architecture != "topk" && h.architecture != "batchtopk" &&
+      h.architecture != "jumprelu" && h.architecture != "gated")
+    throw UsageError(f.path() + ": unknown architecture '" + h.architecture +
+                     "' (known: relu, topk, batchtopk, jumprelu, gated)");
+  if ((h.architecture == "topk" || h.architecture == "batchtopk") && h.k < 1)
+    throw UsageError(f.path() + ": architecture " + h.architecture + " needs the attribute k >= 1");
+  if (h.architecture == "jumprelu") check_shape(f, "threshold", {h.n_latents});
+  if (h.architecture == "gated") check_shape(f, "r_mag", {h.n_latents}), check_shape(f, "b_mag", {h.n_latents});
+  if (f.exists("/threshold")) check_shape(f, "threshold", {h.n_latents});
   h.has_frequency = f.exists("/frequency");
   if (h.has_frequency) check_shape(f, "frequency", {h.n_latents});
   return h;
@@ -96,6 +105,14 @@ SaeWeights read_sae(const parallel::Comm& comm, const std::string& path) {
     sae.frequency = at::empty({h.n_latents}, at::kDouble);
     f.read_rows("/frequency", all, sae.frequency.data_ptr<double>());
   }
+  auto optional_vector = [&](const char* name, at::Tensor& out) {
+    if (!f.exists(name)) return;
+    out = at::empty({h.n_latents}, at::kFloat);
+    f.read_rows(name, all, out.data_ptr<float>());
+  };
+  optional_vector("/threshold", sae.threshold);
+  optional_vector("/r_mag", sae.r_mag);
+  optional_vector("/b_mag", sae.b_mag);
   return sae;
 }
 
@@ -117,6 +134,9 @@ void write_sae(const parallel::Comm& comm, const std::string& path, const SaeWei
     const at::Tensor b_dec = sae.b_dec.to(at::kFloat).contiguous();
     f.create_dataset("/b_dec", DType::kFloat32, {h.d_in});
     f.write_rows("/b_dec", comm.is_root() ? core::Range{0, h.d_in} : core::Range{0, 0}, b_dec.data_ptr<float>());
+    if (sae.threshold.defined()) write_matrix("/threshold", sae.threshold, 0);
+    if (sae.r_mag.defined()) write_matrix("/r_mag", sae.r_mag, 0);
+    if (sae.b_mag.defined()) write_matrix("/b_mag", sae.b_mag, 0);
     if (sae.frequency.defined()) {
       const at::Tensor freq = sae.frequency.to(at::kDouble).contiguous();
       f.create_dataset("/frequency", DType::kFloat64, {h.n_latents});

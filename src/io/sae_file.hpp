@@ -39,6 +39,8 @@ struct SaeWeights {
   at::Tensor W_dec;      // (n_latents, d_in), row i = direction of latent i
   at::Tensor b_dec;      // (d_in)
   at::Tensor frequency;  // (n_latents) float64, optional: fraction of tokens a latent fires on
+  at::Tensor threshold;  // (n_latents), jumprelu (and batchtopk's inference threshold) only
+  at::Tensor r_mag, b_mag;  // (n_latents), gated only
   // Extra scalar root attributes (ground_truth_mmcs, fvu, l0, ...).
   std::vector<std::pair<std::string, double>> metrics;
   std::vector<std::pair<std::string, std::string>> string_attrs;

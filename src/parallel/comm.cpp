@@ -179,6 +179,10 @@ std::vector<double> Comm::allgatherv(const std::vector<double>& local) const {
   return allgatherv_impl(local, MPI_DOUBLE, handle_->comm, size_);
 }
 
+std::vector<int32_t> Comm::allgatherv(const std::vector<int32_t>& local) const {
+  return allgatherv_impl(local, MPI_INT32_T, handle_->comm, size_);
+}
+
 void Comm::broadcast(std::string& value, int root) const {
   int64_t n = static_cast<int64_t>(value.size());
   UNIVERSAE_MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT64_T, root, handle_->comm));

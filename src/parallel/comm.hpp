@@ -40,6 +40,7 @@ class Comm {
   std::vector<float> allgatherv(const std::vector<float>& local) const;
   std::vector<int64_t> allgatherv(const std::vector<int64_t>& local) const;
   std::vector<double> allgatherv(const std::vector<double>& local) const;
+  std::vector<int32_t> allgatherv(const std::vector<int32_t>& local) const;
 
   void broadcast(std::string& value, int root) const;
   void broadcast(int64_t* values, int64_t n, int root) const;

@@ -23,7 +23,7 @@ namespace universae::train {
 namespace {
 
 // Evaluation tokens come from far beyond any training stream, so they are never trained on.
-constexpr int64_t kEvalTokenOffset = int64_t{1} << 50;
+constexpr int64_t kEvalTokenOffset = data::kHeldOutTokenOffset;
 
 struct Member {
   int64_t seed;

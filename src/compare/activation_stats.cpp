@@ -1,0 +1,216 @@
+#include "compare/activation_stats.hpp"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <limits>
+
+#include "core/error.hpp"
+#include "data/activation_store.hpp"
+#include "data/synthetic.hpp"
+#include "parallel/log.hpp"
+
+namespace universae::compare {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+double ordered_mean(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0.0 : s / static_cast<double>(v.size());
+}
+
+// The rows [rows.begin, rows.end) of an encoder: per-latent pre-activations only depend on their own rows.
+core::SaeEncoderWeights slice_rows(const core::SaeEncoderWeights& w, core::Range rows) {
+  core::SaeEncoderWeights s = w;
+  auto cut = [&](const at::Tensor& t) { return t.defined() ? t.slice(0, rows.begin, rows.end) : t; };
+  s.W_enc = cut(w.W_enc), s.b_enc = cut(w.b_enc), s.threshold = cut(w.threshold);
+  s.r_mag = cut(w.r_mag), s.b_mag = cut(w.b_mag);
+  return s;
+}
+
+}  // namespace
+
+ActivationInput open_activation_input(const parallel::Comm& comm, const ActivationOptions& o) {
+  ActivationInput in;
+  in.source = o.source;
+  if (o.source == "synthetic") {
+    auto source = std::make_shared<data::SyntheticSource>(o.synthetic);
+    in.hookpoint = "synthetic";
+    in.first_token = data::kHeldOutTokenOffset;
+    in.n_tokens = o.tokens > 0 ? o.tokens : 65536;
+    in.d = source->d();
+    in.read = [source, first = in.first_token](int64_t t, int64_t count, float* out) { source->tokens(first + t, count, out); };
+    in.seq_offsets = {0, in.n_tokens};
+    return in;
+  }
+  auto store = std::make_shared<data::ActivationStore>(comm, o.source, o.hookpoint);
+  in.hookpoint = store->hookpoint();
+  in.d = store->d();
+  in.n_tokens = o.tokens > 0 ? std::min(o.tokens, store->n_tokens()) : store->n_tokens();
+  in.vocab = store->vocab();
+  in.tokens = store->read_tokens();
+  if (!in.tokens.empty()) in.tokens.resize(static_cast<size_t>(in.n_tokens));
+  // Sequences cut at the tokens used.
+  for (int64_t off : store->seq_offsets())
+    if (off < in.n_tokens) in.seq_offsets.push_back(off);
+  in.seq_offsets.push_back(in.n_tokens);
+  in.read = [store](int64_t t, int64_t count, float* out) { store->read(t, count, out); };
+  return in;
+}
+
+core::SparseCodes encode_codes(const parallel::Comm& comm, const core::SaeEncoderWeights& sae, const ActivationInput& in,
+                               int64_t chunk_tokens, const std::string& name) {
+  const int64_t chunks = core::ceil_div(in.n_tokens, chunk_tokens);
+  const core::Range mine = core::shard_range(chunks, comm.rank(), comm.size());
+  core::SparseRows local;
+  std::vector<float> buffer;
+  log::Progress progress("encode " + name, in.n_tokens, "tok");
+  for (int64_t c = mine.begin; c < mine.end; ++c) {
+    const int64_t first = c * chunk_tokens, count = std::min(chunk_tokens, in.n_tokens - first);
+    buffer.resize(static_cast<size_t>(count * in.d));
+    in.read(first, count, buffer.data());
+    const at::Tensor x = at::from_blob(buffer.data(), {count, in.d}, at::kFloat);
+    core::append_sparse_rows(core::codes(sae, x), local);
+    progress.update(std::min(in.n_tokens, (c - mine.begin + 1) * chunk_tokens * comm.size()));
+  }
+  progress.finish();
+  // Rank order is token order (contiguous chunk ranges), so gathering keeps the tokens in order.
+  std::vector<int64_t> lengths(local.offsets.size() - 1);
+  for (size_t t = 0; t + 1 < local.offsets.size(); ++t) lengths[t] = local.offsets[t + 1] - local.offsets[t];
+  lengths = comm.allgatherv(lengths);
+  core::SparseCodes codes;
+  codes.n_tokens = in.n_tokens;
+  codes.n_latents = sae.W_enc.size(0);
+  codes.rows.latents = comm.allgatherv(local.latents);
+  codes.rows.values = comm.allgatherv(local.values);
+  codes.rows.offsets.assign(lengths.size() + 1, 0);
+  for (size_t t = 0; t < lengths.size(); ++t) codes.rows.offsets[t + 1] = codes.rows.offsets[t] + lengths[t];
+  return codes;
+}
+
+std::vector<double> firing_frequency(const core::SparseCodes& codes) {
+  std::vector<int64_t> fires(static_cast<size_t>(codes.n_latents), 0);
+  for (size_t e = 0; e < codes.rows.latents.size(); ++e) fires[static_cast<size_t>(codes.rows.latents[e])] += codes.rows.values[e] > 0;
+  std::vector<double> f(fires.size());
+  for (size_t i = 0; i < f.size(); ++i) f[i] = static_cast<double>(fires[i]) / static_cast<double>(codes.n_tokens);
+  return f;
+}
+
+Correlation sparse_correlation(const parallel::Comm& comm, const core::SparseCodes& a, const core::SparseCodes& b,
+                               int64_t tile_rows) {
+  const auto start = std::chrono::steady_clock::now();
+  const core::LatentMoments ma = core::moments(a), mb = core::moments(b);
+  Correlation c;
+  auto direction = [&](const core::SparseCodes& x, const core::LatentMoments& mx, const core::SparseCodes& y,
+                       const core::LatentMoments& my, std::vector<double>& max, std::vector<int64_t>& argmax) {
+    const core::Range rows = core::tile_shard(x.n_latents, tile_rows, comm.rank(), comm.size());
+    std::vector<double> local_max(static_cast<size_t>(rows.size()));
+    std::vector<int64_t> local_arg(static_cast<size_t>(rows.size()));
+    core::correlation_row_maxima(core::latent_columns(x), mx, y, my, rows, local_max.data(), local_arg.data());
+    max = comm.allgatherv(local_max);
+    argmax = comm.allgatherv(local_arg);
+  };
+  direction(a, ma, b, mb, c.max_ab, c.argmax_ab);
+  direction(b, mb, a, ma, c.max_ba, c.argmax_ba);
+  c.mean_ab = ordered_mean(c.max_ab);
+  c.mean_ba = ordered_mean(c.max_ba);
+  c.seconds = seconds_since(start);
+  return c;
+}
+
+Correlation dense_correlation(const parallel::Comm& comm, const core::SaeEncoderWeights& a,
+                              const core::SaeEncoderWeights& b, const ActivationInput& in, int64_t chunk_tokens,
+                              int64_t tile_rows) {
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t n_a = a.W_enc.size(0), n_b = b.W_enc.size(0);
+  const core::Range rows = core::tile_shard(n_a, tile_rows, comm.rank(), comm.size());
+  const core::SaeEncoderWeights a_mine = slice_rows(a, rows);
+  const auto opts = at::TensorOptions().dtype(at::kDouble);
+  at::Tensor s = at::zeros({rows.size(), n_b}, opts);
+  at::Tensor sum_a = at::zeros({rows.size()}, opts), sum2_a = at::zeros({rows.size()}, opts);
+  at::Tensor sum_b = at::zeros({n_b}, opts), sum2_b = at::zeros({n_b}, opts);
+  std::vector<float> buffer;
+  log::Progress progress("correlate (pre)", in.n_tokens, "tok");
+  for (int64_t first = 0; first < in.n_tokens; first += chunk_tokens) {
+    const int64_t count = std::min(chunk_tokens, in.n_tokens - first);
+    buffer.resize(static_cast<size_t>(count * in.d));
+    in.read(first, count, buffer.data());
+    const at::Tensor x = at::from_blob(buffer.data(), {count, in.d}, at::kFloat);
+    const at::Tensor pa = core::dense_pre(a_mine, x).to(at::kDouble), pb = core::dense_pre(b, x).to(at::kDouble);
+    s.addmm_(pa.t(), pb);
+    sum_a += pa.sum(0), sum2_a += pa.square().sum(0);
+    sum_b += pb.sum(0), sum2_b += pb.square().sum(0);
+    progress.update(first + count);
+  }
+  progress.finish();
+  const double t = static_cast<double>(in.n_tokens);
+  auto sd_of = [&](const at::Tensor& sum, const at::Tensor& sum2) {
+    const at::Tensor mean = sum / t, var = sum2 / t - mean.square();
+    return at::where(var > 1e-15 * (sum2 / t), var.clamp_min(0).sqrt(), at::zeros_like(var));
+  };
+  const at::Tensor mean_a = sum_a / t, mean_b = sum_b / t, sd_a = sd_of(sum_a, sum2_a), sd_b = sd_of(sum_b, sum2_b);
+  const at::Tensor denom = sd_a.unsqueeze(1) * sd_b.unsqueeze(0);
+  const at::Tensor corr =
+      at::where(denom > 0, (s / t - mean_a.unsqueeze(1) * mean_b.unsqueeze(0)) / denom, at::zeros_like(s));
+  Correlation c;
+  // Rows: max over B, lowest index on ties (at::max does not promise which tie it returns).
+  std::vector<double> local_max(static_cast<size_t>(rows.size()));
+  std::vector<int64_t> local_arg(static_cast<size_t>(rows.size()));
+  std::vector<float> col_max(static_cast<size_t>(n_b), -std::numeric_limits<float>::infinity());
+  std::vector<int64_t> col_arg(static_cast<size_t>(n_b), n_a);
+  const double* p = corr.data_ptr<double>();
+  for (int64_t i = 0; i < rows.size(); ++i) {
+    const double* row = p + i * n_b;
+    int64_t best = 0;
+    for (int64_t j = 0; j < n_b; ++j) {
+      if (row[j] > row[best]) best = j;
+      const auto v = static_cast<float>(row[j]);
+      if (v > col_max[static_cast<size_t>(j)]) col_max[static_cast<size_t>(j)] = v, col_arg[static_cast<size_t>(j)] = rows.begin + i;
+    }
+    local_max[static_cast<size_t>(i)] = row[best];
+    local_arg[static_cast<size_t>(i)] = best;
+  }
+  c.max_ab = comm.allgatherv(local_max);
+  c.argmax_ab = comm.allgatherv(local_arg);
+  comm.allreduce_maxloc(col_max.data(), col_arg.data(), n_b);
+  c.max_ba.assign(col_max.begin(), col_max.end());
+  c.argmax_ba = col_arg;
+  c.mean_ab = ordered_mean(c.max_ab);
+  c.mean_ba = ordered_mean(c.max_ba);
+  c.seconds = seconds_since(start);
+  return c;
+}
+
+std::string token_string(const std::vector<std::string>& vocab, int64_t token) {
+  if (token < 0 || static_cast<size_t>(token) >= vocab.size()) return "";
+  const std::string& s = vocab[static_cast<size_t>(token)];
+  unsigned byte = 0;
+  if (s.size() == 6 && std::sscanf(s.c_str(), "<0x%2X>", &byte) == 1) return std::string(1, static_cast<char>(byte));
+  return s;
+}
+
+TopTokens top_tokens(const core::TopExamples& top, const ActivationInput& in) {
+  TopTokens out;
+  out.tokens.assign(top.positions.size(), -1);
+  out.windows.assign(top.positions.size() * 5, -1);
+  if (in.tokens.empty()) return out;
+  for (size_t e = 0; e < top.positions.size(); ++e) {
+    const int64_t p = top.positions[e];
+    if (p < 0) continue;
+    out.tokens[e] = in.tokens[static_cast<size_t>(p)];
+    // The sequence holding p: the last offset <= p.
+    const auto it = std::upper_bound(in.seq_offsets.begin(), in.seq_offsets.end(), p);
+    const int64_t begin = *(it - 1), end = it == in.seq_offsets.end() ? in.n_tokens : *it;
+    for (int64_t w = -2; w <= 2; ++w)
+      if (p + w >= begin && p + w < end) out.windows[e * 5 + static_cast<size_t>(w + 2)] = in.tokens[static_cast<size_t>(p + w)];
+  }
+  return out;
+}
+
+}  // namespace universae::compare

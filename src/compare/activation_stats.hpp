@@ -1,0 +1,82 @@
+// Activation statistics of SAEs on the same tokens (METHODS.md §5): firing frequency, exact
+// Pearson correlation maxima both ways (sparse codes or dense relu(pre)), the four mappings and
+// the top activating examples. Tokens are sharded over ranks for encoding (fixed global chunks,
+// so the arithmetic does not depend on the rank count); the codes are then all-gathered (T·k
+// entries, small next to the activations) and latent rows are sharded for the correlation maxima.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "compare/max_cosine.hpp"
+#include "config/config.hpp"
+#include "core/sae_encode.hpp"
+#include "core/sparse_correlation.hpp"
+#include "parallel/comm.hpp"
+
+namespace universae::compare {
+
+// Rows of activations from a store or the synthetic stream.
+struct ActivationInput {
+  std::string source;     // "synthetic" or the store's path
+  std::string hookpoint;
+  int64_t first_token = 0;  // synthetic: the held-out range the trainer evaluates on
+  int64_t n_tokens = 0, d = 0;
+  std::function<void(int64_t first, int64_t count, float* out)> read;  // first: 0-based within the input
+  std::vector<std::string> vocab;    // empty without token strings
+  std::vector<int64_t> tokens;       // token ids [n_tokens], empty without
+  std::vector<int64_t> seq_offsets;  // [n_seq + 1]
+};
+
+struct ActivationOptions {
+  std::string source;          // "" = none, "synthetic", or a store path
+  std::string hookpoint;
+  int64_t tokens = 0;          // 0: the whole store (synthetic: 65,536)
+  std::string input = "codes";  // or "pre"
+  int64_t chunk_tokens = 4096;
+  std::string mapping = "one_to_one";  // for representational similarity: one_to_one, many_to_one, mutual
+  bool lan2024 = false;        // one_to_one keeps the lowest-index B latent
+  std::string concepts;        // keyword categories (TOML); "" = the built-in configs/concepts.toml
+  config::SyntheticConfig synthetic;
+};
+
+// Collective. Opens the input (a UsageError on every rank for a bad store or hookpoint).
+ActivationInput open_activation_input(const parallel::Comm& comm, const ActivationOptions& options);
+
+// Collective. The SAE's codes on every token of the input, on every rank.
+core::SparseCodes encode_codes(const parallel::Comm& comm, const core::SaeEncoderWeights& sae, const ActivationInput& input,
+                               int64_t chunk_tokens, const std::string& name);
+
+std::vector<double> firing_frequency(const core::SparseCodes& codes);
+
+struct Correlation {
+  std::vector<double> max_ab, max_ba;  // [n_a], [n_b]
+  std::vector<int64_t> argmax_ab, argmax_ba;
+  double mean_ab = 0, mean_ba = 0;
+  double seconds = 0;
+};
+
+// Collective. Exact correlation maxima from the sparse codes; latent rows sharded in tiles.
+Correlation sparse_correlation(const parallel::Comm& comm, const core::SparseCodes& a, const core::SparseCodes& b,
+                               int64_t tile_rows);
+
+// Collective. Correlation maxima of the dense relu(pre) activations: A's rows sharded in tiles, every
+// rank streams all tokens in fixed chunks and accumulates S = Σ_t a(t) b(t)ᵀ for its rows in float64.
+Correlation dense_correlation(const parallel::Comm& comm, const core::SaeEncoderWeights& a,
+                              const core::SaeEncoderWeights& b, const ActivationInput& input, int64_t chunk_tokens,
+                              int64_t tile_rows);
+
+// Token strings with byte-fallback pieces ("<0x0A>") decoded to their byte.
+std::string token_string(const std::vector<std::string>& vocab, int64_t token);
+
+// Top-5 token ids and ±2-token windows (clipped to the position's sequence; −1 outside or absent).
+struct TopTokens {
+  std::vector<int64_t> tokens;   // [n × count]
+  std::vector<int64_t> windows;  // [n × count × 5]
+};
+TopTokens top_tokens(const core::TopExamples& top, const ActivationInput& input);
+
+}  // namespace universae::compare
