@@ -96,6 +96,18 @@ std::string describe_results(const File& f) {
                          f.read_attr_double(g + "/decoder", "mcs_ab"), f.read_attr_double(g + "/decoder", "mcs_ba"),
                          f.read_attr_double(g + "/encoder", "mcs_ab"), f.read_attr_double(g + "/encoder", "mcs_ba"));
     }
+    if (f.exists("/activations")) {
+      out += fmt::format("  activations: {} tokens of {} ({}, hookpoint {})\n", f.read_attr_int("/activations", "n_tokens"),
+                         f.read_attr_string("/activations", "source"), f.read_attr_string("/activations", "input"),
+                         f.read_attr_string("/activations", "hookpoint"));
+      out += fmt::format("  {:<28} {:>14} {:>14} {:>14}\n", "pairs", "max corr a→b", "max corr b→a", "paired");
+      for (const auto& pair : f.children("/pairs")) {
+        const std::string g = "/pairs/" + pair + "/activation";
+        if (!f.exists(g)) continue;
+        out += fmt::format("  {:<28} {:>14.6f} {:>14.6f} {:>14}\n", pair, f.read_attr_double(g, "mean_max_corr_ab"),
+                           f.read_attr_double(g, "mean_max_corr_ba"), f.read_attr_int(g + "/paired", "n_pairs"));
+      }
+    }
   }
   return out;
 }

@@ -83,6 +83,22 @@ class QuickstartAcrossRanks(unittest.TestCase):
                     for key in ("mean_cos_decoder", "mean_cos_encoder", "shared_fraction", "equal_fraction"):
                         self.assertEqual(lap.attrs[key], lap0.attrs[key], f"{key} np{ranks}")
 
+    def test_activation_statistics_and_random_baseline(self):
+        with self.results(1) as base:
+            act = base["pairs/seed0--seed1/activation"]
+            chance = base["pairs/seed0--random_init"]
+            self.assertTrue(chance.attrs["baseline"])
+            # Two trained seeds agree far above an untrained SAE of the same shape, on weights and on activations.
+            self.assertGreater(act.attrs["mean_max_corr_ab"], chance["activation"].attrs["mean_max_corr_ab"] + 0.2)
+            self.assertGreater(base["pairs/seed0--seed1/decoder"].attrs["mcs_ab"], chance["decoder"].attrs["mcs_ab"] + 0.2)
+            self.assertEqual(act.attrs["n_tokens"], 65536)
+            for ranks in (2, 3):
+                with self.results(ranks) as other:
+                    for key in ("max_corr_ab", "argmax_ab", "max_corr_ba", "argmax_ba"):
+                        np.testing.assert_array_equal(other[f"pairs/seed0--seed1/activation/{key}"][()], act[key][()],
+                                                      err_msg=f"{key} np{ranks}")
+                    np.testing.assert_array_equal(other["saes/seed0/frequency"][()], base["saes/seed0/frequency"][()])
+
     def test_trained_weights_are_bit_identical(self):
         for seed in (0, 1):
             with h5py.File(os.path.join(self.out[1], "saes", f"seed{seed}.h5"), "r") as f0:
