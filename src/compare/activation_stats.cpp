@@ -19,12 +19,6 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-double ordered_mean(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? 0.0 : s / static_cast<double>(v.size());
-}
-
 // The rows [rows.begin, rows.end) of an encoder: per-latent pre-activations only depend on their own rows.
 core::SaeEncoderWeights slice_rows(const core::SaeEncoderWeights& w, core::Range rows) {
   core::SaeEncoderWeights s = w;

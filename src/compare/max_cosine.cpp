@@ -10,12 +10,6 @@
 
 namespace universae::compare {
 
-double ordered_mean(const std::vector<float>& values) {
-  double sum = 0;
-  for (float v : values) sum += v;
-  return values.empty() ? 0.0 : sum / static_cast<double>(values.size());
-}
-
 namespace {
 
 // Column lists over all ranks. Ranks own increasing row ranges, so offering the ranks' lists in

@@ -60,6 +60,11 @@ MaxCosine max_cosine(const parallel::Comm& comm, const at::Tensor& a_local, int6
                      const TileSizes& tiles);
 
 // Mean in index order, in double: the same on every rank.
-double ordered_mean(const std::vector<float>& values);
+template <typename T>
+double ordered_mean(const std::vector<T>& values) {
+  double sum = 0;
+  for (T v : values) sum += static_cast<double>(v);
+  return values.empty() ? 0.0 : sum / static_cast<double>(values.size());
+}
 
 }  // namespace universae::compare
