@@ -21,15 +21,6 @@
 namespace universae::compare {
 namespace {
 
-template <typename T>
-void write_replicated(io::File& f, const std::string& name, io::DType type, const std::vector<T>& values,
-                      const parallel::Comm& comm) {
-  const auto n = static_cast<int64_t>(values.size());
-  f.create_dataset(name, type, {n});
-  const core::Range mine = core::shard_range(n, comm.rank(), comm.size());
-  f.write_rows(name, mine, values.data() + mine.begin);
-}
-
 // A [rows, width...] table every rank holds: each rank writes its block of rows.
 template <typename T>
 void write_table(io::File& f, const std::string& name, io::DType type, const std::vector<T>& values,
@@ -38,6 +29,12 @@ void write_table(io::File& f, const std::string& name, io::DType type, const std
   const int64_t width = shape[0] > 0 ? static_cast<int64_t>(values.size()) / shape[0] : 0;
   const core::Range mine = core::shard_range(shape[0], comm.rank(), comm.size());
   f.write_rows(name, mine, values.data() + mine.begin * width);
+}
+
+template <typename T>
+void write_replicated(io::File& f, const std::string& name, io::DType type, const std::vector<T>& values,
+                      const parallel::Comm& comm) {
+  write_table(f, name, type, values, {static_cast<int64_t>(values.size())}, comm);
 }
 
 std::vector<float> to_float(const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); }
@@ -107,14 +104,30 @@ void write_overlap(io::File& f, const Overlap& o, const std::vector<std::string>
 }
 
 // X: A's decoder rows of its matched latents (in A's order); Y: the matched rows of B.
-std::vector<RepSimResult> paired_decoder_similarity(const parallel::Comm& comm, const io::SaeHeader& ha,
-                                                    const io::SaeHeader& hb, const Matching& decoder,
-                                                    const std::string& pair_name, const CompareRequest& request) {
+// Both SAEs' whole W_dec, read on first use and shared by the Hungarian and activation pairings.
+class PairDecoders {
+ public:
+  PairDecoders(const parallel::Comm& comm, const io::SaeHeader& a, const io::SaeHeader& b) : comm_(comm), a_(a), b_(b) {}
+  const at::Tensor& a() { return load(wa_, a_); }
+  const at::Tensor& b() { return load(wb_, b_); }
+
+ private:
+  const at::Tensor& load(at::Tensor& w, const io::SaeHeader& h) {
+    if (!w.defined()) w = io::read_sae_rows(comm_, h.path, "W_dec", {0, h.n_latents});
+    return w;
+  }
+  const parallel::Comm& comm_;
+  const io::SaeHeader &a_, &b_;
+  at::Tensor wa_, wb_;
+};
+
+std::vector<RepSimResult> paired_decoder_similarity(const parallel::Comm& comm, PairDecoders& decoders,
+                                                    const Matching& decoder, const std::string& pair_name,
+                                                    const CompareRequest& request) {
   std::vector<int64_t> a_rows, b_rows;
   for (size_t i = 0; i < decoder.match_ab.size(); ++i)
     if (decoder.match_ab[i] >= 0) a_rows.push_back(static_cast<int64_t>(i)), b_rows.push_back(decoder.match_ab[i]);
-  const at::Tensor wa = io::read_sae_rows(comm, ha.path, "W_dec", {0, ha.n_latents});
-  const at::Tensor wb = io::read_sae_rows(comm, hb.path, "W_dec", {0, hb.n_latents});
+  const at::Tensor &wa = decoders.a(), &wb = decoders.b();
   return paired_similarity(comm, wa.index_select(0, at::tensor(a_rows, at::kLong)),
                            wb.index_select(0, at::tensor(b_rows, at::kLong)), pair_name, request.repsim_options);
 }
@@ -165,27 +178,27 @@ struct ActivationData {
   std::vector<ConceptCategory> concepts;
 };
 
-// Encodes every SAE once; writes /activations and each SAE's frequency and top examples.
-// Opens and checks the activation input (collective; a UsageError on every rank when it does not fit).
-ActivationInput activation_input(const parallel::Comm& comm, const CompareRequest& request, const io::SaeHeader& first) {
+// Opens and checks the activation input and the keyword categories it needs (collective; a
+// UsageError on every rank when they do not fit), before any output exists.
+ActivationData activation_input(const parallel::Comm& comm, const CompareRequest& request, const io::SaeHeader& first) {
   ActivationOptions o = request.activations;
   if (o.hookpoint.empty() || o.hookpoint == "synthetic") o.hookpoint = first.hookpoint;
-  ActivationInput in = open_activation_input(comm, o);
+  ActivationData data;
+  data.input = open_activation_input(comm, o);
+  const ActivationInput& in = data.input;
   if (in.d != first.d_in)
     throw UsageError(in.source + ": activations at '" + in.hookpoint + "' have d = " + std::to_string(in.d) +
                      " but the SAEs have d_in = " + std::to_string(first.d_in) + " (compare.activations, data.hookpoint)");
-  if (!in.vocab.empty() && !in.tokens.empty()) load_concepts(o.concepts);  // a bad concepts file fails now
-  return in;
+  if (!in.vocab.empty() && !in.tokens.empty()) data.concepts = load_concepts(o.concepts);
+  return data;
 }
 
-ActivationData activation_pass(const parallel::Comm& comm, io::File& f, const CompareRequest& request, ActivationInput input,
-                               const std::vector<io::SaeHeader>& headers, const std::vector<std::string>& names) {
+// Encodes every SAE once; writes /activations and each SAE's frequency and top examples.
+void activation_pass(const parallel::Comm& comm, io::File& f, const CompareRequest& request, ActivationData& data,
+                     const std::vector<io::SaeHeader>& headers, const std::vector<std::string>& names) {
   const ActivationOptions& o = request.activations;
-  ActivationData data;
-  data.input = std::move(input);
   const ActivationInput& in = data.input;
   const bool strings = !in.vocab.empty() && !in.tokens.empty();
-  if (strings) data.concepts = load_concepts(o.concepts);
   f.create_group("/activations");
   f.write_attr("/activations", "source", in.source);
   f.write_attr("/activations", "hookpoint", in.hookpoint);
@@ -212,7 +225,6 @@ ActivationData activation_pass(const parallel::Comm& comm, io::File& f, const Co
                                           : std::vector<std::vector<std::string>>{});
     if (o.input == "codes") data.codes.push_back(std::move(codes));
   }
-  return data;
 }
 
 void write_mapping(io::File& f, const std::string& g, const core::Mapping& m, const parallel::Comm& comm) {
@@ -235,7 +247,7 @@ core::Mapping take(const core::Mapping& m, const std::vector<int64_t>& rows) {
 // /pairs/<a>--<b>/activation: correlation maxima, the four mappings, the filtered pairs of the
 // chosen mapping and their representational similarity, and the semantic subspaces.
 void write_activation_pair(io::File& f, const std::string& pair, size_t i, size_t j,
-                           const std::vector<io::SaeHeader>& headers, const ActivationData& data,
+                           const std::vector<io::SaeHeader>& headers, const ActivationData& data, PairDecoders& decoders,
                            const CompareRequest& request, PairSummary& s, const parallel::Comm& comm) {
   const ActivationOptions& o = request.activations;
   Correlation c;
@@ -287,10 +299,8 @@ void write_activation_pair(io::File& f, const std::string& pair, size_t i, size_
   if (!request.repsim || kept.size() < 3) return;
 
   const std::string pair_name = pair.substr(pair.rfind('/') + 1);
-  const at::Tensor wa = io::read_sae_rows(comm, headers[i].path, "W_dec", {0, headers[i].n_latents});
-  const at::Tensor wb = io::read_sae_rows(comm, headers[j].path, "W_dec", {0, headers[j].n_latents});
-  const at::Tensor x_all = wa.index_select(0, at::tensor(chosen.a, at::kLong));
-  const at::Tensor y_all = wb.index_select(0, at::tensor(chosen.b, at::kLong));
+  const at::Tensor x_all = decoders.a().index_select(0, at::tensor(chosen.a, at::kLong));
+  const at::Tensor y_all = decoders.b().index_select(0, at::tensor(chosen.b, at::kLong));
   const at::Tensor idx = at::tensor(kept, at::kLong);
   const std::string pairing = "activation_" + mapping_name + (strings ? "_filtered" : "");
   write_repsim(f, g, paired_similarity(comm, x_all.index_select(0, idx), y_all.index_select(0, idx),
@@ -379,8 +389,8 @@ std::vector<PairSummary> compare_saes(const parallel::Comm& comm, const CompareR
     if (h.d_in != headers[0].d_in)
       throw UsageError(h.path + ": d_in " + std::to_string(h.d_in) + " differs from " + headers[0].path + " (" +
                        std::to_string(headers[0].d_in) + "); weight similarity needs one input space");
-  std::optional<ActivationInput> input;
-  if (!request.activations.source.empty()) input = activation_input(comm, request, headers[0]);
+  std::optional<ActivationData> activations;
+  if (!request.activations.source.empty()) activations = activation_input(comm, request, headers[0]);
   io::ensure_directory(comm, out_dir);
   // Baselines (METHODS.md §8) are compared with the first SAE only; the random one comes last.
   const size_t n_main = request.sae_paths.size();
@@ -429,54 +439,52 @@ std::vector<PairSummary> compare_saes(const parallel::Comm& comm, const CompareR
         f.write_attr(g, "frequency_source", "sae_file");
       }
     }
-    std::optional<ActivationData> activations;
-    if (input) activations = activation_pass(comm, f, request, std::move(*input), headers, names);
+    if (activations) activation_pass(comm, f, request, *activations, headers, names);
 
     std::vector<PairMatching> matchings;  // for the N-seed overlap
     log::Progress progress("compare", static_cast<int64_t>(pairs.size()), "pairs");
     for (const auto& [i, j] : pairs) {
-      {
-        const auto &ha = headers[i], &hb = headers[j];
-        const std::string pair = "/pairs/" + names[i] + "--" + names[j];
-        f.create_group(pair);
-        f.write_attr(pair, "a", names[i]);
-        f.write_attr(pair, "b", names[j]);
-        f.write_attr(pair, "baseline", j >= n_main);
-        PairSummary s{names[i], names[j]};
-        s.baseline = j >= n_main;
-        Matching matched[2];
-        for (const bool decoder : {true, false}) {
-          const std::string part = decoder ? "decoder" : "encoder", dataset = decoder ? "W_dec" : "W_enc";
-          const at::Tensor a_local =
-              io::read_sae_rows(comm, ha.path, dataset, a_rows_of_rank(ha.n_latents, request.tiles, comm));
-          const at::Tensor b = io::read_sae_rows(comm, hb.path, dataset, {0, hb.n_latents});
-          // One tile stream serves both: its top-1 is the max cosine, its top-K the matching's candidates.
-          const auto pass_start = std::chrono::steady_clock::now();
-          const SimilarityPass pass = similarity_pass(comm, a_local, ha.n_latents, b, request.tiles,
-                                                      request.hungarian ? request.matching.candidates : 1);
-          const MaxCosine mc = max_cosine_from(comm, pass);
-          const double pass_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - pass_start).count();
-          f.create_group(pair + "/" + part);
-          write_max_cosine(f, pair + "/" + part, mc, comm);
-          f.write_attr(pair + "/" + part, "seconds", pass_seconds);  // the tile pass (GEMMs + top-K lists)
-          (decoder ? s.decoder_mcs_ab : s.encoder_mcs_ab) = mc.mcs_ab;
-          (decoder ? s.decoder_mcs_ba : s.encoder_mcs_ba) = mc.mcs_ba;
-          if (request.hungarian)
-            matched[decoder ? 0 : 1] =
-                certified_matching(comm, a_local, b, pass, request.tiles, request.matching);
-        }
-        if (request.hungarian) {
-          write_lap(f, pair + "/lap", matched[0], matched[1], request.shared_threshold, s, comm);
-          if (request.repsim && std::min(ha.n_latents, hb.n_latents) >= 3)
-            write_repsim(f, pair, paired_decoder_similarity(comm, ha, hb, matched[0], names[i] + "--" + names[j], request),
-                         "hungarian_decoder", &s.repsim, comm);
-          if (j < n_main)
-            matchings.push_back({static_cast<int64_t>(i), static_cast<int64_t>(j), std::move(matched[0]), std::move(matched[1])});
-        }
-        if (activations) write_activation_pair(f, pair, i, j, headers, *activations, request, s, comm);
-        summaries.push_back(s);
-        progress.update(static_cast<int64_t>(summaries.size()));
+      const auto &ha = headers[i], &hb = headers[j];
+      const std::string pair = "/pairs/" + names[i] + "--" + names[j];
+      f.create_group(pair);
+      f.write_attr(pair, "a", names[i]);
+      f.write_attr(pair, "b", names[j]);
+      f.write_attr(pair, "baseline", j >= n_main);
+      PairSummary s{names[i], names[j]};
+      s.baseline = j >= n_main;
+      PairDecoders decoders(comm, ha, hb);
+      Matching matched[2];
+      for (const bool decoder : {true, false}) {
+        const std::string part = decoder ? "decoder" : "encoder", dataset = decoder ? "W_dec" : "W_enc";
+        const at::Tensor a_local =
+            io::read_sae_rows(comm, ha.path, dataset, a_rows_of_rank(ha.n_latents, request.tiles, comm));
+        const at::Tensor b = io::read_sae_rows(comm, hb.path, dataset, {0, hb.n_latents});
+        // One tile stream serves both: its top-1 is the max cosine, its top-K the matching's candidates.
+        const auto pass_start = std::chrono::steady_clock::now();
+        const SimilarityPass pass = similarity_pass(comm, a_local, ha.n_latents, b, request.tiles,
+                                                    request.hungarian ? request.matching.candidates : 1);
+        const MaxCosine mc = max_cosine_from(comm, pass);
+        const double pass_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - pass_start).count();
+        f.create_group(pair + "/" + part);
+        write_max_cosine(f, pair + "/" + part, mc, comm);
+        f.write_attr(pair + "/" + part, "seconds", pass_seconds);  // the tile pass (GEMMs + top-K lists)
+        (decoder ? s.decoder_mcs_ab : s.encoder_mcs_ab) = mc.mcs_ab;
+        (decoder ? s.decoder_mcs_ba : s.encoder_mcs_ba) = mc.mcs_ba;
+        if (request.hungarian)
+          matched[decoder ? 0 : 1] =
+              certified_matching(comm, a_local, b, pass, request.tiles, request.matching);
       }
+      if (request.hungarian) {
+        write_lap(f, pair + "/lap", matched[0], matched[1], request.shared_threshold, s, comm);
+        if (request.repsim && std::min(ha.n_latents, hb.n_latents) >= 3)
+          write_repsim(f, pair, paired_decoder_similarity(comm, decoders, matched[0], names[i] + "--" + names[j], request),
+                       "hungarian_decoder", &s.repsim, comm);
+        if (j < n_main)
+          matchings.push_back({static_cast<int64_t>(i), static_cast<int64_t>(j), std::move(matched[0]), std::move(matched[1])});
+      }
+      if (activations) write_activation_pair(f, pair, i, j, headers, *activations, decoders, request, s, comm);
+      summaries.push_back(s);
+      progress.update(static_cast<int64_t>(summaries.size()));
     }
     progress.finish();
     if (request.hungarian && n_main >= 3) {
