@@ -31,7 +31,8 @@ int main(int argc, char** argv) {
                "universality statistics, MPI-parallel (run under mpirun -n N, srun, or as one process)."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "universae " UNIVERSAE_VERSION " (" UNIVERSAE_GIT_SHA ")");
-  app.footer("Exit codes: 0 success, 2 bad input or usage (the message names the file, key or value), 1 internal failure.\n"
+  app.footer("Exit codes: 0 success, 2 bad input or usage (the message names the file, key or value), 1 internal failure,\n"
+             "75 training stopped on SIGTERM/SIGUSR1 after writing its checkpoint (run the same command to resume).\n"
              "Run 'universae COMMAND --help' for a command's options.");
   app::Action action;
   app::add_run(app, action);
@@ -51,6 +52,9 @@ int main(int argc, char** argv) {
   log::set_rank(world.rank());
   try {
     return action(world);
+  } catch (const Checkpointed& e) {
+    if (world.is_root()) std::fprintf(stderr, "universae: %s\n", e.what());
+    return kExitCheckpointed;
   } catch (const UsageError& e) {
     if (world.is_root()) std::fprintf(stderr, "universae: error: %s\n", e.what());
     return kExitUsage;

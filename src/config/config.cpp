@@ -8,6 +8,7 @@
 #include <variant>
 
 #include "core/error.hpp"
+#include "core/sae_model.hpp"
 
 namespace universae::config {
 namespace {
@@ -28,8 +29,11 @@ std::vector<Field> bind_fields(Config& c) {
       {"run.output_dir", &c.run.output_dir, "where every output goes (default: runs/<run.name>)"},
       {"run.stages", &c.run.stages, "stages `universae run` executes, in order: train, compare"},
       {"run.threads", &c.run.threads, "intra-op threads per rank (0: OMP_NUM_THREADS, else 1)"},
-      {"data.source", &c.data.source, "\"synthetic\" (activation stores arrive with `extract`)"},
-      {"data.hookpoint", &c.data.hookpoint, "hookpoint name recorded in SAE files"},
+      {"data.source", &c.data.source, "\"synthetic\" or an activation store (HDF5, DESIGN.md §4)"},
+      {"data.hookpoint", &c.data.hookpoint, "the store's hookpoint to train on (recorded in SAE files)"},
+      {"data.shuffle_seed", &c.data.shuffle_seed, "seeds the order of store tokens (same for every SAE seed)"},
+      {"data.shuffle_chunk", &c.data.shuffle_chunk, "store rows read together; chunk order permuted per epoch"},
+      {"data.shuffle_buffer", &c.data.shuffle_buffer, "store rows shuffled together (memory: rows × d × 4 bytes per rank)"},
       {"data.synthetic.d", &c.data.synthetic.d, "input width d"},
       {"data.synthetic.n_features", &c.data.synthetic.n_features, "ground-truth dictionary size m"},
       {"data.synthetic.mean_l0", &c.data.synthetic.mean_l0, "expected number of active features per token"},
@@ -37,7 +41,7 @@ std::vector<Field> bind_fields(Config& c) {
       {"data.synthetic.magnitude_std", &c.data.synthetic.magnitude_std, "feature magnitude |N(1, std²)|"},
       {"data.synthetic.noise_std", &c.data.synthetic.noise_std, "isotropic Gaussian noise σ"},
       {"data.synthetic.seed", &c.data.synthetic.seed, "seeds the dictionary and the token stream"},
-      {"sae.architecture", &c.sae.architecture, "topk (relu, batchtopk, jumprelu, gated: training engine)"},
+      {"sae.architecture", &c.sae.architecture, "relu, topk, batchtopk, jumprelu or gated"},
       {"sae.n_latents", &c.sae.n_latents, "number of latents"},
       {"sae.k", &c.sae.k, "active latents per token (top-k architectures)"},
       {"sae.seeds", &c.sae.seeds, "seed list, or a count N meaning [0, N)"},
@@ -59,6 +63,16 @@ std::vector<Field> bind_fields(Config& c) {
       {"train.b_dec_init", &c.train.b_dec_init, "geometric_median or mean of the first batch"},
       {"train.log_every", &c.train.log_every, "steps between metric lines (train_log.jsonl)"},
       {"train.eval_tokens", &c.train.eval_tokens, "held-out tokens for final FVU, L0 and firing frequency"},
+      {"train.sparsity_coefficient", &c.train.sparsity_coefficient,
+       "λ of relu/gated L1 and jumprelu L0 (< 0: relu 5, jumprelu 0.1, gated 1; on inputs with E|x|² = d)"},
+      {"train.jumprelu_bandwidth", &c.train.jumprelu_bandwidth, "jumprelu straight-through kernel width ε"},
+      {"train.jumprelu_init_threshold", &c.train.jumprelu_init_threshold, "jumprelu initial threshold θ"},
+      {"train.batchtopk_threshold_rate", &c.train.batchtopk_threshold_rate,
+       "batchtopk inference threshold: running mean rate of the smallest kept activation"},
+      {"train.normalize_input", &c.train.normalize_input, "scale inputs so that E|x|² = d (folded into saved weights)"},
+      {"train.seed_groups", &c.train.seed_groups, "rank groups that each train a share of the seeds"},
+      {"train.latent_shards", &c.train.latent_shards, "ranks that split the latents of one SAE (distributed top-k)"},
+      {"train.checkpoint_every", &c.train.checkpoint_every, "steps between checkpoints (0: only on SIGTERM/SIGUSR1)"},
       {"compare.saes", &c.compare.saes, "SAE files to compare (default: the SAEs this job trains)"},
       {"compare.tile_rows", &c.compare.tile_rows, "rows of A per similarity tile (the unit of sharding)"},
       {"compare.tile_cols", &c.compare.tile_cols, "rows of B per similarity tile"},
@@ -272,8 +286,10 @@ void validate(const Config& c) {
   require(c.run.threads >= 0, "run.threads", "must be >= 0");
   require(c.data.source == "synthetic" || std::filesystem::exists(c.data.source), "data.source",
           "'" + c.data.source + "': file not found");
-  require(c.data.source == "synthetic", "data.source",
-          "activation stores are not readable by this version yet; use \"synthetic\"");
+  require(c.data.source == "synthetic" || c.data.hookpoint != "synthetic", "data.hookpoint",
+          "name the store's hookpoint to train on (data.source is a store)");
+  require(c.data.shuffle_chunk >= 1, "data.shuffle_chunk", "must be >= 1");
+  require(c.data.shuffle_buffer >= 1, "data.shuffle_buffer", "must be >= 1");
   const auto& s = c.data.synthetic;
   require(s.d >= 1, "data.synthetic.d", "must be >= 1");
   require(s.n_features >= 1, "data.synthetic.n_features", "must be >= 1");
@@ -282,8 +298,7 @@ void validate(const Config& c) {
   require(s.power_law >= 0, "data.synthetic.power_law", "must be >= 0");
   require(s.magnitude_std >= 0, "data.synthetic.magnitude_std", "must be >= 0");
   require(s.noise_std >= 0, "data.synthetic.noise_std", "must be >= 0");
-  require(c.sae.architecture == "topk", "sae.architecture",
-          "'" + c.sae.architecture + "' is not available in this version (available: topk)");
+  core::parse_architecture(c.sae.architecture);
   require(c.sae.n_latents >= 1, "sae.n_latents", "must be >= 1");
   require(c.sae.k >= 1 && c.sae.k <= c.sae.n_latents, "sae.k", "must be in [1, n_latents]");
   require(!c.sae.seeds.empty(), "sae.seeds", "needs at least one seed");
@@ -309,6 +324,15 @@ void validate(const Config& c) {
           "must be geometric_median or mean");
   require(t.log_every >= 1, "train.log_every", "must be >= 1");
   require(t.eval_tokens >= 0, "train.eval_tokens", "must be >= 0");
+  require(t.jumprelu_bandwidth > 0, "train.jumprelu_bandwidth", "must be > 0");
+  require(t.jumprelu_init_threshold > 0, "train.jumprelu_init_threshold", "must be > 0");
+  require(t.batchtopk_threshold_rate > 0 && t.batchtopk_threshold_rate <= 1, "train.batchtopk_threshold_rate",
+          "must be in (0, 1]");
+  require(t.checkpoint_every >= 0, "train.checkpoint_every", "must be >= 0");
+  require(t.seed_groups >= 1 && t.seed_groups <= static_cast<int64_t>(c.sae.seeds.size()), "train.seed_groups",
+          "must be in [1, number of seeds]");
+  require(t.latent_shards >= 1 && t.latent_shards * c.sae.k <= c.sae.n_latents, "train.latent_shards",
+          "must be >= 1 and leave every shard at least sae.k latents");
   require(c.compare.tile_rows >= 1, "compare.tile_rows", "must be >= 1");
   require(c.compare.tile_cols >= 1, "compare.tile_cols", "must be >= 1");
   require(c.compare.candidates >= 1, "compare.candidates", "must be >= 1");

@@ -30,6 +30,10 @@ struct DataConfig {
   std::string source = "synthetic";
   std::string hookpoint = "synthetic";
   SyntheticConfig synthetic;
+  // Activation stores: chunked reads, a seeded shuffle (data/token_stream.hpp).
+  int64_t shuffle_seed = 0;
+  int64_t shuffle_chunk = 1024;      // rows read together; the chunk order is permuted per epoch
+  int64_t shuffle_buffer = 65536;    // rows shuffled together (memory: shuffle_buffer × d × 4 bytes per rank)
 };
 
 struct SaeConfig {
@@ -57,6 +61,17 @@ struct TrainConfig {
   std::string b_dec_init = "geometric_median";
   int64_t log_every = 100;
   int64_t eval_tokens = 65536;
+  // Architectures (METHODS.md §1).
+  double sparsity_coefficient = -1;  // λ; < 0: the architecture's default (sae_defaults in config.cpp)
+  double jumprelu_bandwidth = 0.001;
+  double jumprelu_init_threshold = 0.001;
+  double batchtopk_threshold_rate = 0.01;  // running mean of the smallest kept activation
+  bool normalize_input = false;      // scale x so that E‖x‖² = d (folded into the weights on save)
+  // Parallel layout (DESIGN.md §3): ranks = seed_groups × latent_shards × data-parallel ranks.
+  int64_t seed_groups = 1;
+  int64_t latent_shards = 1;
+  // Checkpoints (<output_dir>/checkpoint.h5), also written on SIGTERM / SIGUSR1.
+  int64_t checkpoint_every = 500;    // steps; 0: only on a signal
 };
 
 struct CompareConfig {

@@ -13,9 +13,17 @@
 
 namespace universae {
 
-enum ExitCode : int { kExitOk = 0, kExitInternal = 1, kExitUsage = 2 };
+// 75 (EX_TEMPFAIL): training stopped on SIGTERM/SIGUSR1 after writing a checkpoint; run the same
+// command again to resume (a Slurm script can requeue on it).
+enum ExitCode : int { kExitOk = 0, kExitInternal = 1, kExitUsage = 2, kExitCheckpointed = 75 };
 
 class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Thrown on every rank at once when a signal asked the job to stop and the checkpoint is written.
+class Checkpointed : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };

@@ -39,11 +39,13 @@ class CounterRng {
   uint64_t state_;
 };
 
-// Fills out[rows, cols] (row-major) with standard normals, row i drawn from (seed, stream, i), so any
-// block of rows can be generated alone; with `unit`, each row is scaled to unit L2 norm.
-inline void normal_rows(float* out, int64_t rows, int64_t cols, uint64_t seed, uint64_t stream, bool unit) {
+// Fills out[rows, cols] (row-major) with standard normals, row i drawn from (seed, stream,
+// first_row + i), so any block of rows can be generated alone; with `unit`, each row is scaled to
+// unit L2 norm.
+inline void normal_rows(float* out, int64_t rows, int64_t cols, uint64_t seed, uint64_t stream, bool unit,
+                        int64_t first_row = 0) {
   for (int64_t i = 0; i < rows; ++i) {
-    CounterRng rng(seed, stream, static_cast<uint64_t>(i));
+    CounterRng rng(seed, stream, static_cast<uint64_t>(first_row + i));
     float* row = out + i * cols;
     double norm2 = 0;
     for (int64_t j = 0; j < cols; ++j) {
@@ -64,6 +66,7 @@ enum RngStream : uint64_t {
   kStreamTokens = 2,
   kStreamSaeInit = 3,
   kStreamTesting = 4,
+  kStreamShuffle = 5,
 };
 
 }  // namespace universae::core

@@ -142,6 +142,13 @@ void write_sae(const parallel::Comm& comm, const std::string& path, const SaeWei
       f.create_dataset("/frequency", DType::kFloat64, {h.n_latents});
       f.write_rows("/frequency", mine, freq.data_ptr<double>() + mine.begin);
     }
+    if (sae.train_metrics.defined()) {
+      const at::Tensor m = sae.train_metrics.to(at::kDouble).contiguous();
+      f.create_group("/train");
+      f.create_dataset("/train/metrics", DType::kFloat64, {m.size(0), m.size(1)});
+      f.write_rows("/train/metrics", comm.is_root() ? core::Range{0, m.size(0)} : core::Range{0, 0}, m.data_ptr<double>());
+      f.write_strings("/train/columns", sae.train_columns);
+    }
     f.write_attr("/", "format", kSaeFormat);
     f.write_attr("/", "format_version", kSaeFormatVersion);
     f.write_attr("/", "architecture", h.architecture);

@@ -41,6 +41,9 @@ struct SaeWeights {
   at::Tensor frequency;  // (n_latents) float64, optional: fraction of tokens a latent fires on
   at::Tensor threshold;  // (n_latents), jumprelu (and batchtopk's inference threshold) only
   at::Tensor r_mag, b_mag;  // (n_latents), gated only
+  // Training metrics over time: /train/metrics (rows, columns) float64 and /train/columns.
+  at::Tensor train_metrics;
+  std::vector<std::string> train_columns;
   // Extra scalar root attributes (ground_truth_mmcs, fvu, l0, ...).
   std::vector<std::pair<std::string, double>> metrics;
   std::vector<std::pair<std::string, std::string>> string_attrs;

@@ -1,10 +1,16 @@
-// The training stage: an ensemble of SAEs (one per seed) trained on one activation stream, each
-// batch read once for all seeds, data-parallel over the communicator's ranks.
+// The training stage: an ensemble of SAEs (one per seed, any architecture of METHODS.md §1) trained
+// as stacked tensors on one token stream, each batch read once for all seeds of a rank. Ranks are
+// laid out as train.seed_groups × data-parallel × train.latent_shards (DESIGN.md §3).
 //
 // Determinism: each global batch is cut into fixed micro-batches (train.micro_batch tokens) that
-// ranks take whole; each micro-batch's gradient is added in exact fixed point (core/exact_sum.hpp)
-// and all-reduced as integers. The reduced gradient is therefore bit-identical for any rank count,
-// and so are the trained weights (same build, same thread count per rank).
+// data-parallel ranks take whole; each micro-batch's gradient is added in exact fixed point
+// (core/exact_sum.hpp) and all-reduced as integers, so the weights are bit-identical for any number
+// of data-parallel ranks and seed groups (same build, same threads per rank). Latent sharding sums
+// partial reconstructions in floating point: equal within rounding (1e-5), not bit for bit.
+//
+// Checkpoints (train/checkpoint.hpp) every train.checkpoint_every steps and on SIGTERM/SIGUSR1
+// (then the stage throws Checkpointed: exit code 75). Re-running the same command resumes from
+// <output_dir>/checkpoint.h5 and ends bit-identical to an uninterrupted run; --fresh ignores it.
 #pragma once
 
 #include <string>
@@ -28,6 +34,8 @@ struct TrainedSae {
 // <run.output_dir>/saes/seed<S>.h5 for each seed.
 std::vector<std::string> sae_output_paths(const config::Config& config);
 
+// <run.output_dir>/checkpoint.h5 (removed once every SAE file is written).
+std::string checkpoint_path(const config::Config& config);
 // Trains (or, unless `fresh`, reuses complete outputs made with the same data/sae/train config).
 std::vector<TrainedSae> run_train_stage(const parallel::Comm& comm, const config::Config& config, bool fresh);
 

@@ -1,0 +1,477 @@
+// Forward and backward of the five architectures by hand; see sae_model.hpp. The gradient formulas
+// are those autograd derives from METHODS.md §1's losses (scripts/sae_train_ref.py checks each one);
+// where top-k makes codes sparse, the work is organised around the non-zero codes.
+#include "core/sae_model.hpp"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "core/error.hpp"
+#include "core/rng.hpp"
+
+namespace universae::core {
+
+Architecture parse_architecture(const std::string& name, const std::string& key) {
+  if (name == "relu") return Architecture::kRelu;
+  if (name == "topk") return Architecture::kTopK;
+  if (name == "batchtopk") return Architecture::kBatchTopK;
+  if (name == "jumprelu") return Architecture::kJumpRelu;
+  if (name == "gated") return Architecture::kGated;
+  throw UsageError(key + " = \"" + name + "\" is not an architecture; choose relu, topk, batchtopk, jumprelu or gated");
+}
+
+const char* architecture_name(Architecture a) {
+  switch (a) {
+    case Architecture::kRelu: return "relu";
+    case Architecture::kTopK: return "topk";
+    case Architecture::kBatchTopK: return "batchtopk";
+    case Architecture::kJumpRelu: return "jumprelu";
+    case Architecture::kGated: return "gated";
+  }
+  return "?";
+}
+
+bool has_top_k(Architecture a) { return a == Architecture::kTopK || a == Architecture::kBatchTopK; }
+
+bool SaeSpec::unit_norm_decoder() const {
+  return architecture == Architecture::kRelu || has_top_k(architecture);
+}
+
+std::vector<at::Tensor*> SaeStack::tensors() {
+  std::vector<at::Tensor*> out;
+  for (at::Tensor* t : {&W_enc, &b_enc, &W_dec, &b_dec, &log_threshold, &r_mag, &b_mag})
+    if (t->defined()) out.push_back(t);
+  return out;
+}
+
+std::vector<const at::Tensor*> SaeStack::tensors() const {
+  std::vector<const at::Tensor*> out;
+  for (const at::Tensor* t : {&W_enc, &b_enc, &W_dec, &b_dec, &log_threshold, &r_mag, &b_mag})
+    if (t->defined()) out.push_back(t);
+  return out;
+}
+
+std::vector<std::string> SaeStack::names() const {
+  std::vector<std::string> out;
+  const std::pair<const at::Tensor*, const char*> all[] = {{&W_enc, "W_enc"}, {&b_enc, "b_enc"}, {&W_dec, "W_dec"},
+                                                           {&b_dec, "b_dec"}, {&log_threshold, "log_threshold"},
+                                                           {&r_mag, "r_mag"}, {&b_mag, "b_mag"}};
+  for (const auto& [t, name] : all)
+    if (t->defined()) out.emplace_back(name);
+  return out;
+}
+
+SaeStack SaeStack::zeros_like() const {
+  SaeStack z;
+  auto copy = [](const at::Tensor& t) { return t.defined() ? at::zeros_like(t) : at::Tensor(); };
+  z.W_enc = copy(W_enc), z.b_enc = copy(b_enc), z.W_dec = copy(W_dec), z.b_dec = copy(b_dec);
+  z.log_threshold = copy(log_threshold), z.r_mag = copy(r_mag), z.b_mag = copy(b_mag);
+  return z;
+}
+
+SaeStack init_stack(const SaeSpec& spec, const std::vector<int64_t>& seeds, const std::vector<double>& b_dec) {
+  const auto S = static_cast<int64_t>(seeds.size());
+  const int64_t n = spec.n_local(), d = spec.d;
+  SaeStack p;
+  p.W_dec = at::empty({S, n, d}, at::kFloat);
+  for (int64_t s = 0; s < S; ++s)
+    normal_rows(p.W_dec[s].data_ptr<float>(), n, d, static_cast<uint64_t>(seeds[static_cast<size_t>(s)]),
+                kStreamSaeInit, /*unit=*/true, spec.latents.begin);
+  p.W_enc = p.W_dec.clone();
+  p.b_enc = at::zeros({S, n}, at::kFloat);
+  p.b_dec = at::empty({S, d}, at::kFloat);
+  for (int64_t s = 0; s < S; ++s)
+    for (int64_t j = 0; j < d; ++j) p.b_dec[s][j] = b_dec[static_cast<size_t>(j)];
+  if (spec.architecture == Architecture::kJumpRelu)
+    p.log_threshold = at::full({S, n}, std::log(spec.jumprelu_init_threshold), at::kFloat);
+  if (spec.architecture == Architecture::kGated) {
+    p.r_mag = at::zeros({S, n}, at::kFloat);
+    p.b_mag = at::zeros({S, n}, at::kFloat);
+  }
+  return p;
+}
+
+StepStats::StepStats(int64_t seeds, int64_t n_local)
+    : sse(static_cast<size_t>(seeds)), aux_sse(static_cast<size_t>(seeds)), sparsity(static_cast<size_t>(seeds)),
+      active(static_cast<size_t>(seeds)), fires(static_cast<size_t>(seeds * n_local)),
+      min_kept(static_cast<size_t>(seeds)) {
+  clear();
+}
+
+void StepStats::clear() {
+  std::fill(sse.begin(), sse.end(), 0.0);
+  std::fill(aux_sse.begin(), aux_sse.end(), 0.0);
+  std::fill(sparsity.begin(), sparsity.end(), 0.0);
+  std::fill(active.begin(), active.end(), 0);
+  std::fill(fires.begin(), fires.end(), 0);
+  std::fill(min_kept.begin(), min_kept.end(), std::numeric_limits<double>::infinity());
+}
+
+namespace {
+
+// The non-zero codes of one SAE on a micro-batch, token-major (compressed sparse rows).
+struct Codes {
+  std::vector<int64_t> row_ptr;  // [tokens + 1]
+  std::vector<int64_t> latent;   // this rank's latent index
+  std::vector<float> value;
+  int64_t nnz() const { return static_cast<int64_t>(latent.size()); }
+};
+
+// Per token, the candidates (B, K) with a positive value at or above the token's threshold (the
+// k-th largest over all latent shards; none on one shard).
+Codes codes_from_candidates(const at::Tensor& values, const at::Tensor& indices, const float* threshold) {
+  const int64_t B = values.size(0), K = values.size(1);
+  const float* v = values.data_ptr<float>();
+  const int64_t* idx = indices.data_ptr<int64_t>();
+  Codes c;
+  c.row_ptr.assign(static_cast<size_t>(B + 1), 0);
+  for (int64_t t = 0; t < B; ++t) {
+    for (int64_t j = t * K; j < (t + 1) * K; ++j)
+      if (v[j] > 0 && (threshold == nullptr || v[j] >= threshold[t])) c.latent.push_back(idx[j]), c.value.push_back(v[j]);
+    c.row_ptr[static_cast<size_t>(t + 1)] = c.nnz();
+  }
+  return c;
+}
+
+// x̂ partial sums: out[t] += Σ_{codes of t} value · W[latent].
+void decode_add(const Codes& c, const float* W, int64_t d, float* out) {
+  const int64_t B = static_cast<int64_t>(c.row_ptr.size()) - 1;
+  at::parallel_for(0, B, 64, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      float* o = out + t * d;
+      for (int64_t j = c.row_ptr[t]; j < c.row_ptr[t + 1]; ++j) {
+        const float v = c.value[j];
+        const float* w = W + c.latent[j] * d;
+        for (int64_t q = 0; q < d; ++q) o[q] += v * w[q];
+      }
+    }
+  });
+}
+
+// Per code (token t, latent i): G[t] · W[i].
+std::vector<float> code_dots(const Codes& c, const float* G, const float* W, int64_t d) {
+  const int64_t B = static_cast<int64_t>(c.row_ptr.size()) - 1;
+  std::vector<float> out(static_cast<size_t>(c.nnz()));
+  at::parallel_for(0, B, 64, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* g = G + t * d;
+      for (int64_t j = c.row_ptr[t]; j < c.row_ptr[t + 1]; ++j) {
+        const float* w = W + c.latent[j] * d;
+        float acc = 0;
+        for (int64_t q = 0; q < d; ++q) acc += g[q] * w[q];
+        out[j] = acc;
+      }
+    }
+  });
+  return out;
+}
+
+// acc[i] += Σ_{codes (t, i)} weight · X[t], and bias[i] += Σ weight when `bias` is given. Codes are
+// regrouped by latent (a stable counting sort, so each row sums in token order) and latents run in
+// parallel: no atomics, the same result for any thread count.
+void latent_accumulate(const Codes& c, const std::vector<float>& weight, const float* X, int64_t d, int64_t n,
+                       float* acc, float* bias) {
+  std::vector<int64_t> start(static_cast<size_t>(n + 1), 0);
+  for (int64_t i : c.latent) ++start[static_cast<size_t>(i + 1)];
+  std::partial_sum(start.begin(), start.end(), start.begin());
+  std::vector<int64_t> fill(start.begin(), start.end() - 1), token(static_cast<size_t>(c.nnz()));
+  std::vector<float> w(static_cast<size_t>(c.nnz()));
+  const int64_t B = static_cast<int64_t>(c.row_ptr.size()) - 1;
+  for (int64_t t = 0; t < B; ++t)
+    for (int64_t j = c.row_ptr[t]; j < c.row_ptr[t + 1]; ++j) {
+      const int64_t slot = fill[static_cast<size_t>(c.latent[j])]++;
+      token[slot] = t, w[slot] = weight[j];
+    }
+  at::parallel_for(0, n, 16, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      float* a = acc + i * d;
+      float b = 0;
+      for (int64_t j = start[i]; j < start[i + 1]; ++j) {
+        const float* x = X + token[j] * d;
+        const float wj = w[j];
+        for (int64_t q = 0; q < d; ++q) a[q] += wj * x[q];
+        b += wj;
+      }
+      if (bias != nullptr) bias[i] += b;
+    }
+  });
+}
+
+// The k-th largest candidate per row over all latent shards, (rows) float; candidates are (rows, k)
+// per shard. Used only with more than one shard.
+at::Tensor global_kth(const at::Tensor& candidates, int64_t k, const LatentPeers& peers) {
+  const at::Tensor c = candidates.contiguous();
+  std::vector<float> local(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  std::vector<float> all = peers.allgather(local);
+  const int64_t rows = c.size(0), P = peers.size();
+  const at::Tensor gathered = at::from_blob(all.data(), {P, rows, k}, at::kFloat).permute({1, 0, 2}).reshape({rows, P * k});
+  return std::get<0>(at::topk(gathered, k, 1)).select(1, k - 1).contiguous();
+}
+
+void add_sum(std::vector<double>& out, const at::Tensor& per_seed) {
+  const at::Tensor t = per_seed.to(at::kDouble).contiguous();
+  for (size_t s = 0; s < out.size(); ++s) out[s] += t.data_ptr<double>()[s];
+}
+
+void count_dense_fires(const at::Tensor& z, StepStats& stats) {
+  const at::Tensor fired = (z > 0).sum(1).to(at::kLong).contiguous();  // (S, n)
+  const int64_t* f = fired.data_ptr<int64_t>();
+  const int64_t S = fired.size(0), n = fired.size(1);
+  for (int64_t s = 0; s < S; ++s)
+    for (int64_t i = 0; i < n; ++i) stats.fires[s * n + i] += f[s * n + i], stats.active[s] += f[s * n + i];
+}
+
+// Sums the shards' partial reconstructions, adds b_dec and returns x̂ − x (S, B, d); adds Σ‖x − x̂‖² to `sse`.
+at::Tensor residual(at::Tensor partial, const at::Tensor& x, const at::Tensor& b_dec, const LatentPeers& peers,
+                    std::vector<double>& sse) {
+  peers.sum(partial.data_ptr<float>(), partial.numel());
+  at::Tensor r = partial + b_dec.unsqueeze(1) - x.unsqueeze(0);
+  add_sum(sse, r.to(at::kDouble).pow(2).sum({1, 2}));
+  return r;
+}
+
+// The gradients every architecture shares once dL/dpre is known: W_enc, b_enc, and b_dec through
+// x − b_dec; `dpre` (S, B, n). Returns nothing; adds to grads.
+void encoder_grads(const SaeSpec& spec, const SaeStack& p, const at::Tensor& x_in, const at::Tensor& dpre, SaeStack& g) {
+  g.W_enc.add_(at::bmm(dpre.transpose(1, 2), x_in));
+  const at::Tensor col = dpre.sum(1);  // (S, n)
+  g.b_enc.add_(col);
+  if (spec.apply_b_dec_to_input) g.b_dec.sub_(at::bmm(col.unsqueeze(1), p.W_enc).squeeze(1));
+}
+
+void sparse_forward_backward(const SaeSpec& spec, const SaeStack& p, const at::Tensor& x, const at::Tensor& x_in,
+                             const at::Tensor& dead, double inv_L, const LatentPeers& peers, SaeStack& g,
+                             StepStats& stats) {
+  const int64_t S = p.W_enc.size(0), B = x.size(0), d = spec.d, n = spec.n_local();
+  at::Tensor post = at::baddbmm(p.b_enc.unsqueeze(1), x_in, p.W_enc.transpose(1, 2)).relu_();  // (S, B, n)
+  std::vector<Codes> codes(static_cast<size_t>(S));
+  if (spec.architecture == Architecture::kTopK) {
+    auto [values, indices] = at::topk(post, spec.k, 2);
+    at::Tensor kth;
+    if (peers.size() > 1) kth = global_kth(values.reshape({S * B, spec.k}), spec.k, peers).view({S, B});
+    for (int64_t s = 0; s < S; ++s)
+      codes[s] = codes_from_candidates(values[s].contiguous(), indices[s].contiguous(),
+                                       kth.defined() ? kth[s].data_ptr<float>() : nullptr);
+  } else {  // batchtopk: the k·B largest over the micro-batch
+    const int64_t K = spec.k * B;
+    auto [values, flat] = at::topk(post.reshape({S, B * n}), K, 1);
+    at::Tensor kth;
+    if (peers.size() > 1) kth = global_kth(values, K, peers);
+    for (int64_t s = 0; s < S; ++s) {
+      const float* v = values[s].data_ptr<float>();
+      const int64_t* f = flat[s].data_ptr<int64_t>();
+      const float bound = kth.defined() ? kth.data_ptr<float>()[s] : 0.0f;
+      std::vector<std::pair<int64_t, float>> kept;
+      for (int64_t j = 0; j < K; ++j)
+        if (v[j] > 0 && v[j] >= bound) kept.emplace_back(f[j], v[j]);
+      std::sort(kept.begin(), kept.end());
+      Codes& c = codes[s];
+      c.row_ptr.assign(static_cast<size_t>(B + 1), 0);
+      for (const auto& [fi, val] : kept) {
+        c.latent.push_back(fi % n), c.value.push_back(val);
+        ++c.row_ptr[static_cast<size_t>(fi / n + 1)];
+        stats.min_kept[s] = std::min(stats.min_kept[s], static_cast<double>(val));
+      }
+      std::partial_sum(c.row_ptr.begin(), c.row_ptr.end(), c.row_ptr.begin());
+    }
+  }
+  at::Tensor partial = at::zeros({S, B, d}, at::kFloat);
+  for (int64_t s = 0; s < S; ++s) {
+    decode_add(codes[s], p.W_dec[s].data_ptr<float>(), d, partial[s].data_ptr<float>());
+    for (int64_t i : codes[s].latent) ++stats.fires[s * n + i];
+    stats.active[s] += codes[s].nnz();
+  }
+  const at::Tensor r = residual(partial, x, p.b_dec, peers, stats.sse);
+  const at::Tensor g_rec = r * (2.0 * inv_L);
+
+  // AuxK (Gao et al.): the top k_aux pre-activations of dead latents reconstruct the residual x − x̂.
+  std::vector<Codes> aux(static_cast<size_t>(S));
+  at::Tensor g_aux;
+  if (dead.defined() && spec.k_aux > 0) {
+    std::vector<double> n_dead(static_cast<size_t>(S));
+    add_sum(n_dead, dead.sum(1));
+    peers.sum(n_dead.data(), S);
+    if (std::any_of(n_dead.begin(), n_dead.end(), [](double v) { return v > 0; })) {
+      const int64_t K = spec.k_aux;
+      at::Tensor values = at::zeros({S, B, K}, at::kFloat);
+      at::Tensor indices = at::zeros({S, B, K}, at::kLong);
+      for (int64_t s = 0; s < S; ++s) {
+        const at::Tensor dead_idx = dead[s].nonzero().view({-1});
+        if (dead_idx.numel() == 0) continue;
+        const int64_t kk = std::min(K, dead_idx.numel());
+        auto [v, i] = at::topk(post[s].index_select(1, dead_idx), kk, 1);
+        values[s].narrow(1, 0, kk).copy_(v);
+        indices[s].narrow(1, 0, kk).copy_(dead_idx.index_select(0, i.reshape({-1})).view({B, kk}));
+      }
+      at::Tensor kth;
+      if (peers.size() > 1) kth = global_kth(values.reshape({S * B, K}), K, peers).view({S, B});
+      at::Tensor aux_partial = at::zeros({S, B, d}, at::kFloat);
+      for (int64_t s = 0; s < S; ++s) {
+        if (n_dead[s] == 0) continue;
+        aux[s] = codes_from_candidates(values[s].contiguous(), indices[s].contiguous(),
+                                       kth.defined() ? kth[s].data_ptr<float>() : nullptr);
+        decode_add(aux[s], p.W_dec[s].data_ptr<float>(), d, aux_partial[s].data_ptr<float>());
+      }
+      peers.sum(aux_partial.data_ptr<float>(), aux_partial.numel());
+      // ê − (x − x̂) = ê + r; seeds without dead latents have no auxiliary loss.
+      at::Tensor aux_res = aux_partial + r;
+      const at::Tensor has = at::tensor(std::vector<float>(n_dead.begin(), n_dead.end())).gt(0).to(at::kFloat);
+      aux_res.mul_(has.view({S, 1, 1}));
+      add_sum(stats.aux_sse, aux_res.to(at::kDouble).pow(2).sum({1, 2}));
+      g_aux = aux_res * (2.0 * spec.aux_alpha * inv_L);
+    }
+  }
+
+  at::Tensor db_enc = at::zeros({S, n}, at::kFloat);
+  for (int64_t s = 0; s < S; ++s) {
+    float* dW_dec = g.W_dec[s].data_ptr<float>();
+    float* dW_enc = g.W_enc[s].data_ptr<float>();
+    const float* W_dec = p.W_dec[s].data_ptr<float>();
+    const float* xs = x_in[s].data_ptr<float>();
+    auto apply = [&](const Codes& c, const float* G) {
+      if (c.nnz() == 0) return;
+      const std::vector<float> dpre = code_dots(c, G, W_dec, d);  // values > 0, so relu passes
+      latent_accumulate(c, c.value, G, d, n, dW_dec, nullptr);
+      latent_accumulate(c, dpre, xs, d, n, dW_enc, db_enc[s].data_ptr<float>());
+    };
+    apply(codes[s], g_rec[s].data_ptr<float>());
+    if (g_aux.defined()) apply(aux[s], g_aux[s].data_ptr<float>());
+  }
+  g.b_enc.add_(db_enc);
+  if (spec.apply_b_dec_to_input) g.b_dec.sub_(at::bmm(db_enc.unsqueeze(1), p.W_enc).squeeze(1));
+  if (peers.rank() == 0) g.b_dec.add_(g_rec.sum(1));
+}
+
+void dense_forward_backward(const SaeSpec& spec, const SaeStack& p, const at::Tensor& x, const at::Tensor& x_in,
+                            double inv_L, const LatentPeers& peers, SaeStack& g, StepStats& stats) {
+  const double lam = spec.sparsity * inv_L;
+  const at::Tensor W_dec_t = p.W_dec.transpose(1, 2);
+  const at::Tensor dec_norm = p.W_dec.norm(2, {2});  // (S, n)
+  const at::Tensor unit_dec = p.W_dec / dec_norm.unsqueeze(2);
+  at::Tensor g_rec;
+  switch (spec.architecture) {
+    case Architecture::kRelu: {
+      const at::Tensor z = at::baddbmm(p.b_enc.unsqueeze(1), x_in, p.W_enc.transpose(1, 2)).relu_();
+      count_dense_fires(z, stats);
+      g_rec = residual(at::bmm(z, p.W_dec), x, p.b_dec, peers, stats.sse) * (2.0 * inv_L);
+      add_sum(stats.sparsity, (z * dec_norm.unsqueeze(1)).sum({1, 2}));
+      const at::Tensor dpre = (at::bmm(g_rec, W_dec_t) + lam * dec_norm.unsqueeze(1)) * z.gt(0);
+      g.W_dec.add_(at::bmm(z.transpose(1, 2), g_rec) + lam * z.sum(1).unsqueeze(2) * unit_dec);
+      encoder_grads(spec, p, x_in, dpre, g);
+      break;
+    }
+    case Architecture::kJumpRelu: {
+      // Rajamanoharan et al. 2024b: z = relu(pre)·H(relu(pre) − θ); pseudo-derivatives in θ only.
+      const at::Tensor post = at::baddbmm(p.b_enc.unsqueeze(1), x_in, p.W_enc.transpose(1, 2)).relu_();
+      const at::Tensor theta = p.log_threshold.exp();  // (S, n)
+      const at::Tensor mask = post.gt(theta.unsqueeze(1)).to(at::kFloat);
+      const at::Tensor z = post * mask;
+      count_dense_fires(z, stats);
+      g_rec = residual(at::bmm(z, p.W_dec), x, p.b_dec, peers, stats.sse) * (2.0 * inv_L);
+      add_sum(stats.sparsity, mask.sum({1, 2}));
+      const at::Tensor dz = at::bmm(g_rec, W_dec_t);
+      const at::Tensor u = (post - theta.unsqueeze(1)) / spec.bandwidth;
+      const at::Tensor kernel = (u.gt(-0.5) & u.lt(0.5)).to(at::kFloat);
+      const at::Tensor d_theta = (dz * kernel).sum(1) * (-theta / spec.bandwidth) - (lam / spec.bandwidth) * kernel.sum(1);
+      g.log_threshold.add_(d_theta * theta);
+      g.W_dec.add_(at::bmm(z.transpose(1, 2), g_rec));
+      encoder_grads(spec, p, x_in, dz * mask, g);
+      break;
+    }
+    case Architecture::kGated: {
+      // Rajamanoharan et al. 2024a: gate and magnitude paths share W_gate (W_mag = exp(r_mag) ⊙ W_gate).
+      const at::Tensor h = at::bmm(x_in, p.W_enc.transpose(1, 2));
+      const at::Tensor pi_gate = h + p.b_enc.unsqueeze(1);
+      const at::Tensor e = p.r_mag.exp().unsqueeze(1);
+      const at::Tensor pi_mag = h * e + p.b_mag.unsqueeze(1);
+      const at::Tensor gate = pi_gate.gt(0).to(at::kFloat);
+      const at::Tensor z = gate * pi_mag.relu();
+      const at::Tensor rg = pi_gate.relu();
+      count_dense_fires(z, stats);
+      g_rec = residual(at::bmm(z, p.W_dec), x, p.b_dec, peers, stats.sse) * (2.0 * inv_L);
+      add_sum(stats.sparsity, (rg * dec_norm.unsqueeze(1)).sum({1, 2}));
+      // Auxiliary loss: relu(π_gate) through a frozen copy of the decoder (W_dec and b_dec detached).
+      const at::Tensor g_aux = residual(at::bmm(rg, p.W_dec), x, p.b_dec, peers, stats.aux_sse) * (2.0 * inv_L);
+      const at::Tensor d_mag = at::bmm(g_rec, W_dec_t) * gate * pi_mag.gt(0);
+      const at::Tensor d_gate = (lam * dec_norm.unsqueeze(1) + at::bmm(g_aux, W_dec_t)) * gate;
+      g.b_mag.add_(d_mag.sum(1));
+      g.r_mag.add_((d_mag * h).sum(1) * e.squeeze(1));
+      g.W_dec.add_(at::bmm(z.transpose(1, 2), g_rec) + lam * rg.sum(1).unsqueeze(2) * unit_dec);
+      // dL/dh = d_gate + e ⊙ d_mag; b_enc (b_gate) sees d_gate only.
+      const at::Tensor dh = d_gate + d_mag * e;
+      g.W_enc.add_(at::bmm(dh.transpose(1, 2), x_in));
+      g.b_enc.add_(d_gate.sum(1));
+      if (spec.apply_b_dec_to_input) g.b_dec.sub_(at::bmm(dh.sum(1).unsqueeze(1), p.W_enc).squeeze(1));
+      break;
+    }
+    default: throw InternalError("dense_forward_backward: not a dense architecture");
+  }
+  if (peers.rank() == 0) g.b_dec.add_(g_rec.sum(1));
+}
+
+}  // namespace
+
+void forward_backward(const SaeSpec& spec, const SaeStack& params, const at::Tensor& x, const at::Tensor& dead,
+                      int64_t loss_tokens, const LatentPeers& peers, SaeStack& grads, StepStats& stats) {
+  const int64_t S = params.W_enc.size(0), B = x.size(0);
+  const at::Tensor x_in = spec.apply_b_dec_to_input ? (x.unsqueeze(0) - params.b_dec.unsqueeze(1)).contiguous()
+                                                    : x.unsqueeze(0).expand({S, B, spec.d}).contiguous();
+  const double inv_L = 1.0 / static_cast<double>(loss_tokens);
+  if (has_top_k(spec.architecture))
+    sparse_forward_backward(spec, params, x, x_in, dead, inv_L, peers, grads, stats);
+  else
+    dense_forward_backward(spec, params, x, x_in, inv_L, peers, grads, stats);
+}
+
+AdamState init_adam(const SaeStack& params) { return {params.zeros_like(), params.zeros_like(), 0}; }
+
+void remove_parallel_decoder_grad(const SaeSpec& spec, const SaeStack& params, SaeStack& grads) {
+  if (!spec.unit_norm_decoder()) return;
+  grads.W_dec.sub_((grads.W_dec * params.W_dec).sum(2, /*keepdim=*/true) * params.W_dec);
+}
+
+std::vector<double> grad_sq_norms(const SaeStack& grads, bool with_replicated) {
+  const int64_t S = grads.W_enc.size(0);
+  std::vector<double> out(static_cast<size_t>(S), 0.0);
+  for (const at::Tensor* t : grads.tensors()) {
+    if (t == &grads.b_dec && !with_replicated) continue;
+    add_sum(out, t->to(at::kDouble).pow(2).reshape({S, -1}).sum(1));
+  }
+  return out;
+}
+
+void clip_gradients(SaeStack& grads, const std::vector<double>& sq_norms, double max_norm) {
+  if (max_norm <= 0) return;
+  for (size_t s = 0; s < sq_norms.size(); ++s) {
+    const double coef = max_norm / (std::sqrt(sq_norms[s]) + 1e-6);
+    if (coef >= 1.0) continue;
+    for (at::Tensor* t : grads.tensors()) (*t)[static_cast<int64_t>(s)].mul_(coef);
+  }
+}
+
+void adam_step(SaeStack& params, const SaeStack& grads, AdamState& state, double lr, const AdamConfig& c) {
+  ++state.step;
+  const double bias1 = 1.0 - std::pow(c.beta1, static_cast<double>(state.step));
+  const double bias2_sqrt = std::sqrt(1.0 - std::pow(c.beta2, static_cast<double>(state.step)));
+  const auto p = params.tensors();
+  const auto g = grads.tensors();
+  const auto m = state.m.tensors();
+  const auto v = state.v.tensors();
+  for (size_t i = 0; i < p.size(); ++i) {
+    m[i]->mul_(c.beta1).add_(*g[i], 1.0 - c.beta1);
+    v[i]->mul_(c.beta2).addcmul_(*g[i], *g[i], 1.0 - c.beta2);
+    const at::Tensor denom = (v[i]->sqrt() / bias2_sqrt).add_(c.eps);
+    p[i]->addcdiv_(*m[i], denom, -lr / bias1);
+  }
+}
+
+void normalize_decoder(const SaeSpec& spec, SaeStack& params) {
+  if (!spec.unit_norm_decoder()) return;
+  params.W_dec.div_(params.W_dec.norm(2, {2}, /*keepdim=*/true).clamp_min(1e-12));
+}
+
+}  // namespace universae::core

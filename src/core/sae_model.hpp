@@ -1,0 +1,118 @@
+// The five SAE architectures of METHODS.md §1 as a *stack* of S SAEs (one per seed) with a leading
+// seed axis, so one activation batch drives every seed through batched matmuls. Forward and backward
+// are written out by hand (no autograd): top-k codes stay sparse end to end (the decoder, its
+// gradient and the encoder gradient cost B·k·d, not B·n·d), the latent axis can be split over ranks
+// (LatentPeers), and the optimiser state is a plain set of tensors that checkpoints exactly.
+// scripts/sae_train_ref.py is the PyTorch-autograd reference every gradient here is tested against.
+//
+// No MPI here (DESIGN.md §2): what a forward pass needs from the other latent shards comes through
+// the LatentPeers interface, which train/ implements with a sub-communicator.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/sharding.hpp"
+
+namespace universae::core {
+
+enum class Architecture { kRelu, kTopK, kBatchTopK, kJumpRelu, kGated };
+
+// "relu", "topk", "batchtopk", "jumprelu", "gated"; anything else is a UsageError naming `key`.
+Architecture parse_architecture(const std::string& name, const std::string& key = "sae.architecture");
+const char* architecture_name(Architecture a);
+bool has_top_k(Architecture a);  // topk, batchtopk: k, AuxK and sparse codes
+
+struct SaeSpec {
+  Architecture architecture = Architecture::kTopK;
+  int64_t d = 0;
+  int64_t n_latents = 0;  // the whole SAE
+  Range latents;          // this rank's latent slice (the whole SAE without latent sharding)
+  int64_t k = 0;          // topk: per token; batchtopk: mean per token (k·B kept per micro-batch)
+  int64_t k_aux = 0;      // AuxK: dead latents used to model the residual
+  double aux_alpha = 1.0 / 32.0;
+  double sparsity = 0;    // λ: relu and gated L1 (decoder-norm weighted), jumprelu L0
+  double bandwidth = 0.001;               // jumprelu straight-through rectangle kernel
+  double jumprelu_init_threshold = 0.001;
+  bool apply_b_dec_to_input = true;
+  int64_t n_local() const { return latents.size(); }
+  // relu, topk and batchtopk keep unit-norm decoder rows; jumprelu and gated carry the norm in the loss.
+  bool unit_norm_decoder() const;
+};
+
+// Parameters (or gradients, or Adam moments) of S SAEs. Latent-indexed tensors hold this rank's slice.
+struct SaeStack {
+  at::Tensor W_enc;          // (S, n, d); gated: the gate path W_gate
+  at::Tensor b_enc;          // (S, n);    gated: b_gate
+  at::Tensor W_dec;          // (S, n, d), row i = direction of latent i
+  at::Tensor b_dec;          // (S, d), replicated across latent shards
+  at::Tensor log_threshold;  // (S, n) jumprelu
+  at::Tensor r_mag, b_mag;   // (S, n) gated
+  // The defined tensors and their names, in one fixed order (checkpoints and gradient reduction).
+  std::vector<at::Tensor*> tensors();
+  std::vector<const at::Tensor*> tensors() const;
+  std::vector<std::string> names() const;
+  SaeStack zeros_like() const;
+};
+
+// Decoder rows: unit vectors from each seed (core/rng.hpp, rows of this rank's slice only); encoder
+// rows = decoder rows; b_enc = 0; b_dec = `b_dec` (d, float64) for every seed; jumprelu log θ =
+// log(init threshold); gated r_mag = b_mag = 0.
+SaeStack init_stack(const SaeSpec& spec, const std::vector<int64_t>& seeds, const std::vector<double>& b_dec);
+
+// What a latent-sharded forward pass needs from the other shards of the same SAEs. The default is
+// one shard (nothing to exchange).
+class LatentPeers {
+ public:
+  virtual ~LatentPeers() = default;
+  virtual int size() const { return 1; }
+  virtual int rank() const { return 0; }
+  virtual void sum(float* /*values*/, int64_t /*n*/) const {}
+  virtual void sum(double* /*values*/, int64_t /*n*/) const {}
+  // Each shard contributes `local` (same length on every shard); all receive them in shard order.
+  virtual std::vector<float> allgather(const std::vector<float>& local) const { return local; }
+};
+
+// Per-seed sums over the tokens of the micro-batches this rank ran (unnormalised).
+struct StepStats {
+  explicit StepStats(int64_t seeds = 0, int64_t n_local = 0);
+  void clear();
+  std::vector<double> sse, aux_sse, sparsity;  // Σ‖x − x̂‖², Σ aux residual², Σ sparsity penalty (before λ)
+  std::vector<int64_t> active;                 // non-zero codes on this rank's latents
+  std::vector<int64_t> fires;                  // (S · n_local) tokens each latent fired on
+  std::vector<double> min_kept;                // batchtopk: smallest kept activation (+inf if none)
+};
+
+// One micro-batch: x (B, d) float32, dead (S, n_local) bool or undefined (no AuxK). Adds the gradient
+// of this micro-batch's share of the loss, Σ_tokens(loss terms) / loss_tokens, to `grads`. On latent
+// shards every rank gets the same reconstruction and the same loss; each adds the gradients of its
+// own latent slice, and b_dec's gradient is split so that summing it over the shards gives the whole.
+void forward_backward(const SaeSpec& spec, const SaeStack& params, const at::Tensor& x, const at::Tensor& dead,
+                      int64_t loss_tokens, const LatentPeers& peers, SaeStack& grads, StepStats& stats);
+
+// The optimiser (METHODS.md §1), applied after gradients are reduced over data-parallel ranks.
+struct AdamConfig {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+};
+struct AdamState {
+  SaeStack m, v;
+  int64_t step = 0;
+};
+AdamState init_adam(const SaeStack& params);
+
+// Removes the component of each decoder row's gradient parallel to the row (unit-norm architectures).
+void remove_parallel_decoder_grad(const SaeSpec& spec, const SaeStack& params, SaeStack& grads);
+// Σ of squared gradient entries per seed over this rank's tensors; b_dec only when `with_replicated`
+// (so that a sum over latent shards counts it once).
+std::vector<double> grad_sq_norms(const SaeStack& grads, bool with_replicated);
+// Scales seed s's gradients by max_norm / (‖g_s‖ + 1e-6) when that is below 1 (torch's clip_grad_norm_).
+void clip_gradients(SaeStack& grads, const std::vector<double>& sq_norms, double max_norm);
+// torch.optim.Adam's update, per element, with the same operation order.
+void adam_step(SaeStack& params, const SaeStack& grads, AdamState& state, double lr, const AdamConfig& config);
+void normalize_decoder(const SaeSpec& spec, SaeStack& params);
+
+}  // namespace universae::core

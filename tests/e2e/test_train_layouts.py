@@ -1,0 +1,176 @@
+"""End to end: the training engine's parallel layouts and kill-and-resume (issue: training engine).
+
+1. Layout invariance, every architecture: the same job on 1 rank, 2 data-parallel ranks, 2 seed
+   groups and 2 latent shards. Data parallelism and seed groups give bit-identical weights (exact
+   fixed-point gradient sums); latent sharding sums partial reconstructions in floating point and
+   must agree within 1e-5.
+2. Kill and resume: a run killed with SIGKILL at a random moment after its first checkpoint, then
+   re-run with the same command, ends with SAE files bit-identical to an uninterrupted run.
+3. SIGUSR1 (forwarded by mpirun) and SIGTERM (a single process, as Slurm signals each task): the
+   run writes a checkpoint and exits 75; re-running resumes and ends bit-identical.
+"""
+import json
+import os
+import random
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+import h5py
+import numpy as np
+
+SOURCE = os.environ["UNIVERSAE_SOURCE_DIR"]
+BINARY = os.environ["UNIVERSAE_BINARY"]
+MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
+JOB = os.path.join(SOURCE, "jobs", "quickstart_ci.toml")  # the base; every setting below overrides it
+
+SMALL = ["data.synthetic.d=16", "data.synthetic.n_features=96", "data.synthetic.mean_l0=4", "sae.n_latents=64",
+         "sae.k=4", "sae.seeds=[0,1]", "train.tokens=1024", "train.batch_size=256", "train.micro_batch=64",
+         "train.lr=0.01", "train.warmup_steps=2", "train.log_every=1", "train.eval_tokens=1024",
+         "train.dead_tokens=256", "train.k_aux=8", "train.checkpoint_every=0"]
+LONG = ["data.synthetic.d=64", "sae.n_latents=512", "sae.k=8", "sae.seeds=[0,1]", "train.tokens=163840",
+        "train.batch_size=1024", "train.micro_batch=512", "train.lr=0.01", "train.warmup_steps=20",
+        "train.log_every=10", "train.eval_tokens=4096", "train.checkpoint_every=10"]
+
+
+def command(out, ranks, settings):
+    sets = [a for s in settings + [f"run.output_dir={out}"] for a in ("--set", s)]
+    prefix = [MPIEXEC, "-n", str(ranks)] if ranks else []  # ranks = 0: a single process, no launcher
+    return prefix + [BINARY, "train", JOB] + sets
+
+
+def run(out, ranks, settings, check=True):
+    proc = subprocess.run(command(out, ranks, settings), capture_output=True, text=True, timeout=300, cwd=SOURCE)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(command(out, ranks, settings))} exited {proc.returncode}:\n{proc.stderr}")
+    return proc
+
+
+def sae_arrays(out, seeds=(0, 1)):
+    arrays = {}
+    for seed in seeds:
+        with h5py.File(os.path.join(out, "saes", f"seed{seed}.h5"), "r") as f:
+            for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "r_mag", "b_mag", "frequency"):
+                if name in f:
+                    arrays[(seed, name)] = f[name][()]
+            metrics = f["train/metrics"][()]
+            cols = [c.decode() if isinstance(c, bytes) else c for c in f["train/columns"][()]]
+            arrays[(seed, "train/metrics")] = np.delete(metrics, cols.index("tokens_per_s"), axis=1)
+    return arrays
+
+
+class Layouts(unittest.TestCase):
+    def check(self, arch):
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = SMALL + [f"sae.architecture={arch}"]
+            outs = {}
+            for name, ranks, extra in (("one", 1, []), ("dp2", 2, []), ("groups2", 2, ["train.seed_groups=2"]),
+                                       ("shards2", 2, ["train.latent_shards=2"])):
+                outs[name] = os.path.join(tmp, name)
+                run(outs[name], ranks, settings + extra)
+            base = sae_arrays(outs["one"])
+            for name in ("dp2", "groups2"):
+                other = sae_arrays(outs[name])
+                for key, value in base.items():
+                    if key[1] == "train/metrics":  # float64 sums over ranks: equal up to their rounding
+                        np.testing.assert_allclose(other[key], value, rtol=1e-12, err_msg=f"{arch} {name} {key}")
+                    else:
+                        np.testing.assert_array_equal(other[key], value, err_msg=f"{arch} {name} {key}")
+            sharded = sae_arrays(outs["shards2"])
+            for key, value in base.items():
+                if key[1] in ("frequency", "train/metrics"):
+                    continue  # counts of activations that sit within rounding of a top-k boundary may differ
+                err = float(np.abs(sharded[key] - value).max())
+                self.assertLessEqual(err, 1e-5, f"{arch} latent shards {key}: max |diff| {err:.3g}")
+            moved = float(np.abs(base[(0, "W_dec")] - base[(1, "W_dec")]).max())
+            self.assertGreater(moved, 0.1, "the two seeds must differ")
+
+    def test_relu(self):
+        self.check("relu")
+
+    def test_topk(self):
+        self.check("topk")
+
+    def test_batchtopk(self):
+        self.check("batchtopk")
+
+    def test_jumprelu(self):
+        self.check("jumprelu")
+
+    def test_gated(self):
+        self.check("gated")
+
+
+class KillAndResume(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.reference = os.path.join(cls.tmp.name, "reference")
+        run(cls.reference, 2, LONG)
+        cls.want = sae_arrays(cls.reference)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def assert_same_as_reference(self, out):
+        got = sae_arrays(out)
+        self.assertEqual(sorted(got), sorted(self.want))
+        for key, value in self.want.items():
+            np.testing.assert_array_equal(got[key], value, err_msg=str(key))
+        self.assertFalse(os.path.exists(os.path.join(out, "checkpoint.h5")), "the checkpoint is removed at the end")
+        with open(os.path.join(out, "train_log.jsonl")) as log:
+            steps = [json.loads(line)["step"] for line in log]
+        self.assertEqual(steps, sorted(steps), "the resumed metrics log has no repeated steps")
+
+    def start(self, out, ranks):
+        return subprocess.Popen(command(out, ranks, LONG), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, cwd=SOURCE, start_new_session=True)
+
+    def wait_for_checkpoint(self, proc, out):
+        ckpt = os.path.join(out, "checkpoint.h5")
+        deadline = time.time() + 120
+        while not os.path.exists(ckpt):
+            self.assertIsNone(proc.poll(), "the run ended before its first checkpoint")
+            self.assertLess(time.time(), deadline, "no checkpoint within 120 s")
+            time.sleep(0.02)
+
+    def test_sigkill_at_random_moments(self):
+        rng = random.Random(20261121)
+        for trial in range(2):
+            out = os.path.join(self.tmp.name, f"killed{trial}")
+            proc = self.start(out, 2)
+            self.wait_for_checkpoint(proc, out)
+            time.sleep(rng.uniform(0.0, 1.5))
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            resumed = run(out, 2, LONG)
+            self.assertIn("resuming from", resumed.stderr)
+            self.assert_same_as_reference(out)
+
+    def test_sigusr1_through_mpirun(self):
+        out = os.path.join(self.tmp.name, "usr1")
+        proc = self.start(out, 2)
+        self.wait_for_checkpoint(proc, out)
+        proc.send_signal(signal.SIGUSR1)
+        _, err = proc.communicate(timeout=120)
+        self.assertEqual(proc.returncode, 75, err)
+        self.assertIn("checkpoint", err)
+        run(out, 2, LONG)
+        self.assert_same_as_reference(out)
+
+    def test_sigterm_single_process(self):
+        out = os.path.join(self.tmp.name, "term")
+        proc = self.start(out, 0)
+        self.wait_for_checkpoint(proc, out)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        self.assertEqual(proc.returncode, 75, err)
+        run(out, 0, LONG)  # and data parallelism is bit-identical, so 1 process equals the 2-rank reference
+        self.assert_same_as_reference(out)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
