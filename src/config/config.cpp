@@ -64,7 +64,7 @@ std::vector<Field> bind_fields(Config& c) {
       {"train.log_every", &c.train.log_every, "steps between metric lines (train_log.jsonl)"},
       {"train.eval_tokens", &c.train.eval_tokens, "held-out tokens for final FVU, L0 and firing frequency"},
       {"train.sparsity_coefficient", &c.train.sparsity_coefficient,
-       "λ of relu/gated L1 and jumprelu L0 (< 0: relu 5, jumprelu 0.1, gated 1; on inputs with E|x|² = d)"},
+       "λ of relu/gated L1 and jumprelu L0 (< 0: 1, a starting point for inputs with E|x|² = d; sweep it)"},
       {"train.jumprelu_bandwidth", &c.train.jumprelu_bandwidth, "jumprelu straight-through kernel width ε"},
       {"train.jumprelu_init_threshold", &c.train.jumprelu_init_threshold, "jumprelu initial threshold θ"},
       {"train.batchtopk_threshold_rate", &c.train.batchtopk_threshold_rate,

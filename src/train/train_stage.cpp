@@ -66,14 +66,8 @@ double learning_rate(const config::TrainConfig& t, double base, int64_t step, in
   return base * factor;
 }
 
-double default_sparsity(core::Architecture a) {
-  switch (a) {
-    case core::Architecture::kRelu: return 5.0;
-    case core::Architecture::kJumpRelu: return 0.1;
-    case core::Architecture::kGated: return 1.0;
-    default: return 0.0;
-  }
-}
+// λ when train.sparsity_coefficient is not set: a starting point on inputs with E‖x‖² = d (sweep it).
+double default_sparsity(core::Architecture a) { return core::has_top_k(a) ? 0.0 : 1.0; }
 
 core::SaeSpec make_spec(const config::Config& cfg, int64_t d, core::Range latents) {
   core::SaeSpec spec;

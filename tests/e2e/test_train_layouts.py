@@ -103,6 +103,63 @@ class Layouts(unittest.TestCase):
         self.check("gated")
 
 
+class StoreTraining(unittest.TestCase):
+    """Every architecture trains on an activation store (several epochs through the seeded shuffle),
+    and a data-parallel run over the store equals the single-rank run bit for bit."""
+
+    HOOK = "blocks.0.hook_resid_post"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        rng = np.random.default_rng(7)
+        T, d, m = 6000, 16, 48
+        G = rng.standard_normal((m, d))
+        G /= np.linalg.norm(G, axis=1, keepdims=True)
+        codes = (rng.uniform(size=(T, m)) < 4 / m) * np.abs(rng.normal(1, 0.25, (T, m)))
+        cls.store = os.path.join(cls.tmp.name, "store.h5")
+        with h5py.File(cls.store, "w") as f:
+            f[f"activations/{cls.HOOK}"] = (codes @ G + 0.01 * rng.standard_normal((T, d))).astype(np.float16)
+            f[f"activations/{cls.HOOK}"].attrs["dtype"] = "float16"
+            f["tokens"] = rng.integers(0, 100, T).astype(np.int32)
+            f["seq_offsets"] = np.array([0, T], dtype=np.int64)
+            f.attrs["model"] = "synthetic-store"
+            f.attrs["complete"] = True
+        cls.settings = SMALL + [f"data.source={cls.store}", f"data.hookpoint={cls.HOOK}", "data.shuffle_chunk=64",
+                                "data.shuffle_buffer=512", "train.tokens=12288", "train.eval_tokens=1000",
+                                "train.normalize_input=true"]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_every_architecture_trains_on_the_store(self):
+        for arch in ("relu", "topk", "batchtopk", "jumprelu", "gated"):
+            out = os.path.join(self.tmp.name, arch)
+            run(out, 1, self.settings + [f"sae.architecture={arch}"])
+            with h5py.File(os.path.join(out, "saes", "seed0.h5"), "r") as f:
+                self.assertTrue(f.attrs["complete"])
+                self.assertEqual(f.attrs["model"], self.store)
+                self.assertEqual(f.attrs["hookpoint"], self.HOOK)
+                self.assertEqual(f.attrs["architecture"], arch)
+                self.assertTrue(np.isfinite(f.attrs["fvu"]), arch)
+                self.assertLess(f.attrs["fvu"], 1.0, f"{arch} learned nothing")
+                self.assertGreater(f.attrs["input_scale"], 1.0)  # E|x|^2 ~ 4 < d = 16
+                self.assertEqual(f["train/metrics"].shape[0], 48)  # 12288 / 256 steps, logged every step
+
+    def test_data_parallel_store_run_is_bit_identical(self):
+        outs = []
+        for ranks in (1, 2):
+            outs.append(os.path.join(self.tmp.name, f"dp{ranks}"))
+            run(outs[-1], ranks, self.settings + ["sae.architecture=topk"])
+        want, got = sae_arrays(outs[0]), sae_arrays(outs[1])
+        for key, value in want.items():
+            if key[1] == "train/metrics":
+                np.testing.assert_allclose(got[key], value, rtol=1e-12, err_msg=str(key))
+            else:
+                np.testing.assert_array_equal(got[key], value, err_msg=str(key))
+
+
 class KillAndResume(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
