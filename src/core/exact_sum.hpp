@@ -15,7 +15,7 @@ namespace universae::core {
 
 __extension__ typedef __int128 wide_int;
 
-constexpr int kFixedFractionBits = 80;
+constexpr int kFixedFractionBits = 80;  // the 0x1p80 scales below
 constexpr double kFixedMaxMagnitude = 1099511627776.0;  // 2^40: keeps sums of 2^40 terms in range
 
 // Adds values[0..n) to acc[0..n) in fixed point. Returns false (leaving acc partly updated) when a
@@ -24,13 +24,27 @@ inline bool accumulate_fixed(const float* values, int64_t n, wide_int* acc) {
   for (int64_t i = 0; i < n; ++i) {
     const double v = values[i];
     if (!(std::fabs(v) < kFixedMaxMagnitude)) return false;
-    acc[i] += static_cast<wide_int>(std::ldexp(v, kFixedFractionBits));
+    acc[i] += static_cast<wide_int>(v * 0x1p80);  // exact: a power-of-two scale (kFixedFractionBits)
   }
   return true;
 }
 
 inline float fixed_to_float(wide_int q) {
-  return static_cast<float>(std::ldexp(static_cast<double>(q), -kFixedFractionBits));
+  return static_cast<float>(static_cast<double>(q) * 0x1p-80);
+}
+
+// values[i] = fixed_to_float(fixed(values[i])) without the integers: the identity for
+// 2^-57 <= |v| < 2^40 (exact there, see above), the truncation for smaller values. What a sum over
+// one rank and one micro-batch gives, at the cost of a compare per value. False when a value is
+// not finite or too large.
+inline bool round_trip_fixed(float* values, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = values[i];
+    const double a = std::fabs(v);
+    if (!(a < kFixedMaxMagnitude)) return false;
+    if (a < 0x1p-57) values[i] = fixed_to_float(static_cast<wide_int>(v * 0x1p80));
+  }
+  return true;
 }
 
 }  // namespace universae::core

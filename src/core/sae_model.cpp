@@ -146,6 +146,7 @@ void decode_add(const Codes& c, const float* W, int64_t d, float* out) {
       for (int64_t j = c.row_ptr[t]; j < c.row_ptr[t + 1]; ++j) {
         const float v = c.value[j];
         const float* w = W + c.latent[j] * d;
+#pragma omp simd
         for (int64_t q = 0; q < d; ++q) o[q] += v * w[q];
       }
     }
@@ -162,6 +163,7 @@ std::vector<float> code_dots(const Codes& c, const float* G, const float* W, int
       for (int64_t j = c.row_ptr[t]; j < c.row_ptr[t + 1]; ++j) {
         const float* w = W + c.latent[j] * d;
         float acc = 0;
+#pragma omp simd reduction(+ : acc)
         for (int64_t q = 0; q < d; ++q) acc += g[q] * w[q];
         out[j] = acc;
       }
@@ -193,6 +195,7 @@ void latent_accumulate(const Codes& c, const std::vector<float>& weight, const f
       for (int64_t j = start[i]; j < start[i + 1]; ++j) {
         const float* x = X + token[j] * d;
         const float wj = w[j];
+#pragma omp simd
         for (int64_t q = 0; q < d; ++q) a[q] += wj * x[q];
         b += wj;
       }
@@ -439,7 +442,7 @@ std::vector<double> grad_sq_norms(const SaeStack& grads, bool with_replicated) {
   std::vector<double> out(static_cast<size_t>(S), 0.0);
   for (const at::Tensor* t : grads.tensors()) {
     if (t == &grads.b_dec && !with_replicated) continue;
-    add_sum(out, t->to(at::kDouble).pow(2).reshape({S, -1}).sum(1));
+    add_sum(out, t->reshape({S, -1}).norm(2, {1}).to(at::kDouble).pow(2));
   }
   return out;
 }
@@ -457,15 +460,29 @@ void adam_step(SaeStack& params, const SaeStack& grads, AdamState& state, double
   ++state.step;
   const double bias1 = 1.0 - std::pow(c.beta1, static_cast<double>(state.step));
   const double bias2_sqrt = std::sqrt(1.0 - std::pow(c.beta2, static_cast<double>(state.step)));
+  // torch.optim.Adam's single-tensor update in one pass over memory, in its float operation order:
+  // m = β1 m + (1−β1) g; v = β2 v + (1−β2) g²; p −= (lr / bias1) · m / (sqrt(v) / sqrt(bias2) + ε).
+  const auto b1 = static_cast<float>(c.beta1), a1 = static_cast<float>(1.0 - c.beta1);
+  const auto b2 = static_cast<float>(c.beta2), a2 = static_cast<float>(1.0 - c.beta2);
+  const auto bc2 = static_cast<float>(bias2_sqrt), eps = static_cast<float>(c.eps);
+  const auto step_size = static_cast<float>(lr / bias1);
   const auto p = params.tensors();
   const auto g = grads.tensors();
   const auto m = state.m.tensors();
   const auto v = state.v.tensors();
   for (size_t i = 0; i < p.size(); ++i) {
-    m[i]->mul_(c.beta1).add_(*g[i], 1.0 - c.beta1);
-    v[i]->mul_(c.beta2).addcmul_(*g[i], *g[i], 1.0 - c.beta2);
-    const at::Tensor denom = (v[i]->sqrt() / bias2_sqrt).add_(c.eps);
-    p[i]->addcdiv_(*m[i], denom, -lr / bias1);
+    float* pp = p[i]->data_ptr<float>();
+    const float* gp = g[i]->data_ptr<float>();
+    float* mp = m[i]->data_ptr<float>();
+    float* vp = v[i]->data_ptr<float>();
+    at::parallel_for(0, p[i]->numel(), 4096, [&](int64_t j0, int64_t j1) {
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) {
+        mp[j] = mp[j] * b1 + a1 * gp[j];
+        vp[j] = vp[j] * b2 + a2 * (gp[j] * gp[j]);
+        pp[j] = pp[j] + -step_size * (mp[j] / (std::sqrt(vp[j]) / bc2 + eps));
+      }
+    });
   }
 }
 

@@ -130,6 +130,11 @@ void reduce_gradients(const parallel::Comm& dp, core::SaeStack& grads, std::vect
   for (at::Tensor* t : grads.tensors()) {
     float* g = t->data_ptr<float>();
     const int64_t n = t->numel();
+    if (dp.size() == 1 && acc.empty()) {  // one micro-batch on one rank: the sum is the round trip
+      if (!core::round_trip_fixed(g, n))
+        throw InternalError("a gradient is not finite or exceeds 2^40: training diverged (lower train.lr)");
+      continue;
+    }
     for (int64_t b = 0; b < n; b += kBlock) {
       const int64_t len = std::min(kBlock, n - b);
       if (!acc.empty()) {

@@ -1,0 +1,106 @@
+// Benchmark: one topk SAE training step (core/sae_model, the trainer's step) against the sgemm peak
+// measured in the same process with the same BLAS and threads. Prints one JSON line.
+//   bench_train_step [d n k batch steps]      default 512 16384 32 4096 5
+// Under mpirun -n P the latents are split over the P ranks (latent sharding with the distributed
+// top-k) and each rank reports its peak RSS: the memory check of a 131,072 × 4,096 SAE is
+//   mpirun -n 2 bench_train_step 4096 131072 32 4096 1
+// FLOPs counted are the step's arithmetic as implemented: encoder GEMM 2·B·d·n, the sparse decoder
+// and its gradients 8·B·k·d, the b_dec term 2·n·d. bench/bench_train.py runs this beside a PyTorch
+// implementation of the same step.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "core/exact_sum.hpp"
+#include "core/sharding.hpp"
+#include "core/sae_model.hpp"
+#include "parallel/comm.hpp"
+
+using namespace universae;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// The ranks of the job as the latent shards of one SAE.
+class WorldShards final : public core::LatentPeers {
+ public:
+  explicit WorldShards(parallel::Comm c) : comm_(std::move(c)) {}
+  int size() const override { return comm_.size(); }
+  int rank() const override { return comm_.rank(); }
+  void sum(float* v, int64_t n) const override { comm_.allreduce_sum(v, n); }
+  void sum(double* v, int64_t n) const override { comm_.allreduce_sum(v, n); }
+  std::vector<float> allgather(const std::vector<float>& local) const override { return comm_.allgatherv(local); }
+
+ private:
+  parallel::Comm comm_;
+};
+}  // namespace
+
+int main(int argc, char** argv) {
+  parallel::Environment env(argc, argv);
+  const int64_t d = argc > 1 ? std::atoll(argv[1]) : 512, n = argc > 2 ? std::atoll(argv[2]) : 16384;
+  const int64_t k = argc > 3 ? std::atoll(argv[3]) : 32, B = argc > 4 ? std::atoll(argv[4]) : 4096;
+  const int steps = argc > 5 ? std::atoi(argv[5]) : 5;
+
+  const parallel::Comm world = parallel::Environment::world();
+  const core::Range latents = core::shard_range(n, world.rank(), world.size());
+  // sgemm peak: the encoder's shape (this rank's latents), best of several; skipped when sharded.
+  const at::Tensor a = at::randn({B, d}), w = world.size() == 1 ? at::randn({n, d}) : at::Tensor();
+  double gemm_best = 1e30;
+  for (int r = 0; r < (world.size() == 1 ? steps + 1 : 0); ++r) {
+    const auto t = Clock::now();
+    const at::Tensor c = at::mm(a, w.t());
+    gemm_best = std::min(gemm_best, seconds_since(t));
+  }
+  const double peak = 2.0 * static_cast<double>(B * d * n) / gemm_best;  // meaningful on one rank
+
+  core::SaeSpec spec;
+  spec.architecture = core::Architecture::kTopK;
+  spec.d = d, spec.n_latents = n, spec.latents = latents, spec.k = k, spec.k_aux = std::min<int64_t>(512, d / 2);
+  core::SaeStack p = core::init_stack(spec, {0}, std::vector<double>(static_cast<size_t>(d), 0.0));
+  core::AdamState adam = core::init_adam(p);
+  core::SaeStack g = p.zeros_like();
+  core::StepStats stats(1, latents.size());
+  const WorldShards peers(world);
+  const at::Tensor dead = at::zeros({1, latents.size()}, at::kBool);
+  at::manual_seed(1);
+  const at::Tensor x = at::randn({B, d});  // the same batch on every rank
+  double best = 1e30, forward_backward_s = 0;
+  for (int r = 0; r < steps + 1; ++r) {  // the first is a warm-up
+    const auto t = Clock::now();
+    for (at::Tensor* gt : g.tensors()) gt->zero_();
+    stats.clear();
+    core::forward_backward(spec, p, x, dead, B, peers, g, stats);
+    const double t_fb = seconds_since(t);
+    // The trainer's exact gradient sum (one rank, one micro-batch: the fixed-point round trip).
+    for (at::Tensor* gt : g.tensors()) core::round_trip_fixed(gt->data_ptr<float>(), gt->numel());
+    core::remove_parallel_decoder_grad(spec, p, g);
+    std::vector<double> sq = core::grad_sq_norms(g, world.rank() == 0);
+    world.allreduce_sum(sq.data(), 1);
+    core::clip_gradients(g, sq, 1.0);
+    core::adam_step(p, g, adam, 1e-4, {});
+    core::normalize_decoder(spec, p);
+    if (r > 0 && seconds_since(t) < best) best = seconds_since(t), forward_backward_s = t_fb;
+  }
+  const double flops = 2.0 * static_cast<double>(B * d * n) + 8.0 * static_cast<double>(B * k * d) + 2.0 * static_cast<double>(n * d);
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const std::vector<double> rss = world.allgatherv(std::vector<double>{static_cast<double>(usage.ru_maxrss) / 1048576.0});
+  if (!world.is_root()) return 0;
+  std::string rss_list;
+  for (double r : rss) rss_list += (rss_list.empty() ? "" : ", ") + std::to_string(r);
+  std::printf("{\"d\": %ld, \"n\": %ld, \"k\": %ld, \"batch\": %ld, \"ranks\": %d, \"threads\": %d, \"step_s\": %.4f, "
+              "\"forward_backward_s\": %.4f, \"tokens_per_s\": %.1f, \"flops_per_s\": %.4g, "
+              "\"sgemm_peak_flops_per_s\": %.4g, \"fraction_of_peak\": %.3f, \"peak_rss_gib_per_rank\": [%s]}\n",
+              static_cast<long>(d), static_cast<long>(n), static_cast<long>(k), static_cast<long>(B), world.size(),
+              at::get_num_threads(), best, forward_backward_s, static_cast<double>(B) / best, flops / best,
+              world.size() == 1 ? peak : 0.0, world.size() == 1 ? flops / best / peak : 0.0, rss_list.c_str());
+  return 0;
+}
