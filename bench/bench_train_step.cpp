@@ -21,6 +21,7 @@
 #include "core/sharding.hpp"
 #include "core/sae_model.hpp"
 #include "parallel/comm.hpp"
+#include "train/shard_peers.hpp"
 
 using namespace universae;
 using Clock = std::chrono::steady_clock;
@@ -28,19 +29,6 @@ using Clock = std::chrono::steady_clock;
 namespace {
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// The ranks of the job as the latent shards of one SAE.
-class WorldShards final : public core::LatentPeers {
- public:
-  explicit WorldShards(parallel::Comm c) : comm_(std::move(c)) {}
-  int size() const override { return comm_.size(); }
-  int rank() const override { return comm_.rank(); }
-  void sum(float* v, int64_t n) const override { comm_.allreduce_sum(v, n); }
-  void sum(double* v, int64_t n) const override { comm_.allreduce_sum(v, n); }
-  std::vector<float> allgather(const std::vector<float>& local) const override { return comm_.allgatherv(local); }
-
- private:
-  parallel::Comm comm_;
-};
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -68,7 +56,7 @@ int main(int argc, char** argv) {
   core::AdamState adam = core::init_adam(p);
   core::SaeStack g = p.zeros_like();
   core::StepStats stats(1, latents.size());
-  const WorldShards peers(world);
+  const train::ShardPeers peers(world);  // the job's ranks as the latent shards of one SAE
   const at::Tensor dead = at::zeros({1, latents.size()}, at::kBool);
   at::manual_seed(1);
   const at::Tensor x = at::randn({B, d});  // the same batch on every rank
@@ -81,12 +69,7 @@ int main(int argc, char** argv) {
     const double t_fb = seconds_since(t);
     // The trainer's exact gradient sum (one rank, one micro-batch: the fixed-point round trip).
     for (at::Tensor* gt : g.tensors()) core::round_trip_fixed(gt->data_ptr<float>(), gt->numel());
-    core::remove_parallel_decoder_grad(spec, p, g);
-    std::vector<double> sq = core::grad_sq_norms(g, world.rank() == 0);
-    world.allreduce_sum(sq.data(), 1);
-    core::clip_gradients(g, sq, 1.0);
-    core::adam_step(p, g, adam, 1e-4, {});
-    core::normalize_decoder(spec, p);
+    core::optimizer_step(spec, p, g, adam, 1e-4, {}, 1.0, peers);
     if (r > 0 && seconds_since(t) < best) best = seconds_since(t), forward_backward_s = t_fb;
   }
   const double flops = 2.0 * static_cast<double>(B * d * n) + 8.0 * static_cast<double>(B * k * d) + 2.0 * static_cast<double>(n * d);

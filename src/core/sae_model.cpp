@@ -491,4 +491,14 @@ void normalize_decoder(const SaeSpec& spec, SaeStack& params) {
   params.W_dec.div_(params.W_dec.norm(2, {2}, /*keepdim=*/true).clamp_min(1e-12));
 }
 
+void optimizer_step(const SaeSpec& spec, SaeStack& params, SaeStack& grads, AdamState& state, double lr,
+                    const AdamConfig& config, double grad_clip, const LatentPeers& peers) {
+  remove_parallel_decoder_grad(spec, params, grads);
+  std::vector<double> sq = grad_sq_norms(grads, peers.rank() == 0);
+  peers.sum(sq.data(), static_cast<int64_t>(sq.size()));
+  clip_gradients(grads, sq, grad_clip);
+  adam_step(params, grads, state, lr, config);
+  normalize_decoder(spec, params);
+}
+
 }  // namespace universae::core

@@ -115,4 +115,9 @@ void clip_gradients(SaeStack& grads, const std::vector<double>& sq_norms, double
 void adam_step(SaeStack& params, const SaeStack& grads, AdamState& state, double lr, const AdamConfig& config);
 void normalize_decoder(const SaeSpec& spec, SaeStack& params);
 
+// The whole update after the gradients are reduced over data-parallel ranks: decoder projection,
+// per-seed clipping (norms summed over the latent shards, b_dec counted once), Adam, renormalisation.
+void optimizer_step(const SaeSpec& spec, SaeStack& params, SaeStack& grads, AdamState& state, double lr,
+                    const AdamConfig& config, double grad_clip, const LatentPeers& peers);
+
 }  // namespace universae::core

@@ -27,6 +27,7 @@
 #include "io/sae_file.hpp"
 #include "parallel/log.hpp"
 #include "train/checkpoint.hpp"
+#include "train/shard_peers.hpp"
 
 namespace universae::train {
 namespace {
@@ -101,24 +102,6 @@ Layout make_layout(const parallel::Comm& world, const config::Config& cfg) {
   l.latents = core::shard_range(cfg.sae.n_latents, shard, shards);
   return l;
 }
-
-// The latent shards of one ensemble, for core::forward_backward.
-class ShardPeers final : public core::LatentPeers {
- public:
-  explicit ShardPeers(parallel::Comm comm) : comm_(std::move(comm)) {}
-  int size() const override { return comm_.size(); }
-  int rank() const override { return comm_.rank(); }
-  void sum(float* v, int64_t n) const override {
-    if (comm_.size() > 1) comm_.allreduce_sum(v, n);
-  }
-  void sum(double* v, int64_t n) const override {
-    if (comm_.size() > 1) comm_.allreduce_sum(v, n);
-  }
-  std::vector<float> allgather(const std::vector<float>& local) const override { return comm_.allgatherv(local); }
-
- private:
-  parallel::Comm comm_;
-};
 
 // Sums the step's gradients over the data-parallel ranks in exact fixed point (core/exact_sum.hpp),
 // in blocks so that no full-size integer copy is needed when a rank runs one micro-batch per step.
@@ -435,12 +418,7 @@ std::vector<TrainedSae> run_train_stage(const parallel::Comm& world, const confi
       }
     }
 
-    core::remove_parallel_decoder_grad(spec, st.params, grads);
-    std::vector<double> sq = core::grad_sq_norms(grads, L.shard == 0);
-    if (L.shards > 1) L.latent_comm.allreduce_sum(sq.data(), S);
-    core::clip_gradients(grads, sq, t.grad_clip);
-    core::adam_step(st.params, grads, st.adam, lr, adam);
-    core::normalize_decoder(spec, st.params);
+    core::optimizer_step(spec, st.params, grads, st.adam, lr, adam, t.grad_clip, peers);
     st.step = step + 1;
 
     if (log_step) {

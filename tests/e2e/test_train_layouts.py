@@ -207,27 +207,23 @@ class KillAndResume(unittest.TestCase):
             self.assertIn("resuming from", resumed.stderr)
             self.assert_same_as_reference(out)
 
-    def test_sigusr1_through_mpirun(self):
-        out = os.path.join(self.tmp.name, "usr1")
-        proc = self.start(out, 2)
+    def stop_and_resume(self, name, ranks, signum):
+        out = os.path.join(self.tmp.name, name)
+        proc = self.start(out, ranks)
         self.wait_for_checkpoint(proc, out)
-        proc.send_signal(signal.SIGUSR1)
+        proc.send_signal(signum)
         _, err = proc.communicate(timeout=120)
         self.assertEqual(proc.returncode, 75, err)
         self.assertIn("checkpoint", err)
-        run(out, 2, LONG)
+        run(out, ranks, LONG)
         self.assert_same_as_reference(out)
+
+    def test_sigusr1_through_mpirun(self):
+        self.stop_and_resume("usr1", 2, signal.SIGUSR1)
 
     def test_sigterm_single_process(self):
-        out = os.path.join(self.tmp.name, "term")
-        proc = self.start(out, 0)
-        self.wait_for_checkpoint(proc, out)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-        self.assertEqual(proc.returncode, 75, err)
-        run(out, 0, LONG)  # and data parallelism is bit-identical, so 1 process equals the 2-rank reference
-        self.assert_same_as_reference(out)
-
+        # Data parallelism is bit-identical, so one process must equal the 2-rank reference.
+        self.stop_and_resume("term", 0, signal.SIGTERM)
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -92,10 +92,7 @@ int main(int argc, char** argv) {
       const auto ts = g.tensors();
       for (size_t i = 0; i < ts.size(); ++i) write_tensor(out, "/grad/" + names[i], *ts[i]);
     }
-    core::remove_parallel_decoder_grad(spec, p, g);
-    core::clip_gradients(g, core::grad_sq_norms(g, true), clip);
-    core::adam_step(p, g, state, lr, adam);
-    core::normalize_decoder(spec, p);
+    core::optimizer_step(spec, p, g, state, lr, adam, clip, one_shard);
   }
   out.create_group("/param");
   const auto names = p.names();
