@@ -22,7 +22,7 @@ struct Item {
   bool replicated;    // b_dec: one copy, written by shard 0
 };
 
-std::vector<Item> items(EnsembleState& st, int64_t s) {
+std::vector<Item> items(const EnsembleState& st, int64_t s) {
   std::vector<Item> out;
   const auto names = st.params.names();
   const auto p = st.params.tensors(), m = st.adam.m.tensors(), v = st.adam.v.tensors();
@@ -39,8 +39,7 @@ std::vector<Item> items(EnsembleState& st, int64_t s) {
 
 void write_checkpoint(const parallel::Comm& world, const Layout& layout, const std::string& path,
                       const std::string& fingerprint, const std::vector<int64_t>& all_seeds, int64_t n_latents,
-                      int64_t d, const EnsembleState& state_in) {
-  auto& st = const_cast<EnsembleState&>(state_in);  // tensors are only read
+                      int64_t d, const EnsembleState& st) {
   io::PendingFile pending(world, path);
   {
     io::File f = io::File::create(world, pending.temp_path());
@@ -53,7 +52,9 @@ void write_checkpoint(const parallel::Comm& world, const Layout& layout, const s
       const std::string root = seed_group(all_seeds[g]);
       f.create_group(root + "/adam_m");
       f.create_group(root + "/adam_v");
-      for (const Item& item : shape_items) {
+      const std::vector<Item> own = mine ? items(st, s) : std::vector<Item>{};  // same order as shape_items
+      for (size_t i = 0; i < shape_items.size(); ++i) {
+        const Item& item = shape_items[i];
         const std::string name = root + "/" + item.name;
         std::vector<int64_t> shape = item.replicated ? std::vector<int64_t>{d} : std::vector<int64_t>{n_latents};
         if (item.tensor.dim() == 2) shape.push_back(d);
@@ -62,8 +63,7 @@ void write_checkpoint(const parallel::Comm& world, const Layout& layout, const s
         const float* data = nullptr;
         at::Tensor t;
         if (mine) {
-          for (const Item& own : items(st, s))
-            if (own.name == item.name) t = own.tensor.contiguous();
+          t = own[i].tensor.contiguous();
           rows = item.replicated ? (layout.shard == 0 ? core::Range{0, d} : core::Range{0, 0}) : layout.latents;
           data = t.data_ptr<float>();
         }
@@ -113,14 +113,17 @@ void read_checkpoint(const parallel::Comm& world, const Layout& layout, const st
     const auto s = static_cast<int64_t>(g) - layout.seeds.begin;
     const bool mine = s >= 0 && s < layout.seeds.size();
     const std::string root = seed_group(all_seeds[g]);
-    // Reads are collective too: ranks of other groups take part with no rows.
-    for (const Item& item : items(st, 0)) {
+    // Reads are collective too: ranks of other groups take part with no rows. The items are views
+    // into this rank's state, so copying into them fills it.
+    const std::vector<Item> shape_items = items(st, 0);
+    const std::vector<Item> own = mine ? items(st, s) : std::vector<Item>{};  // same order
+    for (size_t i = 0; i < shape_items.size(); ++i) {
+      const Item& item = shape_items[i];
       const std::string name = root + "/" + item.name;
       core::Range rows{0, 0};
       at::Tensor target;
       if (mine) {
-        for (const Item& own : items(st, s))
-          if (own.name == item.name) target = own.tensor;
+        target = own[i].tensor;
         rows = item.replicated ? core::Range{0, target.size(0)} : layout.latents;
       }
       at::Tensor buffer = mine ? at::empty_like(target).contiguous() : at::empty({0});
