@@ -17,6 +17,7 @@ find_package(Boost 1.74 REQUIRED COMPONENTS mpi serialization)
 find_package(tomlplusplus REQUIRED)
 find_package(CLI11 REQUIRED)
 find_package(fmt REQUIRED)
+find_package(nlohmann_json 3 REQUIRED)
 
 if(UNIVERSAE_CUDA)
   # A CUDA LibTorch must be named explicitly (Torch_DIR); never mix it with Debian's CPU one.

@@ -26,7 +26,7 @@ def main():
     rows = []
     for n, k in SETTINGS:
         out = os.path.join(args.out, f"n{n}_k{k}")
-        cmd = ["mpirun", "-n", str(args.ranks), args.binary, "run", os.path.join(SOURCE, "jobs", "quickstart_ci.toml"),
+        cmd = ["mpirun", "-n", str(args.ranks), args.binary, "run", os.path.join(SOURCE, "jobs", "synthetic_ci.toml"),
                "--set", f"run.output_dir={out}", "--set", f"sae.n_latents={n}", "--set", f"sae.k={k}",
                "--set", f"train.tokens={args.tokens}", "--set", "train.log_every=500", "--set", "compare.activations=",
                "--set", "compare.baseline_random=false", "--set", "compare.repsim=false"]

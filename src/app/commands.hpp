@@ -23,6 +23,8 @@ void add_run(CLI::App& app, Action& action);
 void add_train(CLI::App& app, Action& action);
 void add_compare(CLI::App& app, Action& action);
 void add_inspect(CLI::App& app, Action& action);
+void add_extract(CLI::App& app, Action& action);
+void add_generate(CLI::App& app, Action& action);
 
 // Loads, validates and logs the resolved config, and sets the threads per rank.
 config::Config load_config(const std::string& path, const std::vector<std::string>& overrides);

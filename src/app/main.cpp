@@ -32,13 +32,15 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "universae " UNIVERSAE_VERSION " (" UNIVERSAE_GIT_SHA ")");
   app.footer("Exit codes: 0 success, 2 bad input or usage (the message names the file, key or value), 1 internal failure,\n"
-             "75 training stopped on SIGTERM/SIGUSR1 after writing its checkpoint (run the same command to resume).\n"
+             "75 training or extraction stopped on SIGTERM/SIGUSR1 after saving its progress (run the same command to resume).\n"
              "Run 'universae COMMAND --help' for a command's options.");
   app::Action action;
   app::add_run(app, action);
+  app::add_extract(app, action);
   app::add_train(app, action);
   app::add_compare(app, action);
   app::add_inspect(app, action);
+  app::add_generate(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -2,7 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <fmt/ranges.h>
+
 #include <algorithm>
+#include <cmath>
+#include <filesystem>
 
 #include "parallel/log.hpp"
 
@@ -56,6 +60,98 @@ void print_pairs(const std::vector<compare::PairSummary>& pairs) {
       fmt::print("{:<24} {:>12.6f} {:>12.6f} {:>8} {:>18} {:>18}\n", p.a + "--" + p.b, p.mean_max_corr_ab,
                  p.mean_max_corr_ba, p.activation_pairs, metric("svcca"), metric("rsa"));
     }
+  }
+  std::fflush(stdout);
+}
+
+}  // namespace universae::app
+
+namespace universae::app {
+
+void print_extracted(const lm::ExtractResult& r) {
+  if (!log::enabled()) return;
+  fmt::print("\n{:<12} {:>10} {:>10} {:>12} {:>14}   {}\n", "store", "documents", "sequences", "tokens", "loss (nats)",
+             "hookpoints");
+  fmt::print("{:<12} {:>10} {:>10} {:>12} {:>14}   {}{}\n", std::filesystem::path(r.store).filename().string(), r.n_documents,
+             r.n_sequences, r.n_tokens, std::isnan(r.loss) ? std::string("-") : fmt::format("{:.4f}", r.loss),
+             fmt::join(r.hookpoints, ", "), r.reused ? " (reused)" : "");
+  std::fflush(stdout);
+}
+
+}  // namespace universae::app
+
+namespace universae::app {
+namespace {
+
+// The scalar statistics of a pair, in column order (NaN where the pair has none).
+std::vector<std::pair<std::string, double>> study_columns(const std::vector<StudyRow>& rows, const compare::PairSummary& p) {
+  const double nan = std::nan("");
+  std::vector<std::pair<std::string, double>> c = {
+      {"decoder_mcs_ab", p.decoder_mcs_ab}, {"decoder_mcs_ba", p.decoder_mcs_ba},
+      {"encoder_mcs_ab", p.encoder_mcs_ab}, {"encoder_mcs_ba", p.encoder_mcs_ba},
+      {"lap_mean_cos_decoder", p.has_lap ? p.mean_cos_decoder : nan}, {"lap_mean_cos_encoder", p.has_lap ? p.mean_cos_encoder : nan},
+      {"shared_fraction", p.has_lap ? p.shared_fraction : nan}, {"certified", p.has_lap ? double(p.certified) : nan},
+      {"mean_max_corr_ab", p.has_activation ? p.mean_max_corr_ab : nan},
+      {"mean_max_corr_ba", p.has_activation ? p.mean_max_corr_ba : nan}};
+  // Representational similarity: every metric any row has (decoder pairs, then activation pairs).
+  std::vector<std::string> metrics, activation_metrics;
+  for (const auto& r : rows) {
+    for (const auto& m : r.pair.repsim)
+      if (std::find(metrics.begin(), metrics.end(), m.first) == metrics.end()) metrics.push_back(m.first);
+    for (const auto& m : r.pair.activation_repsim)
+      if (std::find(activation_metrics.begin(), activation_metrics.end(), m.first) == activation_metrics.end())
+        activation_metrics.push_back(m.first);
+  }
+  auto add = [&](const std::vector<std::string>& names, const auto& values, const std::string& prefix) {
+    for (const auto& name : names) {
+      double score = nan, p_value = nan;
+      for (const auto& m : values)
+        if (m.first == name) score = m.second.first, p_value = m.second.second;
+      c.push_back({prefix + name, score});
+      c.push_back({prefix + name + "_p", p_value});
+    }
+  };
+  add(metrics, p.repsim, "");
+  add(activation_metrics, p.activation_repsim, "activation_");
+  return c;
+}
+
+}  // namespace
+
+void write_study_summary(const std::vector<StudyRow>& rows, const std::string& path) {
+  if (rows.empty()) return;
+  std::string out = "scope,a,b";
+  for (const auto& [name, value] : study_columns(rows, rows.front().pair)) out += "," + name;
+  out += "\n";
+  for (const auto& r : rows) {
+    out += "\"" + r.scope + "\"," + r.pair.a + "," + r.pair.b;
+    for (const auto& [name, value] : study_columns(rows, r.pair)) out += std::isnan(value) ? "," : fmt::format(",{:.6g}", value);
+    out += "\n";
+  }
+  const std::string temp = path + ".partial";
+  if (std::FILE* f = std::fopen(temp.c_str(), "w")) {
+    std::fwrite(out.data(), 1, out.size(), f);
+    std::fclose(f);
+    std::filesystem::rename(temp, path);
+  }
+}
+
+void print_study(const std::vector<StudyRow>& rows) {
+  if (!log::enabled() || rows.empty()) return;
+  fmt::print("\n{:<44} {:<34} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n", "scope", "pair", "MCS dec", "LAP dec", "shared",
+             "corr", "SVCCA", "RSA");
+  for (const auto& r : rows) {
+    const auto& p = r.pair;
+    auto metric = [&](const char* name) {
+      for (const auto& m : p.repsim)
+        if (m.first == name) return fmt::format("{:.4f}", m.second.first);
+      return std::string("-");
+    };
+    fmt::print("{:<44} {:<34} {:>8.4f} {:>8} {:>8} {:>8} {:>8} {:>8}\n", r.scope, p.a + "--" + p.b,
+               (p.decoder_mcs_ab + p.decoder_mcs_ba) / 2, p.has_lap ? fmt::format("{:.4f}", p.mean_cos_decoder) : "-",
+               p.has_lap ? fmt::format("{:.4f}", p.shared_fraction) : "-",
+               p.has_activation ? fmt::format("{:.4f}", (p.mean_max_corr_ab + p.mean_max_corr_ba) / 2) : "-", metric("svcca"),
+               metric("rsa"));
   }
   std::fflush(stdout);
 }

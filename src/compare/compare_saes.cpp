@@ -172,23 +172,48 @@ core::SaeEncoderWeights encoder_of(const io::SaeWeights& w) {
 
 // What the activation pass leaves for the pairs: every SAE's codes on the input and its top tokens.
 struct ActivationData {
-  ActivationInput input;
+  ActivationInput input;  // the first SAE's hookpoint (tokens, vocab and sequences are the store's)
+  std::map<std::string, ActivationInput> other_hookpoints;  // SAEs trained at other hookpoints of the same store
   std::vector<core::SparseCodes> codes;  // per SAE (input = codes)
   std::vector<std::vector<std::vector<std::string>>> latent_strings;  // per SAE, per latent: top token strings
   std::vector<ConceptCategory> concepts;
+  // Each SAE is encoded on the activations of the hookpoint it was trained on.
+  const ActivationInput& input_for(const io::SaeHeader& h) const {
+    const auto it = other_hookpoints.find(h.hookpoint);
+    return it == other_hookpoints.end() ? input : it->second;
+  }
 };
 
 // Opens and checks the activation input and the keyword categories it needs (collective; a
-// UsageError on every rank when they do not fit), before any output exists.
-ActivationData activation_input(const parallel::Comm& comm, const CompareRequest& request, const io::SaeHeader& first) {
+// UsageError on every rank when they do not fit), before any output exists. With a store, SAEs of
+// other hookpoints (a cross-layer comparison) read that hookpoint's activations on the same tokens.
+ActivationData activation_input(const parallel::Comm& comm, const CompareRequest& request,
+                                const std::vector<io::SaeHeader>& headers) {
+  const io::SaeHeader& first = headers[0];
   ActivationOptions o = request.activations;
   if (o.hookpoint.empty() || o.hookpoint == "synthetic") o.hookpoint = first.hookpoint;
   ActivationData data;
   data.input = open_activation_input(comm, o);
   const ActivationInput& in = data.input;
-  if (in.d != first.d_in)
-    throw UsageError(in.source + ": activations at '" + in.hookpoint + "' have d = " + std::to_string(in.d) +
-                     " but the SAEs have d_in = " + std::to_string(first.d_in) + " (compare.activations, data.hookpoint)");
+  if (o.source != "synthetic") {
+    for (const auto& h : headers) {
+      if (h.hookpoint == in.hookpoint || h.hookpoint.empty() || h.hookpoint == "synthetic" ||
+          data.other_hookpoints.count(h.hookpoint))
+        continue;
+      if (o.input == "pre")
+        throw UsageError("compare.correlation_input = \"pre\" needs every SAE on one hookpoint; " + h.path + " is at '" +
+                         h.hookpoint + "', " + first.path + " at '" + in.hookpoint + "' (use codes)");
+      ActivationOptions other = o;
+      other.hookpoint = h.hookpoint;
+      data.other_hookpoints.emplace(h.hookpoint, open_activation_input(comm, other));
+    }
+  }
+  for (const auto& h : headers) {
+    const ActivationInput& hi = data.input_for(h);
+    if (hi.d != h.d_in)
+      throw UsageError(hi.source + ": activations at '" + hi.hookpoint + "' have d = " + std::to_string(hi.d) + " but " + h.path +
+                       " has d_in = " + std::to_string(h.d_in) + " (compare.activations, data.hookpoint)");
+  }
   if (!in.vocab.empty() && !in.tokens.empty()) data.concepts = load_concepts(o.concepts);
   return data;
 }
@@ -210,7 +235,7 @@ void activation_pass(const parallel::Comm& comm, io::File& f, const CompareReque
   for (size_t s = 0; s < headers.size(); ++s) {
     const auto& h = headers[s];
     const std::string g = "/saes/" + names[s];
-    core::SparseCodes codes = encode_codes(comm, encoder_of(io::read_sae(comm, h.path)), in, o.chunk_tokens, names[s]);
+    core::SparseCodes codes = encode_codes(comm, encoder_of(io::read_sae(comm, h.path)), data.input_for(h), o.chunk_tokens, names[s]);
     write_replicated(f, g + "/frequency", io::DType::kFloat64, firing_frequency(codes), comm);
     f.write_attr(g, "frequency_source", "activations");
     const core::TopExamples top = core::top_examples(codes, 5);
@@ -390,7 +415,7 @@ std::vector<PairSummary> compare_saes(const parallel::Comm& comm, const CompareR
       throw UsageError(h.path + ": d_in " + std::to_string(h.d_in) + " differs from " + headers[0].path + " (" +
                        std::to_string(headers[0].d_in) + "); weight similarity needs one input space");
   std::optional<ActivationData> activations;
-  if (!request.activations.source.empty()) activations = activation_input(comm, request, headers[0]);
+  if (!request.activations.source.empty()) activations = activation_input(comm, request, headers);
   io::ensure_directory(comm, out_dir);
   // Baselines (METHODS.md §8) are compared with the first SAE only; the random one comes last.
   const size_t n_main = request.sae_paths.size();
@@ -402,7 +427,8 @@ std::vector<PairSummary> compare_saes(const parallel::Comm& comm, const CompareR
     paths.push_back(path);
     headers.push_back(io::read_sae_header(comm, path));
   }
-  const auto names = sae_names(paths);
+  auto names = sae_names(paths);
+  for (size_t i = 0; i < request.names.size() && i < n_main; ++i) names[i] = request.names[i];
   std::vector<std::pair<size_t, size_t>> pairs;
   for (size_t i = 0; i < n_main; ++i)
     for (size_t j = i + 1; j < n_main; ++j) pairs.push_back({i, j});
@@ -603,9 +629,11 @@ std::vector<PairSummary> read_pair_summaries(const parallel::Comm& comm, const s
 }
 
 std::vector<PairSummary> run_compare_stage(const parallel::Comm& comm, const config::Config& cfg,
-                                           const std::vector<std::string>& default_saes, bool fresh) {
+                                           const std::vector<std::string>& default_saes, bool fresh,
+                                           const std::vector<std::string>& names) {
   CompareRequest request = request_from_config(cfg, cfg.compare.saes.empty() ? default_saes : cfg.compare.saes,
                                                (std::filesystem::path(cfg.run.output_dir) / "results.h5").string());
+  request.names = names;
   // Reuse a complete results file that is newer than every input and was made from the same inputs.
   bool reusable = !fresh && std::filesystem::exists(request.out_path);
   if (reusable) {

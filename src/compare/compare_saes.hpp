@@ -17,6 +17,7 @@ namespace universae::compare {
 
 struct CompareRequest {
   std::vector<std::string> sae_paths;
+  std::vector<std::string> names;  // optional, one per SAE path (default: sae_names)
   std::string out_path;      // results.h5; summary.csv is written beside it
   TileSizes tiles;
   bool hungarian = true;
@@ -65,7 +66,9 @@ std::vector<PairSummary> read_pair_summaries(const parallel::Comm& comm, const s
 
 // The job stage: compare.saes (or `default_saes`, the job's trained SAEs) into
 // <run.output_dir>/results.h5, reusing a complete, up-to-date results file unless `fresh`.
+// `names` (optional): one per SAE, instead of the file stems.
 std::vector<PairSummary> run_compare_stage(const parallel::Comm& comm, const config::Config& config,
-                                           const std::vector<std::string>& default_saes, bool fresh);
+                                           const std::vector<std::string>& default_saes, bool fresh,
+                                           const std::vector<std::string>& names = {});
 
 }  // namespace universae::compare

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <sstream>
 #include <toml++/toml.h>
 #include <variant>
@@ -27,9 +28,26 @@ std::vector<Field> bind_fields(Config& c) {
   return {
       {"run.name", &c.run.name, "job name (default: the job file's name)"},
       {"run.output_dir", &c.run.output_dir, "where every output goes (default: runs/<run.name>)"},
-      {"run.stages", &c.run.stages, "stages `universae run` executes, in order: train, compare"},
+      {"run.stages", &c.run.stages, "stages `universae run` executes, in order: extract, train, compare"},
       {"run.threads", &c.run.threads, "intra-op threads per rank (0: OMP_NUM_THREADS, else 1)"},
-      {"data.source", &c.data.source, "\"synthetic\" or an activation store (HDF5, DESIGN.md §4)"},
+      {"run.compare_across", &c.run.compare_across,
+       "[grid] keys: also compare the first seed's SAEs of tasks that differ only in this key (e.g. data.hookpoint)"},
+      {"extract.model", &c.extract.model, "llama2.c checkpoint (legacy v0 or v1 format)"},
+      {"extract.tokenizer", &c.extract.tokenizer, "llama2.c tokenizer file (tokenizer.bin format)"},
+      {"extract.inputs", &c.extract.inputs, "text files to run the model on"},
+      {"extract.input_format", &c.extract.input_format,
+       "auto (by extension and content), text (blank-line separated documents), endoftext (<|endoftext|> separated), jsonl (a \"text\" field)"},
+      {"extract.hookpoints", &c.extract.hookpoints,
+       "blocks.L.hook_resid_pre|hook_resid_mid|hook_resid_post|hook_mlp_out|mlp.hook_post; L = * for every block"},
+      {"extract.seq_len", &c.extract.seq_len, "tokens per forward pass; longer documents continue in windows starting with BOS (0: the model's)"},
+      {"extract.batch_tokens", &c.extract.batch_tokens, "tokens per forward pass (whole sequences; attention stays within each)"},
+      {"extract.max_documents", &c.extract.max_documents, "use only the first N documents (0: all)"},
+      {"extract.max_tokens", &c.extract.max_tokens, "use only the first documents up to this many tokens (0: all)"},
+      {"extract.dtype", &c.extract.dtype, "stored activations: float32, float16 or bfloat16"},
+      {"extract.store", &c.extract.store, "the activation store written (default: <run.output_dir>/activations.h5)"},
+      {"extract.loss", &c.extract.loss, "report the mean next-token loss (runs every block)"},
+      {"data.source", &c.data.source,
+       "\"synthetic\", an activation store (HDF5, DESIGN.md §4), or \"extract\" (the store extract writes)"},
       {"data.hookpoint", &c.data.hookpoint, "the store's hookpoint to train on (recorded in SAE files)"},
       {"data.shuffle_seed", &c.data.shuffle_seed, "seeds the order of store tokens (same for every SAE seed)"},
       {"data.shuffle_chunk", &c.data.shuffle_chunk, "store rows read together; chunk order permuted per epoch"},
@@ -94,7 +112,7 @@ std::vector<Field> bind_fields(Config& c) {
       {"compare.compat", &c.compare.compat, "\"lan2024\": reproduce Lan et al.'s published SVCCA (one direction)"},
       {"compare.seed", &c.compare.seed, "seeds the permutation tests (stored per pair and metric)"},
       {"compare.activations", &c.compare.activations,
-       "activation statistics on: \"\" (none), \"synthetic\" (held-out data.synthetic tokens) or a store path"},
+       "activation statistics on: \"\" (none), \"synthetic\" (held-out data.synthetic tokens), a store path or \"extract\""},
       {"compare.activation_tokens", &c.compare.activation_tokens, "tokens for activation statistics (0: whole store; synthetic 65,536)"},
       {"compare.correlation_input", &c.compare.correlation_input,
        "codes (the SAE's sparse output, exact via co-firing) or pre (dense relu(pre), Lan et al.)"},
@@ -205,6 +223,38 @@ void apply_table(const toml::table& table, const std::string& prefix, const std:
   }
 }
 
+// [grid] "section.key" = [values] (or dotted keys): each value checked against the key's type.
+std::vector<GridAxis> read_grid(const toml::table& grid, const std::vector<Field>& fields, const std::string& where) {
+  std::vector<GridAxis> axes;
+  std::function<void(const toml::table&, const std::string&)> walk = [&](const toml::table& t, const std::string& prefix) {
+    for (const auto& [k, node] : t) {
+      const std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+      if (const auto* sub = node.as_table()) {
+        walk(*sub, key);
+        continue;
+      }
+      find_field(key, fields, where + " [grid]");  // an unknown key: "did you mean"
+      const auto* values = node.as_array();
+      if (!values || values->empty()) throw UsageError(where + ": [grid] key '" + key + "' must be a non-empty list of values");
+      if (key.rfind("extract.", 0) == 0 || key.rfind("run.", 0) == 0)
+        throw UsageError(where + ": [grid] key '" + key + "': the grid varies data, sae, train and compare keys (one extraction serves every task)");
+      GridAxis axis{key, {}};
+      for (const auto& v : *values) {
+        std::ostringstream literal;
+        if (v.is_string()) literal << toml::value<std::string>(*v.value<std::string>());
+        else if (const auto* arr = v.as_array()) literal << *arr;
+        else v.visit([&](const auto& x) { literal << x; });
+        Config scratch;
+        assign(find_field(key, bind_fields(scratch), where), v, where + " [grid]");  // type check
+        axis.values.push_back(literal.str());
+      }
+      axes.push_back(std::move(axis));
+    }
+  };
+  walk(grid, "");
+  return axes;
+}
+
 void apply_override(const std::string& text, const std::vector<Field>& fields) {
   const auto eq = text.find('=');
   if (eq == std::string::npos || eq == 0)
@@ -269,6 +319,10 @@ Config load(const std::string& path, const std::vector<std::string>& overrides) 
                        std::to_string(e.source().begin.column) + ": TOML syntax error: " +
                        std::string(e.description()));
     }
+    if (const auto* grid = table.get_as<toml::table>("grid")) {
+      config.grid = read_grid(*grid, fields, path);
+      table.erase("grid");
+    }
     apply_table(table, "", fields, path);
   }
   for (const auto& o : overrides) apply_override(o, fields);
@@ -276,17 +330,25 @@ Config load(const std::string& path, const std::vector<std::string>& overrides) 
   if (config.run.name.empty())
     config.run.name = path.empty() ? "universae" : std::filesystem::path(path).stem().string();
   if (config.run.output_dir.empty()) config.run.output_dir = "runs/" + config.run.name;
+  if (config.extract.store.empty()) config.extract.store = config.run.output_dir + "/activations.h5";
+  if (config.data.source == "extract") config.data.source = config.extract.store;
+  if (config.compare.activations == "extract") config.compare.activations = config.extract.store;
   validate(config);
   return config;
 }
 
 void validate(const Config& c) {
   for (const auto& s : c.run.stages)
-    require(s == "train" || s == "compare", "run.stages", "unknown stage '" + s + "' (known: train, compare)");
+    require(s == "extract" || s == "train" || s == "compare", "run.stages",
+            "unknown stage '" + s + "' (known: extract, train, compare)");
   require(c.run.threads >= 0, "run.threads", "must be >= 0");
-  require(c.data.source == "synthetic" || std::filesystem::exists(c.data.source), "data.source",
+  // The store the extract stage of this run writes need not exist yet.
+  const bool extracting = std::find(c.run.stages.begin(), c.run.stages.end(), "extract") != c.run.stages.end();
+  auto produced = [&](const std::string& path) { return extracting && path == c.extract.store; };
+  require(c.data.source == "synthetic" || std::filesystem::exists(c.data.source) || produced(c.data.source), "data.source",
           "'" + c.data.source + "': file not found");
-  require(c.data.source == "synthetic" || c.data.hookpoint != "synthetic", "data.hookpoint",
+  const bool grid_hookpoint = std::any_of(c.grid.begin(), c.grid.end(), [](const GridAxis& a) { return a.key == "data.hookpoint"; });
+  require(c.data.source == "synthetic" || c.data.hookpoint != "synthetic" || grid_hookpoint, "data.hookpoint",
           "name the store's hookpoint to train on (data.source is a store)");
   require(c.data.shuffle_chunk >= 1, "data.shuffle_chunk", "must be >= 1");
   require(c.data.shuffle_buffer >= 1, "data.shuffle_buffer", "must be >= 1");
@@ -333,6 +395,19 @@ void validate(const Config& c) {
           "must be in [1, number of seeds]");
   require(t.latent_shards >= 1 && t.latent_shards * c.sae.k <= c.sae.n_latents, "train.latent_shards",
           "must be >= 1 and leave every shard at least sae.k latents");
+  const auto& x = c.extract;
+  for (const auto& key : c.run.compare_across)
+    require(std::any_of(c.grid.begin(), c.grid.end(), [&](const GridAxis& a) { return a.key == key; }), "run.compare_across",
+            "'" + key + "' is not a [grid] key");
+  require(x.input_format == "auto" || x.input_format == "text" || x.input_format == "endoftext" || x.input_format == "jsonl",
+          "extract.input_format", "must be auto, text, endoftext or jsonl");
+  require(!x.hookpoints.empty(), "extract.hookpoints", "needs at least one hookpoint");
+  require(x.seq_len >= 0, "extract.seq_len", "must be >= 0 (0: the model's)");
+  require(x.batch_tokens >= 1, "extract.batch_tokens", "must be >= 1");
+  require(x.max_documents >= 0, "extract.max_documents", "must be >= 0");
+  require(x.max_tokens >= 0, "extract.max_tokens", "must be >= 0");
+  require(x.dtype == "float32" || x.dtype == "float16" || x.dtype == "bfloat16", "extract.dtype",
+          "must be float32, float16 or bfloat16");
   require(c.compare.tile_rows >= 1, "compare.tile_rows", "must be >= 1");
   require(c.compare.tile_cols >= 1, "compare.tile_cols", "must be >= 1");
   require(c.compare.candidates >= 1, "compare.candidates", "must be >= 1");
@@ -347,7 +422,7 @@ void validate(const Config& c) {
   require(c.compare.knn_k >= 1, "compare.knn_k", "must be >= 1");
   require(c.compare.compat.empty() || c.compare.compat == "lan2024", "compare.compat", "must be \"\" or \"lan2024\"");
   require(c.compare.activations.empty() || c.compare.activations == "synthetic" ||
-              std::filesystem::exists(c.compare.activations),
+              std::filesystem::exists(c.compare.activations) || produced(c.compare.activations),
           "compare.activations", "'" + c.compare.activations + "': file not found");
   require(c.compare.activation_tokens >= 0, "compare.activation_tokens", "must be >= 0");
   require(c.compare.correlation_input == "codes" || c.compare.correlation_input == "pre", "compare.correlation_input",
@@ -360,6 +435,29 @@ void validate(const Config& c) {
   require(c.compare.chunk_tokens >= 1, "compare.chunk_tokens", "must be >= 1");
   for (const auto& b : c.compare.baselines)
     require(std::filesystem::exists(b), "compare.baselines", "'" + b + "': file not found");
+}
+
+std::vector<GridTask> expand_grid(const Config& config) {
+  std::vector<GridTask> tasks(1);
+  for (const auto& axis : config.grid) {
+    std::vector<GridTask> next;
+    const std::string name = axis.key.substr(axis.key.rfind('.') + 1);
+    for (const auto& task : tasks)
+      for (const auto& value : axis.values) {
+        GridTask t = task;
+        std::string label = value;
+        if (label.size() >= 2 && (label.front() == '"' || label.front() == '\'') && label.back() == label.front())
+          label = label.substr(1, label.size() - 2);
+        for (char& ch : label)
+          if (ch == '/' || ch == ' ' || ch == '[' || ch == ']' || ch == '"' || ch == '\'' || ch == ',') ch = '_';
+        t.id += (t.id.empty() ? "" : ",") + name + "=" + label;
+        t.sets.push_back(axis.key + "=" + value);
+        t.labels.push_back(label);
+        next.push_back(std::move(t));
+      }
+    tasks = std::move(next);
+  }
+  return config.grid.empty() ? std::vector<GridTask>{} : tasks;
 }
 
 std::string to_toml(const Config& config, const std::vector<std::string>& sections) {

@@ -14,6 +14,36 @@ struct RunConfig {
   std::string output_dir;    // default: runs/<name>
   std::vector<std::string> stages = {"train", "compare"};
   int64_t threads = 0;       // intra-op threads per rank; 0 = OMP_NUM_THREADS or 1
+  std::vector<std::string> compare_across;  // grid keys: compare tasks that differ only in this key
+};
+
+// One axis of a [grid] table: a config key and the values it takes (TOML literals, as for --set).
+struct GridAxis {
+  std::string key;
+  std::vector<std::string> values;
+};
+
+// One task of the grid: its id (also its output directory under run.output_dir) and its overrides.
+struct GridTask {
+  std::string id;
+  std::vector<std::string> sets;     // "key=value" for each axis
+  std::vector<std::string> labels;   // each axis's value as text
+};
+
+// `universae extract`: a llama2.c model's activations on text (lm/extract_stage.hpp).
+struct ExtractConfig {
+  std::string model;                 // llama2.c checkpoint (.bin, legacy v0 or v1)
+  std::string tokenizer;             // llama2.c tokenizer (.bin)
+  std::vector<std::string> inputs;   // text files
+  std::string input_format = "auto";  // auto, text (blank-line separated), endoftext, jsonl
+  std::vector<std::string> hookpoints = {"blocks.0.hook_resid_post"};  // "blocks.*.X" = every block
+  int64_t seq_len = 0;               // 0: the model's
+  int64_t batch_tokens = 4096;       // tokens per forward (whole sequences)
+  int64_t max_documents = 0;         // 0: all
+  int64_t max_tokens = 0;            // 0: all; else the first documents up to this many tokens
+  std::string dtype = "float32";     // float32, float16 or bfloat16
+  std::string store;                 // default: <run.output_dir>/activations.h5
+  bool loss = true;                  // mean next-token loss (needs the full forward)
 };
 
 struct SyntheticConfig {
@@ -105,15 +135,20 @@ struct CompareConfig {
 
 struct Config {
   RunConfig run;
+  ExtractConfig extract;
   DataConfig data;
   SaeConfig sae;
   TrainConfig train;
   CompareConfig compare;
+  std::vector<GridAxis> grid;  // [grid]: `universae run` runs train/compare once per combination
 };
 
 // Reads `path` (empty: defaults only), applies `--set key=value` overrides in order, resolves the
 // derived defaults and validates. Every problem is a UsageError naming the file and key.
 Config load(const std::string& path, const std::vector<std::string>& overrides);
+
+// Every combination of the grid axes, the last axis varying fastest.
+std::vector<GridTask> expand_grid(const Config& config);
 
 // Checks values and their combinations; throws UsageError naming the key.
 void validate(const Config& config);

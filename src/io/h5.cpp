@@ -48,11 +48,25 @@ Handle mpio_access(const parallel::Comm& comm) {
   return fapl;
 }
 
+// IEEE binary16, laid out as h5py's float16 (HDF5 1.10 has no predefined half type).
+hid_t half_type() {
+  static const hid_t type = [] {
+    const hid_t t = H5Tcopy(H5T_IEEE_F32LE);
+    H5Tset_fields(t, 15, 10, 5, 0, 10);
+    H5Tset_size(t, 2);
+    H5Tset_ebias(t, 15);
+    return t;
+  }();
+  return type;
+}
+
 hid_t file_type(DType t) {
   switch (t) {
     case DType::kFloat32: return H5T_IEEE_F32LE;
     case DType::kFloat64: return H5T_IEEE_F64LE;
     case DType::kInt32: return H5T_STD_I32LE;
+    case DType::kUInt16: return H5T_STD_U16LE;
+    case DType::kFloat16: return half_type();
     default: return H5T_STD_I64LE;
   }
 }
@@ -122,6 +136,20 @@ File File::open_read(const parallel::Comm& comm, const std::string& path) {
   parallel::agree_on_error(comm, error);
   return File(comm, path, id);
 }
+
+File File::open_rw(const parallel::Comm& comm, const std::string& path) {
+  silence_hdf5_errors();
+  std::string error;
+  if (!std::filesystem::is_regular_file(path) || H5Fis_hdf5(path.c_str()) <= 0) error = path + ": not an HDF5 file";
+  parallel::agree_on_error(comm, error);
+  Handle fapl = mpio_access(comm);
+  const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl.id());
+  if (id < 0) error = path + ": cannot open HDF5 file for writing (" + h5_error_stack() + ")";
+  parallel::agree_on_error(comm, error);
+  return File(comm, path, id);
+}
+
+void File::flush() { UNIVERSAE_H5_CHECK(H5Fflush(file_.id(), H5F_SCOPE_GLOBAL), path_ + ": flush"); }
 
 bool File::exists(const std::string& object) const {
   if (object == "/") return true;
@@ -207,6 +235,9 @@ void File::write_rows(const std::string& n, core::Range r, const double* d) {
 }
 void File::write_rows(const std::string& n, core::Range r, const int64_t* d) {
   transfer_rows(n, r, H5T_NATIVE_INT64, const_cast<int64_t*>(d), true);
+}
+void File::write_rows(const std::string& n, core::Range r, const uint16_t* d) {
+  transfer_rows(n, r, H5T_NATIVE_UINT16, const_cast<uint16_t*>(d), true);
 }
 void File::read_rows(const std::string& n, core::Range r, float* o) const { transfer_rows(n, r, H5T_NATIVE_FLOAT, o, false); }
 void File::read_rows(const std::string& n, core::Range r, double* o) const { transfer_rows(n, r, H5T_NATIVE_DOUBLE, o, false); }
@@ -314,6 +345,19 @@ void File::write_attr(const std::string& object, const std::string& name, const 
   Handle type = string_type();
   const char* text = value.c_str();
   write_attr_impl(file_.id(), path_, object, name, type.id(), [&](hid_t a) { return H5Awrite(a, type.id(), &text); });
+}
+
+void File::write_attr(const std::string& object, const std::string& name, const std::vector<std::string>& values) {
+  Handle type = string_type();
+  std::vector<const char*> text;
+  for (const auto& v : values) text.push_back(v.c_str());
+  const hsize_t n = values.size();
+  Handle obj(UNIVERSAE_H5_CHECK(H5Oopen(file_.id(), object.c_str(), H5P_DEFAULT), path_ + ": open " + object));
+  if (H5Aexists(obj.id(), name.c_str()) > 0) UNIVERSAE_H5_CHECK(H5Adelete(obj.id(), name.c_str()), "H5Adelete");
+  Handle space(UNIVERSAE_H5_CHECK(H5Screate_simple(1, &n, nullptr), "H5Screate_simple"));
+  Handle attr(UNIVERSAE_H5_CHECK(H5Acreate2(obj.id(), name.c_str(), type.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT),
+                                 path_ + ": create attribute " + object + "@" + name));
+  UNIVERSAE_H5_CHECK(H5Awrite(attr.id(), type.id(), text.data()), path_ + ": write attribute " + object + "@" + name);
 }
 
 void File::write_attr(const std::string& object, const std::string& name, int64_t value) {

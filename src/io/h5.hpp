@@ -37,7 +37,8 @@ class Handle {
   hid_t id_ = H5I_INVALID_HID;
 };
 
-enum class DType { kFloat32, kFloat64, kInt64, kInt32 };
+// kFloat16 is IEEE half (h5py reads it as float16); kUInt16 holds bfloat16 words.
+enum class DType { kFloat32, kFloat64, kInt64, kInt32, kFloat16, kUInt16 };
 
 class File {
  public:
@@ -45,6 +46,10 @@ class File {
   // file when it is missing or not HDF5.
   static File create(const parallel::Comm& comm, const std::string& path);
   static File open_read(const parallel::Comm& comm, const std::string& path);
+  // Collective: an existing file for reading and writing (resuming a partial output).
+  static File open_rw(const parallel::Comm& comm, const std::string& path);
+  // Collective: everything written so far reaches the file (a resumable point).
+  void flush();
 
   const std::string& path() const { return path_; }
   hid_t id() const { return file_.id(); }
@@ -61,6 +66,7 @@ class File {
   void write_rows(const std::string& name, core::Range rows, const float* data);
   void write_rows(const std::string& name, core::Range rows, const double* data);
   void write_rows(const std::string& name, core::Range rows, const int64_t* data);
+  void write_rows(const std::string& name, core::Range rows, const uint16_t* data);
   // Reads convert from the stored type (any float or integer) to the requested one.
   void read_rows(const std::string& name, core::Range rows, float* out) const;
   void read_rows(const std::string& name, core::Range rows, double* out) const;
@@ -84,6 +90,8 @@ class File {
   void write_attr(const std::string& object, const std::string& name, int64_t value);
   void write_attr(const std::string& object, const std::string& name, double value);
   void write_attr(const std::string& object, const std::string& name, bool value);
+  // A 1-D attribute of variable-length UTF-8 strings (h5py reads a numpy object array).
+  void write_attr(const std::string& object, const std::string& name, const std::vector<std::string>& values);
   bool has_attr(const std::string& object, const std::string& name) const;
   std::string read_attr_string(const std::string& object, const std::string& name) const;
   int64_t read_attr_int(const std::string& object, const std::string& name) const;

@@ -7,7 +7,6 @@
 #include <fmt/format.h>
 
 #include <chrono>
-#include <csignal>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -26,35 +25,12 @@
 #include "io/h5.hpp"
 #include "io/sae_file.hpp"
 #include "parallel/log.hpp"
+#include "parallel/stop_signals.hpp"
 #include "train/checkpoint.hpp"
 #include "train/shard_peers.hpp"
 
 namespace universae::train {
 namespace {
-
-volatile std::sig_atomic_t g_stop_signal = 0;
-extern "C" void on_stop_signal(int signal) { g_stop_signal = signal; }
-
-// SIGTERM and SIGUSR1 (what Slurm sends before a time limit or preemption) ask for a checkpoint at
-// the end of the current step; the previous handlers come back when training ends.
-class StopSignals {
- public:
-  StopSignals() {
-    g_stop_signal = 0;
-    old_term_ = std::signal(SIGTERM, on_stop_signal);
-    old_usr1_ = std::signal(SIGUSR1, on_stop_signal);
-  }
-  ~StopSignals() {
-    std::signal(SIGTERM, old_term_);
-    std::signal(SIGUSR1, old_usr1_);
-  }
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
-
- private:
-  void (*old_term_)(int);
-  void (*old_usr1_)(int);
-};
 
 std::string train_fingerprint(const config::Config& c) { return config::to_toml(c, {"data", "sae", "train"}); }
 
@@ -377,7 +353,7 @@ std::vector<TrainedSae> run_train_stage(const parallel::Comm& world, const confi
   core::StepStats stats(S, n_local);
   const core::AdamConfig adam{t.adam_beta1, t.adam_beta2, t.adam_eps};
   std::vector<double> data_sums(static_cast<size_t>(d + 1));
-  const StopSignals signals;
+  const parallel::StopSignals signals;
   log::Progress progress("train", steps * B, "tokens");
   const auto start = std::chrono::steady_clock::now();
   const int64_t start_step = st.step;
@@ -468,7 +444,7 @@ std::vector<TrainedSae> run_train_stage(const parallel::Comm& world, const confi
                                                          : "");
     }
 
-    const bool stop = world.allreduce_max(static_cast<double>(g_stop_signal)) > 0;
+    const bool stop = signals.requested(world);
     const bool periodic = t.checkpoint_every > 0 && (step + 1) % t.checkpoint_every == 0 && step + 1 < steps;
     if (stop || periodic) write_checkpoint(world, L, ckpt, fingerprint, cfg.sae.seeds, n, d, st);
     if (stop)

@@ -8,7 +8,7 @@ import unittest
 SOURCE = os.environ["UNIVERSAE_SOURCE_DIR"]
 BINARY = os.environ["UNIVERSAE_BINARY"]
 MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
-JOB = os.path.join(SOURCE, "jobs", "quickstart_ci.toml")
+JOB = os.path.join(SOURCE, "jobs", "synthetic_ci.toml")
 
 
 def run(args, ranks=2):

@@ -18,7 +18,7 @@ MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
 class GroundTruthRecovery(unittest.TestCase):
     def test_topk_at_true_l0_recovers_the_dictionary(self):
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = [MPIEXEC, "-n", "2", BINARY, "train", os.path.join(SOURCE, "jobs", "quickstart_ci.toml"),
+            cmd = [MPIEXEC, "-n", "2", BINARY, "train", os.path.join(SOURCE, "jobs", "synthetic_ci.toml"),
                    "--set", f"run.output_dir={tmp}", "--set", "sae.seeds=[0]", "--set", "train.tokens=2000000",
                    "--set", "train.log_every=500"]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=SOURCE)

@@ -24,7 +24,7 @@ import numpy as np
 SOURCE = os.environ["UNIVERSAE_SOURCE_DIR"]
 BINARY = os.environ["UNIVERSAE_BINARY"]
 MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
-JOB = os.path.join(SOURCE, "jobs", "quickstart_ci.toml")  # the base; every setting below overrides it
+JOB = os.path.join(SOURCE, "jobs", "synthetic_ci.toml")  # the base; every setting below overrides it
 
 SMALL = ["data.synthetic.d=16", "data.synthetic.n_features=96", "data.synthetic.mean_l0=4", "sae.n_latents=64",
          "sae.k=4", "sae.seeds=[0,1]", "train.tokens=1024", "train.batch_size=256", "train.micro_batch=64",

@@ -1,4 +1,4 @@
-"""End to end: `universae run jobs/quickstart_ci.toml` at 1, 2 and 3 ranks.
+"""End to end: `universae run jobs/synthetic_ci.toml` at 1, 2 and 3 ranks.
 
 The issue's acceptance check: identical argmax arrays and MCS within 1e-6 for every rank count.
 By construction (fixed micro-batches, exact gradient sums, global tiles) the trained weights are
@@ -17,7 +17,7 @@ import numpy as np
 SOURCE = os.environ["UNIVERSAE_SOURCE_DIR"]
 BINARY = os.environ["UNIVERSAE_BINARY"]
 MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
-JOB = os.path.join(SOURCE, "jobs", "quickstart_ci.toml")
+JOB = os.path.join(SOURCE, "jobs", "synthetic_ci.toml")
 
 
 def run_job(out_dir, ranks):
@@ -45,7 +45,7 @@ class QuickstartAcrossRanks(unittest.TestCase):
             out = os.path.join(cls.tmp.name, f"np{ranks}")
             proc = run_job(out, ranks)
             if proc.returncode != 0:
-                raise AssertionError(f"quickstart_ci at {ranks} ranks exited {proc.returncode}:\n{proc.stderr}")
+                raise AssertionError(f"synthetic_ci at {ranks} ranks exited {proc.returncode}:\n{proc.stderr}")
             cls.out[ranks], cls.procs[ranks] = out, proc
 
     @classmethod
