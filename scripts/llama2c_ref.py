@@ -14,7 +14,8 @@ import numpy as np
 
 class Tokenizer:
     def __init__(self, path, vocab_size):
-        data = open(path, "rb").read()
+        with open(path, "rb") as f:
+            data = f.read()
         (self.max_token_length,) = struct.unpack_from("<i", data, 0)
         off = 4
         self.pieces, self.scores = [], []
@@ -60,7 +61,8 @@ class Tokenizer:
 
 class Model:
     def __init__(self, path):
-        data = open(path, "rb").read()
+        with open(path, "rb") as f:
+            data = f.read()
         dim, hidden, layers, heads, kv_heads, vocab, seq_len = struct.unpack_from("<7i", data, 0)
         self.shared = vocab > 0
         vocab = abs(vocab)
