@@ -200,12 +200,20 @@ ActivationData activation_input(const parallel::Comm& comm, const CompareRequest
       if (h.hookpoint == in.hookpoint || h.hookpoint.empty() || h.hookpoint == "synthetic" ||
           data.other_hookpoints.count(h.hookpoint))
         continue;
+      // An SAE whose hookpoint the store lacks reads the requested one (as every SAE did before).
+      ActivationOptions other = o;
+      other.hookpoint = h.hookpoint;
+      std::optional<ActivationInput> input;
+      try {
+        input = open_activation_input(comm, other);  // collective: every rank agrees
+      } catch (const UsageError&) {
+        log::info("compare: {} was trained at '{}', which {} lacks; it reads '{}'", h.path, h.hookpoint, o.source, in.hookpoint);
+        continue;
+      }
       if (o.input == "pre")
         throw UsageError("compare.correlation_input = \"pre\" needs every SAE on one hookpoint; " + h.path + " is at '" +
                          h.hookpoint + "', " + first.path + " at '" + in.hookpoint + "' (use codes)");
-      ActivationOptions other = o;
-      other.hookpoint = h.hookpoint;
-      data.other_hookpoints.emplace(h.hookpoint, open_activation_input(comm, other));
+      data.other_hookpoints.emplace(h.hookpoint, std::move(*input));
     }
   }
   for (const auto& h : headers) {
