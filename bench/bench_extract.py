@@ -41,10 +41,9 @@ def universae(binary, ranks, hookpoints, loss, documents, out):
     return dict(tokens=tokens, rate=rate, wall=wall, forward=fwd / stage, write=write / stage, tokenize=tok / stage)
 
 
-def torch_forward_rate(documents, universae_tokens_path):
+def torch_forward_rate(universae_tokens_path):
     """Tokens/s of a straightforward PyTorch forward, one document per call, on universae's own tokens."""
     import h5py
-    import numpy as np
     import torch
     import llama2c_ref as ref
     torch.set_num_threads(1)
@@ -103,7 +102,7 @@ def main():
             print(f"{ranks:>5} {1 if hooks == one else 10:>10} {str(loss):>5} {r['tokens']:>8} {r['rate']:>9.0f} "
                   f"{100 * r['forward']:>7.1f}% {100 * r['write']:>5.1f}% {100 * r['tokenize']:>7.1f}%")
         universae(args.binary, 1, every, True, args.documents, os.path.join(tmp, "ref"))
-        rate = torch_forward_rate(args.documents, os.path.join(tmp, "ref", "activations.h5"))
+        rate = torch_forward_rate(os.path.join(tmp, "ref", "activations.h5"))
         print(f"PyTorch reference (full forward + logits, 1 thread, one document per call): {rate:.0f} tok/s")
 
 

@@ -121,7 +121,7 @@ File File::create(const parallel::Comm& comm, const std::string& path) {
   return File(comm, path, id);
 }
 
-File File::open_read(const parallel::Comm& comm, const std::string& path) {
+File File::open_existing(const parallel::Comm& comm, const std::string& path, bool writable) {
   silence_hdf5_errors();
   std::string error;
   if (!std::filesystem::is_regular_file(path)) {
@@ -131,23 +131,14 @@ File File::open_read(const parallel::Comm& comm, const std::string& path) {
   }
   parallel::agree_on_error(comm, error);
   Handle fapl = mpio_access(comm);
-  const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.id());
-  if (id < 0) error = path + ": cannot open HDF5 file (" + h5_error_stack() + ")";
+  const hid_t id = H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl.id());
+  if (id < 0) error = path + ": cannot open HDF5 file" + (writable ? " for writing" : "") + " (" + h5_error_stack() + ")";
   parallel::agree_on_error(comm, error);
   return File(comm, path, id);
 }
 
-File File::open_rw(const parallel::Comm& comm, const std::string& path) {
-  silence_hdf5_errors();
-  std::string error;
-  if (!std::filesystem::is_regular_file(path) || H5Fis_hdf5(path.c_str()) <= 0) error = path + ": not an HDF5 file";
-  parallel::agree_on_error(comm, error);
-  Handle fapl = mpio_access(comm);
-  const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl.id());
-  if (id < 0) error = path + ": cannot open HDF5 file for writing (" + h5_error_stack() + ")";
-  parallel::agree_on_error(comm, error);
-  return File(comm, path, id);
-}
+File File::open_read(const parallel::Comm& comm, const std::string& path) { return open_existing(comm, path, false); }
+File File::open_rw(const parallel::Comm& comm, const std::string& path) { return open_existing(comm, path, true); }
 
 void File::flush() { UNIVERSAE_H5_CHECK(H5Fflush(file_.id(), H5F_SCOPE_GLOBAL), path_ + ": flush"); }
 

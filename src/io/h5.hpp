@@ -103,6 +103,7 @@ class File {
 
  private:
   File(const parallel::Comm& comm, std::string path, hid_t id) : comm_(comm), path_(std::move(path)), file_(id) {}
+  static File open_existing(const parallel::Comm& comm, const std::string& path, bool writable);
   void transfer_rows(const std::string& name, core::Range rows, hid_t mem_type, void* data, bool write) const;
   parallel::Comm comm_;
   std::string path_;

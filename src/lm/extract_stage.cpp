@@ -199,23 +199,17 @@ io::File create_store(const parallel::Comm& comm, const std::string& path, const
 }  // namespace
 
 std::vector<std::string> resolve_hookpoints(const std::vector<std::string>& requested, int64_t n_layers) {
+  LlamaConfig shape;  // only the block count matters for the names
+  shape.n_layers = n_layers, shape.dim = 1, shape.hidden_dim = 1;
   std::vector<std::string> out;
   auto add = [&](const std::string& name) {
-    if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(name);
+    const std::string canonical = parse_hook(shape, name).name;
+    if (std::find(out.begin(), out.end(), canonical) == out.end()) out.push_back(canonical);
   };
   for (const auto& r : requested) {
     const size_t star = r.find('*');
-    if (star == std::string::npos) {
-      LlamaConfig c;
-      c.n_layers = n_layers, c.dim = 1, c.hidden_dim = 1;
-      add(parse_hook(c, r).name);
-      continue;
-    }
-    for (int64_t l = 0; l < n_layers; ++l) {
-      LlamaConfig c;
-      c.n_layers = n_layers, c.dim = 1, c.hidden_dim = 1;
-      add(parse_hook(c, r.substr(0, star) + std::to_string(l) + r.substr(star + 1)).name);
-    }
+    if (star == std::string::npos) add(r);
+    for (int64_t l = 0; star != std::string::npos && l < n_layers; ++l) add(r.substr(0, star) + std::to_string(l) + r.substr(star + 1));
   }
   return out;
 }

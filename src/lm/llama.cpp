@@ -9,6 +9,7 @@
 #include <regex>
 
 #include "core/error.hpp"
+#include "data/activation_store.hpp"
 
 namespace universae::lm {
 
@@ -75,11 +76,8 @@ at::Tensor rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& 
 
 Hook parse_hook(const LlamaConfig& c, const std::string& name) {
   static const std::regex pattern(R"(blocks\.(\d+)\.(hook_resid_pre|hook_resid_mid|hook_resid_post|hook_mlp_out|mlp\.hook_post))");
-  static const std::regex layer_alias(R"(layers\.(\d+))"), mlp_alias(R"(layers\.(\d+)\.mlp)");
   std::smatch m;
-  std::string canonical = name;
-  if (std::regex_match(name, m, mlp_alias)) canonical = "blocks." + m[1].str() + ".hook_mlp_out";
-  else if (std::regex_match(name, m, layer_alias)) canonical = "blocks." + m[1].str() + ".hook_resid_post";
+  const std::string canonical = data::canonical_hookpoint(name);  // sparsify's aliases
   if (!std::regex_match(canonical, m, pattern))
     throw UsageError("unknown hookpoint '" + name + "'; this model has blocks.L.{hook_resid_pre, hook_resid_mid, hook_resid_post, "
                      "hook_mlp_out, mlp.hook_post} for L = 0.." + std::to_string(c.n_layers - 1) + " (or layers.L, layers.L.mlp)");
