@@ -84,7 +84,23 @@ namespace universae::app {
 namespace {
 
 // The scalar statistics of a pair, in column order (NaN where the pair has none).
-std::vector<std::pair<std::string, double>> study_columns(const std::vector<StudyRow>& rows, const compare::PairSummary& p) {
+// Every representational-similarity metric any row has (decoder pairs, then activation pairs): the
+// CSV's columns are the same for every row.
+struct StudyMetrics {
+  std::vector<std::string> repsim, activation;
+};
+
+StudyMetrics study_metrics(const std::vector<StudyRow>& rows) {
+  StudyMetrics names;
+  auto add = [](std::vector<std::string>& to, const auto& metrics) {
+    for (const auto& m : metrics)
+      if (std::find(to.begin(), to.end(), m.first) == to.end()) to.push_back(m.first);
+  };
+  for (const auto& r : rows) add(names.repsim, r.pair.repsim), add(names.activation, r.pair.activation_repsim);
+  return names;
+}
+
+std::vector<std::pair<std::string, double>> study_columns(const StudyMetrics& metrics, const compare::PairSummary& p) {
   const double nan = std::nan("");
   std::vector<std::pair<std::string, double>> c = {
       {"decoder_mcs_ab", p.decoder_mcs_ab}, {"decoder_mcs_ba", p.decoder_mcs_ba},
@@ -93,15 +109,6 @@ std::vector<std::pair<std::string, double>> study_columns(const std::vector<Stud
       {"shared_fraction", p.has_lap ? p.shared_fraction : nan}, {"certified", p.has_lap ? double(p.certified) : nan},
       {"mean_max_corr_ab", p.has_activation ? p.mean_max_corr_ab : nan},
       {"mean_max_corr_ba", p.has_activation ? p.mean_max_corr_ba : nan}};
-  // Representational similarity: every metric any row has (decoder pairs, then activation pairs).
-  std::vector<std::string> metrics, activation_metrics;
-  for (const auto& r : rows) {
-    for (const auto& m : r.pair.repsim)
-      if (std::find(metrics.begin(), metrics.end(), m.first) == metrics.end()) metrics.push_back(m.first);
-    for (const auto& m : r.pair.activation_repsim)
-      if (std::find(activation_metrics.begin(), activation_metrics.end(), m.first) == activation_metrics.end())
-        activation_metrics.push_back(m.first);
-  }
   auto add = [&](const std::vector<std::string>& names, const auto& values, const std::string& prefix) {
     for (const auto& name : names) {
       double score = nan, p_value = nan;
@@ -111,8 +118,8 @@ std::vector<std::pair<std::string, double>> study_columns(const std::vector<Stud
       c.push_back({prefix + name + "_p", p_value});
     }
   };
-  add(metrics, p.repsim, "");
-  add(activation_metrics, p.activation_repsim, "activation_");
+  add(metrics.repsim, p.repsim, "");
+  add(metrics.activation, p.activation_repsim, "activation_");
   return c;
 }
 
@@ -121,11 +128,12 @@ std::vector<std::pair<std::string, double>> study_columns(const std::vector<Stud
 void write_study_summary(const std::vector<StudyRow>& rows, const std::string& path) {
   if (rows.empty()) return;
   std::string out = "scope,a,b";
-  for (const auto& [name, value] : study_columns(rows, rows.front().pair)) out += "," + name;
+  const StudyMetrics metrics = study_metrics(rows);
+  for (const auto& [name, value] : study_columns(metrics, rows.front().pair)) out += "," + name;
   out += "\n";
   for (const auto& r : rows) {
     out += "\"" + r.scope + "\"," + r.pair.a + "," + r.pair.b;
-    for (const auto& [name, value] : study_columns(rows, r.pair)) out += std::isnan(value) ? "," : fmt::format(",{:.6g}", value);
+    for (const auto& [name, value] : study_columns(metrics, r.pair)) out += std::isnan(value) ? "," : fmt::format(",{:.6g}", value);
     out += "\n";
   }
   const std::string temp = path + ".partial";
