@@ -24,7 +24,9 @@ MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
 JOB = os.path.join(SOURCE, "jobs", "quickstart_ci.toml")
 SMALL = ["extract.max_documents=240", "extract.batch_tokens=1024",
          'extract.hookpoints=["blocks.*.hook_resid_post", "blocks.1.mlp.hook_post"]']
-LONG = ["extract.batch_tokens=512", 'extract.hookpoints=["blocks.*.hook_resid_post", "blocks.*.mlp.hook_post"]']
+# Long enough (~240k tokens, 10 hookpoints: ~10 s on a fast 2-core machine) that a signal sent 1 s after the
+# partial store appears lands mid-extraction on any machine this runs on.
+LONG = ["extract.max_documents=2400", "extract.batch_tokens=512", 'extract.hookpoints=["blocks.*.hook_resid_post", "blocks.*.mlp.hook_post"]']
 
 
 def command(out, ranks, settings, sub="extract", job=JOB):
@@ -101,7 +103,8 @@ class Interruption(unittest.TestCase):
             self.assertIsNone(proc.poll(), "the extraction ended before its store appeared")
             self.assertLess(time.time(), deadline)
             time.sleep(0.02)
-        time.sleep(3.0)
+        time.sleep(1.0)
+        self.assertIsNone(proc.poll(), "the extraction ended before the signal: make LONG longer")
         if signum == signal.SIGKILL:
             os.killpg(proc.pid, signal.SIGKILL)
         else:
