@@ -18,6 +18,8 @@ class Comm;
 namespace universae::app {
 
 using Action = std::function<int(const parallel::Comm&)>;
+// A subcommand that starts other processes and must not itself be an MPI process (sweep --local/--slurm).
+using LocalAction = std::function<int()>;
 
 void add_run(CLI::App& app, Action& action);
 void add_train(CLI::App& app, Action& action);
@@ -25,6 +27,7 @@ void add_compare(CLI::App& app, Action& action);
 void add_inspect(CLI::App& app, Action& action);
 void add_extract(CLI::App& app, Action& action);
 void add_generate(CLI::App& app, Action& action);
+void add_sweep(CLI::App& app, Action& action, LocalAction& launcher);
 
 // Loads, validates and logs the resolved config, and sets the threads per rank.
 config::Config load_config(const std::string& path, const std::vector<std::string>& overrides);

@@ -35,18 +35,32 @@ int main(int argc, char** argv) {
              "75 training or extraction stopped on SIGTERM/SIGUSR1 after saving its progress (run the same command to resume).\n"
              "Run 'universae COMMAND --help' for a command's options.");
   app::Action action;
+  app::LocalAction local;
   app::add_run(app, action);
   app::add_extract(app, action);
   app::add_train(app, action);
   app::add_compare(app, action);
   app::add_inspect(app, action);
   app::add_generate(app, action);
+  app::add_sweep(app, action, local);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (!log::enabled()) return e.get_exit_code() == 0 ? 0 : kExitUsage;
     const int code = app.exit(e);
     return code == 0 ? 0 : kExitUsage;
+  }
+
+  if (local) {  // no MPI in this process: it launches the ranks
+    try {
+      return local();
+    } catch (const UsageError& e) {
+      std::fprintf(stderr, "universae: error: %s\n", e.what());
+      return kExitUsage;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "universae: internal error: %s\n", e.what());
+      return kExitInternal;
+    }
   }
 
   parallel::Environment env(argc, argv);

@@ -6,6 +6,7 @@
 
 #include "compare/compare_saes.hpp"
 #include "lm/extract_stage.hpp"
+#include "sweep/study.hpp"
 #include "train/train_stage.hpp"
 
 namespace universae::app {
@@ -14,11 +15,7 @@ void print_trained(const std::vector<train::TrainedSae>& trained, bool synthetic
 void print_pairs(const std::vector<compare::PairSummary>& pairs);
 void print_extracted(const lm::ExtractResult& r);
 
-// One compared pair of a grid study: its scope (a task id, or "across KEY: GROUP") and its statistics.
-struct StudyRow {
-  std::string scope;
-  compare::PairSummary pair;
-};
+using sweep::StudyRow;
 void write_study_summary(const std::vector<StudyRow>& rows, const std::string& path);
 void print_study(const std::vector<StudyRow>& rows);
 

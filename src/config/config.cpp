@@ -25,7 +25,7 @@ struct Field {
 
 // The one declaration of every key. Order = order of the echo and of --help.
 std::vector<Field> bind_fields(Config& c) {
-  return {
+  std::vector<Field> fields{
       {"run.name", &c.run.name, "job name (default: the job file's name)"},
       {"run.output_dir", &c.run.output_dir, "where every output goes (default: runs/<run.name>)"},
       {"run.stages", &c.run.stages, "stages `universae run` executes, in order: extract, train, compare"},
@@ -123,7 +123,28 @@ std::vector<Field> bind_fields(Config& c) {
       {"compare.baseline_random", &c.compare.baseline_random,
        "add an untrained random-initialisation SAE of the first SAE's shape, compared with the first SAE"},
       {"compare.baselines", &c.compare.baselines, "baseline SAE files, each compared with the first SAE (also --baseline)"},
+      {"sweep.cluster", &c.sweep.cluster, "`universae sweep`: slurm/<cluster>/env.sh sourced by every job, or a path to an env file"},
+      {"sweep.partition", &c.sweep.partition, "Slurm partition for every job (\"\": the cluster's default)"},
+      {"sweep.account", &c.sweep.account, "Slurm account to charge (\"\": your default)"},
+      {"sweep.sbatch", &c.sweep.sbatch, "extra sbatch options for every job, e.g. [\"--qos=high\", \"--constraint=a100\"]"},
+      {"sweep.signal_seconds", &c.sweep.signal_seconds,
+       "--signal=B:USR1@N: jobs checkpoint this many seconds before their time limit (0: off)"},
+      {"sweep.requeue", &c.sweep.requeue, "a job that checkpointed on a signal (exit 75) requeues itself and resumes"},
+      {"sweep.max_parallel", &c.sweep.max_parallel, "array tasks running at once (0: no limit)"},
+      {"sweep.local_launcher", &c.sweep.local_launcher, "--local: the command that starts a step's ranks ({ranks} = the step's ranks)"},
   };
+  // Resources per kind of job: extraction, training (one array task per grid task), comparisons.
+  for (auto [name, r] : {std::pair{"extract", &c.sweep.extract}, {"train", &c.sweep.train}, {"compare", &c.sweep.compare}}) {
+    const std::string k = std::string("sweep.") + name + ".";
+    const std::string what = std::string(name) == "compare" ? "compare and summary jobs" : std::string(name) + " jobs";
+    fields.push_back({k + "ranks", &r->ranks, what + ": MPI ranks (--ntasks)"});
+    fields.push_back({k + "cpus_per_rank", &r->cpus_per_rank, what + ": cores per rank (--cpus-per-task, OMP_NUM_THREADS)"});
+    fields.push_back({k + "gpus", &r->gpus, what + ": GPUs per rank (--gpus-per-task)"});
+    fields.push_back({k + "time", &r->time, what + ": time limit (--time, e.g. \"4:00:00\" or \"1-00:00:00\")"});
+    fields.push_back({k + "mem", &r->mem, what + ": memory per node (--mem, e.g. \"32G\"; \"\": the partition's default)"});
+    fields.push_back({k + "partition", &r->partition, what + ": partition (\"\": sweep.partition)"});
+  }
+  return fields;
 }
 
 const char* type_name(const Target& t) {
@@ -236,7 +257,7 @@ std::vector<GridAxis> read_grid(const toml::table& grid, const std::vector<Field
       find_field(key, fields, where + " [grid]");  // an unknown key: "did you mean"
       const auto* values = node.as_array();
       if (!values || values->empty()) throw UsageError(where + ": [grid] key '" + key + "' must be a non-empty list of values");
-      if (key.rfind("extract.", 0) == 0 || key.rfind("run.", 0) == 0)
+      if (key.rfind("extract.", 0) == 0 || key.rfind("run.", 0) == 0 || key.rfind("sweep.", 0) == 0)
         throw UsageError(where + ": [grid] key '" + key + "': the grid varies data, sae, train and compare keys (one extraction serves every task)");
       GridAxis axis{key, {}};
       for (const auto& v : *values) {
@@ -435,7 +456,31 @@ void validate(const Config& c) {
   require(c.compare.chunk_tokens >= 1, "compare.chunk_tokens", "must be >= 1");
   for (const auto& b : c.compare.baselines)
     require(std::filesystem::exists(b), "compare.baselines", "'" + b + "': file not found");
+  const auto& w = c.sweep;
+  require(!w.cluster.empty(), "sweep.cluster", "must name a cluster (slurm/<cluster>/env.sh) or an env file");
+  require(w.signal_seconds >= 0, "sweep.signal_seconds", "must be >= 0 (0: no signal before the time limit)");
+  require(w.max_parallel >= 0, "sweep.max_parallel", "must be >= 0 (0: no limit)");
+  require(w.local_launcher.find("{ranks}") != std::string::npos, "sweep.local_launcher",
+          "must contain {ranks} (e.g. \"mpirun -n {ranks}\")");
+  for (const auto& o : w.sbatch)
+    require(o.rfind("-", 0) == 0 && o.find('\n') == std::string::npos, "sweep.sbatch",
+            "'" + o + "' is not an sbatch option (\"--name=value\")");
+  for (auto [name, r] : {std::pair{"extract", &w.extract}, {"train", &w.train}, {"compare", &w.compare}}) {
+    const std::string k = std::string("sweep.") + name + ".";
+    require(r->ranks >= 1, k + "ranks", "must be >= 1");
+    require(r->cpus_per_rank >= 1, k + "cpus_per_rank", "must be >= 1");
+    require(r->gpus >= 0, k + "gpus", "must be >= 0");
+    require(!r->time.empty() && r->time.find_first_not_of("0123456789:-") == std::string::npos, k + "time",
+            "'" + r->time + "' is not a Slurm time limit (MM, HH:MM:SS, D-HH:MM:SS, ...)");
+    require(r->mem.find_first_of(" \n'\"") == std::string::npos, k + "mem", "'" + r->mem + "' is not a Slurm memory size");
+    require(r->partition.find_first_of(" \n'\"") == std::string::npos, k + "partition", "must be one partition name");
+  }
+  require(w.partition.find_first_of(" \n'\"") == std::string::npos, "sweep.partition", "must be one partition name");
+  require(w.account.find_first_of(" \n'\"") == std::string::npos, "sweep.account", "must be one account name");
 }
+
+std::string extract_fingerprint(const Config& c) { return to_toml(c, {"extract"}); }
+std::string train_fingerprint(const Config& c) { return to_toml(c, {"data", "sae", "train"}); }
 
 std::vector<GridTask> expand_grid(const Config& config) {
   std::vector<GridTask> tasks(1);

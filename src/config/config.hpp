@@ -133,6 +133,31 @@ struct CompareConfig {
   std::vector<std::string> baselines;
 };
 
+// What one kind of sweep job asks for (universae sweep: #SBATCH lines with --slurm, ranks with --local).
+struct SweepResources {
+  int64_t ranks = 1;           // MPI ranks (--ntasks)
+  int64_t cpus_per_rank = 1;   // --cpus-per-task; each rank's OMP_NUM_THREADS
+  int64_t gpus = 0;            // --gpus-per-task (0: none)
+  std::string time = "1:00:00";  // --time (Slurm's formats: MM, HH:MM:SS, D-HH:MM, ...)
+  std::string mem;             // --mem per node, e.g. "16G" ("": the partition's default)
+  std::string partition;       // "": sweep.partition
+};
+
+// `universae sweep`: how the tasks of a [grid] become Slurm jobs (slurm/README.md) or local runs.
+struct SweepConfig {
+  std::string cluster = "local";    // slurm/<cluster>/env.sh is sourced by every job (or a path to an env file)
+  std::string partition;
+  std::string account;
+  std::vector<std::string> sbatch;  // extra sbatch options for every job, e.g. "--qos=high"
+  int64_t signal_seconds = 300;     // --signal=B:USR1@N: checkpoint this long before the time limit (0: off)
+  bool requeue = true;              // a job that checkpointed (exit 75) requeues itself
+  int64_t max_parallel = 0;         // array tasks running at once (0: no limit)
+  std::string local_launcher = "mpirun -n {ranks}";  // --local: the command that starts a step's ranks
+  SweepResources extract{2, 1, 0, "1:00:00", "", ""};
+  SweepResources train;
+  SweepResources compare;           // per-task comparisons and the summary (across-task comparisons)
+};
+
 struct Config {
   RunConfig run;
   ExtractConfig extract;
@@ -140,6 +165,7 @@ struct Config {
   SaeConfig sae;
   TrainConfig train;
   CompareConfig compare;
+  SweepConfig sweep;
   std::vector<GridAxis> grid;  // [grid]: `universae run` runs train/compare once per combination
 };
 
@@ -149,6 +175,11 @@ Config load(const std::string& path, const std::vector<std::string>& overrides);
 
 // Every combination of the grid axes, the last axis varying fastest.
 std::vector<GridTask> expand_grid(const Config& config);
+
+// What decides whether a stage's complete output may be reused: the resolved keys of the sections
+// the stage reads, as TOML (stored in its outputs).
+std::string extract_fingerprint(const Config& config);  // [extract]
+std::string train_fingerprint(const Config& config);    // [data] [sae] [train]
 
 // Checks values and their combinations; throws UsageError naming the key.
 void validate(const Config& config);

@@ -371,24 +371,49 @@ bool File::has_attr(const std::string& object, const std::string& name) const {
   return exists(object) && H5Aexists_by_name(file_.id(), object.c_str(), name.c_str(), H5P_DEFAULT) > 0;
 }
 
-std::string File::read_attr_string(const std::string& object, const std::string& name) const {
-  Handle attr = open_attr(file_.id(), path_, object, name);
+namespace {
+
+// Attribute readers on a file id, shared by File and the MPI-free is_complete().
+std::string attr_string(hid_t file, const std::string& path, const std::string& object, const std::string& name) {
+  Handle attr = open_attr(file, path, object, name);
   Handle type(UNIVERSAE_H5_CHECK(H5Aget_type(attr.id()), "H5Aget_type"));
   if (H5Tget_class(type.id()) != H5T_STRING)
-    throw UsageError(path_ + ": attribute '" + name + "' on " + object + " is not a string");
+    throw UsageError(path + ": attribute '" + name + "' on " + object + " is not a string");
   if (H5Tis_variable_str(type.id()) > 0) {
     Handle mem = string_type();
     char* text = nullptr;
-    UNIVERSAE_H5_CHECK(H5Aread(attr.id(), mem.id(), &text), path_ + ": read attribute " + name);
+    UNIVERSAE_H5_CHECK(H5Aread(attr.id(), mem.id(), &text), path + ": read attribute " + name);
     std::string value = text ? text : "";
     H5free_memory(text);
     return value;
   }
   const size_t size = H5Tget_size(type.id());
   std::string value(size, '\0');
-  UNIVERSAE_H5_CHECK(H5Aread(attr.id(), type.id(), value.data()), path_ + ": read attribute " + name);
+  UNIVERSAE_H5_CHECK(H5Aread(attr.id(), type.id(), value.data()), path + ": read attribute " + name);
   value.resize(value.find('\0') == std::string::npos ? size : value.find('\0'));
   return value;
+}
+
+bool attr_bool(hid_t file, const std::string& path, const std::string& object, const std::string& name) {
+  Handle attr = open_attr(file, path, object, name);
+  Handle type(UNIVERSAE_H5_CHECK(H5Aget_type(attr.id()), "H5Aget_type"));
+  const H5T_class_t cls = H5Tget_class(type.id());
+  if (cls == H5T_ENUM || cls == H5T_INTEGER) {
+    // h5py's enum bool and plain integers both read as their integer value.
+    Handle native(UNIVERSAE_H5_CHECK(H5Tget_native_type(type.id(), H5T_DIR_ASCEND), "H5Tget_native_type"));
+    std::vector<unsigned char> raw(H5Tget_size(native.id()), 0);
+    UNIVERSAE_H5_CHECK(H5Aread(attr.id(), native.id(), raw.data()), path + ": read attribute " + name);
+    for (auto b : raw)
+      if (b != 0) return true;
+    return false;
+  }
+  throw UsageError(path + ": attribute '" + name + "' on " + object + " must be a boolean");
+}
+
+}  // namespace
+
+std::string File::read_attr_string(const std::string& object, const std::string& name) const {
+  return attr_string(file_.id(), path_, object, name);
 }
 
 int64_t File::read_attr_int(const std::string& object, const std::string& name) const {
@@ -420,19 +445,7 @@ double File::read_attr_double(const std::string& object, const std::string& name
 }
 
 bool File::read_attr_bool(const std::string& object, const std::string& name) const {
-  Handle attr = open_attr(file_.id(), path_, object, name);
-  Handle type(UNIVERSAE_H5_CHECK(H5Aget_type(attr.id()), "H5Aget_type"));
-  const H5T_class_t cls = H5Tget_class(type.id());
-  if (cls == H5T_ENUM || cls == H5T_INTEGER) {
-    // h5py's enum bool and plain integers both read as their integer value.
-    Handle native(UNIVERSAE_H5_CHECK(H5Tget_native_type(type.id(), H5T_DIR_ASCEND), "H5Tget_native_type"));
-    std::vector<unsigned char> raw(H5Tget_size(native.id()), 0);
-    UNIVERSAE_H5_CHECK(H5Aread(attr.id(), native.id(), raw.data()), path_ + ": read attribute " + name);
-    for (auto b : raw)
-      if (b != 0) return true;
-    return false;
-  }
-  throw UsageError(path_ + ": attribute '" + name + "' on " + object + " must be a boolean");
+  return attr_bool(file_.id(), path_, object, name);
 }
 
 std::vector<std::string> File::attr_names(const std::string& object) const {
@@ -508,4 +521,20 @@ void ensure_directory(const parallel::Comm& comm, const std::string& dir) {
   }
   parallel::agree_on_error(comm, error);
 }
+bool is_complete(const std::string& path, const std::vector<std::pair<std::string, std::string>>& expect) {
+  silence_hdf5_errors();
+  if (!std::filesystem::is_regular_file(path) || H5Fis_hdf5(path.c_str()) <= 0) return false;
+  Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!file.valid()) return false;
+  auto has = [&](const std::string& name) { return H5Aexists_by_name(file.id(), "/", name.c_str(), H5P_DEFAULT) > 0; };
+  try {
+    if (!has("complete") || !attr_bool(file.id(), path, "/", "complete")) return false;
+    for (const auto& [name, value] : expect)
+      if (!has(name) || attr_string(file.id(), path, "/", name) != value) return false;
+  } catch (const std::exception&) {
+    return false;
+  }
+  return true;
+}
+
 }  // namespace universae::io

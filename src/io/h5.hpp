@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/sharding.hpp"
@@ -109,6 +110,11 @@ class File {
   std::string path_;
   Handle file_;
 };
+
+// Without MPI (a launcher such as `universae sweep`): whether `path` is an HDF5 file whose root
+// attribute `complete` is true and whose root string attribute `name` equals `value` for each pair
+// of `expect`. A missing, unreadable or partial file is simply not complete.
+bool is_complete(const std::string& path, const std::vector<std::pair<std::string, std::string>>& expect = {});
 
 // Library version string ("1.10.8"), for provenance.
 std::string hdf5_version();

@@ -27,8 +27,6 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 constexpr double kFlushSeconds = 5.0;  // at most this much finished work is redone after a crash
 
-std::string extract_fingerprint(const config::Config& c) { return config::to_toml(c, {"extract"}); }
-
 // float32 → bfloat16 (round to nearest even; NaN stays NaN).
 uint16_t to_bfloat16(float f) {
   uint32_t bits = 0;
@@ -144,7 +142,7 @@ bool reusable(const parallel::Comm& comm, const config::Config& cfg) {
   try {
     const io::File f = io::File::open_read(comm, cfg.extract.store);
     return f.has_attr("/", "complete") && f.read_attr_bool("/", "complete") && f.has_attr("/", "extract_config") &&
-           f.read_attr_string("/", "extract_config") == extract_fingerprint(cfg);
+           f.read_attr_string("/", "extract_config") == config::extract_fingerprint(cfg);
   } catch (const UsageError&) {
     return false;
   }
@@ -183,7 +181,7 @@ io::File create_store(const parallel::Comm& comm, const std::string& path, const
   f.write_attr("/", "n_documents", static_cast<int64_t>(plan.doc_offsets.size()) - 1);
   f.write_attr("/", "n_sequences", plan.n_sequences());
   f.write_attr("/", "n_tokens", T);
-  f.write_attr("/", "extract_config", extract_fingerprint(cfg));
+  f.write_attr("/", "extract_config", config::extract_fingerprint(cfg));
   f.write_attr("/", "universae_version", UNIVERSAE_VERSION);
   f.write_attr("/", "git_sha", UNIVERSAE_GIT_SHA);
   // Token strings: a root attribute while it stays well under HDF5's 64 KiB attribute limit.
@@ -265,7 +263,7 @@ ExtractResult run_extract_stage(const parallel::Comm& comm, const config::Config
 
   // Resume a partial store written with the same config, else start one.
   const std::string partial = x.store + ".partial";
-  const std::string fingerprint = extract_fingerprint(cfg);
+  const std::string fingerprint = config::extract_fingerprint(cfg);
   std::unique_ptr<io::File> file;
   int64_t done = 0;
   if (!fresh && std::filesystem::is_regular_file(partial)) {

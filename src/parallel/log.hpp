@@ -25,6 +25,10 @@ template <typename... Args>
 void warn(fmt::format_string<Args...> f, Args&&... args) {
   if (enabled()) write("warn", fmt::format(f, std::forward<Args>(args)...));
 }
+template <typename... Args>
+void error(fmt::format_string<Args...> f, Args&&... args) {
+  if (enabled()) write("error", fmt::format(f, std::forward<Args>(args)...));
+}
 
 // "what: done/total (pct) rate unit/s, ETA m:ss". Update as often as you like; it redraws at most
 // ~5 times a second on a terminal, and every `batch_interval_s` seconds in a batch log.

@@ -32,8 +32,6 @@
 namespace universae::train {
 namespace {
 
-std::string train_fingerprint(const config::Config& c) { return config::to_toml(c, {"data", "sae", "train"}); }
-
 double learning_rate(const config::TrainConfig& t, double base, int64_t step, int64_t steps) {
   double factor = 1.0;
   if (t.warmup_steps > 0) factor = std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(t.warmup_steps));
@@ -234,7 +232,7 @@ std::vector<TrainedSae> reuse_outputs(const parallel::Comm& comm, const config::
     const bool complete = f.has_attr("/", "complete") && f.read_attr_bool("/", "complete");
     const std::string stored = f.has_attr("/", "train_config") ? f.read_attr_string("/", "train_config") : "";
     if (!complete) return {};
-    if (stored != train_fingerprint(cfg)) {
+    if (stored != config::train_fingerprint(cfg)) {
       if (fresh) return {};
       throw UsageError(paths[i] + " was trained with a different data/sae/train configuration; rerun with --fresh "
                        "to replace it, or choose another run.output_dir");
@@ -303,7 +301,7 @@ std::vector<TrainedSae> run_train_stage(const parallel::Comm& world, const confi
   const std::filesystem::path out_dir(cfg.run.output_dir);
   io::ensure_directory(world, (out_dir / "saes").string());
   const std::string ckpt = checkpoint_path(cfg);
-  const std::string fingerprint = train_fingerprint(cfg);
+  const std::string fingerprint = config::train_fingerprint(cfg);
 
   EnsembleState st;
   {

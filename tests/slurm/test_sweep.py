@@ -1,0 +1,232 @@
+"""Sweeps on a real Slurm cluster (label `slurm`): slurm/local-cluster.sh starts a single-node cluster
+on this machine (or reuses the one it already started) and stops it again at the end.
+
+1. A three-task sweep (two layers of stories260K and one layer the extraction left out) submitted
+   with `universae sweep --slurm`: extraction, a training array, a comparison array and the summary
+   run with their dependencies; the bad task fails alone, with universae's message in its log, its
+   comparison is cancelled and every other output is complete. `--local` runs the same tasks here to
+   bit-identical SAEs and the same study table; a rerun plans only the failed task.
+2. Preemption: a running training task gets USR1 twice, once through its job step (as a preemption
+   does) and once through its batch shell (as --signal=B:USR1 before the time limit does); each time
+   it checkpoints, requeues itself and resumes, and its SAEs equal an uninterrupted run's bit for bit.
+
+Slurm delays a requeued job by 120 s (BeginTime); the test releases it at once with
+`scontrol update starttime=now` so the suite stays fast. Nothing else is shortened.
+"""
+import json
+import os
+import re
+import subprocess
+import tempfile
+import time
+import unittest
+
+import h5py
+import numpy as np
+
+SOURCE = os.environ["UNIVERSAE_SOURCE_DIR"]
+BINARY = os.environ["UNIVERSAE_BINARY"]
+MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
+CLUSTER = os.path.join(SOURCE, "slurm", "local-cluster.sh")
+STATE = os.environ.get("SLURM_LOCAL_DIR", os.path.join(SOURCE, ".slurm-local"))
+SWEEP = os.path.join(SOURCE, "tests", "slurm", "tiny_sweep.toml")
+ENV = dict(os.environ, SLURM_CONF=os.path.join(STATE, "slurm.conf"), SLURM_LOCAL_DIR=STATE, OMP_NUM_THREADS="1")
+started_here = False
+
+
+def setUpModule():
+    global started_here
+    status = subprocess.run(["bash", CLUSTER, "status"], env=ENV, capture_output=True, text=True)
+    running = "slurmctld running" in status.stdout and "slurmd running" in status.stdout
+    if not running:
+        up = subprocess.run(["bash", CLUSTER, "start"], env=ENV, capture_output=True, text=True, timeout=120)
+        if up.returncode != 0:
+            raise RuntimeError(f"local-cluster.sh start failed:\n{up.stdout}\n{up.stderr}")
+        started_here = True
+
+
+def tearDownModule():
+    if started_here:
+        subprocess.run(["bash", CLUSTER, "stop"], env=ENV, capture_output=True, text=True, timeout=120)
+
+
+def universae(*args, check=True, timeout=600):
+    proc = subprocess.run([BINARY, *args], env=ENV, capture_output=True, text=True, cwd=SOURCE, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"universae {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
+    return proc
+
+
+def job_ids(scripts):
+    with open(os.path.join(scripts, "jobs.txt")) as f:
+        return dict(line.split() for line in f if line.strip())
+
+
+def queue(ids):
+    out = subprocess.run(["squeue", "-h", "-o", "%i %T %r", "-j", ",".join(ids)], env=ENV, capture_output=True, text=True)
+    return [line.split() for line in out.stdout.splitlines() if line.strip()]
+
+
+def release_requeued(rows):
+    for job, state, reason in rows:
+        if state == "PENDING" and reason == "BeginTime":
+            subprocess.run(["scontrol", "update", f"jobid={job}", "starttime=now"], env=ENV, check=True)
+
+
+NEVER = {"PartitionConfig", "ReqNodeNotAvail", "BadConstraints", "PartitionNodeLimit", "JobHeldAdmin"}
+
+
+def wait_for(ids, timeout=600, until=None):
+    """Polls the queue until none of `ids` is left (or `until()` is true), releasing requeued jobs."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        rows = queue(ids)
+        stuck = [r for r in rows if r[1] == "PENDING" and r[2] in NEVER]
+        if stuck:
+            raise AssertionError(f"jobs that can never start: {stuck} (see scontrol show job)")
+        release_requeued(rows)
+        if until is not None and until():
+            return
+        if not rows:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"jobs {ids} still queued after {timeout} s: {queue(ids)}")
+
+
+def job_state(job):
+    out = subprocess.run(["scontrol", "show", "job", job], env=ENV, capture_output=True, text=True).stdout
+    return dict(re.findall(r"(JobState|Reason)=(\S+)", out))
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def weights(path):
+    with h5py.File(path, "r") as f:
+        assert f.attrs["complete"], path
+        return {k: f[k][()] for k in ("W_enc", "b_enc", "W_dec", "b_dec")}
+
+
+def assert_same_sae(test, a, b):
+    wa, wb = weights(a), weights(b)
+    for k in wa:
+        np.testing.assert_array_equal(wa[k], wb[k], err_msg=f"{a} vs {b}: {k}")
+
+
+LAYERS = ["blocks.1.hook_resid_post", "blocks.3.hook_resid_post"]
+MISSING = "blocks.2.hook_resid_post"  # in the grid, not in the extraction
+
+
+class SweepOnSlurm(unittest.TestCase):
+    def test_sweep_failed_task_local_twin_and_rerun(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            sweep = os.path.join(tmp, "sweep.toml")
+            text = read(SWEEP).replace(f'"data.hookpoint" = {json.dumps(LAYERS)}'.replace('","', '", "'),
+                                       f'"data.hookpoint" = {json.dumps(LAYERS + [MISSING])}'.replace('","', '", "'))
+            self.assertIn(MISSING, text)
+            with open(sweep, "w") as f:
+                f.write(text)
+            scripts, out = os.path.join(tmp, "scripts"), os.path.join(tmp, "slurm_out")
+            submitted = universae("sweep", sweep, "--slurm", scripts, "--set", f"run.output_dir={out}")
+            self.assertIn("3 task(s), 0 complete", submitted.stderr)
+            jobs = job_ids(scripts)
+            self.assertEqual(list(jobs), ["extract", "train", "compare", "summary"])
+            wait_for(list(jobs.values()))
+
+            manifest = json.load(open(os.path.join(scripts, "manifest.json")))
+            self.assertEqual([t["id"] for t in manifest["tasks"]], [f"hookpoint={h}" for h in LAYERS + [MISSING]])
+            self.assertEqual([s["name"] for s in manifest["steps"]], ["extract", "train", "compare", "summary"])
+
+            # The bad task failed alone, saying why; its comparison never ran.
+            bad_log = read(os.path.join(scripts, "logs", "train-2.log"))
+            self.assertIn("universae: error:", bad_log)
+            self.assertIn(f"no activations for hookpoint '{MISSING}'", bad_log)
+            self.assertIn("exit 2", bad_log)
+            self.assertEqual(job_state(f"{jobs['train']}_2")["JobState"], "FAILED")
+            self.assertEqual(job_state(f"{jobs['compare']}_2")["JobState"], "CANCELLED")
+            for step in ("extract", "summary"):
+                self.assertEqual(job_state(jobs[step])["JobState"], "COMPLETED", step)
+            for i in (0, 1):
+                self.assertEqual(job_state(f"{jobs['train']}_{i}")["JobState"], "COMPLETED")
+                self.assertEqual(job_state(f"{jobs['compare']}_{i}")["JobState"], "COMPLETED")
+            summary_log = read(os.path.join(scripts, "logs", "summary.log"))
+            self.assertIn("2 of 3 tasks complete", summary_log)
+            self.assertIn(f"hookpoint={MISSING}", summary_log)
+
+            table = read(os.path.join(out, "study_summary.csv")).splitlines()
+            self.assertEqual(len(table), 4, table)  # header, two tasks, one across-layer pair
+            self.assertTrue(table[3].startswith('"across hookpoint: all",' + ",".join(LAYERS)), table[3])
+            for h in LAYERS:
+                with h5py.File(os.path.join(out, f"hookpoint={h}", "results.h5"), "r") as f:
+                    self.assertTrue(f.attrs["complete"])
+
+            # --local runs the same tasks here: the same failure, identical SAEs and study table.
+            local_out = os.path.join(tmp, "local_out")
+            local = universae("sweep", sweep, "--local", "--set", f"run.output_dir={local_out}",
+                              "--set", f"sweep.local_launcher={MPIEXEC} -n {{ranks}}", check=False)
+            self.assertEqual(local.returncode, 1, local.stderr)
+            self.assertIn(f"train task 3/3 (hookpoint={MISSING}) FAILED (exit 2)", local.stderr)
+            self.assertIn(f"no activations for hookpoint '{MISSING}'", local.stderr)
+            for h in LAYERS:
+                for seed in (0, 1):
+                    rel = os.path.join(f"hookpoint={h}", "saes", f"seed{seed}.h5")
+                    assert_same_sae(self, os.path.join(out, rel), os.path.join(local_out, rel))
+            self.assertEqual(read(os.path.join(local_out, "study_summary.csv")).splitlines(), table)
+
+            # A rerun plans only what is incomplete: no extraction, the one failed task, the summary.
+            again = universae("sweep", sweep, "--slurm", scripts, "--no-submit", "--set", f"run.output_dir={out}")
+            self.assertIn("3 task(s), 2 complete; steps: train[2] → compare[2] → summary", again.stderr)
+            submit = read(os.path.join(scripts, "submit.sh"))
+            self.assertNotIn("submit extract", submit)
+            self.assertIn("#SBATCH --array=2\n", read(os.path.join(scripts, "train.sbatch")))
+
+    def test_preempted_training_checkpoints_requeues_and_matches(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            scripts, out, ref = (os.path.join(tmp, d) for d in ("scripts", "out", "ref"))
+            # ~1600 steps (about 20 s here), checkpoints only on a signal.
+            sets = ["train.tokens=1638400", "train.checkpoint_every=0"]
+            args = [a for s in sets + [f"run.output_dir={out}"] for a in ("--set", s)]
+            universae("sweep", SWEEP, "--slurm", scripts, *args)
+            jobs = job_ids(scripts)
+            element = f"{jobs['train']}_0"
+            log = os.path.join(scripts, "logs", "train-0.log")
+            metrics = os.path.join(out, f"hookpoint={LAYERS[0]}", "train_log.jsonl")
+
+            def training(after):  # the task is past `after` metric lines
+                return os.path.exists(metrics) and len(read(metrics).splitlines()) > after
+
+            # First through the job step (a preemption), then through the batch shell (the time-limit warning).
+            for n, signal_args in enumerate((["--signal=USR1"], ["--batch", "--signal=USR1"])):
+                wait_for(list(jobs.values()), timeout=300, until=lambda: training(5))
+                self.assertEqual(queue([element])[0][1], "RUNNING", read(log) if os.path.exists(log) else "no log")
+                subprocess.run(["scancel", *signal_args, element], env=ENV, check=True)
+                wait_for([element], timeout=120, until=lambda: read(log).count("checkpointed: requeueing") > n)
+                # Until it is running again (its metrics restart from the checkpoint's step).
+                wait_for([element], timeout=300, until=lambda: read(log).count("resuming from") > n)
+            wait_for(list(jobs.values()))
+
+            text = read(log)
+            self.assertEqual(text.count("checkpointed: requeueing"), 2, text)
+            self.assertIn("signal: asking universae to checkpoint", text)  # the batch shell passed it on
+            self.assertIn("start 3", text)
+            steps = [int(s) for s in re.findall(r"resuming from .* at step (\d+) of 1600", text)]
+            self.assertEqual(len(steps), 2, text)
+            self.assertTrue(0 < steps[0] < steps[1] < 1600, steps)
+            self.assertEqual(job_state(element)["JobState"], "COMPLETED")
+            self.assertEqual(job_state(jobs["summary"])["JobState"], "COMPLETED")
+
+            # The same task uninterrupted, on the same store.
+            reference = subprocess.run(
+                [MPIEXEC, "-n", "1", BINARY, "sweep", SWEEP, "--step", "train", "--task", "0",
+                 *[a for s in sets + [f"run.output_dir={ref}", f"extract.store={out}/activations.h5"] for a in ("--set", s)]],
+                env=ENV, capture_output=True, text=True, cwd=SOURCE, timeout=600)
+            self.assertEqual(reference.returncode, 0, reference.stderr)
+            for seed in (0, 1):
+                rel = os.path.join(f"hookpoint={LAYERS[0]}", "saes", f"seed{seed}.h5")
+                assert_same_sae(self, os.path.join(out, rel), os.path.join(ref, rel))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
