@@ -119,8 +119,10 @@ Correlation sparse_correlation(const parallel::Comm& comm, const core::SparseCod
 }
 
 Correlation dense_correlation(const parallel::Comm& comm, const core::SaeEncoderWeights& a,
-                              const core::SaeEncoderWeights& b, const ActivationInput& in, int64_t chunk_tokens,
-                              int64_t tile_rows) {
+                              const core::SaeEncoderWeights& b, const ActivationInput& in, const ActivationInput& in_b,
+                              int64_t chunk_tokens, int64_t tile_rows) {
+  if (in_b.n_tokens != in.n_tokens)
+    throw UsageError(in.source + ": hookpoints '" + in.hookpoint + "' and '" + in_b.hookpoint + "' have different token counts");
   const auto start = std::chrono::steady_clock::now();
   const int64_t n_a = a.W_enc.size(0), n_b = b.W_enc.size(0);
   const core::Range rows = core::tile_shard(n_a, tile_rows, comm.rank(), comm.size());
@@ -129,14 +131,21 @@ Correlation dense_correlation(const parallel::Comm& comm, const core::SaeEncoder
   at::Tensor s = at::zeros({rows.size(), n_b}, opts);
   at::Tensor sum_a = at::zeros({rows.size()}, opts), sum2_a = at::zeros({rows.size()}, opts);
   at::Tensor sum_b = at::zeros({n_b}, opts), sum2_b = at::zeros({n_b}, opts);
-  std::vector<float> buffer;
+  std::vector<float> buffer, buffer_b;
+  const bool same = &in == &in_b;  // both SAEs read one hookpoint
   log::Progress progress("correlate (pre)", in.n_tokens, "tok");
   for (int64_t first = 0; first < in.n_tokens; first += chunk_tokens) {
     const int64_t count = std::min(chunk_tokens, in.n_tokens - first);
     buffer.resize(static_cast<size_t>(count * in.d));
     in.read(first, count, buffer.data());
     const at::Tensor x = at::from_blob(buffer.data(), {count, in.d}, at::kFloat);
-    const at::Tensor pa = core::dense_pre(a_mine, x).to(at::kDouble), pb = core::dense_pre(b, x).to(at::kDouble);
+    at::Tensor x_b = x;
+    if (!same) {  // the same tokens at B's hookpoint (a cross-layer comparison)
+      buffer_b.resize(static_cast<size_t>(count * in_b.d));
+      in_b.read(first, count, buffer_b.data());
+      x_b = at::from_blob(buffer_b.data(), {count, in_b.d}, at::kFloat);
+    }
+    const at::Tensor pa = core::dense_pre(a_mine, x).to(at::kDouble), pb = core::dense_pre(b, x_b).to(at::kDouble);
     s.addmm_(pa.t(), pb);
     sum_a += pa.sum(0), sum2_a += pa.square().sum(0);
     sum_b += pb.sum(0), sum2_b += pb.square().sum(0);

@@ -65,9 +65,11 @@ Correlation sparse_correlation(const parallel::Comm& comm, const core::SparseCod
 
 // Collective. Correlation maxima of the dense relu(pre) activations: A's rows sharded in tiles, every
 // rank streams all tokens in fixed chunks and accumulates S = Σ_t a(t) b(t)ᵀ for its rows in float64.
+// A encodes `input`, B `input_b`: the same tokens, at another hookpoint when the SAEs were trained on
+// different layers (the same object when not).
 Correlation dense_correlation(const parallel::Comm& comm, const core::SaeEncoderWeights& a,
-                              const core::SaeEncoderWeights& b, const ActivationInput& input, int64_t chunk_tokens,
-                              int64_t tile_rows);
+                              const core::SaeEncoderWeights& b, const ActivationInput& input,
+                              const ActivationInput& input_b, int64_t chunk_tokens, int64_t tile_rows);
 
 // Token strings with byte-fallback pieces ("<0x0A>") decoded to their byte.
 std::string token_string(const std::vector<std::string>& vocab, int64_t token);

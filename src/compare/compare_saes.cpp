@@ -210,9 +210,6 @@ ActivationData activation_input(const parallel::Comm& comm, const CompareRequest
         log::info("compare: {} was trained at '{}', which {} lacks; it reads '{}'", h.path, h.hookpoint, o.source, in.hookpoint);
         continue;
       }
-      if (o.input == "pre")
-        throw UsageError("compare.correlation_input = \"pre\" needs every SAE on one hookpoint; " + h.path + " is at '" +
-                         h.hookpoint + "', " + first.path + " at '" + in.hookpoint + "' (use codes)");
       data.other_hookpoints.emplace(h.hookpoint, std::move(*input));
     }
   }
@@ -285,8 +282,8 @@ void write_activation_pair(io::File& f, const std::string& pair, size_t i, size_
   const ActivationOptions& o = request.activations;
   Correlation c;
   if (o.input == "pre") {
-    c = dense_correlation(comm, encoder_of(io::read_sae(comm, headers[i].path)),
-                          encoder_of(io::read_sae(comm, headers[j].path)), data.input, o.chunk_tokens, request.tiles.rows);
+    c = dense_correlation(comm, encoder_of(io::read_sae(comm, headers[i].path)), encoder_of(io::read_sae(comm, headers[j].path)),
+                          data.input_for(headers[i]), data.input_for(headers[j]), o.chunk_tokens, request.tiles.rows);
   } else {
     c = sparse_correlation(comm, data.codes[i], data.codes[j], request.tiles.rows);
   }

@@ -167,6 +167,11 @@ Plan make_plan(const Study& study, const LaunchOptions& opts) {
   std::vector<size_t> todo;
   for (size_t i = 0; i < study.tasks().size(); ++i) {
     p.task_configs.push_back(study.task_config(i));
+    const auto& t = p.task_configs.back().train;
+    if (train && cfg.sweep.train.ranks % (t.seed_groups * t.latent_shards) != 0)
+      throw UsageError(fmt::format("config key 'sweep.train.ranks': {} ranks cannot be split into train.seed_groups ({}) × "
+                                   "train.latent_shards ({}) for {}",
+                                   cfg.sweep.train.ranks, t.seed_groups, t.latent_shards, study.describe(i)));
     p.trained.push_back(study.trained(p.task_configs.back()));
     p.compared.push_back(!compare || study.compared(p.task_configs.back()));
     if ((!train || p.trained.back()) && p.compared.back())

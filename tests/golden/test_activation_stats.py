@@ -23,6 +23,7 @@ import universae_ref as ref  # noqa: E402
 BINARY = os.environ["UNIVERSAE_BINARY"]
 MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
 HOOK = "blocks.0.hook_resid_post"
+HOOK2 = "blocks.2.hook_resid_post"
 VOCAB = ["<unk>", "<s>", "</s>", " ", ".", ",", "<0x0A>", "!", "day", " Day", "king", " King", " rain", "rain",
          "joy", " joy", "tree", " May", "cell", " brain", " the", " a", " cat", " dog", " ran", " sat", "ing",
          " big", " small", " red", " blue", " happy", " sad", " went", " home", " park", " ball", " said", " mom",
@@ -260,6 +261,51 @@ class ActivationStatistics(unittest.TestCase):
                 for i, a in enumerate(self.names):
                     for b in self.names[i + 1:]:
                         self.check_pair(f, a, b, self.pre[a], self.pre[b])
+
+    def second_layer(self):
+        """Activations of a second hookpoint on the same tokens (a mixed, noisier copy of x), from the
+        first seed whose every decision keeps GAP from a tie: SAE b's top-k on it, its relu
+        boundaries, and the correlation maxima against SAE a both ways."""
+        for seed in range(100):
+            rng = np.random.default_rng(seed)
+            mix = rng.standard_normal((12, 12)) / np.sqrt(12)
+            x2 = (self.x @ mix + 0.2 * rng.standard_normal(self.x.shape)).astype(np.float32)
+            x2_64 = x2.astype(np.float64)
+            z_b, pre_b = ref.encode(x2_64, self.saes["b"]), ref.dense_pre(x2_64, self.saes["b"])
+            top = -np.sort(-pre_b, axis=1)
+            ok = np.all((top[:, 2] - top[:, 3] > GAP) | (top[:, 2] == 0)) and not np.any((pre_b > 0) & (pre_b < GAP))
+            for za, zb in ((self.z["a"], z_b), (self.pre["a"], pre_b)):
+                c = ref.correlation(za, zb)
+                ok = ok and gap_ok(c, 0) and gap_ok(c, 1)
+            if ok:
+                return x2, z_b, pre_b
+        self.fail("no second-layer data without near ties in 100 seeds")
+
+    def test_cross_hookpoint(self):
+        """SAEs of different layers: each encodes its own hookpoint's activations of the same tokens
+        (codes and dense pre), against numpy.corrcoef of the two encodings."""
+        x2, z_b, pre_b = self.second_layer()
+        store = os.path.join(self.tmp.name, "two_layers.h5")
+        write_store(store, self.tokens, self.offsets, self.x)
+        with h5py.File(store, "a") as f:
+            f[f"activations/{HOOK2}"] = x2
+        paths = []
+        for name, hook in (("a", HOOK), ("b", HOOK2)):
+            os.makedirs(os.path.join(self.tmp.name, hook), exist_ok=True)
+            paths.append(os.path.join(self.tmp.name, hook, f"{name}.h5"))
+            write(paths[-1], self.saes[name])
+            with h5py.File(paths[-1], "a") as f:
+                f.attrs["hookpoint"] = hook
+        for correlation_input, za, zb in (("codes", self.z["a"], z_b), ("pre", self.pre["a"], pre_b)):
+            out = os.path.join(self.tmp.name, f"cross_{correlation_input}", "results.h5")
+            proc = run([MPIEXEC, "-n", "2", BINARY, "compare", "--activations", store, "--out", out, "--sae", paths[0],
+                        "--sae", paths[1], "--set", f"compare.correlation_input={correlation_input}",
+                        "--set", "compare.repsim=false", "--set", "compare.tile_rows=7", "--set", "compare.chunk_tokens=256"])
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            with h5py.File(out, "r") as f:
+                self.assertEqual(f["activations"].attrs["hookpoint"], HOOK)
+                np.testing.assert_array_equal(f["saes/b/frequency"][()], (z_b > 0).mean(0))
+                self.check_pair(f, "a", "b", za, zb)
 
     def test_baselines(self):
         out = self.compare(2, os.path.join(self.tmp.name, "base", "results.h5"), "--set", "compare.baseline_random=true",

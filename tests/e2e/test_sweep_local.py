@@ -1,0 +1,144 @@
+"""End to end: `universae sweep --local` on the seed papers' CI sweeps, and the sweep's bad inputs.
+
+1. jobs/{seeds_study,expansion_study,cross_layer_study}_ci.toml run to completion here; their study
+   tables have a row for every seed pair, baseline and across-task pair; trained seeds agree more than
+   an untrained SAE does, and (Gerovitch & Parker-Sartori) a small SAE's latents are found in a larger
+   one better than the other way round. A rerun has nothing left to do but the summary.
+2. Bad input: exit 2 with a message naming the key, task or option, and nothing written.
+"""
+import csv
+import itertools
+import os
+import subprocess
+import tempfile
+import unittest
+
+import h5py
+
+SOURCE = os.environ["UNIVERSAE_SOURCE_DIR"]
+BINARY = os.environ["UNIVERSAE_BINARY"]
+MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
+LAUNCHER = f"sweep.local_launcher={MPIEXEC} -n {{ranks}}"
+TINY = os.path.join(SOURCE, "tests", "slurm", "tiny_sweep.toml")
+SEEDS_CI = os.path.join(SOURCE, "jobs", "seeds_study_ci.toml")
+
+
+def sweep(job, *args, check=True):
+    proc = subprocess.run([BINARY, "sweep", job, *args], env=ENV, capture_output=True, text=True, cwd=SOURCE, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"universae sweep {job} {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
+    return proc
+
+
+def table(out):
+    with open(os.path.join(out, "study_summary.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def mcs(row):
+    return (float(row["decoder_mcs_ab"]) + float(row["decoder_mcs_ba"])) / 2
+
+
+class PaperSweeps(unittest.TestCase):
+    def run_sweep(self, name, tmp):
+        out = os.path.join(tmp, name)
+        proc = sweep(os.path.join(SOURCE, "jobs", f"{name}.toml"), "--local", "--set", f"run.output_dir={out}",
+                     "--set", LAUNCHER)
+        self.assertIn("complete; outputs in", proc.stderr)
+        return out, table(out)
+
+    def check_seeds_beat_chance(self, rows):
+        by_task = {}
+        for r in rows:
+            if not r["scope"].startswith("across"):
+                by_task.setdefault(r["scope"], []).append(r)
+        for scope, task_rows in by_task.items():
+            chance = [mcs(r) for r in task_rows if r["b"] == "random_init"]
+            seeds = [mcs(r) for r in task_rows if r["b"] != "random_init"]
+            self.assertEqual(len(chance), 1, scope)
+            self.assertGreater(min(seeds), chance[0] + 0.05, scope)
+        return by_task
+
+    def test_seeds_study_ci(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            out, rows = self.run_sweep("seeds_study_ci", tmp)
+            by_task = self.check_seeds_beat_chance(rows)
+            # 2 sizes × 2 k; 3 seeds: 3 pairs + the baseline each.
+            self.assertEqual(sorted(by_task), sorted(f"k={k},n_latents={n}" for n in (256, 512) for k in (4, 8)))
+            self.assertTrue(all(len(v) == 4 for v in by_task.values()))
+            again = sweep(os.path.join(SOURCE, "jobs", "seeds_study_ci.toml"), "--local", "--set", f"run.output_dir={out}",
+                          "--set", LAUNCHER)
+            self.assertIn("4 task(s), 4 complete; steps: summary", again.stderr)
+            self.assertEqual(table(out), rows)
+
+    def test_expansion_study_ci(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            _, rows = self.run_sweep("expansion_study_ci", tmp)
+            self.check_seeds_beat_chance(rows)
+            sizes = [r for r in rows if r["scope"].startswith("across n_latents")]
+            layers = [r for r in rows if r["scope"].startswith("across hookpoint")]
+            self.assertEqual(len(sizes), 2 * 3)   # per layer, every pair of the 3 sizes
+            self.assertEqual(len(layers), 3)      # per size, the one pair of layers
+            for r in sizes:  # a is the smaller SAE: its latents have closer matches in b than b's in a
+                self.assertLess(int(r["a"]), int(r["b"]))
+                self.assertGreater(float(r["decoder_mcs_ab"]), float(r["decoder_mcs_ba"]) + 0.05, r["scope"])
+
+    def test_cross_layer_study_ci(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            out, rows = self.run_sweep("cross_layer_study_ci", tmp)
+            self.check_seeds_beat_chance(rows)
+            across = [(r["a"], r["b"]) for r in rows if r["scope"].startswith("across hookpoint")]
+            layers = [f"blocks.{i}.hook_resid_post" for i in (0, 2, 4)]
+            self.assertEqual(across, list(itertools.combinations(layers, 2)))
+            for r in rows:  # every pair, across layers too, has its pre-TopK activation correlation
+                self.assertGreater(float(r["mean_max_corr_ab"]), 0.1, r)
+            with h5py.File(os.path.join(out, "across_hookpoint", "all", "--".join(layers[:2]), "results.h5"), "r") as f:
+                pair = f["pairs"][list(f["pairs"])[0]]["activation"]
+                self.assertEqual(pair.attrs["input"], "pre")
+                self.assertEqual(pair["paired"].attrs["mapping"], "many_to_one")
+
+
+class BadInput(unittest.TestCase):
+    def check(self, args, needle, job=TINY):
+        with tempfile.TemporaryDirectory() as tmp:
+            out, scripts = os.path.join(tmp, "out"), os.path.join(tmp, "scripts")
+            proc = sweep(job, *[a.replace("SCRIPTS", scripts) for a in args], "--set", f"run.output_dir={out}", check=False)
+            self.assertEqual(proc.returncode, 2, proc.stderr)
+            self.assertIn(needle, proc.stderr)
+            self.assertEqual(os.listdir(tmp), [], "nothing is written")
+
+    def test_neither_slurm_nor_local(self):
+        self.check([], "choose --slurm DIR or --local")
+
+    def test_unknown_cluster(self):
+        self.check(["--slurm", "SCRIPTS", "--no-submit", "--set", "sweep.cluster=atlantis"], "slurm/atlantis/env.sh not found")
+
+    def test_bad_time_limit(self):
+        self.check(["--slurm", "SCRIPTS", "--no-submit", "--set", "sweep.train.time=2h"], "sweep.train.time")
+
+    def test_ranks_that_do_not_fit_the_layout(self):
+        self.check(["--local", "--set", "sweep.train.ranks=3", "--set", "train.seed_groups=2"], "sweep.train.ranks")
+
+    def test_a_bad_task_is_named_before_anything_runs(self):
+        # 40 latent shards need n_latents >= 40 k: true of every task but k = 8 with 256 latents.
+        self.check(["--local", "--set", "train.latent_shards=40", "--set", "sweep.train.ranks=40"],
+                   "task 3/4 (k=8,n_latents=256): config key 'train.latent_shards'", job=SEEDS_CI)
+
+    def test_step_without_task(self):
+        self.check(["--step", "train"], "--step train needs --task I with 0 <= I < 2")
+
+    def test_step_task_out_of_range(self):
+        self.check(["--step", "compare", "--task", "2"], "--step compare needs --task I")
+
+    def test_launcher_under_mpirun(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            proc = subprocess.run([MPIEXEC, "-n", "2", BINARY, "sweep", TINY, "--local", "--set", f"run.output_dir={tmp}/out"],
+                                  env=ENV, capture_output=True, text=True, cwd=SOURCE, timeout=120)
+            self.assertEqual(proc.returncode, 2, proc.stderr)
+            self.assertIn("not under mpirun", proc.stderr)
+            self.assertEqual(os.listdir(tmp), [])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
