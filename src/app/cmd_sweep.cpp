@@ -2,6 +2,8 @@
 // (sweep/sweep.hpp); --step is what each of those jobs runs.
 #include <CLI/CLI.hpp>
 
+#include <csignal>
+
 #include "app/commands.hpp"
 #include "app/summary.hpp"
 #include "core/error.hpp"
@@ -15,6 +17,11 @@ int run_step(const parallel::Comm& comm, const sweep::Study& study, const std::s
   const auto n = static_cast<int64_t>(study.tasks().size());
   if ((step == "train" || step == "compare") && (task < 0 || task >= n))
     throw UsageError("--step " + step + " needs --task I with 0 <= I < " + std::to_string(n) + " (the sweep's tasks)");
+  // A job's USR1 (--signal=B:USR1 before the time limit) is for training and extraction, which stop
+  // at a safe point while they run (parallel/stop_signals.hpp). Anywhere else — a comparison, the
+  // evaluation and writing after training — it would kill the process by default; ignored, the
+  // work goes on to finish or to the time limit.
+  std::signal(SIGUSR1, SIG_IGN);
   if (step == "extract") {
     print_extracted(lm::run_extract_stage(comm, study.config(), false));
   } else if (step == "train") {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <ctime>
@@ -295,6 +296,9 @@ int launch_slurm(const Study& study, const Plan& p, const LaunchOptions& opts) {
     previous = step.name;
     if (step.name == "train") train_job = step.name;
   }
+  for (const char* old : {"extract", "train", "compare", "summary"})  // a previous plan's steps that are done
+    if (std::none_of(p.steps.begin(), p.steps.end(), [&](const Step& s) { return s.name == old; }))
+      fs::remove(dir / (std::string(old) + ".sbatch"));
   write_text(dir / "submit.sh", submit, true);
   write_text(dir / "manifest.json", manifest(study, p, opts, "slurm").dump(2) + "\n");
   log_plan(study, p);

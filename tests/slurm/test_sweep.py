@@ -180,6 +180,7 @@ class SweepOnSlurm(unittest.TestCase):
             self.assertIn("3 task(s), 2 complete; steps: train[2] → compare[2] → summary", again.stderr)
             submit = read(os.path.join(scripts, "submit.sh"))
             self.assertNotIn("submit extract", submit)
+            self.assertFalse(os.path.exists(os.path.join(scripts, "extract.sbatch")))  # not left to be resubmitted by hand
             self.assertIn("#SBATCH --array=2\n", read(os.path.join(scripts, "train.sbatch")))
 
     def test_preempted_training_checkpoints_requeues_and_matches(self):
