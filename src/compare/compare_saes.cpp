@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <tuple>
 
 #include "compare/concepts.hpp"
 #include "compare/overlap.hpp"
@@ -462,6 +463,7 @@ std::vector<PairSummary> compare_saes(const parallel::Comm& comm, const CompareR
       f.write_attr(g, "k", h.k);
       f.write_attr(g, "seed", h.seed);
       f.write_attr(g, "baseline", i >= n_main);
+      f.write_attr(g, "index", static_cast<int64_t>(i));  // the order of the comparison (and of its pairs)
       if (h.has_frequency && request.activations.source.empty()) {
         io::File sae = io::File::open_read(comm, h.path);
         std::vector<double> freq(static_cast<size_t>(h.n_latents));
@@ -630,6 +632,15 @@ std::vector<PairSummary> read_pair_summaries(const parallel::Comm& comm, const s
     }
     out.push_back(s);
   }
+  // The order compare_saes computed them in: SAE pairs (i < j) in the SAEs' order, then baselines.
+  // (Files written before `index` existed fall back to name order.)
+  std::map<std::string, int64_t> index;
+  const auto saes = f.exists("/saes") ? f.children("/saes") : std::vector<std::string>{};
+  for (size_t i = 0; i < saes.size(); ++i)
+    index[saes[i]] = f.has_attr("/saes/" + saes[i], "index") ? f.read_attr_int("/saes/" + saes[i], "index") : static_cast<int64_t>(i);
+  std::stable_sort(out.begin(), out.end(), [&](const PairSummary& x, const PairSummary& y) {
+    return std::make_tuple(x.baseline, index[x.a], index[x.b]) < std::make_tuple(y.baseline, index[y.a], index[y.b]);
+  });
   return out;
 }
 

@@ -71,6 +71,13 @@ class PaperSweeps(unittest.TestCase):
                           "--set", LAUNCHER)
             self.assertIn("4 task(s), 4 complete; steps: summary", again.stderr)
             self.assertEqual(table(out), rows)
+            # `universae run` does the same study in one MPI job: the same table, row for row.
+            one_job = os.path.join(tmp, "run")
+            proc = subprocess.run([MPIEXEC, "-n", "2", BINARY, "run", os.path.join(SOURCE, "jobs", "seeds_study_ci.toml"),
+                                   "--set", f"run.output_dir={one_job}"], env=ENV, capture_output=True, text=True,
+                                  cwd=SOURCE, timeout=900)
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            self.assertEqual(table(one_job), rows)
 
     def test_expansion_study_ci(self):
         with tempfile.TemporaryDirectory() as tmp:
