@@ -76,11 +76,12 @@ void add_sweep(CLI::App& app, Action& action, LocalAction& launcher) {
       "outputs are not complete run, so the same command finishes an interrupted or partly failed sweep.");
   cmd->add_option("sweep", opts->launch.job, "sweep file (a job TOML with [grid] and optional [sweep] resources)")->required();
   auto* slurm = cmd->add_option("--slurm", opts->launch.slurm_dir,
-                                "write sbatch scripts, submit.sh and manifest.json to DIR, and submit them");
+                                "write sbatch scripts, submit.sh and manifest.json to DIR, and submit them")
+                   ->type_name("DIR");
   auto* local = cmd->add_flag("--local", opts->launch.local, "run the steps here, one after another (logs in <run.output_dir>/sweep/logs)");
   auto* step = cmd->add_option("--step", opts->step, "run one step (what the jobs run): extract, train, compare or summary")
                    ->check(CLI::IsMember({"extract", "train", "compare", "summary"}));
-  cmd->add_option("--task", opts->task, "with --step train|compare: the task index (the Slurm array index)");
+  cmd->add_option("--task", opts->task, "with --step train|compare: the task index (the Slurm array index)")->type_name("I");
   cmd->add_flag("--no-submit", opts->no_submit, "with --slurm: write the scripts but do not run sbatch");
   cmd->add_option("--set", opts->launch.overrides, "override a config key: section.key=value (repeatable; every job gets it)");
   slurm->excludes(local)->excludes(step);
