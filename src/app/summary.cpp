@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "io/text_file.hpp"
 #include "parallel/log.hpp"
 
 namespace universae::app {
@@ -136,12 +137,8 @@ void write_study_summary(const std::vector<StudyRow>& rows, const std::string& p
     for (const auto& [name, value] : study_columns(metrics, r.pair)) out += std::isnan(value) ? "," : fmt::format(",{:.6g}", value);
     out += "\n";
   }
-  const std::string temp = path + ".partial";
-  if (std::FILE* f = std::fopen(temp.c_str(), "w")) {
-    std::fwrite(out.data(), 1, out.size(), f);
-    std::fclose(f);
-    std::filesystem::rename(temp, path);
-  }
+  // As before, a table that cannot be written is skipped: every row's source is a results.h5 file.
+  (void)io::publish_text(path, out);
 }
 
 void print_study(const std::vector<StudyRow>& rows) {

@@ -6,9 +6,9 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <tuple>
 
 #include "compare/concepts.hpp"
@@ -17,6 +17,7 @@
 #include "core/error.hpp"
 #include "io/h5.hpp"
 #include "io/sae_file.hpp"
+#include "io/text_file.hpp"
 #include "parallel/log.hpp"
 
 namespace universae::compare {
@@ -352,9 +353,8 @@ void write_activation_pair(io::File& f, const std::string& pair, size_t i, size_
 }
 
 void write_summary_csv(const std::string& path, const std::vector<PairSummary>& pairs) {
-  const std::string temp = path + ".partial";
+  std::ostringstream out;
   {
-    std::ofstream out(temp);
     out.precision(9);
     out << "pair,a,b,decoder_mcs_ab,decoder_mcs_ba,encoder_mcs_ab,encoder_mcs_ba,"
            "mean_cos_decoder,mean_cos_encoder,shared_fraction,equal_fraction,certified,"
@@ -389,9 +389,8 @@ void write_summary_csv(const std::string& path, const std::vector<PairSummary>& 
       metrics(p.activation_repsim);
       out << '\n';
     }
-    if (!out) throw InternalError(temp + ": write failed");
   }
-  std::filesystem::rename(temp, path);
+  if (!io::publish_text(path, out.str())) throw InternalError(path + ".partial: write failed");
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "io/text_file.hpp"
 #include "parallel/log.hpp"
 #include "sweep/study.hpp"
 
@@ -72,14 +73,7 @@ std::string read_text(const fs::path& path) {
 }
 
 void write_text(const fs::path& path, const std::string& text, bool executable = false) {
-  const fs::path temp = path.string() + ".partial";
-  {
-    std::ofstream out(temp);
-    out << text;
-    if (!out) throw std::runtime_error(temp.string() + ": cannot write");
-  }
-  if (executable) fs::permissions(temp, fs::perms::owner_exec | fs::perms::group_exec | fs::perms::others_exec, fs::perm_options::add);
-  fs::rename(temp, path);
+  if (!io::publish_text(path.string(), text, executable)) throw std::runtime_error(path.string() + ": cannot write");
 }
 
 // slurm/: $UNIVERSAE_SLURM_DIR, else the source tree this binary was built from.
