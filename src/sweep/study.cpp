@@ -63,7 +63,10 @@ std::vector<StudyRow> Study::compare_task(const parallel::Comm& comm, const conf
 
 std::vector<StudyRow> Study::compare_across(const parallel::Comm& comm, const std::vector<size_t>& tasks, bool fresh) const {
   std::vector<StudyRow> rows;
+  if (config_.run.compare_across.empty()) return rows;
   const auto& grid = config_.grid;
+  std::map<size_t, config::Config> configs;  // each task's config read once, not once per pair it is in
+  for (size_t t : tasks) configs.emplace(t, task_config(t));
   for (const auto& key : config_.run.compare_across) {
     const auto axis = static_cast<size_t>(
         std::find_if(grid.begin(), grid.end(), [&](const config::GridAxis& a) { return a.key == key; }) - grid.begin());
@@ -81,8 +84,8 @@ std::vector<StudyRow> Study::compare_across(const parallel::Comm& comm, const st
     for (const auto& [group, members] : groups) {
       for (size_t i = 0; i < members.size(); ++i)
         for (size_t j = i + 1; j < members.size(); ++j) {
-          const config::Config first = task_config(members[i]);
-          const auto a = train::sae_output_paths(first), b = train::sae_output_paths(task_config(members[j]));
+          const config::Config& first = configs.at(members[i]);
+          const auto a = train::sae_output_paths(first), b = train::sae_output_paths(configs.at(members[j]));
           const std::vector<std::string> saes{a.front(), b.size() > 1 ? b[1] : b.front()};
           if (b.size() == 1) log::warn("across {}: one seed per task, so both SAEs share their initialisation", short_key);
           const std::vector<std::string> names{tasks_[members[i]].labels[axis], tasks_[members[j]].labels[axis]};
