@@ -399,7 +399,10 @@ std::vector<std::string> sae_names(const std::vector<std::string>& paths) {
   std::vector<std::string> names;
   std::map<std::string, int> seen;
   for (const auto& p : paths) {
-    std::string stem = std::filesystem::path(p).stem().string();
+    // A sparsify/SAELens SAE is a directory named after its hookpoint (layers.3): keep the whole name.
+    const std::filesystem::path path = std::filesystem::path(p).lexically_normal();
+    std::string stem = std::filesystem::is_directory(path) ? path.filename().string() : path.stem().string();
+    if (stem.empty()) stem = path.parent_path().filename().string();
     const int count = seen[stem]++;
     names.push_back(count == 0 ? stem : stem + "_" + std::to_string(count));
   }

@@ -56,7 +56,8 @@ struct PairSummary {
 // initialises (METHODS.md §1: random unit decoder rows from `seed`, encoder = decoder, zero biases).
 void write_random_init_sae(const parallel::Comm& comm, const io::SaeHeader& like, uint64_t seed, const std::string& path);
 
-// Unique names for the SAEs: file stems, de-duplicated with a numeric suffix.
+// Unique names for the SAEs: file stems (a sparsify/SAELens directory: its name), de-duplicated with a
+// numeric suffix.
 std::vector<std::string> sae_names(const std::vector<std::string>& paths);
 
 std::vector<PairSummary> compare_saes(const parallel::Comm& comm, const CompareRequest& request);

@@ -537,4 +537,16 @@ bool is_complete(const std::string& path, const std::vector<std::pair<std::strin
   return true;
 }
 
+std::string file_format(const std::string& path) {
+  silence_hdf5_errors();
+  if (!std::filesystem::is_regular_file(path) || H5Fis_hdf5(path.c_str()) <= 0) return "";
+  Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!file.valid() || H5Aexists_by_name(file.id(), "/", "format", H5P_DEFAULT) <= 0) return "";
+  try {
+    return attr_string(file.id(), path, "/", "format");
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
 }  // namespace universae::io

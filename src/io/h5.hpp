@@ -116,6 +116,10 @@ class File {
 // of `expect`. A missing, unreadable or partial file is simply not complete.
 bool is_complete(const std::string& path, const std::vector<std::pair<std::string, std::string>>& expect = {});
 
+// Without MPI: the root string attribute `format` of the HDF5 file `path` ("universae-sae", ...), or
+// "" when it is not an HDF5 file or has no such attribute.
+std::string file_format(const std::string& path);
+
 // Library version string ("1.10.8"), for provenance.
 std::string hdf5_version();
 

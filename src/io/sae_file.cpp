@@ -2,7 +2,10 @@
 
 #include <ATen/Functions.h>
 
+#include <filesystem>
+
 #include "core/error.hpp"
+#include "io/foreign_sae.hpp"
 #include "io/h5.hpp"
 
 namespace universae::io {
@@ -63,12 +66,31 @@ SaeHeader parse_header(const File& f) {
   return h;
 }
 
+// A sparsify or SAELens directory (io/foreign_sae.hpp), or nullopt for a universae file.
+std::optional<SaeFormat> foreign_format(const std::string& path) {
+  const auto format = detect_sae_format(path);
+  if (format && *format != SaeFormat::kUniversae) return format;
+  if (std::filesystem::is_directory(path))
+    throw UsageError(path + ": a directory, but not an SAE (no cfg.json beside sae.safetensors or "
+                     "sae_weights.safetensors); name the SAE directories inside it");
+  return std::nullopt;
+}
+
 }  // namespace
 
 SaeHeader read_sae_header(const parallel::Comm& comm, const std::string& path) {
-  File f = File::open_read(comm, path);
   SaeHeader header;
   std::string error;
+  std::optional<SaeFormat> foreign;
+  try {
+    foreign = foreign_format(path);
+    if (foreign) header = read_foreign_header(path, *foreign);
+  } catch (const UsageError& e) {
+    error = e.what();
+  }
+  parallel::agree_on_error(comm, error);
+  if (foreign) return header;
+  File f = File::open_read(comm, path);
   try {
     header = parse_header(f);
   } catch (const UsageError& e) {
@@ -80,6 +102,7 @@ SaeHeader read_sae_header(const parallel::Comm& comm, const std::string& path) {
 
 at::Tensor read_sae_rows(const parallel::Comm& comm, const std::string& path, const std::string& dataset,
                          core::Range rows) {
+  if (const auto foreign = foreign_format(path)) return read_foreign_rows(path, *foreign, dataset, rows);
   File f = File::open_read(comm, path);
   const auto shape = f.shape("/" + dataset);
   at::Tensor out = at::empty({rows.size(), shape.at(1)}, at::kFloat);
@@ -90,6 +113,7 @@ at::Tensor read_sae_rows(const parallel::Comm& comm, const std::string& path, co
 SaeWeights read_sae(const parallel::Comm& comm, const std::string& path) {
   SaeWeights sae;
   sae.header = read_sae_header(comm, path);
+  if (const auto foreign = foreign_format(path)) return read_foreign_sae(path, *foreign);
   const auto& h = sae.header;
   File f = File::open_read(comm, path);
   const core::Range all{0, h.n_latents};
@@ -110,6 +134,9 @@ SaeWeights read_sae(const parallel::Comm& comm, const std::string& path) {
     out = at::empty({h.n_latents}, at::kFloat);
     f.read_rows(name, all, out.data_ptr<float>());
   };
+  // Where a converted SAE came from (io/foreign_sae.hpp), so converting back restores it exactly.
+  for (const char* name : {"source_format", "source_path", "source_dtype", "source_config", "source_metadata"})
+    if (f.has_attr("/", name)) sae.string_attrs.emplace_back(name, f.read_attr_string("/", name));
   optional_vector("/threshold", sae.threshold);
   optional_vector("/r_mag", sae.r_mag);
   optional_vector("/b_mag", sae.b_mag);
