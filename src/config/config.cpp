@@ -79,6 +79,8 @@ std::vector<Field> bind_fields(Config& c) {
       {"train.auxk_alpha", &c.train.auxk_alpha, "AuxK loss weight α"},
       {"train.k_aux", &c.train.k_aux, "dead latents used by AuxK (0: min(512, d/2))"},
       {"train.b_dec_init", &c.train.b_dec_init, "geometric_median or mean of the first batch"},
+      {"train.init_from", &c.train.init_from,
+       "start from trained SAEs (universae file, sparsify or SAELens directory): one for all seeds or one per seed"},
       {"train.log_every", &c.train.log_every, "steps between metric lines (train_log.jsonl)"},
       {"train.eval_tokens", &c.train.eval_tokens, "held-out tokens for final FVU, L0 and firing frequency"},
       {"train.sparsity_coefficient", &c.train.sparsity_coefficient,
@@ -405,6 +407,10 @@ void validate(const Config& c) {
   require(t.k_aux >= 0, "train.k_aux", "must be >= 0");
   require(t.b_dec_init == "geometric_median" || t.b_dec_init == "mean", "train.b_dec_init",
           "must be geometric_median or mean");
+  require(t.init_from.empty() || t.init_from.size() == 1 || t.init_from.size() == c.sae.seeds.size(), "train.init_from",
+          "needs one SAE for all seeds or one per seed (" + std::to_string(c.sae.seeds.size()) + ")");
+  for (const auto& p : t.init_from)
+    require(std::filesystem::exists(p), "train.init_from", "'" + p + "': no such file or directory");
   require(t.log_every >= 1, "train.log_every", "must be >= 1");
   require(t.eval_tokens >= 0, "train.eval_tokens", "must be >= 0");
   require(t.jumprelu_bandwidth > 0, "train.jumprelu_bandwidth", "must be > 0");

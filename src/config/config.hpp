@@ -89,6 +89,9 @@ struct TrainConfig {
   double auxk_alpha = 1.0 / 32.0;
   int64_t k_aux = 0;         // 0 = min(512, d / 2)
   std::string b_dec_init = "geometric_median";
+  // Start from trained SAEs (universae files, sparsify or SAELens directories): one for every seed, or
+  // one per seed. Empty: the random initialisation of METHODS.md §1.
+  std::vector<std::string> init_from;
   int64_t log_every = 100;
   int64_t eval_tokens = 65536;
   // Architectures (METHODS.md §1).

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <vector>
 
+#include "io/foreign_sae.hpp"
 #include "io/h5.hpp"
 #include "io/sae_file.hpp"
 
@@ -54,7 +55,10 @@ void describe_tree(const File& f, const std::string& group, int depth, std::stri
 std::string describe_sae(const parallel::Comm& comm, const std::string& path) {
   const SaeWeights sae = read_sae(comm, path);
   const auto& h = sae.header;
-  std::string out = fmt::format("{}: universae SAE file (format_version 1, complete)\n", path);
+  const auto format = detect_sae_format(path);
+  const bool foreign = format && *format != SaeFormat::kUniversae;
+  std::string out = foreign ? fmt::format("{}: {} SAE directory\n", path, sae_format_name(*format))
+                            : fmt::format("{}: universae SAE file (format_version 1, complete)\n", path);
   out += fmt::format("  architecture {}  d_in {}  n_latents {}", h.architecture, h.d_in, h.n_latents);
   if (h.k > 0) out += fmt::format("  k {}", h.k);
   out += fmt::format("  seed {}\n  hookpoint '{}'  model '{}'  apply_b_dec_to_input {}\n", h.seed, h.hookpoint,
@@ -66,6 +70,10 @@ std::string describe_sae(const parallel::Comm& comm, const std::string& path) {
     out += fmt::format("  firing frequency: mean {:.4g}, never fired {} of {} latents\n", f.mean().item<double>(),
                        at::eq(f, 0).sum().item<int64_t>(), h.n_latents);
   }
+  for (const auto& [name, value] : sae.string_attrs)
+    if (name == "source_format" || name == "source_dtype" || name == "source_path")
+      out += fmt::format("  {} = {}\n", name, value);
+  if (foreign) return out;
   File f = File::open_read(comm, path);
   for (const char* metric : {"ground_truth_mmcs", "fvu", "l0", "dead_fraction", "train_tokens"})
     if (f.has_attr("/", metric)) out += fmt::format("  {} = {:.6g}\n", metric, f.read_attr_double("/", metric));
@@ -116,6 +124,8 @@ std::string describe_results(const File& f) {
 
 std::string describe_file(const parallel::Comm& comm, const std::string& path) {
   std::string format;
+  if (const auto foreign = detect_sae_format(path); foreign && *foreign != SaeFormat::kUniversae)
+    return describe_sae(comm, path);
   {
     File f = File::open_read(comm, path);
     if (f.has_attr("/", "format")) format = f.read_attr_string("/", "format");

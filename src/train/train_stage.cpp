@@ -223,6 +223,58 @@ Evaluation evaluate(const parallel::Comm& comm, const io::SaeWeights& w, data::T
   return e;
 }
 
+// train.init_from: this rank's seeds start from trained SAEs (their latent slice), in the training's
+// input scale c (x·c): W_enc / c, W_dec · c, b_dec · c. Every rank reads every listed SAE in the same
+// order (the reads are collective) and checks it against the config the same way.
+void init_from_saes(const parallel::Comm& world, const config::Config& cfg, const core::SaeSpec& spec,
+                    const Layout& layout, EnsembleState& st) {
+  const auto& from = cfg.train.init_from;
+  const double c = st.input_scale;
+  core::SaeStack& p = st.params;
+  io::SaeWeights w;
+  std::string loaded;
+  for (int64_t g = 0; g < static_cast<int64_t>(cfg.sae.seeds.size()); ++g) {
+    const std::string& path = from.size() == 1 ? from[0] : from[static_cast<size_t>(g)];
+    if (path != loaded) {
+      w = io::read_sae(world, path);
+      loaded = path;
+      const auto& h = w.header;
+      auto refuse = [&](const std::string& what) { throw UsageError("train.init_from: " + path + ": " + what); };
+      if (h.architecture != cfg.sae.architecture)
+        refuse("a " + h.architecture + " SAE, but sae.architecture = " + cfg.sae.architecture);
+      if (h.d_in != spec.d) refuse("d_in " + std::to_string(h.d_in) + ", but the activations have d = " + std::to_string(spec.d));
+      if (h.n_latents != spec.n_latents)
+        refuse(std::to_string(h.n_latents) + " latents, but sae.n_latents = " + std::to_string(spec.n_latents));
+      if (h.apply_b_dec_to_input != cfg.sae.apply_b_dec_to_input)
+        refuse("apply_b_dec_to_input differs from sae.apply_b_dec_to_input");
+      if (spec.unit_norm_decoder()) {
+        // The trainer keeps decoder rows at unit norm: fold each row's norm into its encoder row and bias
+        // (the same codes for relu; TopK may then rank latents differently).
+        const at::Tensor norms = w.W_dec.norm(2, 1).clamp_min(1e-12);
+        if ((norms - 1).abs().max().item<double>() > 1e-4) {
+          log::info("train.init_from: {}: decoder rows are not unit norm; folding their norms into the encoder", path);
+          w.W_dec = w.W_dec / norms.unsqueeze(1);
+          w.W_enc = w.W_enc * norms.unsqueeze(1);
+          w.b_enc = w.b_enc * norms;
+        }
+      }
+      log::info("train.init_from: {} ({} n={} d={}) for seed {}{}", path, h.architecture, h.n_latents, h.d_in,
+                cfg.sae.seeds[static_cast<size_t>(g)], from.size() == 1 ? " and every other seed" : "");
+    }
+    if (g < layout.seeds.begin || g >= layout.seeds.end) continue;
+    const int64_t s = g - layout.seeds.begin;
+    const auto rows = [&](const at::Tensor& t) { return t.slice(0, spec.latents.begin, spec.latents.end); };
+    p.W_enc[s].copy_(rows(w.W_enc) / c);
+    p.b_enc[s].copy_(rows(w.b_enc));
+    p.W_dec[s].copy_(rows(w.W_dec) * c);
+    p.b_dec[s].copy_(w.b_dec * c);
+    if (spec.architecture == core::Architecture::kJumpRelu) p.log_threshold[s].copy_(rows(w.threshold).log());
+    if (spec.architecture == core::Architecture::kGated) p.r_mag[s].copy_(rows(w.r_mag)), p.b_mag[s].copy_(rows(w.b_mag));
+    if (spec.architecture == core::Architecture::kBatchTopK && w.threshold.defined())
+      st.threshold[static_cast<size_t>(s)] = w.threshold[0].item<double>();
+  }
+}
+
 std::vector<TrainedSae> reuse_outputs(const parallel::Comm& comm, const config::Config& cfg, bool fresh) {
   const auto paths = sae_output_paths(cfg);
   std::vector<TrainedSae> found;
@@ -322,6 +374,7 @@ std::vector<TrainedSae> run_train_stage(const parallel::Comm& world, const confi
     st.since_fired.assign(static_cast<size_t>(S * n_local), 0);
     st.threshold.assign(static_cast<size_t>(S), std::nan(""));
     st.history.assign(static_cast<size_t>(S), {});
+    if (!t.init_from.empty()) init_from_saes(world, cfg, spec, L, st);
   }
   const bool have_checkpoint = world.allreduce_max(std::filesystem::exists(ckpt) ? 1.0 : 0.0) > 0;
   if (have_checkpoint && !fresh) {

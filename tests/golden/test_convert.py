@@ -309,6 +309,29 @@ class Convert(unittest.TestCase):
         self.assertIn("TopK SAEs only", proc.stderr)
         self.assertFalse(os.path.exists(self.out("jr_sparsify")))
 
+    def test_train_init_from_foreign(self):
+        """train.init_from takes sparsify/SAELens directories: one step at lr 1e-12 leaves each seed where
+        its SAE started (the random initialisation would not), BF16 rows with their norms folded."""
+        seed0 = os.path.join(self.run_dir, "seed0", "layers.0")  # BF16: rows a little off unit norm
+        seed1 = os.path.join(self.run_dir, "seed1", "layers.0")  # F32
+        job = self.out("job.toml")
+        write_text(job, f"""[run]\noutput_dir = "{self.out('run')}"\n[data]\nsource = "{self.store}"\nhookpoint = "{HOOK}"
+[sae]\narchitecture = "topk"\nn_latents = 48\nk = 3\nseeds = [0, 1]
+[train]\ntokens = 256\nbatch_size = 256\nmicro_batch = 128\nlr = 1e-12\nwarmup_steps = 0\neval_tokens = 256
+init_from = ["{seed1}", "{seed0}"]\n""")
+        proc = run(["train", job], ranks=2)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        for seed, w in ((0, self.sparsify[1]), (1, self.sparsify[0])):
+            norms = np.linalg.norm(w["W_dec"].astype(np.float64), axis=1, keepdims=True)
+            with h5py.File(os.path.join(self.out("run"), "saes", f"seed{seed}.h5"), "r") as f:
+                np.testing.assert_allclose(f["W_dec"][:], w["W_dec"] / norms, atol=2e-6)
+                np.testing.assert_allclose(f["W_enc"][:], w["encoder.weight"] * norms, atol=2e-6)
+                np.testing.assert_allclose(f["b_enc"][:], w["encoder.bias"] * norms[:, 0], atol=2e-6)
+                np.testing.assert_allclose(f["b_dec"][:], w["b_dec"], atol=2e-6)
+        proc = run(["train", job, "--fresh", "--set", f"train.init_from=[\"{self.saelens['jumprelu'][0]}\"]"])
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn("a jumprelu SAE, but sae.architecture = topk", proc.stderr)
+
     def bad(self, name, mutate, expect, library="sparsify", ranks=2, command="convert"):
         """Copies a good SAE, breaks it, and checks exit 2, the message and that nothing was written."""
         path = self.out(name)
