@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
   app::add_compare(app, action);
   app::add_inspect(app, action);
   app::add_convert(app, action);
+  app::add_report(app, action);
   app::add_generate(app, action);
   app::add_sweep(app, action, local);
   try {

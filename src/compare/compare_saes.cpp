@@ -464,6 +464,8 @@ std::vector<PairSummary> compare_saes(const parallel::Comm& comm, const CompareR
       f.write_attr(g, "d_in", h.d_in);
       f.write_attr(g, "k", h.k);
       f.write_attr(g, "seed", h.seed);
+      f.write_attr(g, "hookpoint", h.hookpoint);
+      f.write_attr(g, "model", h.model);
       f.write_attr(g, "baseline", i >= n_main);
       f.write_attr(g, "index", static_cast<int64_t>(i));  // the order of the comparison (and of its pairs)
       if (h.has_frequency && request.activations.source.empty()) {

@@ -1,0 +1,135 @@
+"""End to end: `universae report` on the quickstart's results and on two studies' results (a seed ×
+size × k grid and a cross-layer grid, the outputs a sweep writes): the page, its figures (valid PNGs,
+each linked from index.html) and pairs.csv (one row per compared pair, the values of the results
+files); bad inputs exit 2 and a failing plot script exits 1, leaving no report behind."""
+import csv
+import os
+import re
+import subprocess
+import tempfile
+import unittest
+
+import h5py
+import matplotlib.image as mpimg
+import numpy as np
+
+SOURCE = os.environ["UNIVERSAE_SOURCE_DIR"]
+BINARY = os.environ["UNIVERSAE_BINARY"]
+MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
+ALL_FIGURES = {"sharing.png", "overlap.png", "layers.png", "frequency.png", "matched_vs_frequency.png"}
+
+
+def run(args, env=None, timeout=600):
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=SOURCE,
+                          env={**os.environ, **(env or {})})
+
+
+def study(job, out):
+    proc = run([MPIEXEC, "-n", "2", BINARY, "run", os.path.join(SOURCE, "jobs", job), "--set", f"run.output_dir={out}"])
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def results_pairs(path):
+    """{pair: (decoder mcs_ab, shared_fraction, svcca p)} straight from a results file."""
+    with h5py.File(path, "r") as f:
+        return {p: (g["decoder"].attrs["mcs_ab"], g["lap"].attrs["shared_fraction"], g["svcca"].attrs["p_value"])
+                for p, g in f["pairs"].items()}
+
+
+class Report(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        t = cls.tmp.name
+        cls.quick = study("quickstart_ci.toml", os.path.join(t, "quick"))
+        cls.seeds = study("seeds_study_ci.toml", os.path.join(t, "seeds"))
+        cls.layers = study("cross_layer_study_ci.toml", os.path.join(t, "layers"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def check_page(self, out, expected_figures):
+        with open(os.path.join(out, "index.html")) as f:
+            page = f.read()
+        linked = set(re.findall(r"<img src='([^']+)'", page))
+        self.assertEqual(linked, expected_figures, page[-2000:])
+        for png in linked:
+            image = mpimg.imread(os.path.join(out, png))
+            self.assertGreater(image.shape[0], 200)
+            self.assertGreater(float(np.std(image)), 0.01, f"{png} is blank")
+        for missing in ALL_FIGURES - expected_figures:
+            self.assertFalse(os.path.exists(os.path.join(out, missing)))
+        self.assertEqual(page.count("Not drawn:"), len(ALL_FIGURES - expected_figures))
+        self.assertIn("<a href=\"pairs.csv\">", page)
+        self.assertFalse(os.path.exists(out + ".partial"))
+        with open(os.path.join(out, "pairs.csv")) as f:
+            return page, list(csv.DictReader(f))
+
+    def test_quickstart(self):
+        proc = run([BINARY, "report", os.path.join(self.quick, "results.h5")])
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        out = os.path.join(self.quick, "report")  # beside the results by default
+        _, rows = self.check_page(out, {"sharing.png", "frequency.png", "matched_vs_frequency.png"})
+        expected = results_pairs(os.path.join(self.quick, "results.h5"))
+        self.assertEqual({r["pair"] for r in rows}, set(expected))
+        for r in rows:
+            mcs, shared, p = expected[r["pair"]]
+            self.assertAlmostEqual(float(r["decoder_mcs_ab"]), mcs, places=12)
+            self.assertAlmostEqual(float(r["shared_fraction"]), shared, places=12)
+            self.assertAlmostEqual(float(r["svcca_p"]), p, places=12)
+
+    def test_sweep_results(self):
+        """Directories mean every results.h5 below them: the seeds grid's 4 tasks and the cross-layer
+        grid's 3 tasks plus its across-hookpoint comparisons."""
+        out = os.path.join(self.tmp.name, "sweep_report")
+        proc = run([MPIEXEC, "-n", "2", BINARY, "report", self.seeds, self.layers, "--out", out])
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        page, rows = self.check_page(out, ALL_FIGURES)
+        files = [os.path.join(d, f) for root in (self.seeds, self.layers) for d, _, fs in os.walk(root) for f in fs
+                 if f == "results.h5"]
+        self.assertGreaterEqual(len(files), 8)
+        expected = sum(len(results_pairs(p)) for p in files)
+        self.assertEqual(len(rows), expected)
+        # Every seed-grid task is labelled by its task id, and the cross-layer heatmap has every hookpoint.
+        labels = {r["results"] for r in rows}
+        for n in (256, 512):
+            for k in (4, 8):
+                self.assertIn(f"seeds/k={k},n_latents={n}", labels)
+        hooks = {r["hookpoint_a"] for r in rows} | {r["hookpoint_b"] for r in rows}
+        self.assertTrue({"blocks.0.hook_resid_post", "blocks.2.hook_resid_post", "blocks.4.hook_resid_post"} <= hooks)
+        self.assertTrue(any(r["hookpoint_a"] != r["hookpoint_b"] for r in rows))
+
+    def test_bad_inputs_exit_2_without_output(self):
+        out = os.path.join(self.tmp.name, "bad_report")
+        incomplete = os.path.join(self.tmp.name, "incomplete.h5")
+        with h5py.File(os.path.join(self.quick, "results.h5"), "r") as src, h5py.File(incomplete, "w") as dst:
+            for k, v in src.attrs.items():
+                dst.attrs[k] = v
+            dst.attrs["complete"] = False
+        empty = os.path.join(self.tmp.name, "empty_dir")
+        os.makedirs(empty, exist_ok=True)
+        cases = [
+            ([os.path.join(self.tmp.name, "nope.h5")], "no such file or directory"),
+            ([os.path.join(self.quick, "saes", "seed0.h5")], "not a universae results file"),
+            ([incomplete], "incomplete results file"),
+            ([empty], "no results.h5 below this directory"),
+        ]
+        for inputs, message in cases:
+            with self.subTest(message):
+                proc = run([MPIEXEC, "-n", "2", BINARY, "report", *inputs, "--out", out])
+                self.assertEqual(proc.returncode, 2, proc.stderr)
+                self.assertEqual(proc.stderr.count(message), 1, proc.stderr)
+                self.assertFalse(os.path.exists(out))
+        # The plotting script failing (here: no usable Python) is an internal failure, and leaves nothing.
+        proc = run([BINARY, "report", os.path.join(self.quick, "results.h5"), "--out", out],
+                   env={"UNIVERSAE_PYTHON": "/bin/false"})
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertIn("the report script failed", proc.stderr)
+        self.assertFalse(os.path.exists(out))
+        self.assertFalse(os.path.exists(out + ".partial"))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
