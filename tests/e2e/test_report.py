@@ -101,6 +101,23 @@ class Report(unittest.TestCase):
         self.assertTrue({"blocks.0.hook_resid_post", "blocks.2.hook_resid_post", "blocks.4.hook_resid_post"} <= hooks)
         self.assertTrue(any(r["hookpoint_a"] != r["hookpoint_b"] for r in rows))
 
+    def test_readme_pandas_example(self):
+        """The README's schema example runs as printed, on a real results file."""
+        with open(os.path.join(SOURCE, "README.md")) as f:
+            readme = f.read()
+        start = readme.index("Into pandas:")
+        code = readme[readme.index("```python", start) + len("```python"):readme.index("```", readme.index("```python", start) + 9)]
+        code = code.replace("runs/quickstart/results.h5", os.path.join(self.quick, "results.h5"))
+        scope = {}
+        exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 (the documentation's own code)
+        pairs, latents = scope["pairs"], scope["latents"]
+        expected = results_pairs(os.path.join(self.quick, "results.h5"))
+        self.assertEqual(set(pairs["pair"]), set(expected))
+        for _, r in pairs.iterrows():
+            self.assertEqual(r["decoder.mcs_ab"], expected[r["pair"]][0])
+            self.assertEqual(r["svcca.p_value"], expected[r["pair"]][2])
+        self.assertEqual(len(latents), 512)
+
     def test_bad_inputs_exit_2_without_output(self):
         out = os.path.join(self.tmp.name, "bad_report")
         incomplete = os.path.join(self.tmp.name, "incomplete.h5")
