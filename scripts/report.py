@@ -31,6 +31,16 @@ def attr(group, name, default=np.nan):
     return value.decode() if isinstance(value, bytes) else value
 
 
+def save(fig, out, png, title=None):
+    """Finishes a figure: → (file name, no reason to skip)."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, png), dpi=110)
+    plt.close(fig)
+    return png, None
+
+
 def labels_for(paths):
     """A short label per results file: its directory below the inputs' common directory (a sweep's
     task id, across_<key>/...), without the file name."""
@@ -134,11 +144,7 @@ def figure_sharing(pairs, out):
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-    fig.suptitle("Seed pairs: how much is shared, by SAE size and sparsity (mean ± std over pairs)")
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "sharing.png"), dpi=110)
-    plt.close(fig)
-    return "sharing.png", None
+    return save(fig, out, "sharing.png", "Seed pairs: how much is shared, by SAE size and sparsity (mean ± std over pairs)")
 
 
 def figure_overlap(overlaps, out):
@@ -158,11 +164,7 @@ def figure_overlap(overlaps, out):
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle("N-seed overlap (mean over the choice of base SAE)")
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "overlap.png"), dpi=110)
-    plt.close(fig)
-    return "overlap.png", None
+    return save(fig, out, "overlap.png", "N-seed overlap (mean over the choice of base SAE)")
 
 
 def layer_matrix(pairs, column):
@@ -222,11 +224,7 @@ def figure_layers(pairs, out):
         fig.colorbar(im, ax=ax, fraction=0.046)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    fig.suptitle("Layer × layer similarity (mean over SAE pairs; p = the largest permutation p-value)")
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "layers.png"), dpi=110)
-    plt.close(fig)
-    return "layers.png", None
+    return save(fig, out, "layers.png", "Layer × layer similarity (mean over SAE pairs; p = the largest permutation p-value)")
 
 
 def figure_frequency(saes, out, limit=12):
@@ -249,10 +247,7 @@ def figure_frequency(saes, out, limit=12):
     ax.grid(alpha=0.3)
     title = "Firing frequency" + (f" (first {limit} of {len(have)} SAEs)" if len(have) > limit else "")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "frequency.png"), dpi=110)
-    plt.close(fig)
-    return "frequency.png", None
+    return save(fig, out, "frequency.png")
 
 
 def figure_matched_vs_frequency(pairs, saes, latents, out, limit=6):
@@ -280,10 +275,7 @@ def figure_matched_vs_frequency(pairs, saes, latents, out, limit=6):
     ax.legend(fontsize=7, markerscale=3)
     ax.grid(alpha=0.3)
     ax.set_title("Matched cosine vs firing frequency" + (f" (first {limit} of {len(chosen)} pairs)" if len(chosen) > limit else ""))
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "matched_vs_frequency.png"), dpi=110)
-    plt.close(fig)
-    return "matched_vs_frequency.png", None
+    return save(fig, out, "matched_vs_frequency.png")
 
 
 def table_html(pairs):
