@@ -98,6 +98,13 @@ Comm Comm::split(int color, int key) const {
   return Comm(h);
 }
 
+Comm Comm::node_local() const {
+  auto h = std::make_shared<Handle>();
+  UNIVERSAE_MPI_CHECK(MPI_Comm_split_type(handle_->comm, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &h->comm));
+  h->owned = true;
+  return Comm(h);
+}
+
 void Comm::barrier() const { UNIVERSAE_MPI_CHECK(MPI_Barrier(handle_->comm)); }
 
 double Comm::allreduce_sum(double value) const {

@@ -22,6 +22,9 @@ class Comm {
 
   // Ranks with the same color form a new communicator, ordered by key.
   Comm split(int color, int key) const;
+  // The ranks of this communicator on this node (MPI_COMM_TYPE_SHARED), in rank order: its rank is
+  // the local rank that picks a GPU.
+  Comm node_local() const;
   void barrier() const;
 
   double allreduce_sum(double value) const;
