@@ -236,11 +236,14 @@ def figure_frequency(saes, out, limit=12):
     fig, ax = plt.subplots(figsize=(9, 4.5))
     paths = [os.path.abspath(p) for p in have.path]
     common = os.path.commonpath(paths) if len(paths) > 1 else os.path.dirname(paths[0])
+    # One set of bins for every SAE, so the heights compare.
+    logs = np.concatenate([np.log10(np.asarray(f)[np.asarray(f) > 0]) for f in have.head(limit).frequency] + [np.zeros(0)])
+    bins = np.linspace(logs.min(), logs.max(), 41) if logs.size else 40
     for (_, s), path in zip(have.head(limit).iterrows(), paths):
         f = np.asarray(s.frequency)
         alive = f[f > 0]
         label = os.path.relpath(path, common) if s.path else s.sae  # the SAE file below the sweep's directory
-        ax.hist(np.log10(alive), bins=40, histtype="step", label=f"{label} ({int((f == 0).sum())} never fired)")
+        ax.hist(np.log10(alive), bins=bins, histtype="step", label=f"{label} ({int((f == 0).sum())} never fired)")
     ax.set_xlabel("log10 firing frequency (fraction of tokens)")
     ax.set_ylabel("latents")
     ax.legend(fontsize=7)
