@@ -388,7 +388,9 @@ std::vector<std::string> write_foreign_sae(const std::string& dir, SaeFormat for
 
   // The cfg.json the SAE came with is kept verbatim when it still describes these weights.
   std::string cfg_text;
-  const bool same_source = attr("source_format") == sae_format_name(format) && !attr("source_config").empty();
+  // (SAELens' cfg.json names the dtype: a --dtype other than the source's needs a new one.)
+  const bool same_source = attr("source_format") == sae_format_name(format) && !attr("source_config").empty() &&
+                           (format == SaeFormat::kSparsify || dtype_name == attr("source_dtype"));
   if (same_source) {
     try {
       const json j = parse_json(attr("source_config"), "source_config");

@@ -225,6 +225,15 @@ class Convert(unittest.TestCase):
                 back = self.out(f"{name}_back")
                 self.convert(h5, back, "--to", "saelens")
                 assert_same_files(self, src, back, "sae_weights.safetensors")
+        # Another dtype than the source's: SAELens' cfg.json must then name the new one.
+        wide = self.out("topk_f32")
+        self.convert(self.out("topk.h5"), wide, "--to", "saelens", "--dtype", "F32")
+        w, types, _, _ = st.load(os.path.join(wide, "sae_weights.safetensors"))
+        self.assertEqual(set(types.values()), {"F32"})
+        np.testing.assert_array_equal(w["W_dec"], self.saelens["topk"][1]["W_dec"])  # F16 values, exactly
+        with open(os.path.join(wide, "cfg.json")) as f:
+            cfg = json.load(f)
+        self.assertEqual((cfg["dtype"], cfg["architecture"], cfg["k"]), ("float32", "topk", 4))
 
     def test_compare_reads_foreign_directories_directly(self):
         """compare on the sparsify/SAELens directories == compare on their converted files, and the
