@@ -8,11 +8,11 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <sstream>
 
 #include "core/error.hpp"
 #include "io/h5.hpp"
 #include "io/safetensors.hpp"
+#include "io/text_file.hpp"
 
 namespace universae::io {
 namespace fs = std::filesystem;
@@ -27,14 +27,6 @@ constexpr const char* kSaeLensWeights = "sae_weights.safetensors";
 std::string weights_file(SaeFormat f) { return f == SaeFormat::kSparsify ? kSparsifyWeights : kSaeLensWeights; }
 
 std::string join(const std::string& dir, const std::string& name) { return (fs::path(dir) / name).string(); }
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw UsageError(path + ": cannot open for reading");
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 json parse_json(const std::string& text, const std::string& path) {
   try {
@@ -74,12 +66,6 @@ std::string get_string(const json& j, const std::string& key, const std::string&
   if (v == nullptr) return fallback;
   if (!v->is_string()) throw UsageError(file + ": key '" + key + "' must be a string (got " + v->dump() + ")");
   return v->get<std::string>();
-}
-
-std::string shape_string(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
 }
 
 // What a cfg.json says, in universae terms.
@@ -165,13 +151,15 @@ CfgInfo parse_saelens_cfg(const json& j, const std::string& file) {
 
 // Where each universae tensor lives in the file.
 struct Layout {
+  Layout(SaeFormat f, std::string d, std::string path, std::string text, safetensors::Reader r)
+      : format(f), dir(std::move(d)), cfg_path(std::move(path)), cfg_text(std::move(text)), reader(std::move(r)) {}
   SaeFormat format;
-  std::string dir, weights, cfg_path, cfg_text;
+  std::string dir, cfg_path, cfg_text;
+  safetensors::Reader reader;  // the weights file, its header parsed and checked once
   CfgInfo cfg;
   std::string W_enc, b_enc, W_dec = "W_dec", b_dec = "b_dec", threshold, r_mag, b_mag;
   bool enc_transposed = false;  // SAELens: W_enc is [d, F]
   std::string dtype;            // of W_dec, as written
-  std::map<std::string, std::string> metadata;
 };
 
 void check_tensor(const safetensors::Reader& r, const std::string& name, const std::vector<int64_t>& expected,
@@ -179,23 +167,19 @@ void check_tensor(const safetensors::Reader& r, const std::string& name, const s
   const auto* t = r.find(name);
   if (t == nullptr) throw UsageError(r.path() + ": no tensor '" + name + "' (" + meaning + ")");
   if (t->shape != expected)
-    throw UsageError(r.path() + ": tensor '" + name + "' has shape " + shape_string(t->shape) + ", expected " +
-                     shape_string(expected) + " (" + meaning + ")");
+    throw UsageError(r.path() + ": tensor '" + name + "' has shape " + shape_text(t->shape) + ", expected " +
+                     shape_text(expected) + " (" + meaning + ")");
   if (t->dtype != safetensors::DType::kF32 && t->dtype != safetensors::DType::kF16 && t->dtype != safetensors::DType::kBF16)
     throw UsageError(r.path() + ": tensor '" + name + "' has dtype " + t->dtype_string +
                      "; SAE weights must be F32, F16 or BF16");
 }
 
 Layout layout_of(const std::string& dir, SaeFormat format) {
-  Layout L;
-  L.format = format;
-  L.dir = dir;
-  L.cfg_path = join(dir, kCfg);
-  L.weights = join(dir, weights_file(format));
-  L.cfg_text = read_text(L.cfg_path);
-  const json cfg = parse_json(L.cfg_text, L.cfg_path);
-  const safetensors::Reader r(L.weights);
-  L.metadata = r.metadata();
+  const std::string cfg_path = join(dir, kCfg);
+  std::string cfg_text = read_text(cfg_path);
+  const json cfg = parse_json(cfg_text, cfg_path);
+  Layout L(format, dir, cfg_path, std::move(cfg_text), safetensors::Reader(join(dir, weights_file(format))));
+  const safetensors::Reader& r = L.reader;
   std::vector<std::string> known;
   if (format == SaeFormat::kSparsify) {
     L.cfg = parse_sparsify_cfg(cfg, L.cfg_path);
@@ -337,7 +321,7 @@ SaeHeader read_foreign_header(const std::string& path, SaeFormat format) { retur
 
 at::Tensor read_foreign_rows(const std::string& path, SaeFormat format, const std::string& dataset, core::Range rows) {
   const Layout L = layout_of(path, format);
-  const safetensors::Reader r(L.weights);
+  const safetensors::Reader& r = L.reader;
   if (dataset == "W_dec") return r.read_rows(L.W_dec, rows.begin, rows.end);
   if (dataset != "W_enc") throw InternalError("read_foreign_rows: dataset " + dataset);
   if (!L.enc_transposed) return r.read_rows(L.W_enc, rows.begin, rows.end);
@@ -346,7 +330,7 @@ at::Tensor read_foreign_rows(const std::string& path, SaeFormat format, const st
 
 SaeWeights read_foreign_sae(const std::string& path, SaeFormat format) {
   const Layout L = layout_of(path, format);
-  const safetensors::Reader r(L.weights);
+  const safetensors::Reader& r = L.reader;
   SaeWeights w;
   w.header = header_of(L);
   w.W_enc = L.enc_transposed ? r.read(L.W_enc).t().contiguous() : r.read(L.W_enc);
@@ -359,7 +343,7 @@ SaeWeights read_foreign_sae(const std::string& path, SaeFormat format) {
                     {"source_path", path},
                     {"source_dtype", L.dtype},
                     {"source_config", L.cfg_text},
-                    {"source_metadata", json(L.metadata).dump()}};
+                    {"source_metadata", json(r.metadata()).dump()}};
   return w;
 }
 

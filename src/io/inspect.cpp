@@ -10,15 +10,10 @@
 #include "io/foreign_sae.hpp"
 #include "io/h5.hpp"
 #include "io/sae_file.hpp"
+#include "io/text_file.hpp"
 
 namespace universae::io {
 namespace {
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
 
 std::string attr_text(const File& f, const std::string& object, const std::string& name) {
   try {

@@ -7,6 +7,7 @@
 #include "core/error.hpp"
 #include "io/foreign_sae.hpp"
 #include "io/h5.hpp"
+#include "io/text_file.hpp"
 
 namespace universae::io {
 namespace {
@@ -14,14 +15,9 @@ namespace {
 void check_shape(const File& f, const std::string& name, const std::vector<int64_t>& expected) {
   if (!f.exists("/" + name)) throw UsageError(f.path() + ": missing dataset /" + name);
   const auto shape = f.shape("/" + name);
-  if (shape != expected) {
-    auto str = [](const std::vector<int64_t>& s) {
-      std::string out = "[";
-      for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-      return out + "]";
-    };
-    throw UsageError(f.path() + ": dataset /" + name + " has shape " + str(shape) + ", expected " + str(expected));
-  }
+  if (shape != expected)
+    throw UsageError(f.path() + ": dataset /" + name + " has shape " + shape_text(shape) + ", expected " +
+                     shape_text(expected));
 }
 
 SaeHeader parse_header(const File& f) {
@@ -66,14 +62,14 @@ SaeHeader parse_header(const File& f) {
   return h;
 }
 
-// A sparsify or SAELens directory (io/foreign_sae.hpp), or nullopt for a universae file.
+// A sparsify or SAELens directory (io/foreign_sae.hpp), or nullopt for a file (read as a universae
+// SAE file, which says itself what is wrong with it). Only directories are looked into: a file costs
+// no extra open on this path, which every SAE read takes.
 std::optional<SaeFormat> foreign_format(const std::string& path) {
-  const auto format = detect_sae_format(path);
-  if (format && *format != SaeFormat::kUniversae) return format;
-  if (std::filesystem::is_directory(path))
-    throw UsageError(path + ": a directory, but not an SAE (no cfg.json beside sae.safetensors or "
-                     "sae_weights.safetensors); name the SAE directories inside it");
-  return std::nullopt;
+  if (!std::filesystem::is_directory(path)) return std::nullopt;
+  if (const auto format = detect_sae_format(path)) return format;
+  throw UsageError(path + ": a directory, but not an SAE (no cfg.json beside sae.safetensors or "
+                   "sae_weights.safetensors); name the SAE directories inside it");
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "core/error.hpp"
+#include "io/text_file.hpp"
 
 namespace universae::io::safetensors {
 namespace {
@@ -36,12 +37,6 @@ at::ScalarType scalar_type(DType d) {
     case DType::kOther: break;
   }
   throw InternalError("safetensors: no scalar type for this dtype");
-}
-
-std::string shape_string(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
 }
 
 }  // namespace
@@ -142,7 +137,7 @@ Reader::Reader(std::string path) : path_(std::move(path)) {
           " bytes): the file is truncated or the header is wrong");
     if (t.end - t.begin != bytes)
       bad("data_offsets span " + std::to_string(t.end - t.begin) + " bytes, but " + t.dtype_string + " " +
-          shape_string(t.shape) + " needs " + std::to_string(bytes));
+          shape_text(t.shape) + " needs " + std::to_string(bytes));
     tensors_.push_back(std::move(t));
   }
   std::vector<const TensorInfo*> by_offset;

@@ -10,7 +10,6 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "core/error.hpp"
 #include "io/text_file.hpp"
@@ -63,13 +62,6 @@ std::string now_iso() {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", std::localtime(&t));
   return buf;
-}
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 void write_text(const fs::path& path, const std::string& text, bool executable = false) {
@@ -231,7 +223,7 @@ int launch_slurm(const Study& study, const Plan& p, const LaunchOptions& opts) {
     throw UsageError(template_path.string() + ": the sbatch template is missing (set UNIVERSAE_SLURM_DIR to the repository's slurm/)");
   if (opts.submit && std::system("command -v sbatch >/dev/null 2>&1") != 0)
     throw UsageError("sbatch is not on PATH: run this on a Slurm login node, or pass --no-submit to only write the scripts");
-  const std::string tmpl = read_text(template_path);
+  const std::string tmpl = io::read_text(template_path.string());
 
   fs::create_directories(dir / "logs");
   const std::string name = "universae-" + cfg.run.name;
