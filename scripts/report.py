@@ -58,8 +58,8 @@ def layer_of(hookpoint):
 
 
 def load(paths):
-    """→ (pairs DataFrame, saes DataFrame, overlap records, per-pair latent arrays)."""
-    pair_rows, sae_rows, overlaps, latents = [], [], [], {}
+    """→ (pairs DataFrame, saes DataFrame, overlap records, {(results, pair): matched decoder cosines})."""
+    pair_rows, sae_rows, overlaps, matched_cos = [], [], [], {}
     for path, label in zip(paths, labels_for(paths)):
         with h5py.File(path, "r") as f:
             saes = {}
@@ -90,7 +90,8 @@ def load(paths):
                     for key in ("mean_cos_decoder", "mean_cos_encoder", "shared_fraction", "equal_fraction", "threshold"):
                         row[key] = attr(lap, key)
                     row["certified"] = bool(attr(lap, "certified", False))
-                    latents[(label, pair)] = {"decoder_cos": lap["decoder_cos"][:] if "decoder_cos" in lap else None}
+                    if "decoder_cos" in lap:
+                        matched_cos[(label, pair)] = lap["decoder_cos"][:]
                 for stat in STATS:
                     if stat in g:
                         row[stat], row[f"{stat}_p"] = attr(g[stat], "score"), attr(g[stat], "p_value")
@@ -107,7 +108,7 @@ def load(paths):
                 overlaps.append({"results": label, "n_saes": int(attr(o, "n_saes", 0)),
                                  "unique_fraction": o["unique_fraction"][:], "histogram_mean": o["histogram_mean"][:]})
     saes_df = pd.DataFrame(sae_rows)
-    return pd.DataFrame(pair_rows), saes_df, overlaps, latents
+    return pd.DataFrame(pair_rows), saes_df, overlaps, matched_cos
 
 
 def seed_pairs(pairs):
@@ -253,20 +254,20 @@ def figure_frequency(saes, out, limit=12):
     return save(fig, out, "frequency.png")
 
 
-def figure_matched_vs_frequency(pairs, saes, latents, out, limit=6):
+def figure_matched_vs_frequency(pairs, saes, matched_cos, out, limit=6):
     """Hungarian-matched decoder cosine of each latent of A against how often it fires: are the
     shared features the frequent ones?"""
     sp = seed_pairs(pairs)
     if sp.empty or saes.empty:
         return None, "no seed pairs"
     freq = {(s.results, s.sae): s.frequency for _, s in saes.iterrows() if s.frequency is not None}
-    chosen = [r for _, r in sp.iterrows() if (r.results, r.a) in freq and latents.get((r.results, r.pair), {}).get("decoder_cos") is not None]
+    chosen = [r for _, r in sp.iterrows() if (r.results, r.a) in freq and (r.results, r.pair) in matched_cos]
     if not chosen:
         return None, "no pair has both a matching and firing frequencies"
     fig, ax = plt.subplots(figsize=(9, 5))
     for r in chosen[:limit]:
         f = np.asarray(freq[(r.results, r.a)])
-        cos = latents[(r.results, r.pair)]["decoder_cos"]
+        cos = matched_cos[(r.results, r.pair)]
         alive = f > 0
         label = f"{r.results}/{r.pair}" if pairs.results.nunique() > 1 else r.pair
         ax.scatter(np.log10(f[alive]), cos[alive], s=5, alpha=0.5, label=label)
@@ -335,7 +336,7 @@ def main():
     parser.add_argument("results", nargs="+", help="universae results files")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    pairs, saes, overlaps, latents = load(args.results)
+    pairs, saes, overlaps, matched_cos = load(args.results)
     pairs.to_csv(os.path.join(args.out, "pairs.csv"), index=False)
     figures = [
         ("Sharing vs size and k", "Seed pairs (same size, k and hookpoint): the fraction of latents whose Hungarian "
@@ -348,7 +349,7 @@ def main():
         ("Firing frequency", "Histogram of log10 firing frequency per SAE; latents that never fired are counted "
          "in the legend.", figure_frequency(saes, args.out)),
         ("Matched cosine vs firing frequency", "Each point is a latent of A: how often it fires and how well its "
-         "Hungarian match in B agrees.", figure_matched_vs_frequency(pairs, saes, latents, args.out)),
+         "Hungarian match in B agrees.", figure_matched_vs_frequency(pairs, saes, matched_cos, args.out)),
     ]
     write_page(args.out, args.results, pairs, figures)
     drawn = sum(1 for _, _, (png, _) in figures if png)
