@@ -6,5 +6,7 @@
 # module load gcc/12 openmpi/4.1 hdf5/1.10-mpi cuda/12
 #
 # How a job starts its ranks. srun is the usual choice; if your MPI has no Slurm PMI support, use
-# "mpirun" (it reads the allocation from Slurm).
-UNIVERSAE_LAUNCH="srun"
+# "mpirun" (it reads the allocation from Slurm, and ends the job when a rank dies). Keep
+# --kill-on-bad-exit=1: without it a rank that dies (OOM killer, node failure) leaves the others
+# waiting in a collective until the time limit.
+UNIVERSAE_LAUNCH="srun --kill-on-bad-exit=1"

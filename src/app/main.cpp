@@ -9,6 +9,7 @@
 
 #include "app/commands.hpp"
 #include "core/error.hpp"
+#include "io/h5.hpp"
 #include "parallel/comm.hpp"
 #include "parallel/log.hpp"
 
@@ -75,6 +76,7 @@ int main(int argc, char** argv) {
     return kExitCheckpointed;
   } catch (const UsageError& e) {
     if (world.is_root()) std::fprintf(stderr, "universae: error: %s\n", e.what());
+    io::remove_created_directories();  // refused input leaves nothing behind
     return kExitUsage;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "universae: internal error on rank %d (%s): %s\n", world.rank(),

@@ -1,10 +1,15 @@
 #include "data/activation_store.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <regex>
 
 #include "core/error.hpp"
+#include "core/sharding.hpp"
 #include "io/h5.hpp"
+#include "parallel/log.hpp"
 
 namespace universae::data {
 
@@ -75,6 +80,39 @@ ActivationStore::ActivationStore(const parallel::Comm& comm, const std::string& 
   }
   parallel::agree_on_error(comm, error);
   impl_ = std::make_unique<Impl>(Impl{self, std::move(f), "/activations/" + hookpoint_});
+  check_finite(comm);
+}
+
+// One NaN in a store turns every SAE trained on it into NaN hours later, so it is refused up front.
+// Each rank scans a contiguous share of rows in blocks and stops at its first bad value; the global
+// first is the minimum over ranks of (flat index, kind), so the message does not depend on the rank
+// count. Costs one read of the store (page cache makes the second stage's scan cheap).
+void ActivationStore::check_finite(const parallel::Comm& comm) const {
+  const core::Range mine = core::shard_range(n_tokens_, comm.rank(), comm.size());
+  const int64_t block = std::max<int64_t>(1, (int64_t{16} << 20) / d_);  // 64 MB of float32
+  const int64_t none = std::numeric_limits<int64_t>::max();
+  int64_t first_bad = none;  // (row * d + column) * 3 + kind; kind 0 NaN, 1 +Inf, 2 -Inf
+  const double gigabytes = static_cast<double>(n_tokens_) * static_cast<double>(d_) * 4e-9;
+  if (gigabytes > 1.0) log::info("{}: checking {:.1f} GB of activations for NaN/Inf", path_, gigabytes);
+  std::vector<float> rows;
+  for (int64_t r = mine.begin; r < mine.end && first_bad == none; r += block) {
+    const int64_t count = std::min(block, mine.end - r);
+    rows.resize(static_cast<size_t>(count * d_));
+    read(r, count, rows.data());
+    const auto bad = std::find_if(rows.begin(), rows.end(), [](float v) { return !std::isfinite(v); });
+    if (bad == rows.end()) continue;
+    const int64_t kind = std::isnan(*bad) ? 0 : (*bad > 0 ? 1 : 2);
+    first_bad = (r * d_ + (bad - rows.begin())) * 3 + kind;
+  }
+  comm.allreduce_min(&first_bad, 1);
+  if (first_bad == none) return;
+  const int64_t flat = first_bad / 3, row = flat / d_, column = flat % d_;
+  const char* kind[] = {"NaN", "+Inf", "-Inf"};
+  const int64_t seq = std::upper_bound(seq_offsets_.begin(), seq_offsets_.end(), row) - seq_offsets_.begin() - 1;
+  throw UsageError(path_ + ": /activations/" + hookpoint_ + " row " + std::to_string(row) + " (sequence " +
+                   std::to_string(seq) + ", position " + std::to_string(row - seq_offsets_[static_cast<size_t>(seq)]) +
+                   "), column " + std::to_string(column) + " is " + kind[first_bad % 3] +
+                   ": activations must be finite (this is the first non-finite value in the store)");
 }
 
 void ActivationStore::read(int64_t first, int64_t count, float* out) const {

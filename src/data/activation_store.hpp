@@ -19,8 +19,10 @@ std::string canonical_hookpoint(const std::string& name);
 
 class ActivationStore {
  public:
-  // Collective: checks `complete`, the hookpoint's dataset and the shapes; any problem is a
-  // UsageError on every rank naming the file and what is missing (with the hookpoints it has).
+  // Collective: checks `complete`, the hookpoint's dataset and the shapes, then reads every row
+  // once (each rank a share) to refuse NaN and Inf; any problem is a UsageError on every rank
+  // naming the file and what is missing (with the hookpoints it has) or the first non-finite
+  // value (row, sequence and position, column).
   ActivationStore(const parallel::Comm& comm, const std::string& path, const std::string& hookpoint);
   ~ActivationStore();
   ActivationStore(ActivationStore&&) noexcept;
@@ -42,6 +44,8 @@ class ActivationStore {
   std::vector<int64_t> read_tokens() const;
 
  private:
+  void check_finite(const parallel::Comm& comm) const;
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::string path_, hookpoint_, model_, dtype_ = "float32";

@@ -5,6 +5,9 @@
 #include <cstdio>
 #include <system_error>
 
+#include <fmt/format.h>
+#include <sys/statvfs.h>
+
 #include "core/error.hpp"
 #include "parallel/log.hpp"
 #include "parallel/native.hpp"
@@ -504,11 +507,32 @@ void PendingFile::commit() {
 }  // namespace universae::io
 
 namespace universae::io {
+namespace {
+std::vector<std::filesystem::path>& created_directories() {
+  static std::vector<std::filesystem::path> created;
+  return created;
+}
+}  // namespace
+
+void remove_created_directories() {
+  auto& created = created_directories();
+  std::error_code ec;
+  for (auto it = created.rbegin(); it != created.rend(); ++it)
+    if (std::filesystem::is_directory(*it, ec) && std::filesystem::is_empty(*it, ec)) std::filesystem::remove(*it, ec);
+  created.clear();
+}
+
 void ensure_directory(const parallel::Comm& comm, const std::string& dir) {
   std::string error;
   if (comm.is_root() && !dir.empty()) {
     std::error_code ec;
+    std::vector<std::filesystem::path> missing;  // the components this call creates, outermost first
+    for (auto p = std::filesystem::absolute(dir, ec); !p.empty() && !std::filesystem::exists(p, ec); p = p.parent_path()) {
+      missing.insert(missing.begin(), p);
+      if (p == p.parent_path()) break;
+    }
     std::filesystem::create_directories(dir, ec);
+    if (!ec) created_directories().insert(created_directories().end(), missing.begin(), missing.end());
     if (ec) {
       error = dir + ": cannot create output directory (" + ec.message() + ")";
     } else {
@@ -521,6 +545,18 @@ void ensure_directory(const parallel::Comm& comm, const std::string& dir) {
   }
   parallel::agree_on_error(comm, error);
 }
+void ensure_space(const parallel::Comm& comm, const std::string& dir, int64_t bytes, const std::string& what) {
+  std::string error;
+  struct statvfs fs {};
+  if (comm.is_root() && statvfs(dir.empty() ? "." : dir.c_str(), &fs) == 0) {
+    const double free = static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize);
+    if (free < static_cast<double>(bytes))
+      error = fmt::format("{}: not enough free space for {}: needs {:.3g} GB, the file system has {:.3g} GB free",
+                          dir.empty() ? "." : dir, what, static_cast<double>(bytes) * 1e-9, free * 1e-9);
+  }
+  parallel::agree_on_error(comm, error);
+}
+
 bool is_complete(const std::string& path, const std::vector<std::pair<std::string, std::string>>& expect) {
   silence_hdf5_errors();
   if (!std::filesystem::is_regular_file(path) || H5Fis_hdf5(path.c_str()) <= 0) return false;

@@ -145,6 +145,13 @@ class PendingFile {
 
 namespace universae::io {
 // Collective: rank 0 creates `dir` (and parents); a failure is a UsageError on every rank, raised
-// before any long computation starts.
+// before any long computation starts. The directories it creates are remembered so that a run
+// refused later leaves nothing behind (remove_created_directories).
 void ensure_directory(const parallel::Comm& comm, const std::string& dir);
+// Removes the directories ensure_directory created in this process that are still empty, deepest
+// first; never removes a file or a directory that has one. main() calls it when input is refused.
+void remove_created_directories();
+// Collective: refuses (UsageError on every rank) when the file system holding `dir` has less than
+// `bytes` free for `what`, naming the directory, the need and the room, before the work starts.
+void ensure_space(const parallel::Comm& comm, const std::string& dir, int64_t bytes, const std::string& what);
 }  // namespace universae::io

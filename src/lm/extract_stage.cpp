@@ -281,7 +281,13 @@ ExtractResult run_extract_stage(const parallel::Comm& comm, const config::Config
       log::info("extract: discarding {} ({})", partial, e.what());
     }
   }
-  if (!file) file = std::make_unique<io::File>(create_store(comm, partial, cfg, in, plan, names));
+  if (!file) {
+    int64_t bytes = result.n_tokens * 4 + static_cast<int64_t>(plan.seq_offsets.size() + plan.doc_offsets.size()) * 8;
+    const int64_t item = cfg.extract.dtype == "float32" ? 4 : 2;
+    for (const auto& hook : in.hooks) bytes += result.n_tokens * hook.width * item;
+    io::ensure_space(comm, parent.string(), bytes, "the activation store " + x.store);
+    file = std::make_unique<io::File>(create_store(comm, partial, cfg, in, plan, names));
+  }
   io::File& f = *file;
 
   // Losses of the batches before the resume point come back from the file.

@@ -138,6 +138,10 @@ void Comm::allreduce_min(double* values, int64_t n) const {
   UNIVERSAE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, values, to_int(n), MPI_DOUBLE, MPI_MIN, handle_->comm));
 }
 
+void Comm::allreduce_min(int64_t* values, int64_t n) const {
+  UNIVERSAE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, values, to_int(n), MPI_INT64_T, MPI_MIN, handle_->comm));
+}
+
 void Comm::allreduce_max(float* values, int64_t n) const {
   UNIVERSAE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, values, to_int(n), MPI_FLOAT, MPI_MAX, handle_->comm));
 }

@@ -35,6 +35,7 @@ class Comm {
   void allreduce_max(float* values, int64_t n) const;
   void allreduce_sum(float* values, int64_t n) const;
   void allreduce_min(double* values, int64_t n) const;
+  void allreduce_min(int64_t* values, int64_t n) const;
   // Exact sum of 128-bit fixed-point integers: associative, so the result is bit-identical for
   // any number of ranks (see core/exact_sum.hpp).
   void allreduce_sum(core::wide_int* values, int64_t n) const;

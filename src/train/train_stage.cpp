@@ -336,6 +336,8 @@ std::vector<TrainedSae> run_train_stage(const parallel::Comm& world, const confi
   }
   const auto& t = cfg.train;
   const Layout L = make_layout(world, cfg);
+  const std::filesystem::path out_dir(cfg.run.output_dir);
+  io::ensure_directory(world, (out_dir / "saes").string());  // before the store's NaN/Inf scan
   std::unique_ptr<data::TokenStream> stream = data::open_token_stream(world, cfg);
   const int64_t d = stream->d(), n = cfg.sae.n_latents, B = t.batch_size, mb = t.micro_batch;
   const core::SaeSpec spec = make_spec(cfg, d, L.latents);
@@ -350,8 +352,11 @@ std::vector<TrainedSae> run_train_stage(const parallel::Comm& world, const confi
   log::info("train: {} ranks = {} seed group(s) × {} data-parallel × {} latent shard(s); {} micro-batches of {} per step",
             world.size(), L.groups, L.dp, L.shards, B / mb, mb);
 
-  const std::filesystem::path out_dir(cfg.run.output_dir);
-  io::ensure_directory(world, (out_dir / "saes").string());
+  {  // the SAE files, and a checkpoint of parameters and both Adam moments
+    const int64_t per_sae = (2 * n * d + n + d) * 4;
+    io::ensure_space(world, (out_dir / "saes").string(), per_sae * static_cast<int64_t>(cfg.sae.seeds.size()) * 4,
+                     fmt::format("{} SAE files and their checkpoint", cfg.sae.seeds.size()));
+  }
   const std::string ckpt = checkpoint_path(cfg);
   const std::string fingerprint = config::train_fingerprint(cfg);
 
