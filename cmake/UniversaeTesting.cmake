@@ -9,6 +9,16 @@
 set(UNIVERSAE_TEST_ENV
   "OMPI_ALLOW_RUN_AS_ROOT=1" "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"
   "OMPI_MCA_rmaps_base_oversubscribe=1" "OMP_NUM_THREADS=1" "OPENBLAS_NUM_THREADS=1")
+# The asan preset: any finding fails the test. The slow unwinder gives leak stacks deep enough to
+# reach the MPI entry point of OpenMPI's one-off allocations, which tests/sanitizers/lsan.supp names.
+if(UNIVERSAE_SANITIZE)
+  find_program(UNIVERSAE_SYMBOLIZER NAMES llvm-symbolizer llvm-symbolizer-14 PATHS /usr/lib/llvm-14/bin)
+  list(APPEND UNIVERSAE_TEST_ENV
+    "ASAN_OPTIONS=fast_unwind_on_malloc=0:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1"
+    "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/sanitizers/lsan.supp:print_suppressions=0"
+    "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"
+    "ASAN_SYMBOLIZER_PATH=${UNIVERSAE_SYMBOLIZER}")
+endif()
 
 function(universae_add_test)
   cmake_parse_arguments(T "" "NAME;RANKS;PROCESSORS;TIMEOUT;WORKING_DIRECTORY" "COMMAND;LABELS;ENVIRONMENT" ${ARGN})

@@ -12,6 +12,8 @@ set -euo pipefail
 packages=(
   # toolchain
   build-essential cmake ninja-build ccache pkg-config git ca-certificates
+  # the asan preset: clang with ASan/UBSan, libFuzzer and the symbolizer (scripts/test-sanitizers.sh)
+  clang llvm libclang-rt-14-dev
   # parallel stack
   libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools libboost-mpi-dev libboost-serialization-dev
   # numerics

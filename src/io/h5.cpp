@@ -1,6 +1,7 @@
 #include "io/h5.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <cstdio>
 #include <system_error>
@@ -426,7 +427,8 @@ int64_t File::read_attr_int(const std::string& object, const std::string& name) 
   if (cls == H5T_FLOAT) {
     double v = 0;
     UNIVERSAE_H5_CHECK(H5Aread(attr.id(), H5T_NATIVE_DOUBLE, &v), path_ + ": read attribute " + name);
-    if (v != static_cast<double>(static_cast<int64_t>(v)))
+    // The range test first: converting a double outside int64's range is undefined (UBSan, fuzz_hdf5).
+    if (!(v >= -9.2e18 && v <= 9.2e18) || v != std::trunc(v))
       throw UsageError(path_ + ": attribute '" + name + "' on " + object + " must be an integer");
     return static_cast<int64_t>(v);
   }

@@ -31,7 +31,10 @@ int byte_of_piece(const std::string& piece) {
 Tokenizer::Tokenizer(const std::string& path, int64_t vocab_size) : path_(path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw UsageError(path + ": cannot open the tokenizer file");
-  if (vocab_size < 3) throw UsageError(path + ": the model's vocab_size " + std::to_string(vocab_size) + " is too small");
+  // encode() falls back to byte tokens 3 + b (run.c's layout: <unk>, <s>, </s>, then <0x00>..<0xFF>).
+  if (vocab_size < 259)
+    throw UsageError(path + ": the model's vocab_size " + std::to_string(vocab_size) +
+                     " is too small for a llama2.c tokenizer (at least 259: <unk>, <s>, </s> and 256 byte tokens)");
   max_token_length_ = static_cast<uint32_t>(read_value<int32_t>(in, path, "max_token_length"));
   pieces_.reserve(static_cast<size_t>(vocab_size));
   for (int64_t i = 0; i < vocab_size; ++i) {
