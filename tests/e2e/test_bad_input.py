@@ -1,98 +1,363 @@
-"""End to end: bad input exits 2 on every rank, names the key or file once, and leaves no output;
---help works for the program and every subcommand."""
+"""The bad-input catalogue (README "Troubleshooting"): one test per case, across configs, CLI flags, SAE
+files, activation stores, text and model inputs, and safetensors. Each case runs at 2 ranks through a
+wrapper that reports every rank's own exit status, and must:
+
+  - exit 2 on every rank (not 1, not MPI_Abort),
+  - print one `universae: error:` line (rank 0's) naming the file or key and the problem,
+  - leave no output behind (the output directory, if the run would have created it, does not exist).
+
+Every case's README line is checked to be in the README, so the list there cannot drift from this one.
+Also: --help works for the program and every subcommand.
+"""
+import json
 import os
+import re
+import shutil
+import struct
 import subprocess
 import tempfile
 import unittest
 
+import h5py
+import numpy as np
+
 SOURCE = os.environ["UNIVERSAE_SOURCE_DIR"]
 BINARY = os.environ["UNIVERSAE_BINARY"]
 MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
-JOB = os.path.join(SOURCE, "jobs", "synthetic_ci.toml")
+SYNTHETIC = os.path.join(SOURCE, "jobs", "synthetic_ci.toml")
+QUICKSTART = os.path.join(SOURCE, "jobs", "quickstart_ci.toml")
+HOOK = "blocks.0.hook_resid_post"
+# Each rank runs through this shell so that its own exit status is seen, not only the launcher's.
+WRAPPER = 'rc=0; "$0" "$@" || rc=$?; echo "rank-exit ${OMPI_COMM_WORLD_RANK:-0} $rc" >&2; exit $rc'
 
 
-def run(args, ranks=2):
-    return subprocess.run([MPIEXEC, "-n", str(ranks), BINARY] + args, capture_output=True, text=True,
-                          timeout=120, cwd=SOURCE)
+def run(args, ranks=2, timeout=300):
+    return subprocess.run([MPIEXEC, "-n", str(ranks), "sh", "-c", WRAPPER, BINARY] + args, capture_output=True,
+                          text=True, timeout=timeout, cwd=SOURCE)
 
 
-class BadInput(unittest.TestCase):
+def write(path, data):
+    with open(path, "wb" if isinstance(data, bytes) else "w") as fh:
+        fh.write(data)
+    return path
+
+
+def safetensors_bytes(header, data=b""):
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def make_store(path, d=16, T=512, edit=None):
+    """A minimal valid activation store (DESIGN.md §4), then `edit(file)`."""
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        f.create_dataset(f"activations/{HOOK}", data=rng.standard_normal((T, d)).astype(np.float32))
+        f.create_dataset("tokens", data=np.arange(T) % 7)
+        f.create_dataset("seq_offsets", data=np.array([0, T // 2, T]))
+        f.attrs["complete"] = True
+        if edit:
+            edit(f)
+    return path
+
+
+class Catalogue(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.dir = cls.tmp.name
+        # One real SAE file (d = 64) to break and to pair with.
+        good = run(["train", SYNTHETIC, "--set", f"run.output_dir={cls.dir}/good", "--set", "sae.seeds=[0]",
+                    "--set", "train.tokens=4096"])
+        if good.returncode != 0:
+            raise AssertionError(good.stderr)
+        cls.sae = os.path.join(cls.dir, "good", "saes", "seed0.h5")
+        with open(os.path.join(SOURCE, "README.md")) as fh:
+            cls.readme = fh.read()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
     def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory()
-        self.out = os.path.join(self.tmp.name, "out")
+        self.case_dir = tempfile.mkdtemp(dir=self.dir)
+        self.out = os.path.join(self.case_dir, "out")
 
-    def tearDown(self):
-        self.tmp.cleanup()
+    def path(self, name):
+        return os.path.join(self.case_dir, name)
 
     def job(self, text):
-        path = os.path.join(self.tmp.name, "job.toml")
-        with open(path, "w") as fh:
-            fh.write(text)
+        return write(self.path("job.toml"), text)
+
+    def copy_sae(self, edit):
+        path = self.path("sae.h5")
+        shutil.copy(self.sae, path)
+        with h5py.File(path, "r+") as f:
+            edit(f)
         return path
 
-    def assert_refused(self, proc, *needles):
-        self.assertEqual(proc.returncode, 2, f"exit {proc.returncode}\n{proc.stderr}")
+    def compare(self, *saes, extra=()):
+        args = ["compare"]
+        for s in saes:
+            args += ["--sae", s]
+        return args + ["--out", os.path.join(self.out, "results.h5")] + list(extra)
+
+    def train_on(self, store, *sets):
+        args = ["train", SYNTHETIC, "--set", f"run.output_dir={self.out}", "--set", f"data.source={store}",
+                "--set", f"data.hookpoint={HOOK}", "--set", "train.tokens=4096", "--set", "train.eval_tokens=0"]
+        for s in sets:
+            args += ["--set", s]
+        return args
+
+    def extract(self, *sets):
+        args = ["extract", QUICKSTART, "--set", f"run.output_dir={self.out}", "--set", "extract.max_documents=20"]
+        for s in sets:
+            args += ["--set", s]
+        return args
+
+    def refused(self, args, *needles, readme):
+        """The contract of every case; `readme` is the case's line in the README's troubleshooting list."""
+        proc = run(args)
+        exits = sorted(re.findall(r"^rank-exit (\d+) (\d+)$", proc.stderr, re.M))
+        self.assertEqual(exits, [("0", "2"), ("1", "2")], f"every rank exits 2:\n{proc.stderr}")
+        self.assertNotIn("MPI_ABORT", proc.stderr)
         errors = [line for line in proc.stderr.splitlines() if line.startswith("universae: error:")]
-        self.assertEqual(len(errors), 1, f"the error must be printed once (rank 0):\n{proc.stderr}")
+        self.assertEqual(len(errors), 1, f"the error is printed once (rank 0):\n{proc.stderr}")
+        print(f"\n  {readme} {errors[0]}", flush=True)
         for needle in needles:
             self.assertIn(needle, errors[0])
-        self.assertFalse(os.path.exists(self.out), "no output may be left behind")
-        self.assertNotIn("MPI_ABORT", proc.stderr)
+        self.assertFalse(os.path.exists(self.out), f"no output may be left behind: {self.out}")
+        self.assertFalse([f for f in os.listdir(self.case_dir) if f.endswith(".partial")], "no partial files")
+        self.assertTrue(readme in self.readme, f"README's troubleshooting section lists {readme!r}")
 
-    def test_unknown_key(self):
+    # ---- configs -------------------------------------------------------------------------------
+    def test_config_unknown_key(self):
         path = self.job(f'[run]\noutput_dir = "{self.out}"\n[train]\nbatchsize = 64\n')
-        self.assert_refused(run(["run", path]), path, "'train.batchsize'", "did you mean 'train.batch_size'")
+        self.refused(["run", path], path, "'train.batchsize'", "did you mean 'train.batch_size'",
+                     readme="| config | unknown key |")
 
-    def test_wrong_type(self):
+    def test_config_wrong_type(self):
         path = self.job(f'[run]\noutput_dir = "{self.out}"\n[sae]\nn_latents = "many"\n')
-        self.assert_refused(run(["run", path]), path, "'sae.n_latents'", "integer")
+        self.refused(["run", path], path, "'sae.n_latents'", "integer", readme="| config | value of the wrong type |")
 
-    def test_missing_job_file(self):
-        missing = os.path.join(self.tmp.name, "nope.toml")
-        self.assert_refused(run(["run", missing]), missing, "not found")
+    def test_config_toml_syntax(self):
+        path = self.job(f'[run]\noutput_dir = "{self.out}"\n[sae\nk = 3\n')
+        self.refused(["run", path], path + ":3", "TOML syntax error", readme="| config | TOML syntax error |")
 
-    def test_unknown_key_in_override(self):
-        self.assert_refused(run(["run", JOB, "--set", f"run.output_dir={self.out}", "--set", "sae.kk=3"]),
-                            "'sae.kk'", "did you mean 'sae.k'")
+    def test_config_missing_file(self):
+        missing = self.path("nope.toml")
+        self.refused(["run", missing], missing, "not found", readme="| config | job file missing |")
 
-    def test_missing_data_source(self):
-        self.assert_refused(run(["run", JOB, "--set", f"run.output_dir={self.out}", "--set",
-                                 "data.source=/no/such/store.h5"]), "data.source", "/no/such/store.h5")
+    def test_config_value_out_of_range(self):
+        self.refused(["run", SYNTHETIC, "--set", f"run.output_dir={self.out}", "--set", "compare.shared_threshold=1.5"],
+                     "'compare.shared_threshold'", readme="| config | value out of range |")
 
-    def test_missing_sae_file(self):
-        missing = os.path.join(self.tmp.name, "missing.h5")
-        self.assert_refused(run(["compare", "--sae", missing, "--sae", missing, "--out",
-                                 os.path.join(self.out, "r.h5")]), missing, "not found")
+    def test_config_k_above_n_latents(self):
+        self.refused(["run", SYNTHETIC, "--set", f"run.output_dir={self.out}", "--set", "sae.k=600"], "'sae.k'",
+                     "n_latents", readme="| config | inconsistent values |")
 
-    def test_sae_file_that_is_not_hdf5(self):
-        text = os.path.join(self.tmp.name, "notes.h5")
-        with open(text, "w") as fh:
-            fh.write("not hdf5\n")
-        self.assert_refused(run(["compare", "--sae", text, "--sae", text, "--out", os.path.join(self.out, "r.h5")]),
-                            text, "not an HDF5 file")
+    def test_config_unknown_architecture(self):
+        self.refused(["run", SYNTHETIC, "--set", f"run.output_dir={self.out}", "--set", "sae.architecture=relux"],
+                     'sae.architecture = "relux"', "choose", readme="| config | unknown choice |")
 
-    def test_unwritable_output_directory(self):
-        blocker = os.path.join(self.tmp.name, "a_file")
-        open(blocker, "w").close()
+    def test_config_unknown_stage(self):
+        self.refused(["run", SYNTHETIC, "--set", f"run.output_dir={self.out}", "--set", 'run.stages=["trian"]'],
+                     "run.stages", "trian", readme="| config | unknown stage |")
+
+    def test_config_micro_batch_does_not_divide(self):
+        self.refused(["run", SYNTHETIC, "--set", f"run.output_dir={self.out}", "--set", "train.micro_batch=300"],
+                     "train.micro_batch", readme="| config | micro-batch does not divide the batch |")
+
+    def test_config_output_directory_cannot_be_created(self):
+        blocker = write(self.path("a_file"), "")
         self.out = os.path.join(blocker, "out")  # a directory below a regular file cannot exist
-        self.assert_refused(run(["run", JOB, "--set", f"run.output_dir={self.out}"]), self.out)
+        self.refused(["run", SYNTHETIC, "--set", f"run.output_dir={self.out}"], self.out, "cannot create",
+                     readme="| config | output directory cannot be created |")
 
-    def test_unknown_option(self):
-        proc = run(["run", JOB, "--frobnicate"])
-        self.assertEqual(proc.returncode, 2, proc.stderr)
-        self.assertIn("frobnicate", proc.stderr)
+    # ---- CLI flags -----------------------------------------------------------------------------
+    def test_cli_unknown_option(self):
+        proc = run(["run", SYNTHETIC, "--frobnicate"])
+        self.assertEqual(sorted(re.findall(r"^rank-exit (\d+) (\d+)$", proc.stderr, re.M)), [("0", "2"), ("1", "2")])
+        self.assertEqual(proc.stderr.count("frobnicate"), 1, proc.stderr)
+        self.assertTrue("| CLI | unknown option |" in self.readme, "README lists the case")
+
+    def test_cli_override_without_equals(self):
+        self.refused(["run", SYNTHETIC, "--set", f"run.output_dir={self.out}", "--set", "sae.k"], "sae.k",
+                     "key=value", readme="| CLI | `--set` without `=` |")
+
+    def test_cli_unknown_key_in_override(self):
+        self.refused(["run", SYNTHETIC, "--set", f"run.output_dir={self.out}", "--set", "sae.kk=3"], "'sae.kk'",
+                     "did you mean 'sae.k'", readme="| CLI | unknown key in `--set` |")
+
+    def test_cli_compare_one_sae(self):
+        self.refused(self.compare(self.sae), "at least two SAE files", readme="| CLI | `compare` with one SAE |")
+
+    def test_cli_convert_unknown_format(self):
+        self.out = self.path("converted")
+        self.refused(["convert", self.sae, self.out, "--to", "pickle"], "pickle", readme="| CLI | unknown format |")
+
+    def test_cli_inspect_missing(self):
+        missing = self.path("missing.h5")
+        self.refused(["inspect", missing], missing, "not found", readme="| CLI | `inspect` of a missing file |")
+
+    # ---- SAE files -----------------------------------------------------------------------------
+    def test_sae_missing(self):
+        missing = self.path("missing.h5")
+        self.refused(self.compare(missing, self.sae), missing, "not found", readme="| SAE file | missing |")
+
+    def test_sae_not_hdf5(self):
+        text = write(self.path("notes.h5"), "not hdf5\n")
+        self.refused(self.compare(text, self.sae), text, "not an HDF5 file", readme="| SAE file | not HDF5 |")
+
+    def test_sae_is_a_store(self):
+        store = make_store(self.path("store.h5"))
+        self.refused(self.compare(store, self.sae), store, "not a universae SAE file", readme="| SAE file | another HDF5 file |")
+
+    def test_sae_incomplete(self):
+        sae = self.copy_sae(lambda f: f.attrs.modify("complete", False))
+        self.refused(self.compare(sae, self.sae), sae, "incomplete", readme="| SAE file | incomplete |")
+
+    def test_sae_wrong_shape(self):
+        def edit(f):
+            del f["W_dec"]
+            f.create_dataset("W_dec", data=np.zeros((512, 63), np.float32))
+        sae = self.copy_sae(edit)
+        self.refused(self.compare(sae, self.sae), sae, "W_dec", readme="| SAE file | tensor of the wrong shape |")
+
+    def test_sae_missing_tensor(self):
+        sae = self.copy_sae(lambda f: f.__delitem__("b_enc"))
+        self.refused(self.compare(sae, self.sae), sae, "b_enc", readme="| SAE file | tensor missing |")
+
+    def test_sae_different_width(self):
+        other = self.path("d32.h5")
+        proc = run(["train", SYNTHETIC, "--set", f"run.output_dir={self.path('d32')}", "--set", "sae.seeds=[0]",
+                    "--set", "train.tokens=2048", "--set", "data.synthetic.d=32"])
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        shutil.move(os.path.join(self.path("d32"), "saes", "seed0.h5"), other)
+        self.refused(self.compare(self.sae, other), other, "d_in 32", readme="| SAE file | SAEs of different widths |")
+
+    # ---- activation stores ---------------------------------------------------------------------
+    def test_store_missing(self):
+        missing = self.path("store.h5")
+        self.refused(self.train_on(missing), "data.source", missing, readme="| store | missing |")
+
+    def test_store_incomplete(self):
+        store = make_store(self.path("store.h5"), edit=lambda f: f.attrs.modify("complete", False))
+        self.refused(self.train_on(store), store, "incomplete activation store", readme="| store | incomplete |")
+
+    def test_store_without_the_hookpoint(self):
+        store = make_store(self.path("store.h5"))
+        self.refused(self.train_on(store, "data.hookpoint=blocks.3.hook_resid_post"), store,
+                     "blocks.3.hook_resid_post", HOOK, readme="| store | hookpoint not in the store |")
+
+    def test_store_one_dimensional(self):
+        def edit(f):
+            del f[f"activations/{HOOK}"]
+            f.create_dataset(f"activations/{HOOK}", data=np.zeros(512, np.float32))
+        store = make_store(self.path("store.h5"), edit=edit)
+        self.refused(self.train_on(store), store, "[tokens, d]", readme="| store | activations not [tokens, d] |")
+
+    def test_store_unknown_dtype(self):
+        store = make_store(self.path("store.h5"), edit=lambda f: f[f"activations/{HOOK}"].attrs.create("dtype", "fp8"))
+        self.refused(self.train_on(store), store, "fp8", readme="| store | unknown dtype |")
+
+    def test_store_decreasing_offsets(self):
+        def edit(f):
+            f["seq_offsets"][1] = 600
+        store = make_store(self.path("store.h5"), edit=edit)
+        self.refused(self.train_on(store), store, "/seq_offsets", readme="| store | bad sequence offsets |")
+
+    def test_store_nan(self):
+        def edit(f):
+            f[f"activations/{HOOK}"][300, 5] = np.nan
+        store = make_store(self.path("store.h5"), edit=edit)
+        self.refused(self.train_on(store), store, "row 300 (sequence 1, position 44), column 5 is NaN",
+                     readme="| store | NaN or Inf |")
+
+    def test_store_width_differs_from_the_sae(self):
+        store = make_store(self.path("store.h5"), d=16)
+        self.refused(self.compare(self.sae, self.sae, extra=["--activations", store, "--set", f"data.hookpoint={HOOK}"]),
+                     store, "16", readme="| store | width differs from the SAEs |")
+
+    # ---- text and model inputs -----------------------------------------------------------------
+    def test_text_input_missing(self):
+        missing = self.path("corpus.txt")
+        self.refused(self.extract(f'extract.inputs=["{missing}"]'), missing, readme="| text | input missing |")
+
+    def test_text_bad_jsonl(self):
+        corpus = write(self.path("corpus.jsonl"), '{"text": "Once upon a time"}\n{"text": oops}\n')
+        self.refused(self.extract(f'extract.inputs=["{corpus}"]'), corpus + ":2", "not valid JSON", readme="| text | bad JSONL line |")
+
+    def test_text_jsonl_without_text(self):
+        corpus = write(self.path("corpus.jsonl"), '{"body": "Once upon a time"}\n')
+        self.refused(self.extract(f'extract.inputs=["{corpus}"]'), corpus, "text",
+                     readme="| text | JSONL line without `text` |")
+
+    def test_model_missing(self):
+        missing = self.path("model.bin")
+        self.refused(self.extract(f"extract.model={missing}"), missing, readme="| model | checkpoint missing |")
+
+    def test_model_not_a_checkpoint(self):
+        junk = write(self.path("model.bin"), b"\x01\x00\x00\x00" * 7)
+        self.refused(self.extract(f"extract.model={junk}"), junk, readme="| model | not a llama2.c checkpoint |")
+
+    def test_model_truncated(self):
+        model = os.path.join(SOURCE, "..", "shared", "data", "stories260K.bin")
+        with open(model, "rb") as fh:
+            head = fh.read(4096)
+        cut = write(self.path("model.bin"), head)
+        self.refused(self.extract(f"extract.model={cut}"), cut, readme="| model | truncated checkpoint |")
+
+    def test_tokenizer_garbage(self):
+        tok = write(self.path("tok.bin"), b"\xff\xff\xff\x7f" + b"garbage")
+        self.refused(self.extract(f"extract.tokenizer={tok}"), tok, readme="| model | tokenizer file unreadable |")
+
+    def test_model_unknown_hookpoint(self):
+        self.refused(self.extract('extract.hookpoints=["blocks.2.hook_resid_sideways"]'),
+                     "blocks.2.hook_resid_sideways", readme="| model | unknown hookpoint |")
+
+    # ---- safetensors (sparsify / SAELens directories) ------------------------------------------
+    def sparsify_dir(self, weights_bytes):
+        path = self.path("layers.0")
+        os.mkdir(path)
+        write(os.path.join(path, "cfg.json"), json.dumps({"activation": "topk", "k": 4, "num_latents": 8, "d_in": 4}))
+        write(os.path.join(path, "sae.safetensors"), weights_bytes)
+        return path
+
+    def test_safetensors_truncated(self):
+        path = self.sparsify_dir(struct.pack("<Q", 1 << 20) + b"{}")
+        self.refused(self.compare(path, self.sae), os.path.join(path, "sae.safetensors"), "header",
+                     readme="| safetensors | truncated file |")
+
+    def test_safetensors_header_not_json(self):
+        path = self.sparsify_dir(struct.pack("<Q", 8) + b"{not js}")
+        self.refused(self.compare(path, self.sae), "sae.safetensors", "not valid JSON",
+                     readme="| safetensors | header is not JSON |")
+
+    def test_safetensors_offsets_beyond_data(self):
+        header = {"W_dec": {"dtype": "F32", "shape": [8, 4], "data_offsets": [0, 128]}}
+        path = self.sparsify_dir(safetensors_bytes(header, b"\0" * 64))
+        self.refused(self.compare(path, self.sae), "sae.safetensors", "W_dec", readme="| safetensors | offsets beyond the data |")
+
+    def test_safetensors_unknown_dtype(self):
+        header = {"encoder.weight": {"dtype": "F8_E4M3", "shape": [8, 4], "data_offsets": [0, 32]},
+                  "encoder.bias": {"dtype": "F32", "shape": [8], "data_offsets": [32, 64]},
+                  "W_dec": {"dtype": "F32", "shape": [8, 4], "data_offsets": [64, 192]},
+                  "b_dec": {"dtype": "F32", "shape": [4], "data_offsets": [192, 208]}}
+        path = self.sparsify_dir(safetensors_bytes(header, b"\0" * 208))
+        self.refused(self.compare(path, self.sae), "sae.safetensors", "F8_E4M3", readme="| safetensors | unknown dtype |")
 
 
 class Help(unittest.TestCase):
     def test_every_command_describes_its_options(self):
-        top = run(["--help"], ranks=1)
+        top = subprocess.run([MPIEXEC, "-n", "1", BINARY, "--help"], capture_output=True, text=True, cwd=SOURCE)
         self.assertEqual(top.returncode, 0)
-        for command in ("run", "train", "compare", "inspect"):
+        for command in ("run", "train", "compare", "inspect", "extract", "convert", "report", "sweep"):
             self.assertIn(command, top.stdout)
         expected = {"run": ["--set", "--fresh", "train.batch_size"], "train": ["--set", "--fresh", "sae.seeds"],
                     "compare": ["--sae", "--out", "--set"], "inspect": ["file"]}
         for command, needles in expected.items():
-            proc = run([command, "--help"], ranks=2)
+            proc = subprocess.run([MPIEXEC, "-n", "2", BINARY, command, "--help"], capture_output=True, text=True,
+                                  cwd=SOURCE)
             self.assertEqual(proc.returncode, 0, proc.stderr)
             for needle in needles:
                 self.assertIn(needle, proc.stdout, f"{command} --help")
