@@ -214,8 +214,19 @@ void File::transfer_rows(const std::string& name, core::Range rows, hid_t mem_ty
   Handle dxpl(UNIVERSAE_H5_CHECK(H5Pcreate(H5P_DATASET_XFER), "H5Pcreate"));
   UNIVERSAE_H5_CHECK(H5Pset_dxpl_mpio(dxpl.id(), H5FD_MPIO_COLLECTIVE), "H5Pset_dxpl_mpio");
   if (write) {
-    UNIVERSAE_H5_CHECK(H5Dwrite(ds.id(), mem_type, mem_space.id(), file_space.id(), dxpl.id(), data),
-                       path_ + ": write " + name);
+    if (H5Dwrite(ds.id(), mem_type, mem_space.id(), file_space.id(), dxpl.id(), data) < 0) {
+      // The usual cause on a cluster is a full disk or quota; say so rather than only "write failed".
+      const std::string stack = h5_error_stack();
+      const std::filesystem::path dir = std::filesystem::path(path_).parent_path();
+      struct statvfs fs {};
+      std::string hint;
+      if (statvfs(dir.empty() ? "." : dir.c_str(), &fs) == 0 && static_cast<double>(fs.f_bavail) * fs.f_frsize < 64e6)
+        hint = fmt::format("; the file system holding it is full ({:.3g} MB free): make room and run the same command "
+                           "again (extraction and training resume from their last save)",
+                           static_cast<double>(fs.f_bavail) * fs.f_frsize * 1e-6);
+      throw InternalError("HDF5: " + path_ + ": write " + name + " failed: " + stack + hint + " (rank " +
+                          std::to_string(log::rank()) + " on " + parallel::Comm::host_name() + ")");
+    }
   } else {
     UNIVERSAE_H5_CHECK(H5Dread(ds.id(), mem_type, mem_space.id(), file_space.id(), dxpl.id(), data),
                        path_ + ": read " + name);

@@ -5,7 +5,8 @@
 2. SIGKILL of the whole job at random moments of `universae run` (extract → train → compare), twice in a
    row, then a rerun of the same command: the final SAEs and results equal an uninterrupted run's.
 3. An output directory that cannot be written, or a file system without room for the outputs: a clear
-   error (exit 2, the directory named) before any long computation.
+   error (exit 2, the directory named) before any long computation. A disk that fills up during the
+   run: the write error says so, the partial file stays, and the same command resumes once there is room.
 4. NaN or Inf in an activation store: refused by train and by compare with the first bad position.
 """
 import os
@@ -251,6 +252,41 @@ class Unwritable(unittest.TestCase):
             self.assert_refused_fast(proc, time.time() - t0, out, "not enough free space", "activation store",
                                      "GB free")
             self.assertEqual(sorted(os.listdir(mnt)), ["filler"], "nothing is left behind")
+        finally:
+            subprocess.run(["umount", mnt], check=True)
+
+    def test_disk_fills_during_extraction(self):
+        # Room at the start (the check passes), none a moment later: the write fails with the reason,
+        # the partial store stays, and once there is room again the same command resumes and finishes.
+        mnt = os.path.join(self.tmp.name, "filling")
+        os.mkdir(mnt)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", mnt], capture_output=True).returncode != 0:
+            self.skipTest("cannot mount a tmpfs here (needs root)")
+        try:
+            out = os.path.join(mnt, "out")
+            settings = ["extract.max_documents=1300"]  # a 30 MB store
+            proc = start(command("extract", QUICKSTART, out, settings))
+            partial = os.path.join(out, "activations.h5.partial")
+            wait_for(lambda: os.path.exists(partial), proc, "the partial store")
+            filler = os.path.join(mnt, "filler")
+            with open(filler, "wb") as fh:
+                try:
+                    while True:
+                        fh.write(b"\0" * (1 << 20))
+                except OSError:
+                    pass
+            _, err = proc.communicate(timeout=300)
+            self.assertEqual(proc.returncode, 1, err)
+            self.assertIn("the file system holding it is full", err)
+            self.assertIn(partial, err)
+            self.assertTrue(os.path.exists(partial))
+            self.assertFalse(os.path.exists(os.path.join(out, "activations.h5")), "nothing is published")
+            os.remove(filler)
+            resumed = run("extract", QUICKSTART, out, settings)
+            self.assertIn("resuming", resumed.stderr)
+            with h5py.File(os.path.join(out, "activations.h5"), "r") as f:
+                self.assertTrue(f.attrs["complete"])
+                self.assertEqual(f["activations/blocks.2.hook_resid_post"].shape[0], f.attrs["n_tokens"])
         finally:
             subprocess.run(["umount", mnt], check=True)
 
