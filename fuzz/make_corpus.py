@@ -72,6 +72,28 @@ def main():
     path = os.path.join(HERE, "corpus", "safetensors", "sparsify.safetensors")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     st.save(path, tensors, {"format": "pt"})
+    # foreign_sae: byte 0 = library (0 sparsify, 1 SAELens), bytes 1-2 = len(cfg.json), cfg.json, safetensors.
+    def foreign(name, library, cfg, weights_path):
+        with open(weights_path, "rb") as fh:
+            weights = fh.read()
+        text = json.dumps(cfg).encode()
+        put("foreign_sae", name, bytes([library]) + struct.pack("<H", len(text)) + text + weights)
+
+    foreign("sparsify", 0, {"activation": "topk", "expansion_factor": 4, "normalize_decoder": True, "num_latents": n,
+                            "k": 2, "multi_topk": False, "skip_connection": False, "transcode": False, "d_in": d}, path)
+    saelens = os.path.join(HERE, "corpus", "safetensors", "saelens_jumprelu.safetensors")
+    W_dec = rng.standard_normal((n, d))
+    st.save(saelens, {"W_enc": (W_dec.T.copy(), "F32"), "W_dec": (W_dec, "F32"), "b_dec": (rng.standard_normal(d), "F32"),
+                      "b_enc": (rng.standard_normal(n), "F32"), "threshold": (rng.random(n), "F32")})
+    foreign("saelens_jumprelu", 1, {"d_in": d, "d_sae": n, "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": False,
+                                    "normalize_activations": "none", "reshape_activations": "none",
+                                    "architecture": "jumprelu", "metadata": {"model_name": "stories260K",
+                                                                             "hook_name": "blocks.0.hook_resid_post"}},
+            saelens)
+    foreign("saelens_flat_topk", 1, {"architecture": "standard", "d_in": d, "d_sae": n, "dtype": "float32",
+                                     "hook_point": "blocks.0.hook_resid_post", "activation_fn_str": "topk",
+                                     "activation_fn_kwargs": {"k": 2}, "apply_b_dec_to_input": True,
+                                     "normalize_activations": False, "finetuning_scaling_factor": False}, saelens)
     put("safetensors", "saelens_empty_metadata.safetensors",
         struct.pack("<Q", 64) + json.dumps({"W_enc": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}})
         .encode().ljust(64) + bytes(16))
