@@ -9,6 +9,7 @@
    run: the write error says so, the partial file stays, and the same command resumes once there is room.
 4. NaN or Inf in an activation store: refused by train and by compare with the first bad position.
 """
+import contextlib
 import os
 import random
 import shutil
@@ -83,6 +84,15 @@ def wait_for(predicate, proc, what, timeout=120):
         if time.time() > deadline:
             raise AssertionError(f"no {what} within {timeout} s")
         time.sleep(0.05)
+
+
+def assert_usage_error(test, proc, *needles):
+    """Exit 2 and one `universae: error:` line (rank 0's) holding every needle."""
+    test.assertEqual(proc.returncode, 2, proc.stderr)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("universae: error:")]
+    test.assertEqual(len(errors), 1, proc.stderr)
+    for needle in needles:
+        test.assertIn(needle, errors[0])
 
 
 def arrays_and_attrs(path, out_dir):
@@ -212,11 +222,7 @@ class Unwritable(unittest.TestCase):
         self.tmp.cleanup()
 
     def assert_refused_fast(self, proc, elapsed, *needles):
-        self.assertEqual(proc.returncode, 2, proc.stderr)
-        errors = [line for line in proc.stderr.splitlines() if line.startswith("universae: error:")]
-        self.assertEqual(len(errors), 1, proc.stderr)
-        for needle in needles:
-            self.assertIn(needle, errors[0])
+        assert_usage_error(self, proc, *needles)
         self.assertLess(elapsed, 30.0, "refused before the long computation")
 
     def test_read_only_output_directory(self):
@@ -236,14 +242,22 @@ class Unwritable(unittest.TestCase):
         self.assert_refused_fast(proc, time.time() - t0, out)
         self.assertFalse(os.path.exists(out))
 
+    @contextlib.contextmanager
+    def tmpfs(self, name, size):
+        """A small file system of its own (root only: elsewhere the test is skipped)."""
+        mnt = os.path.join(self.tmp.name, name)
+        os.mkdir(mnt)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", mnt], capture_output=True).returncode:
+            self.skipTest("cannot mount a tmpfs here (needs root); test_no_room_for_the_saes covers the space check")
+        try:
+            yield mnt
+        finally:
+            subprocess.run(["umount", mnt], check=True)
+
     def test_full_file_system(self):
         # A 4 MB tmpfs: the quickstart store needs about 15 MB. Refused once the token count is known,
         # before the model runs, with the need and the room.
-        mnt = os.path.join(self.tmp.name, "small")
-        os.mkdir(mnt)
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mnt], capture_output=True).returncode != 0:
-            self.skipTest("cannot mount a tmpfs here (needs root); test_no_room_for_the_saes covers the check")
-        try:
+        with self.tmpfs("small", "4m") as mnt:
             with open(os.path.join(mnt, "filler"), "wb") as fh:
                 fh.write(b"\0" * (1 << 20))
             out = os.path.join(mnt, "out")
@@ -252,24 +266,18 @@ class Unwritable(unittest.TestCase):
             self.assert_refused_fast(proc, time.time() - t0, out, "not enough free space", "activation store",
                                      "GB free")
             self.assertEqual(sorted(os.listdir(mnt)), ["filler"], "nothing is left behind")
-        finally:
-            subprocess.run(["umount", mnt], check=True)
 
     def test_disk_fills_during_extraction(self):
         # Room at the start (the check passes), none a moment later: the write fails with the reason,
         # the partial store stays, and once there is room again the same command resumes and finishes.
-        mnt = os.path.join(self.tmp.name, "filling")
-        os.mkdir(mnt)
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", mnt], capture_output=True).returncode != 0:
-            self.skipTest("cannot mount a tmpfs here (needs root)")
-        try:
+        with self.tmpfs("filling", "40m") as mnt:
             out = os.path.join(mnt, "out")
             settings = ["extract.max_documents=1300"]  # a 30 MB store
             proc = start(command("extract", QUICKSTART, out, settings))
             partial = os.path.join(out, "activations.h5.partial")
             wait_for(lambda: os.path.exists(partial), proc, "the partial store")
             filler = os.path.join(mnt, "filler")
-            with open(filler, "wb") as fh:
+            with open(filler, "wb", buffering=0) as fh:  # unbuffered: ENOSPC surfaces in write()
                 try:
                     while True:
                         fh.write(b"\0" * (1 << 20))
@@ -287,8 +295,6 @@ class Unwritable(unittest.TestCase):
             with h5py.File(os.path.join(out, "activations.h5"), "r") as f:
                 self.assertTrue(f.attrs["complete"])
                 self.assertEqual(f["activations/blocks.2.hook_resid_post"].shape[0], f.attrs["n_tokens"])
-        finally:
-            subprocess.run(["umount", mnt], check=True)
 
     def test_no_room_for_the_saes(self):
         # Two SAEs of 2^32 latents (4 TB each with their checkpoint) fit on no disk this test runs on.
@@ -321,11 +327,7 @@ class NonFinite(unittest.TestCase):
         return path
 
     def assert_refused(self, proc, out, *needles):
-        self.assertEqual(proc.returncode, 2, proc.stderr)
-        errors = [line for line in proc.stderr.splitlines() if line.startswith("universae: error:")]
-        self.assertEqual(len(errors), 1, proc.stderr)
-        for needle in needles:
-            self.assertIn(needle, errors[0])
+        assert_usage_error(self, proc, *needles)
         self.assertFalse(os.path.exists(out), "nothing is left behind")
 
     def test_train_names_the_first_nan(self):
