@@ -9,6 +9,7 @@ on this machine (or reuses the one it already started) and stops it again at the
 2. Preemption: a running training task gets USR1 twice, once through its job step (as a preemption
    does) and once through its batch shell (as --signal=B:USR1 before the time limit does); each time
    it checkpoints, requeues itself and resumes, and its SAEs equal an uninterrupted run's bit for bit.
+3. A lost rank: one task of a training step killed; the sweep's launcher ends the step within 60 s.
 
 Slurm delays a requeued job by 120 s (BeginTime); the test releases it at once with
 `scontrol update starttime=now` so the suite stays fast. Nothing else is shortened.
@@ -227,6 +228,53 @@ class SweepOnSlurm(unittest.TestCase):
             for seed in (0, 1):
                 rel = os.path.join(f"hookpoint={LAYERS[0]}", "saes", f"seed{seed}.h5")
                 assert_same_sae(self, os.path.join(out, rel), os.path.join(ref, rel))
+
+
+class LostRank(unittest.TestCase):
+    def test_a_killed_rank_ends_the_step(self):
+        """The sweep's launcher (slurm/local/env.sh: srun --mpi=pmix): one rank killed mid-training ends the
+        whole step within 60 s (PMIx aborts it), srun names the task, and no SAE file is published."""
+        launch = subprocess.run(["bash", "-c", f"source {SOURCE}/slurm/local/env.sh; echo $UNIVERSAE_LAUNCH"],
+                                capture_output=True, text=True, check=True).stdout.split()
+        with tempfile.TemporaryDirectory() as out:
+            cmd = [*launch, "-n", "2", BINARY, "train", os.path.join(SOURCE, "jobs", "synthetic_ci.toml"),
+                   "--set", f"run.output_dir={out}", "--set", "train.tokens=50000000", "--set", "train.log_every=10"]
+            proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=SOURCE)
+            log = os.path.join(out, "train_log.jsonl")
+            deadline = time.time() + 120
+            ranks = {}
+            while len(ranks) < 2 or not (os.path.exists(log) and os.path.getsize(log) > 0):
+                self.assertIsNone(proc.poll(), "the step ended before training started")
+                self.assertLess(time.time(), deadline, "training did not start within 120 s")
+                ranks = task_pids(out)
+                time.sleep(0.1)
+            os.kill(ranks[1], 9)
+            t0 = time.time()
+            _, err = proc.communicate(timeout=60)
+            while os.path.exists(f"/proc/{ranks[0]}") and time.time() - t0 < 60:
+                time.sleep(0.05)
+            print(f"task 1 killed: srun and every task gone {time.time() - t0:.1f} s later", flush=True)
+            self.assertFalse(os.path.exists(f"/proc/{ranks[0]}"), "task 0 outlived the step by 60 s")
+            self.assertNotEqual(proc.returncode, 0)
+            self.assertRegex(err, r"task 1: Killed", err)
+            self.assertFalse([f for f in os.listdir(os.path.join(out, "saes")) if f.endswith(".h5")])
+
+
+def task_pids(out_dir):
+    """{SLURM_PROCID: pid} of the universae processes writing to out_dir."""
+    pids = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                args = fh.read().split(b"\0")
+            if not args[0].endswith(b"universae") or f"run.output_dir={out_dir}".encode() not in args:
+                continue
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                env = dict(e.split(b"=", 1) for e in fh.read().split(b"\0") if b"=" in e)
+            pids[int(env[b"SLURM_PROCID"])] = int(pid)
+        except (OSError, KeyError):
+            continue
+    return pids
 
 
 if __name__ == "__main__":
