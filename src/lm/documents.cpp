@@ -50,7 +50,7 @@ std::vector<std::string> split_documents(const std::string& content, const std::
       nlohmann::json j;
       try {
         j = nlohmann::json::parse(line);
-      } catch (const nlohmann::json::parse_error& e) {
+      } catch (const nlohmann::json::exception& e) {  // parse errors, and numbers out of range (fuzz_documents)
         throw UsageError(path + ":" + std::to_string(number) + ": not valid JSON (" + e.what() + ")");
       }
       if (!j.is_object() || !j.contains("text") || !j["text"].is_string())
