@@ -45,6 +45,7 @@ ActivationInput open_activation_input(const parallel::Comm& comm, const Activati
   }
   auto store = std::make_shared<data::ActivationStore>(comm, o.source, o.hookpoint);
   in.hookpoint = store->hookpoint();
+  in.store_hookpoints = store->hookpoints();
   in.d = store->d();
   in.n_tokens = o.tokens > 0 ? std::min(o.tokens, store->n_tokens()) : store->n_tokens();
   in.vocab = store->vocab();

@@ -29,6 +29,7 @@ struct ActivationInput {
   std::vector<std::string> vocab;    // empty without token strings
   std::vector<int64_t> tokens;       // token ids [n_tokens], empty without
   std::vector<int64_t> seq_offsets;  // [n_seq + 1]
+  std::vector<std::string> store_hookpoints;  // every hookpoint the store holds (empty for synthetic)
 };
 
 struct ActivationOptions {

@@ -13,6 +13,7 @@
 
 #include "compare/concepts.hpp"
 #include "compare/overlap.hpp"
+#include "data/activation_store.hpp"
 #include "core/rng.hpp"
 #include "core/error.hpp"
 #include "io/h5.hpp"
@@ -202,17 +203,16 @@ ActivationData activation_input(const parallel::Comm& comm, const CompareRequest
       if (h.hookpoint == in.hookpoint || h.hookpoint.empty() || h.hookpoint == "synthetic" ||
           data.other_hookpoints.count(h.hookpoint))
         continue;
-      // An SAE whose hookpoint the store lacks reads the requested one (as every SAE did before).
-      ActivationOptions other = o;
-      other.hookpoint = h.hookpoint;
-      std::optional<ActivationInput> input;
-      try {
-        input = open_activation_input(comm, other);  // collective: every rank agrees
-      } catch (const UsageError&) {
+      // An SAE whose hookpoint the store lacks reads the requested one (as every SAE did before). One the
+      // store has is opened like the first: a problem there (NaN, a bad shape) is an error, not a fallback.
+      const auto& have = in.store_hookpoints;
+      if (std::find(have.begin(), have.end(), data::canonical_hookpoint(h.hookpoint)) == have.end()) {
         log::info("compare: {} was trained at '{}', which {} lacks; it reads '{}'", h.path, h.hookpoint, o.source, in.hookpoint);
         continue;
       }
-      data.other_hookpoints.emplace(h.hookpoint, std::move(*input));
+      ActivationOptions other = o;
+      other.hookpoint = h.hookpoint;
+      data.other_hookpoints.emplace(h.hookpoint, open_activation_input(comm, other));  // collective
     }
   }
   for (const auto& h : headers) {

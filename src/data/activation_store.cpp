@@ -41,9 +41,10 @@ ActivationStore::ActivationStore(const parallel::Comm& comm, const std::string& 
     if (!f.exists("/activations") || !f.is_group("/activations"))
       throw UsageError(path + ": not an activation store (no /activations group)");
     const std::string dataset = "/activations/" + hookpoint_;
+    hookpoints_ = f.children("/activations");
     if (!f.exists(dataset)) {
       std::string have;
-      for (const auto& h : f.children("/activations")) have += (have.empty() ? "" : ", ") + h;
+      for (const auto& h : hookpoints_) have += (have.empty() ? "" : ", ") + h;
       throw UsageError(path + ": no activations for hookpoint '" + hookpoint_ + "' (data.hookpoint); the store has: " +
                        (have.empty() ? "none" : have));
     }

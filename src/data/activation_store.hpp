@@ -29,6 +29,8 @@ class ActivationStore {
 
   const std::string& path() const { return path_; }
   const std::string& hookpoint() const { return hookpoint_; }
+  // Every hookpoint the store holds (the children of /activations).
+  const std::vector<std::string>& hookpoints() const { return hookpoints_; }
   int64_t n_tokens() const { return n_tokens_; }
   int64_t d() const { return d_; }
   const std::string& model() const { return model_; }
@@ -51,7 +53,7 @@ class ActivationStore {
   std::string path_, hookpoint_, model_, dtype_ = "float32";
   int64_t n_tokens_ = 0, d_ = 0;
   bool has_tokens_ = false;
-  std::vector<std::string> vocab_;
+  std::vector<std::string> vocab_, hookpoints_;
   std::vector<int64_t> seq_offsets_;
 };
 

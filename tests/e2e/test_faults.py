@@ -350,6 +350,24 @@ class NonFinite(unittest.TestCase):
                               capture_output=True, text=True, timeout=300, cwd=SOURCE)
         self.assert_refused(proc, out, store, "row 59000", "column 7", "-Inf")
 
+    def test_compare_names_a_nan_at_another_saes_hookpoint(self):
+        # A cross-layer comparison reads each SAE's own hookpoint: a NaN there is refused too, not
+        # taken for a hookpoint the store lacks (which would silently read another layer instead).
+        store = self.poisoned_store("cross.h5", {})
+        with h5py.File(store, "r+") as f:
+            other = f["activations/blocks.2.hook_resid_post"][()]
+            other[4321, 9] = np.nan
+            f.create_dataset("activations/blocks.1.hook_resid_post", data=other)
+        sae1 = os.path.join(self.tmp.name, "seed1_block1.h5")
+        shutil.copy(os.path.join(self.base, "saes", "seed1.h5"), sae1)
+        with h5py.File(sae1, "r+") as f:
+            f.attrs.modify("hookpoint", "blocks.1.hook_resid_post")
+        out = os.path.join(self.tmp.name, "compare_cross")
+        proc = subprocess.run([MPIEXEC, "-n", "2", BINARY, "compare", "--sae", os.path.join(self.base, "saes", "seed0.h5"),
+                               "--sae", sae1, "--out", os.path.join(out, "results.h5"), "--set", f"compare.activations={store}"],
+                              capture_output=True, text=True, timeout=300, cwd=SOURCE)
+        self.assert_refused(proc, out, store, "blocks.1.hook_resid_post row 4321", "column 9", "NaN")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
