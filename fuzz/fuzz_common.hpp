@@ -12,9 +12,14 @@
 
 namespace universae::fuzz {
 
+// This process's scratch path `name` in /dev/shm.
+inline std::string scratch_path(const std::string& name) {
+  return "/dev/shm/universae-fuzz-" + std::to_string(getpid()) + "-" + name;
+}
+
 // A per-process scratch file, rewritten by every input.
 inline std::string write_input(const std::string& name, const uint8_t* data, size_t size) {
-  const std::string path = "/dev/shm/universae-fuzz-" + std::to_string(getpid()) + "-" + name;
+  const std::string path = scratch_path(name);
   FILE* f = std::fopen(path.c_str(), "wb");
   if (!f) std::abort();
   if (size > 0 && std::fwrite(data, 1, size, f) != size) std::abort();

@@ -17,13 +17,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 3) return 0;
   const bool saelens = data[0] & 1;
   const size_t cfg_size = std::min<size_t>(size - 3, static_cast<size_t>(data[1]) | static_cast<size_t>(data[2]) << 8);
-  const std::string dir = "/dev/shm/universae-fuzz-" + std::to_string(getpid()) + "-sae";
+  const std::string dir = universae::fuzz::scratch_path("sae");
   std::filesystem::remove_all(dir);
   std::filesystem::create_directory(dir);
-  const std::string cfg = universae::fuzz::write_input("sae/cfg.json", data + 3, cfg_size);
-  const std::string weights =
-      universae::fuzz::write_input(saelens ? "sae/sae_weights.safetensors" : "sae/sae.safetensors", data + 3 + cfg_size,
-                                   size - 3 - cfg_size);
+  universae::fuzz::write_input("sae/cfg.json", data + 3, cfg_size);
+  universae::fuzz::write_input(saelens ? "sae/sae_weights.safetensors" : "sae/sae.safetensors", data + 3 + cfg_size,
+                               size - 3 - cfg_size);
   const auto& comm = universae::fuzz::world();
   try {
     universae::io::read_sae_header(comm, dir);

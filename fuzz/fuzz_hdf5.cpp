@@ -120,7 +120,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FuzzedDataProvider in(data, size);
   const bool store = in.ConsumeBool();
-  const std::string path = universae::fuzz::write_input("input.h5", nullptr, 0);
+  const std::string path = universae::fuzz::scratch_path("input.h5");
   const hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (f < 0) std::abort();
   store ? write_store(f, in) : write_sae(f, in);

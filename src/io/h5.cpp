@@ -16,6 +16,13 @@
 namespace universae::io {
 namespace {
 
+// Bytes free to this user on the file system holding `dir` ("" = the working directory); -1 if unknown.
+double free_bytes(const std::string& dir) {
+  struct statvfs fs {};
+  if (statvfs(dir.empty() ? "." : dir.c_str(), &fs) != 0) return -1;
+  return static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize);
+}
+
 // Innermost message of the HDF5 error stack (the automatic printer is switched off).
 std::string h5_error_stack() {
   std::string message;
@@ -217,13 +224,11 @@ void File::transfer_rows(const std::string& name, core::Range rows, hid_t mem_ty
     if (H5Dwrite(ds.id(), mem_type, mem_space.id(), file_space.id(), dxpl.id(), data) < 0) {
       // The usual cause on a cluster is a full disk or quota; say so rather than only "write failed".
       const std::string stack = h5_error_stack();
-      const std::filesystem::path dir = std::filesystem::path(path_).parent_path();
-      struct statvfs fs {};
+      const double free = free_bytes(std::filesystem::path(path_).parent_path().string());
       std::string hint;
-      if (statvfs(dir.empty() ? "." : dir.c_str(), &fs) == 0 && static_cast<double>(fs.f_bavail) * fs.f_frsize < 64e6)
+      if (free >= 0 && free < 64e6)
         hint = fmt::format("; the file system holding it is full ({:.3g} MB free): make room and run the same command "
-                           "again (extraction and training resume from their last save)",
-                           static_cast<double>(fs.f_bavail) * fs.f_frsize * 1e-6);
+                           "again (extraction and training resume from their last save)", free * 1e-6);
       throw InternalError("HDF5: " + path_ + ": write " + name + " failed: " + stack + hint + " (rank " +
                           std::to_string(log::rank()) + " on " + parallel::Comm::host_name() + ")");
     }
@@ -560,10 +565,9 @@ void ensure_directory(const parallel::Comm& comm, const std::string& dir) {
 }
 void ensure_space(const parallel::Comm& comm, const std::string& dir, int64_t bytes, const std::string& what) {
   std::string error;
-  struct statvfs fs {};
-  if (comm.is_root() && statvfs(dir.empty() ? "." : dir.c_str(), &fs) == 0) {
-    const double free = static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize);
-    if (free < static_cast<double>(bytes))
+  if (comm.is_root()) {
+    const double free = free_bytes(dir);
+    if (free >= 0 && free < static_cast<double>(bytes))
       error = fmt::format("{}: not enough free space for {}: needs {:.3g} GB, the file system has {:.3g} GB free",
                           dir.empty() ? "." : dir, what, static_cast<double>(bytes) * 1e-9, free * 1e-9);
   }
