@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "io/foreign_sae.hpp"
 #include "io/h5.hpp"
+#include "io/output.hpp"
 #include "io/sae_file.hpp"
 #include "parallel/comm.hpp"
 #include "parallel/log.hpp"

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "core/version.hpp"
 #include "app/commands.hpp"
 #include "core/error.hpp"
 #include "io/h5.hpp"
@@ -61,7 +62,7 @@ std::string python() {
 
 std::string report_script() {
   if (const char* dir = std::getenv("UNIVERSAE_SOURCE_DIR"); dir && *dir) return (fs::path(dir) / "scripts" / "report.py").string();
-  return (fs::path(UNIVERSAE_SOURCE_DIR) / "scripts" / "report.py").string();
+  return (fs::path(build::kSourceDir) / "scripts" / "report.py").string();
 }
 
 // Runs argv[0] with argv (no shell); its output goes to ours. The exit status, or -1.

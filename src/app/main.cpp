@@ -9,7 +9,8 @@
 
 #include "app/commands.hpp"
 #include "core/error.hpp"
-#include "io/h5.hpp"
+#include "core/version.hpp"
+#include "io/output.hpp"
 #include "parallel/comm.hpp"
 #include "parallel/log.hpp"
 
@@ -27,11 +28,11 @@ int launcher_rank() {
 int main(int argc, char** argv) {
   using namespace universae;
   log::set_rank(launcher_rank());
-  CLI::App app{"universae " UNIVERSAE_VERSION
+  CLI::App app{std::string("universae ") + build::kVersion +
                " — do sparse autoencoders learn the same features? Trains SAE seed ensembles and computes\n"
                "universality statistics, MPI-parallel (run under mpirun -n N, srun, or as one process)."};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "universae " UNIVERSAE_VERSION " (" UNIVERSAE_GIT_SHA ")");
+  app.set_version_flag("--version", std::string("universae ") + build::kVersion + " (" + build::kGitSha + ")");
   app.footer("Exit codes: 0 success, 2 bad input or usage (the message names the file, key or value), 1 internal failure,\n"
              "75 training or extraction stopped on SIGTERM/SIGUSR1 after saving its progress (run the same command to resume).\n"
              "Run 'universae COMMAND --help' for a command's options.");

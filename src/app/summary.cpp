@@ -8,7 +8,7 @@
 #include <cmath>
 #include <filesystem>
 
-#include "io/text_file.hpp"
+#include "io/output.hpp"
 #include "parallel/log.hpp"
 
 namespace universae::app {

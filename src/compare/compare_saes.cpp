@@ -1,3 +1,4 @@
+#include "core/version.hpp"
 #include "compare/compare_saes.hpp"
 
 #include <ATen/Functions.h>
@@ -17,6 +18,7 @@
 #include "core/rng.hpp"
 #include "core/error.hpp"
 #include "io/h5.hpp"
+#include "io/output.hpp"
 #include "io/sae_file.hpp"
 #include "io/text_file.hpp"
 #include "parallel/log.hpp"
@@ -443,15 +445,15 @@ std::vector<PairSummary> compare_saes(const parallel::Comm& comm, const CompareR
   for (size_t b = n_main; b < paths.size(); ++b) pairs.push_back({0, b});
 
   std::vector<PairSummary> summaries;
-  io::PendingFile pending(comm, request.out_path);
+  io::Pending pending(comm, request.out_path);
   {
-    io::File f = io::File::create(comm, pending.temp_path());
+    io::File f = io::File::create(comm, pending.partial());
     f.write_attr("/", "format", "universae-results");
     f.write_attr("/", "format_version", int64_t{1});
     f.write_attr("/", "config", request.config_toml);
     f.write_attr("/", "fingerprint", request.fingerprint);
-    f.write_attr("/", "universae_version", UNIVERSAE_VERSION);
-    f.write_attr("/", "git_sha", UNIVERSAE_GIT_SHA);
+    f.write_attr("/", "universae_version", build::kVersion);
+    f.write_attr("/", "git_sha", build::kGitSha);
     f.write_attr("/", "n_ranks", static_cast<int64_t>(comm.size()));
     f.write_attr("/", "hdf5_version", io::hdf5_version());
     for (size_t i = 0; i < headers.size(); ++i) {

@@ -1,3 +1,4 @@
+#include "core/version.hpp"
 #include "compare/concepts.hpp"
 
 #include <toml++/toml.h>
@@ -26,7 +27,7 @@ std::string strip(const std::string& s) {
 }  // namespace
 
 std::vector<ConceptCategory> load_concepts(const std::string& path_in) {
-  const std::string path = path_in.empty() ? std::string(UNIVERSAE_SOURCE_DIR) + "/configs/concepts.toml" : path_in;
+  const std::string path = path_in.empty() ? std::string(build::kSourceDir) + "/configs/concepts.toml" : path_in;
   toml::table doc;
   try {
     doc = toml::parse_file(path);

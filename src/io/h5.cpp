@@ -6,22 +6,48 @@
 #include <cstdio>
 #include <system_error>
 
+#include <hdf5.h>
 #include <fmt/format.h>
-#include <sys/statvfs.h>
+
+#include <type_traits>
 
 #include "core/error.hpp"
+#include "io/output.hpp"
 #include "parallel/log.hpp"
 #include "parallel/native.hpp"
 
 namespace universae::io {
+
+// File keeps its id as int64_t so that h5.hpp need not include <hdf5.h>.
+static_assert(std::is_same_v<hid_t, int64_t>, "HDF5 >= 1.10 has a 64-bit hid_t");
+
 namespace {
 
-// Bytes free to this user on the file system holding `dir` ("" = the working directory); -1 if unknown.
-double free_bytes(const std::string& dir) {
-  struct statvfs fs {};
-  if (statvfs(dir.empty() ? "." : dir.c_str(), &fs) != 0) return -1;
-  return static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize);
-}
+// Owns one hid_t and closes it with the matching H5*close.
+class Handle {
+ public:
+  Handle() = default;
+  explicit Handle(hid_t id) : id_(id) {}
+  ~Handle() { reset(); }
+  Handle(Handle&& o) noexcept : id_(o.id_) { o.id_ = H5I_INVALID_HID; }
+  Handle& operator=(Handle&& o) noexcept {
+    if (this != &o) reset(), id_ = o.id_, o.id_ = H5I_INVALID_HID;
+    return *this;
+  }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  hid_t id() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+  void reset();
+  hid_t release() {
+    const hid_t id = id_;
+    id_ = H5I_INVALID_HID;
+    return id;
+  }
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+};
 
 // Innermost message of the HDF5 error stack (the automatic printer is switched off).
 std::string h5_error_stack() {
@@ -99,8 +125,6 @@ Handle bool_type() {
   return t;
 }
 
-}  // namespace
-
 void Handle::reset() {
   if (id_ < 0) return;
   switch (H5Iget_type(id_)) {
@@ -115,6 +139,20 @@ void Handle::reset() {
   }
   id_ = H5I_INVALID_HID;
 }
+
+}  // namespace
+
+File::~File() { close(); }
+File::File(File&& o) noexcept : comm_(o.comm_), path_(std::move(o.path_)), id_(o.id_) { o.id_ = H5I_INVALID_HID; }
+File& File::operator=(File&& o) noexcept {
+  if (this != &o) {
+    close();
+    comm_ = o.comm_, path_ = std::move(o.path_), id_ = o.id_;
+    o.id_ = H5I_INVALID_HID;
+  }
+  return *this;
+}
+void File::close() { Handle(static_cast<hid_t>(id_)).reset(), id_ = H5I_INVALID_HID; }
 
 std::string hdf5_version() {
   unsigned major = 0, minor = 0, release = 0;
@@ -151,22 +189,22 @@ File File::open_existing(const parallel::Comm& comm, const std::string& path, bo
 File File::open_read(const parallel::Comm& comm, const std::string& path) { return open_existing(comm, path, false); }
 File File::open_rw(const parallel::Comm& comm, const std::string& path) { return open_existing(comm, path, true); }
 
-void File::flush() { UNIVERSAE_H5_CHECK(H5Fflush(file_.id(), H5F_SCOPE_GLOBAL), path_ + ": flush"); }
+void File::flush() { UNIVERSAE_H5_CHECK(H5Fflush(id_, H5F_SCOPE_GLOBAL), path_ + ": flush"); }
 
 bool File::exists(const std::string& object) const {
   if (object == "/") return true;
   // Check each prefix: H5Lexists fails (rather than answering false) when a parent is missing.
   size_t pos = 0;
   while ((pos = object.find('/', pos + 1)) != std::string::npos) {
-    if (H5Lexists(file_.id(), object.substr(0, pos).c_str(), H5P_DEFAULT) <= 0) return false;
+    if (H5Lexists(id_, object.substr(0, pos).c_str(), H5P_DEFAULT) <= 0) return false;
   }
-  return H5Lexists(file_.id(), object.c_str(), H5P_DEFAULT) > 0;
+  return H5Lexists(id_, object.c_str(), H5P_DEFAULT) > 0;
 }
 
 void File::create_group(const std::string& group) {
   Handle lcpl(UNIVERSAE_H5_CHECK(H5Pcreate(H5P_LINK_CREATE), "H5Pcreate"));
   UNIVERSAE_H5_CHECK(H5Pset_create_intermediate_group(lcpl.id(), 1), "H5Pset_create_intermediate_group");
-  Handle g(UNIVERSAE_H5_CHECK(H5Gcreate2(file_.id(), group.c_str(), lcpl.id(), H5P_DEFAULT, H5P_DEFAULT),
+  Handle g(UNIVERSAE_H5_CHECK(H5Gcreate2(id_, group.c_str(), lcpl.id(), H5P_DEFAULT, H5P_DEFAULT),
                               path_ + ": create group " + group));
 }
 
@@ -177,12 +215,12 @@ void File::create_dataset(const std::string& name, DType type, const std::vector
   Handle lcpl(UNIVERSAE_H5_CHECK(H5Pcreate(H5P_LINK_CREATE), "H5Pcreate"));
   UNIVERSAE_H5_CHECK(H5Pset_create_intermediate_group(lcpl.id(), 1), "H5Pset_create_intermediate_group");
   Handle ds(UNIVERSAE_H5_CHECK(
-      H5Dcreate2(file_.id(), name.c_str(), file_type(type), space.id(), lcpl.id(), H5P_DEFAULT, H5P_DEFAULT),
+      H5Dcreate2(id_, name.c_str(), file_type(type), space.id(), lcpl.id(), H5P_DEFAULT, H5P_DEFAULT),
       path_ + ": create dataset " + name));
 }
 
 std::vector<int64_t> File::shape(const std::string& name) const {
-  Handle ds(UNIVERSAE_H5_CHECK(H5Dopen2(file_.id(), name.c_str(), H5P_DEFAULT), path_ + ": open dataset " + name));
+  Handle ds(UNIVERSAE_H5_CHECK(H5Dopen2(id_, name.c_str(), H5P_DEFAULT), path_ + ": open dataset " + name));
   Handle space(UNIVERSAE_H5_CHECK(H5Dget_space(ds.id()), "H5Dget_space"));
   const int rank = UNIVERSAE_H5_CHECK(H5Sget_simple_extent_ndims(space.id()), "H5Sget_simple_extent_ndims");
   std::vector<hsize_t> dims(static_cast<size_t>(rank));
@@ -190,8 +228,8 @@ std::vector<int64_t> File::shape(const std::string& name) const {
   return std::vector<int64_t>(dims.begin(), dims.end());
 }
 
-void File::transfer_rows(const std::string& name, core::Range rows, hid_t mem_type, void* data, bool write) const {
-  Handle ds(UNIVERSAE_H5_CHECK(H5Dopen2(file_.id(), name.c_str(), H5P_DEFAULT), path_ + ": open dataset " + name));
+void File::transfer_rows(const std::string& name, core::Range rows, int64_t mem_type, void* data, bool write) const {
+  Handle ds(UNIVERSAE_H5_CHECK(H5Dopen2(id_, name.c_str(), H5P_DEFAULT), path_ + ": open dataset " + name));
   Handle file_space(UNIVERSAE_H5_CHECK(H5Dget_space(ds.id()), "H5Dget_space"));
   const int rank = H5Sget_simple_extent_ndims(file_space.id());
   std::vector<hsize_t> dims(static_cast<size_t>(rank));
@@ -287,7 +325,7 @@ std::vector<std::string> read_string_array(hid_t stored_type, hid_t space, const
 }  // namespace
 
 std::vector<std::string> File::read_strings(const std::string& dataset) const {
-  Handle ds(UNIVERSAE_H5_CHECK(H5Dopen2(file_.id(), dataset.c_str(), H5P_DEFAULT), path_ + ": open dataset " + dataset));
+  Handle ds(UNIVERSAE_H5_CHECK(H5Dopen2(id_, dataset.c_str(), H5P_DEFAULT), path_ + ": open dataset " + dataset));
   Handle type(UNIVERSAE_H5_CHECK(H5Dget_type(ds.id()), "H5Dget_type"));
   Handle space(UNIVERSAE_H5_CHECK(H5Dget_space(ds.id()), "H5Dget_space"));
   return read_string_array(type.id(), space.id(), path_ + ": dataset " + dataset, [&](hid_t mem, void* buf) {
@@ -296,7 +334,7 @@ std::vector<std::string> File::read_strings(const std::string& dataset) const {
 }
 
 std::vector<std::string> File::read_attr_strings(const std::string& object, const std::string& name) const {
-  Handle attr = open_attr(file_.id(), path_, object, name);
+  Handle attr = open_attr(id_, path_, object, name);
   Handle type(UNIVERSAE_H5_CHECK(H5Aget_type(attr.id()), "H5Aget_type"));
   Handle space(UNIVERSAE_H5_CHECK(H5Aget_space(attr.id()), "H5Aget_space"));
   return read_string_array(type.id(), space.id(), path_ + ": attribute " + object + "@" + name,
@@ -314,7 +352,7 @@ void File::write_strings(const std::string& dataset, const std::vector<std::stri
   Handle space(UNIVERSAE_H5_CHECK(H5Screate_simple(1, &n, nullptr), "H5Screate_simple"));
   Handle lcpl(UNIVERSAE_H5_CHECK(H5Pcreate(H5P_LINK_CREATE), "H5Pcreate"));
   UNIVERSAE_H5_CHECK(H5Pset_create_intermediate_group(lcpl.id(), 1), "H5Pset_create_intermediate_group");
-  Handle ds(UNIVERSAE_H5_CHECK(H5Dcreate2(file_.id(), dataset.c_str(), type.id(), space.id(), lcpl.id(), H5P_DEFAULT,
+  Handle ds(UNIVERSAE_H5_CHECK(H5Dcreate2(id_, dataset.c_str(), type.id(), space.id(), lcpl.id(), H5P_DEFAULT,
                                           H5P_DEFAULT),
                                path_ + ": create dataset " + dataset));
   if (n == 0) return;
@@ -355,7 +393,7 @@ Handle open_attr(hid_t file, const std::string& path, const std::string& object,
 void File::write_attr(const std::string& object, const std::string& name, const std::string& value) {
   Handle type = string_type();
   const char* text = value.c_str();
-  write_attr_impl(file_.id(), path_, object, name, type.id(), [&](hid_t a) { return H5Awrite(a, type.id(), &text); });
+  write_attr_impl(id_, path_, object, name, type.id(), [&](hid_t a) { return H5Awrite(a, type.id(), &text); });
 }
 
 void File::write_attr(const std::string& object, const std::string& name, const std::vector<std::string>& values) {
@@ -363,7 +401,7 @@ void File::write_attr(const std::string& object, const std::string& name, const 
   std::vector<const char*> text;
   for (const auto& v : values) text.push_back(v.c_str());
   const hsize_t n = values.size();
-  Handle obj(UNIVERSAE_H5_CHECK(H5Oopen(file_.id(), object.c_str(), H5P_DEFAULT), path_ + ": open " + object));
+  Handle obj(UNIVERSAE_H5_CHECK(H5Oopen(id_, object.c_str(), H5P_DEFAULT), path_ + ": open " + object));
   if (H5Aexists(obj.id(), name.c_str()) > 0) UNIVERSAE_H5_CHECK(H5Adelete(obj.id(), name.c_str()), "H5Adelete");
   Handle space(UNIVERSAE_H5_CHECK(H5Screate_simple(1, &n, nullptr), "H5Screate_simple"));
   Handle attr(UNIVERSAE_H5_CHECK(H5Acreate2(obj.id(), name.c_str(), type.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT),
@@ -372,23 +410,23 @@ void File::write_attr(const std::string& object, const std::string& name, const 
 }
 
 void File::write_attr(const std::string& object, const std::string& name, int64_t value) {
-  write_attr_impl(file_.id(), path_, object, name, H5T_STD_I64LE,
+  write_attr_impl(id_, path_, object, name, H5T_STD_I64LE,
                   [&](hid_t a) { return H5Awrite(a, H5T_NATIVE_INT64, &value); });
 }
 
 void File::write_attr(const std::string& object, const std::string& name, double value) {
-  write_attr_impl(file_.id(), path_, object, name, H5T_IEEE_F64LE,
+  write_attr_impl(id_, path_, object, name, H5T_IEEE_F64LE,
                   [&](hid_t a) { return H5Awrite(a, H5T_NATIVE_DOUBLE, &value); });
 }
 
 void File::write_attr(const std::string& object, const std::string& name, bool value) {
   Handle type = bool_type();
   const int8_t v = value ? 1 : 0;
-  write_attr_impl(file_.id(), path_, object, name, type.id(), [&](hid_t a) { return H5Awrite(a, type.id(), &v); });
+  write_attr_impl(id_, path_, object, name, type.id(), [&](hid_t a) { return H5Awrite(a, type.id(), &v); });
 }
 
 bool File::has_attr(const std::string& object, const std::string& name) const {
-  return exists(object) && H5Aexists_by_name(file_.id(), object.c_str(), name.c_str(), H5P_DEFAULT) > 0;
+  return exists(object) && H5Aexists_by_name(id_, object.c_str(), name.c_str(), H5P_DEFAULT) > 0;
 }
 
 namespace {
@@ -433,11 +471,11 @@ bool attr_bool(hid_t file, const std::string& path, const std::string& object, c
 }  // namespace
 
 std::string File::read_attr_string(const std::string& object, const std::string& name) const {
-  return attr_string(file_.id(), path_, object, name);
+  return attr_string(id_, path_, object, name);
 }
 
 int64_t File::read_attr_int(const std::string& object, const std::string& name) const {
-  Handle attr = open_attr(file_.id(), path_, object, name);
+  Handle attr = open_attr(id_, path_, object, name);
   Handle type(UNIVERSAE_H5_CHECK(H5Aget_type(attr.id()), "H5Aget_type"));
   const H5T_class_t cls = H5Tget_class(type.id());
   if (cls == H5T_FLOAT) {
@@ -455,7 +493,7 @@ int64_t File::read_attr_int(const std::string& object, const std::string& name) 
 }
 
 double File::read_attr_double(const std::string& object, const std::string& name) const {
-  Handle attr = open_attr(file_.id(), path_, object, name);
+  Handle attr = open_attr(id_, path_, object, name);
   Handle type(UNIVERSAE_H5_CHECK(H5Aget_type(attr.id()), "H5Aget_type"));
   const H5T_class_t cls = H5Tget_class(type.id());
   if (cls != H5T_FLOAT && cls != H5T_INTEGER)
@@ -465,12 +503,19 @@ double File::read_attr_double(const std::string& object, const std::string& name
   return v;
 }
 
+double File::read_attr_number(const std::string& object, const std::string& name) const {
+  Handle attr = open_attr(id_, path_, object, name);
+  Handle type(UNIVERSAE_H5_CHECK(H5Aget_type(attr.id()), "H5Aget_type"));
+  if (H5Tget_class(type.id()) == H5T_ENUM) return attr_bool(id_, path_, object, name) ? 1.0 : 0.0;
+  return read_attr_double(object, name);
+}
+
 bool File::read_attr_bool(const std::string& object, const std::string& name) const {
-  return attr_bool(file_.id(), path_, object, name);
+  return attr_bool(id_, path_, object, name);
 }
 
 std::vector<std::string> File::attr_names(const std::string& object) const {
-  Handle obj(UNIVERSAE_H5_CHECK(H5Oopen(file_.id(), object.c_str(), H5P_DEFAULT), path_ + ": open " + object));
+  Handle obj(UNIVERSAE_H5_CHECK(H5Oopen(id_, object.c_str(), H5P_DEFAULT), path_ + ": open " + object));
   std::vector<std::string> names;
   hsize_t idx = 0;
   H5Aiterate2(obj.id(), H5_INDEX_NAME, H5_ITER_INC, &idx,
@@ -485,7 +530,7 @@ std::vector<std::string> File::attr_names(const std::string& object) const {
 std::vector<std::string> File::children(const std::string& group) const {
   std::vector<std::string> names;
   hsize_t idx = 0;
-  UNIVERSAE_H5_CHECK(H5Literate_by_name(file_.id(), group.c_str(), H5_INDEX_NAME, H5_ITER_INC, &idx,
+  UNIVERSAE_H5_CHECK(H5Literate_by_name(id_, group.c_str(), H5_INDEX_NAME, H5_ITER_INC, &idx,
                                         [](hid_t, const char* n, const H5L_info_t*, void* out) -> herr_t {
                                           static_cast<std::vector<std::string>*>(out)->push_back(n);
                                           return 0;
@@ -496,83 +541,13 @@ std::vector<std::string> File::children(const std::string& group) const {
 }
 
 bool File::is_group(const std::string& object) const {
-  Handle obj(UNIVERSAE_H5_CHECK(H5Oopen(file_.id(), object.c_str(), H5P_DEFAULT), path_ + ": open " + object));
+  Handle obj(UNIVERSAE_H5_CHECK(H5Oopen(id_, object.c_str(), H5P_DEFAULT), path_ + ": open " + object));
   return H5Iget_type(obj.id()) == H5I_GROUP;
-}
-
-PendingFile::PendingFile(const parallel::Comm& comm, std::string final_path)
-    : comm_(comm), final_(std::move(final_path)), temp_(final_ + ".partial") {}
-
-PendingFile::~PendingFile() {
-  if (!committed_ && comm_.is_root()) {
-    std::error_code ignored;
-    std::filesystem::remove(temp_, ignored);
-  }
-}
-
-void PendingFile::commit() {
-  comm_.barrier();  // every rank has closed the file
-  std::string error;
-  if (comm_.is_root()) {
-    std::error_code ec;
-    std::filesystem::rename(temp_, final_, ec);
-    if (ec) error = final_ + ": cannot publish (" + ec.message() + ")";
-  }
-  parallel::agree_on_error(comm_, error);
-  committed_ = true;
 }
 
 }  // namespace universae::io
 
 namespace universae::io {
-namespace {
-std::vector<std::filesystem::path>& created_directories() {
-  static std::vector<std::filesystem::path> created;
-  return created;
-}
-}  // namespace
-
-void remove_created_directories() {
-  auto& created = created_directories();
-  std::error_code ec;
-  for (auto it = created.rbegin(); it != created.rend(); ++it)
-    if (std::filesystem::is_directory(*it, ec) && std::filesystem::is_empty(*it, ec)) std::filesystem::remove(*it, ec);
-  created.clear();
-}
-
-void ensure_directory(const parallel::Comm& comm, const std::string& dir) {
-  std::string error;
-  if (comm.is_root() && !dir.empty()) {
-    std::error_code ec;
-    std::vector<std::filesystem::path> missing;  // the components this call creates, outermost first
-    for (auto p = std::filesystem::absolute(dir, ec); !p.empty() && !std::filesystem::exists(p, ec); p = p.parent_path()) {
-      missing.insert(missing.begin(), p);
-      if (p == p.parent_path()) break;
-    }
-    std::filesystem::create_directories(dir, ec);
-    if (!ec) created_directories().insert(created_directories().end(), missing.begin(), missing.end());
-    if (ec) {
-      error = dir + ": cannot create output directory (" + ec.message() + ")";
-    } else {
-      // Prove it is writable now rather than after hours of work.
-      const auto probe = std::filesystem::path(dir) / ".universae-write-test";
-      FILE* f = std::fopen(probe.c_str(), "w");
-      if (!f) error = dir + ": output directory is not writable";
-      if (f) std::fclose(f), std::filesystem::remove(probe, ec);
-    }
-  }
-  parallel::agree_on_error(comm, error);
-}
-void ensure_space(const parallel::Comm& comm, const std::string& dir, int64_t bytes, const std::string& what) {
-  std::string error;
-  if (comm.is_root()) {
-    const double free = free_bytes(dir);
-    if (free >= 0 && free < static_cast<double>(bytes))
-      error = fmt::format("{}: not enough free space for {}: needs {:.3g} GB, the file system has {:.3g} GB free",
-                          dir.empty() ? "." : dir, what, static_cast<double>(bytes) * 1e-9, free * 1e-9);
-  }
-  parallel::agree_on_error(comm, error);
-}
 
 bool is_complete(const std::string& path, const std::vector<std::pair<std::string, std::string>>& expect) {
   silence_hdf5_errors();
@@ -588,6 +563,20 @@ bool is_complete(const std::string& path, const std::vector<std::pair<std::strin
     return false;
   }
   return true;
+}
+
+std::optional<std::string> complete_root_string(const std::string& path, const std::string& name) {
+  silence_hdf5_errors();
+  if (!std::filesystem::is_regular_file(path) || H5Fis_hdf5(path.c_str()) <= 0) return std::nullopt;
+  Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!file.valid()) return std::nullopt;
+  auto has = [&](const std::string& n) { return H5Aexists_by_name(file.id(), "/", n.c_str(), H5P_DEFAULT) > 0; };
+  try {
+    if (!has("complete") || !attr_bool(file.id(), path, "/", "complete") || !has(name)) return std::nullopt;
+    return attr_string(file.id(), path, "/", name);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
 }
 
 std::string file_format(const std::string& path) {

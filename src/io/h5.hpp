@@ -3,11 +3,13 @@
 // same order (metadata is collective), then each rank writes or reads its own block of rows with a
 // collective transfer. Attributes are h5py-friendly: UTF-8 variable-length strings, int64, float64,
 // and booleans as h5py's enum {FALSE, TRUE}.
+//
+// No HDF5 or MPI type crosses this header: <hdf5.h> (which pulls in <mpi.h>) is included by h5.cpp
+// alone, and the io library links HDF5 privately, so no other layer can include it (docs/architecture.md).
 #pragma once
 
-#include <hdf5.h>
-
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,27 +18,6 @@
 #include "parallel/comm.hpp"
 
 namespace universae::io {
-
-// Owns one hid_t and closes it with the matching H5*close.
-class Handle {
- public:
-  Handle() = default;
-  explicit Handle(hid_t id) : id_(id) {}
-  ~Handle() { reset(); }
-  Handle(Handle&& o) noexcept : id_(o.id_) { o.id_ = H5I_INVALID_HID; }
-  Handle& operator=(Handle&& o) noexcept {
-    if (this != &o) reset(), id_ = o.id_, o.id_ = H5I_INVALID_HID;
-    return *this;
-  }
-  Handle(const Handle&) = delete;
-  Handle& operator=(const Handle&) = delete;
-  hid_t id() const { return id_; }
-  bool valid() const { return id_ >= 0; }
-  void reset();
-
- private:
-  hid_t id_ = H5I_INVALID_HID;
-};
 
 // kFloat16 is IEEE half (h5py reads it as float16); kUInt16 holds bfloat16 words.
 enum class DType { kFloat32, kFloat64, kInt64, kInt32, kFloat16, kUInt16 };
@@ -52,10 +33,15 @@ class File {
   // Collective: everything written so far reaches the file (a resumable point).
   void flush();
 
+  ~File();
+  File(File&& other) noexcept;
+  File& operator=(File&& other) noexcept;
+  File(const File&) = delete;
+  File& operator=(const File&) = delete;
+
   const std::string& path() const { return path_; }
-  hid_t id() const { return file_.id(); }
   const parallel::Comm& comm() const { return comm_; }
-  void close() { file_.reset(); }
+  void close();
 
   // Objects are addressed by absolute paths ("/pairs/a--b/decoder").
   bool exists(const std::string& object) const;
@@ -68,6 +54,20 @@ class File {
   void write_rows(const std::string& name, core::Range rows, const double* data);
   void write_rows(const std::string& name, core::Range rows, const int64_t* data);
   void write_rows(const std::string& name, core::Range rows, const uint16_t* data);
+  // The one collective-write pattern for a table every rank holds whole: creates `name` with `shape`
+  // ([rows, width...]) and each rank writes its block of rows (core::shard_range).
+  template <typename T>
+  void write_table(const std::string& name, DType type, const std::vector<T>& values, const std::vector<int64_t>& shape) {
+    create_dataset(name, type, shape);
+    const int64_t width = shape[0] > 0 ? static_cast<int64_t>(values.size()) / shape[0] : 0;
+    const core::Range mine = core::shard_range(shape[0], comm_.rank(), comm_.size());
+    write_rows(name, mine, values.data() + mine.begin * width);
+  }
+  // A 1-D table of values every rank holds.
+  template <typename T>
+  void write_vector(const std::string& name, DType type, const std::vector<T>& values) {
+    write_table(name, type, values, {static_cast<int64_t>(values.size())});
+  }
   // Reads convert from the stored type (any float or integer) to the requested one.
   void read_rows(const std::string& name, core::Range rows, float* out) const;
   void read_rows(const std::string& name, core::Range rows, double* out) const;
@@ -97,24 +97,30 @@ class File {
   std::string read_attr_string(const std::string& object, const std::string& name) const;
   int64_t read_attr_int(const std::string& object, const std::string& name) const;
   double read_attr_double(const std::string& object, const std::string& name) const;
+  // A number, integer or boolean attribute as a double (a boolean reads 1 or 0).
+  double read_attr_number(const std::string& object, const std::string& name) const;
   bool read_attr_bool(const std::string& object, const std::string& name) const;
   std::vector<std::string> attr_names(const std::string& object) const;
   std::vector<std::string> children(const std::string& group) const;
   bool is_group(const std::string& object) const;
 
  private:
-  File(const parallel::Comm& comm, std::string path, hid_t id) : comm_(comm), path_(std::move(path)), file_(id) {}
+  File(const parallel::Comm& comm, std::string path, int64_t id) : comm_(comm), path_(std::move(path)), id_(id) {}
   static File open_existing(const parallel::Comm& comm, const std::string& path, bool writable);
-  void transfer_rows(const std::string& name, core::Range rows, hid_t mem_type, void* data, bool write) const;
+  void transfer_rows(const std::string& name, core::Range rows, int64_t mem_type, void* data, bool write) const;
   parallel::Comm comm_;
   std::string path_;
-  Handle file_;
+  int64_t id_ = -1;  // the HDF5 file id (hid_t is int64_t since HDF5 1.10; h5.cpp checks), closed by close()
 };
 
 // Without MPI (a launcher such as `universae sweep`): whether `path` is an HDF5 file whose root
 // attribute `complete` is true and whose root string attribute `name` equals `value` for each pair
 // of `expect`. A missing, unreadable or partial file is simply not complete.
 bool is_complete(const std::string& path, const std::vector<std::pair<std::string, std::string>>& expect = {});
+
+// Without MPI: the root string attribute `name` of a complete HDF5 file (`complete` is true), else
+// nullopt (missing, not HDF5, partial, or no such attribute).
+std::optional<std::string> complete_root_string(const std::string& path, const std::string& name);
 
 // Without MPI: the root string attribute `format` of the HDF5 file `path` ("universae-sae", ...), or
 // "" when it is not an HDF5 file or has no such attribute.
@@ -123,35 +129,4 @@ std::string file_format(const std::string& path);
 // Library version string ("1.10.8"), for provenance.
 std::string hdf5_version();
 
-// Writes to `<final>.partial` and renames to `final` on commit() (rank 0, then a barrier), so a
-// crash never leaves a file under the final name. Without commit() the partial file is removed.
-class PendingFile {
- public:
-  PendingFile(const parallel::Comm& comm, std::string final_path);
-  ~PendingFile();
-  PendingFile(const PendingFile&) = delete;
-  PendingFile& operator=(const PendingFile&) = delete;
-  const std::string& temp_path() const { return temp_; }
-  const std::string& final_path() const { return final_; }
-  void commit();
-
- private:
-  parallel::Comm comm_;
-  std::string final_, temp_;
-  bool committed_ = false;
-};
-
-}  // namespace universae::io
-
-namespace universae::io {
-// Collective: rank 0 creates `dir` (and parents); a failure is a UsageError on every rank, raised
-// before any long computation starts. The directories it creates are remembered so that a run
-// refused later leaves nothing behind (remove_created_directories).
-void ensure_directory(const parallel::Comm& comm, const std::string& dir);
-// Removes the directories ensure_directory created in this process that are still empty, deepest
-// first; never removes a file or a directory that has one. main() calls it when input is refused.
-void remove_created_directories();
-// Collective: refuses (UsageError on every rank) when the file system holding `dir` has less than
-// `bytes` free for `what`, naming the directory, the need and the room, before the work starts.
-void ensure_space(const parallel::Comm& comm, const std::string& dir, int64_t bytes, const std::string& what);
 }  // namespace universae::io

@@ -7,6 +7,7 @@
 #include "core/error.hpp"
 #include "io/foreign_sae.hpp"
 #include "io/h5.hpp"
+#include "io/output.hpp"
 #include "io/text_file.hpp"
 
 namespace universae::io {
@@ -141,9 +142,9 @@ SaeWeights read_sae(const parallel::Comm& comm, const std::string& path) {
 
 void write_sae(const parallel::Comm& comm, const std::string& path, const SaeWeights& sae) {
   const auto& h = sae.header;
-  PendingFile pending(comm, path);
+  Pending pending(comm, path);
   {
-    File f = File::create(comm, pending.temp_path());
+    File f = File::create(comm, pending.partial());
     const core::Range mine = core::shard_range(h.n_latents, comm.rank(), comm.size());
     auto write_matrix = [&](const char* name, const at::Tensor& t, int64_t cols) {
       const at::Tensor c = t.to(at::kFloat).contiguous();

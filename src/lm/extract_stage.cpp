@@ -1,3 +1,4 @@
+#include "core/version.hpp"
 #include "lm/extract_stage.hpp"
 
 #include <fmt/ranges.h>
@@ -13,6 +14,7 @@
 #include "core/error.hpp"
 #include "core/sharding.hpp"
 #include "io/h5.hpp"
+#include "io/output.hpp"
 #include "lm/documents.hpp"
 #include "lm/llama.hpp"
 #include "lm/tokenizer.hpp"
@@ -182,8 +184,8 @@ io::File create_store(const parallel::Comm& comm, const std::string& path, const
   f.write_attr("/", "n_sequences", plan.n_sequences());
   f.write_attr("/", "n_tokens", T);
   f.write_attr("/", "extract_config", config::extract_fingerprint(cfg));
-  f.write_attr("/", "universae_version", UNIVERSAE_VERSION);
-  f.write_attr("/", "git_sha", UNIVERSAE_GIT_SHA);
+  f.write_attr("/", "universae_version", build::kVersion);
+  f.write_attr("/", "git_sha", build::kGitSha);
   // Token strings: a root attribute while it stays well under HDF5's 64 KiB attribute limit.
   size_t bytes = 0;
   for (const auto& p : in.tokenizer->pieces()) bytes += p.size() + 16;

@@ -1,3 +1,4 @@
+#include "core/version.hpp"
 #include "sweep/sweep.hpp"
 
 #include <fmt/format.h>
@@ -12,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "io/output.hpp"
 #include "io/text_file.hpp"
 #include "parallel/log.hpp"
 #include "sweep/study.hpp"
@@ -71,7 +73,7 @@ void write_text(const fs::path& path, const std::string& text, bool executable =
 // slurm/: $UNIVERSAE_SLURM_DIR, else the source tree this binary was built from.
 fs::path slurm_folder() {
   if (const char* dir = std::getenv("UNIVERSAE_SLURM_DIR")) return dir;
-  return fs::path(UNIVERSAE_SOURCE_DIR) / "slurm";
+  return fs::path(build::kSourceDir) / "slurm";
 }
 
 // sweep.cluster: a name (slurm/<name>/env.sh) or a path to an env file.

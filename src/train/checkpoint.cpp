@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 #include "io/h5.hpp"
+#include "io/output.hpp"
 
 namespace universae::train {
 namespace {
@@ -40,9 +41,9 @@ std::vector<Item> items(const EnsembleState& st, int64_t s) {
 void write_checkpoint(const parallel::Comm& world, const Layout& layout, const std::string& path,
                       const std::string& fingerprint, const std::vector<int64_t>& all_seeds, int64_t n_latents,
                       int64_t d, const EnsembleState& st) {
-  io::PendingFile pending(world, path);
+  io::Pending pending(world, path);
   {
-    io::File f = io::File::create(world, pending.temp_path());
+    io::File f = io::File::create(world, pending.partial());
     const auto rows_cols = static_cast<int64_t>(kHistoryColumns.size());
     const auto history_rows = static_cast<int64_t>(st.history.empty() ? 0 : st.history[0].size()) / rows_cols;
     const std::vector<Item> shape_items = items(st, 0);  // same names on every rank

@@ -23,6 +23,7 @@
 #include "data/synthetic.hpp"
 #include "data/token_stream.hpp"
 #include "io/h5.hpp"
+#include "io/output.hpp"
 #include "io/sae_file.hpp"
 #include "parallel/log.hpp"
 #include "parallel/stop_signals.hpp"

@@ -5,6 +5,7 @@
 
 #include "core/error.hpp"
 #include "io/h5.hpp"
+#include "io/output.hpp"
 #include "parallel/comm.hpp"
 
 using namespace universae;
@@ -67,9 +68,9 @@ TEST(Hdf5, PublishRenamesOnlyOnCommit) {
   if (comm.is_root()) std::filesystem::remove(path);
   comm.barrier();
   {
-    io::PendingFile pending(comm, path);
+    io::Pending pending(comm, path);
     {
-      io::File f = io::File::create(comm, pending.temp_path());
+      io::File f = io::File::create(comm, pending.partial());
       f.write_attr("/", "complete", true);
     }
     comm.barrier();

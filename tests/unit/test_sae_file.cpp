@@ -6,6 +6,7 @@
 
 #include "core/error.hpp"
 #include "io/h5.hpp"
+#include "io/output.hpp"
 #include "io/sae_file.hpp"
 #include "parallel/comm.hpp"
 
@@ -112,8 +113,8 @@ TEST(SaeFile, UncommittedPendingFileLeavesNothing) {
   const std::string path = temp_path("pending");
   std::filesystem::remove(path);
   {
-    io::PendingFile pending(comm, path);
-    io::File f = io::File::create(comm, pending.temp_path());
+    io::Pending pending(comm, path);
+    io::File f = io::File::create(comm, pending.partial());
     f.write_attr("/", "format", "universae-sae");
   }  // no commit: as if an exception had unwound the writer
   EXPECT_FALSE(std::filesystem::exists(path));
