@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
   core::SaeSpec spec;
   spec.architecture = core::Architecture::kTopK;
   spec.d = d, spec.n_latents = n, spec.latents = latents, spec.k = k, spec.k_aux = std::min<int64_t>(512, d / 2);
+  spec.aux_alpha = 1.0 / 32.0, spec.apply_b_dec_to_input = true;  // the config's defaults (train.auxk_alpha, sae.*)
   core::SaeStack p = core::init_stack(spec, {0}, std::vector<double>(static_cast<size_t>(d), 0.0));
   core::AdamState adam = core::init_adam(p);
   core::SaeStack g = p.zeros_like();

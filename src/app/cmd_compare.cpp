@@ -3,6 +3,7 @@
 
 #include "app/commands.hpp"
 #include "app/summary.hpp"
+#include "compare/compare_saes.hpp"
 #include "core/error.hpp"
 
 namespace universae::app {
@@ -47,13 +48,8 @@ void add_compare(CLI::App& app, Action& action) {
       if (!opts->activations.empty() || !opts->baselines.empty()) config::validate(cfg);
       if (cfg.compare.saes.empty())
         throw UsageError(opts->config + ": compare.saes is empty; name the SAE files there or with --sae");
-      std::vector<compare::PairSummary> pairs;
-      if (opts->out.empty()) {
-        pairs = compare::run_compare_stage(comm, cfg, {}, opts->fresh);
-      } else {
-        pairs = compare::compare_saes(comm, compare::request_from_config(cfg, cfg.compare.saes, opts->out));
-      }
-      print_pairs(pairs);
+      print_pairs(opts->out.empty() ? compare::run_compare_stage(comm, cfg, {}, opts->fresh)
+                                    : compare::compare_saes(comm, cfg, opts->out));
       return 0;
     };
   });

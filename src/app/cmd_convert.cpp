@@ -93,7 +93,7 @@ int convert(const parallel::Comm& comm, const ConvertOptions& o) {
       parallel::agree_on_error(comm, error);
     }
     log::info("convert: {} {} ({} d_in={} n={}{}) → {} {}", io::sae_format_name(inputs[i].format), inputs[i].path,
-              h.architecture, h.d_in, h.n_latents, h.k > 0 ? " k=" + std::to_string(h.k) : "", io::sae_format_name(to),
+              core::name_of(h.architecture), h.d_in, h.n_latents, h.k > 0 ? " k=" + std::to_string(h.k) : "", io::sae_format_name(to),
               outputs[i]);
     for (const auto& note : notes) log::info("convert: note: {}", note);
   }

@@ -6,6 +6,10 @@
 
 #include "app/commands.hpp"
 #include "app/summary.hpp"
+#include "compare/compare_saes.hpp"
+#include "lm/extract_stage.hpp"
+#include "sweep/study.hpp"
+#include "train/train_stage.hpp"
 #include "parallel/log.hpp"
 
 namespace universae::app {
@@ -13,21 +17,21 @@ namespace {
 
 int run_grid(const parallel::Comm& comm, const sweep::Study& study, bool fresh) {
   const auto& cfg = study.config();
-  if (study.has_stage("extract")) print_extracted(lm::run_extract_stage(comm, cfg, fresh));
-  std::vector<StudyRow> rows;
+  if (study.has_stage(config::Stage::kExtract)) print_extracted(lm::run_extract_stage(comm, cfg, fresh));
+  io::SummaryTable rows;
   std::vector<size_t> all;
   for (size_t i = 0; i < study.tasks().size(); ++i) {
     const config::Config task = study.task_config(i);
     log::info("{}", study.describe(i));
     std::vector<train::TrainedSae> trained;
-    if (study.has_stage("train")) trained = train::run_train_stage(comm, task, fresh);
-    if (study.has_stage("compare"))
-      for (auto& r : study.compare_task(comm, task, study.tasks()[i], fresh)) rows.push_back(std::move(r));
+    if (study.has_stage(config::Stage::kTrain)) trained = train::run_train_stage(comm, task, fresh);
+    if (study.has_stage(config::Stage::kCompare))
+      rows.append(study.compare_task(comm, task, study.tasks()[i], fresh));
     print_trained(trained, task.data.source == "synthetic");
     all.push_back(i);
   }
-  if (study.has_stage("compare"))
-    for (auto& r : study.compare_across(comm, all, fresh)) rows.push_back(std::move(r));
+  if (study.has_stage(config::Stage::kCompare))
+    rows.append(study.compare_across(comm, all, fresh));
   if (comm.is_root()) write_study_summary(rows, study.summary_path());
   print_study(rows);
   log::info("outputs in {} (study table: {})", cfg.run.output_dir, study.summary_path());
@@ -55,12 +59,12 @@ void add_run(CLI::App& app, Action& action) {
       const config::Config cfg = load_config(opts->job, opts->overrides);
       if (!cfg.grid.empty()) return run_grid(comm, sweep::Study(opts->job, opts->overrides, cfg), opts->fresh);
       std::vector<train::TrainedSae> trained;
-      std::vector<compare::PairSummary> pairs;
-      for (const auto& stage : cfg.run.stages) {
-        log::info("stage {}", stage);
-        if (stage == "extract") print_extracted(lm::run_extract_stage(comm, cfg, opts->fresh));
-        if (stage == "train") trained = train::run_train_stage(comm, cfg, opts->fresh);
-        if (stage == "compare") pairs = compare::run_compare_stage(comm, cfg, train::sae_output_paths(cfg), opts->fresh);
+      io::SummaryTable pairs;
+      for (const config::Stage stage : cfg.run.stages) {
+        log::info("stage {}", core::name_of(stage));
+        if (stage == config::Stage::kExtract) print_extracted(lm::run_extract_stage(comm, cfg, opts->fresh));
+        if (stage == config::Stage::kTrain) trained = train::run_train_stage(comm, cfg, opts->fresh);
+        if (stage == config::Stage::kCompare) pairs = compare::run_compare_stage(comm, cfg, train::sae_output_paths(cfg), opts->fresh);
       }
       print_trained(trained, cfg.data.source == "synthetic");
       print_pairs(pairs);

@@ -7,6 +7,9 @@
 #include "app/commands.hpp"
 #include "app/summary.hpp"
 #include "core/error.hpp"
+#include "lm/extract_stage.hpp"
+#include "sweep/study.hpp"
+#include "train/train_stage.hpp"
 #include "parallel/log.hpp"
 #include "sweep/sweep.hpp"
 
@@ -33,11 +36,9 @@ int run_step(const parallel::Comm& comm, const sweep::Study& study, const std::s
     const auto i = static_cast<size_t>(task);
     const config::Config cfg = study.task_config(i);
     log::info("sweep: compare {} in {}", study.describe(i), cfg.run.output_dir);
-    std::vector<compare::PairSummary> pairs;
-    for (auto& r : study.compare_task(comm, cfg, study.tasks()[i], false)) pairs.push_back(std::move(r.pair));
-    print_pairs(pairs);
+    print_pairs(study.compare_task(comm, cfg, study.tasks()[i], false));
   } else {  // summary: every task whose SAEs are complete; the others are named
-    std::vector<StudyRow> rows;
+    io::SummaryTable rows;
     std::vector<size_t> complete;
     std::string missing;
     for (size_t i = 0; i < study.tasks().size(); ++i) {
@@ -46,10 +47,10 @@ int run_step(const parallel::Comm& comm, const sweep::Study& study, const std::s
         missing += "\n  " + study.describe(i) + ": no complete SAEs in " + cfg.run.output_dir;
         continue;
       }
-      for (auto& r : study.compare_task(comm, cfg, study.tasks()[i], false)) rows.push_back(std::move(r));
+      rows.append(study.compare_task(comm, cfg, study.tasks()[i], false));
       complete.push_back(i);
     }
-    for (auto& r : study.compare_across(comm, complete, false)) rows.push_back(std::move(r));
+    rows.append(study.compare_across(comm, complete, false));
     if (comm.is_root()) write_study_summary(rows, study.summary_path());
     print_study(rows);
     if (!missing.empty())

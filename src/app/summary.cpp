@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "compare/statistics.hpp"
 #include "io/output.hpp"
 #include "parallel/log.hpp"
 
@@ -24,42 +25,56 @@ void print_trained(const std::vector<train::TrainedSae>& trained, bool synthetic
   std::fflush(stdout);
 }
 
-void print_pairs(const std::vector<compare::PairSummary>& pairs) {
-  if (!log::enabled() || pairs.empty()) return;
-  fmt::print("\n{:<24} {:>12} {:>12} {:>12} {:>12}\n", "pair (MCS)", "decoder a→b", "decoder b→a", "encoder a→b",
-             "encoder b→a");
-  for (const auto& p : pairs)
-    fmt::print("{:<24} {:>12.6f} {:>12.6f} {:>12.6f} {:>12.6f}\n", p.a + "--" + p.b, p.decoder_mcs_ab,
-               p.decoder_mcs_ba, p.encoder_mcs_ab, p.encoder_mcs_ba);
-  if (pairs.front().has_lap) {
-    fmt::print("\n{:<24} {:>12} {:>12} {:>12} {:>12} {:>10}\n", "pair (Hungarian)", "mean cos dec", "mean cos enc",
-               "shared", "equal", "certified");
-    for (const auto& p : pairs)
-      fmt::print("{:<24} {:>12.6f} {:>12.6f} {:>12.4f} {:>12.4f} {:>10}\n", p.a + "--" + p.b, p.mean_cos_decoder,
-                 p.mean_cos_encoder, p.shared_fraction, p.equal_fraction, p.certified ? "yes" : "NO");
-  }
-  if (!pairs.front().repsim.empty()) {
-    fmt::print("\n{:<24}", "pair (paired decoders)");
-    for (const auto& m : pairs.front().repsim) fmt::print(" {:>18}", m.first + " (p)");
-    fmt::print("\n");
-    for (const auto& p : pairs) {
-      fmt::print("{:<24}", p.a + "--" + p.b);
-      for (const auto& m : p.repsim) fmt::print(" {:>18}", fmt::format("{:.4f} ({:.3g})", m.second.first, m.second.second));
-      fmt::print("\n");
+namespace {
+
+// A console table: its title and the registry columns shown in it, in registry order.
+struct ConsoleTable {
+  std::string title;
+  std::vector<std::pair<std::string, compare::Display>> columns;  // column name, how it is shown
+};
+
+std::vector<ConsoleTable> console_tables() {
+  std::vector<ConsoleTable> tables;
+  for (const auto& statistic : compare::pair_statistics())
+    for (const auto& column : statistic.columns) {
+      if (!column.display) continue;
+      auto it = std::find_if(tables.begin(), tables.end(), [&](const ConsoleTable& t) { return t.title == column.display->table; });
+      if (it == tables.end()) it = tables.insert(tables.end(), ConsoleTable{column.display->table, {}});
+      it->columns.push_back({column.summary.name, *column.display});
     }
+  return tables;
+}
+
+std::string cell(const io::SummaryTable& table, const io::SummaryRow& row, const std::string& name, const compare::Display& d) {
+  using Style = compare::Display::Style;
+  const double v = table.value(row, name);
+  if (std::isnan(v)) return "-";
+  switch (d.style) {
+    case Style::kFixed6: return fmt::format("{:.6f}", v);
+    case Style::kFixed4: return fmt::format("{:.4f}", v);
+    case Style::kYesNo: return v != 0 ? "yes" : "NO";
+    case Style::kCount: return fmt::format("{}", static_cast<int64_t>(v));
+    case Style::kScoreP: return fmt::format("{:.4f} ({:.3g})", v, table.value(row, name + "_p"));
   }
-  const bool activations = std::any_of(pairs.begin(), pairs.end(), [](const auto& p) { return p.has_activation; });
-  if (activations) {
-    fmt::print("\n{:<24} {:>12} {:>12} {:>8} {:>18} {:>18}\n", "pair (activations)", "max corr a→b", "max corr b→a",
-               "pairs", "svcca (p)", "rsa (p)");
-    for (const auto& p : pairs) {
-      auto metric = [&](const char* name) {
-        for (const auto& m : p.activation_repsim)
-          if (m.first == name) return fmt::format("{:.4f} ({:.3g})", m.second.first, m.second.second);
-        return std::string("-");
-      };
-      fmt::print("{:<24} {:>12.6f} {:>12.6f} {:>8} {:>18} {:>18}\n", p.a + "--" + p.b, p.mean_max_corr_ab,
-                 p.mean_max_corr_ba, p.activation_pairs, metric("svcca"), metric("rsa"));
+  return "?";
+}
+
+}  // namespace
+
+void print_pairs(const io::SummaryTable& pairs) {
+  if (!log::enabled() || pairs.rows.empty()) return;
+  for (const ConsoleTable& t : console_tables()) {
+    const bool any = std::any_of(pairs.rows.begin(), pairs.rows.end(), [&](const io::SummaryRow& r) {
+      return std::any_of(t.columns.begin(), t.columns.end(), [&](const auto& c) { return !std::isnan(pairs.value(r, c.first)); });
+    });
+    if (!any) continue;
+    fmt::print("\n{:<24}", t.title);
+    for (const auto& [name, d] : t.columns) fmt::print(" {:>{}}", d.heading, d.width);
+    fmt::print("\n");
+    for (const auto& r : pairs.rows) {
+      fmt::print("{:<24}", r.pair);
+      for (const auto& [name, d] : t.columns) fmt::print(" {:>{}}", cell(pairs, r, name, d), d.width);
+      fmt::print("\n");
     }
   }
   std::fflush(stdout);
@@ -82,81 +97,23 @@ void print_extracted(const lm::ExtractResult& r) {
 }  // namespace universae::app
 
 namespace universae::app {
-namespace {
 
-// The scalar statistics of a pair, in column order (NaN where the pair has none).
-// Every representational-similarity metric any row has (decoder pairs, then activation pairs): the
-// CSV's columns are the same for every row.
-struct StudyMetrics {
-  std::vector<std::string> repsim, activation;
-};
-
-StudyMetrics study_metrics(const std::vector<StudyRow>& rows) {
-  StudyMetrics names;
-  auto add = [](std::vector<std::string>& to, const auto& metrics) {
-    for (const auto& m : metrics)
-      if (std::find(to.begin(), to.end(), m.first) == to.end()) to.push_back(m.first);
-  };
-  for (const auto& r : rows) add(names.repsim, r.pair.repsim), add(names.activation, r.pair.activation_repsim);
-  return names;
-}
-
-std::vector<std::pair<std::string, double>> study_columns(const StudyMetrics& metrics, const compare::PairSummary& p) {
-  const double nan = std::nan("");
-  std::vector<std::pair<std::string, double>> c = {
-      {"decoder_mcs_ab", p.decoder_mcs_ab}, {"decoder_mcs_ba", p.decoder_mcs_ba},
-      {"encoder_mcs_ab", p.encoder_mcs_ab}, {"encoder_mcs_ba", p.encoder_mcs_ba},
-      {"lap_mean_cos_decoder", p.has_lap ? p.mean_cos_decoder : nan}, {"lap_mean_cos_encoder", p.has_lap ? p.mean_cos_encoder : nan},
-      {"shared_fraction", p.has_lap ? p.shared_fraction : nan}, {"certified", p.has_lap ? double(p.certified) : nan},
-      {"mean_max_corr_ab", p.has_activation ? p.mean_max_corr_ab : nan},
-      {"mean_max_corr_ba", p.has_activation ? p.mean_max_corr_ba : nan}};
-  auto add = [&](const std::vector<std::string>& names, const auto& values, const std::string& prefix) {
-    for (const auto& name : names) {
-      double score = nan, p_value = nan;
-      for (const auto& m : values)
-        if (m.first == name) score = m.second.first, p_value = m.second.second;
-      c.push_back({prefix + name, score});
-      c.push_back({prefix + name + "_p", p_value});
-    }
-  };
-  add(metrics.repsim, p.repsim, "");
-  add(metrics.activation, p.activation_repsim, "activation_");
-  return c;
-}
-
-}  // namespace
-
-void write_study_summary(const std::vector<StudyRow>& rows, const std::string& path) {
-  if (rows.empty()) return;
-  std::string out = "scope,a,b";
-  const StudyMetrics metrics = study_metrics(rows);
-  for (const auto& [name, value] : study_columns(metrics, rows.front().pair)) out += "," + name;
-  out += "\n";
-  for (const auto& r : rows) {
-    out += "\"" + r.scope + "\"," + r.pair.a + "," + r.pair.b;
-    for (const auto& [name, value] : study_columns(metrics, r.pair)) out += std::isnan(value) ? "," : fmt::format(",{:.6g}", value);
-    out += "\n";
-  }
+void write_study_summary(const io::SummaryTable& rows, const std::string& path) {
+  if (rows.rows.empty()) return;
   // As before, a table that cannot be written is skipped: every row's source is a results.h5 file.
-  (void)io::publish_text(path, out);
+  (void)io::publish_text(path, io::summary_csv(rows, /*with_scope=*/true));
 }
 
-void print_study(const std::vector<StudyRow>& rows) {
-  if (!log::enabled() || rows.empty()) return;
+void print_study(const io::SummaryTable& t) {
+  if (!log::enabled() || t.rows.empty()) return;
   fmt::print("\n{:<44} {:<34} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n", "scope", "pair", "MCS dec", "LAP dec", "shared",
              "corr", "SVCCA", "RSA");
-  for (const auto& r : rows) {
-    const auto& p = r.pair;
-    auto metric = [&](const char* name) {
-      for (const auto& m : p.repsim)
-        if (m.first == name) return fmt::format("{:.4f}", m.second.first);
-      return std::string("-");
-    };
-    fmt::print("{:<44} {:<34} {:>8.4f} {:>8} {:>8} {:>8} {:>8} {:>8}\n", r.scope, p.a + "--" + p.b,
-               (p.decoder_mcs_ab + p.decoder_mcs_ba) / 2, p.has_lap ? fmt::format("{:.4f}", p.mean_cos_decoder) : "-",
-               p.has_lap ? fmt::format("{:.4f}", p.shared_fraction) : "-",
-               p.has_activation ? fmt::format("{:.4f}", (p.mean_max_corr_ab + p.mean_max_corr_ba) / 2) : "-", metric("svcca"),
-               metric("rsa"));
+  auto text = [](double v) { return std::isnan(v) ? std::string("-") : fmt::format("{:.4f}", v); };
+  for (const auto& r : t.rows) {
+    auto mean = [&](const char* x, const char* y) { return (t.value(r, x) + t.value(r, y)) / 2; };
+    fmt::print("{:<44} {:<34} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n", r.scope, r.pair, text(mean("decoder_mcs_ab", "decoder_mcs_ba")),
+               text(t.value(r, "mean_cos_decoder")), text(t.value(r, "shared_fraction")),
+               text(mean("mean_max_corr_ab", "mean_max_corr_ba")), text(t.value(r, "svcca")), text(t.value(r, "rsa")));
   }
   std::fflush(stdout);
 }

@@ -30,24 +30,25 @@ core::SaeEncoderWeights slice_rows(const core::SaeEncoderWeights& w, core::Range
 
 }  // namespace
 
-ActivationInput open_activation_input(const parallel::Comm& comm, const ActivationOptions& o) {
+ActivationInput open_activation_input(const parallel::Comm& comm, const config::Config& config, const std::string& hookpoint) {
   ActivationInput in;
-  in.source = o.source;
-  if (o.source == "synthetic") {
-    auto source = std::make_shared<data::SyntheticSource>(o.synthetic);
+  in.source = config.compare.activations;
+  const int64_t tokens = config.compare.activation_tokens;
+  if (in.source == "synthetic") {
+    auto source = std::make_shared<data::SyntheticSource>(config.data.synthetic);
     in.hookpoint = "synthetic";
     in.first_token = data::kHeldOutTokenOffset;
-    in.n_tokens = o.tokens > 0 ? o.tokens : 65536;
+    in.n_tokens = tokens > 0 ? tokens : 65536;
     in.d = source->d();
     in.read = [source, first = in.first_token](int64_t t, int64_t count, float* out) { source->tokens(first + t, count, out); };
     in.seq_offsets = {0, in.n_tokens};
     return in;
   }
-  auto store = std::make_shared<data::ActivationStore>(comm, o.source, o.hookpoint);
+  auto store = std::make_shared<data::ActivationStore>(comm, in.source, hookpoint);
   in.hookpoint = store->hookpoint();
   in.store_hookpoints = store->hookpoints();
   in.d = store->d();
-  in.n_tokens = o.tokens > 0 ? std::min(o.tokens, store->n_tokens()) : store->n_tokens();
+  in.n_tokens = tokens > 0 ? std::min(tokens, store->n_tokens()) : store->n_tokens();
   in.vocab = store->vocab();
   in.tokens = store->read_tokens();
   if (!in.tokens.empty()) in.tokens.resize(static_cast<size_t>(in.n_tokens));

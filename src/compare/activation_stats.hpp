@@ -32,20 +32,10 @@ struct ActivationInput {
   std::vector<std::string> store_hookpoints;  // every hookpoint the store holds (empty for synthetic)
 };
 
-struct ActivationOptions {
-  std::string source;          // "" = none, "synthetic", or a store path
-  std::string hookpoint;
-  int64_t tokens = 0;          // 0: the whole store (synthetic: 65,536)
-  std::string input = "codes";  // or "pre"
-  int64_t chunk_tokens = 4096;
-  std::string mapping = "one_to_one";  // for representational similarity: one_to_one, many_to_one, mutual
-  bool lan2024 = false;        // one_to_one keeps the lowest-index B latent
-  std::string concepts;        // keyword categories (TOML); "" = the built-in configs/concepts.toml
-  config::SyntheticConfig synthetic;
-};
-
-// Collective. Opens the input (a UsageError on every rank for a bad store or hookpoint).
-ActivationInput open_activation_input(const parallel::Comm& comm, const ActivationOptions& options);
+// Collective. Opens compare.activations ("synthetic": the held-out data.synthetic tokens, or a store)
+// at `hookpoint`, compare.activation_tokens of it (0: the whole store; synthetic 65,536). A UsageError
+// on every rank for a bad store or hookpoint.
+ActivationInput open_activation_input(const parallel::Comm& comm, const config::Config& config, const std::string& hookpoint);
 
 // Collective. The SAE's codes on every token of the input, on every rank.
 core::SparseCodes encode_codes(const parallel::Comm& comm, const core::SaeEncoderWeights& sae, const ActivationInput& input,

@@ -123,7 +123,7 @@ std::vector<int64_t> iota_vector(int64_t n) {
 }  // namespace
 
 Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_local, const at::Tensor& b,
-                            const SimilarityPass& pass, const TileSizes& tiles, const MatchingOptions& opt) {
+                            const SimilarityPass& pass, const TileSizes& tiles, const config::CompareConfig& opt) {
   const auto start = std::chrono::steady_clock::now();
   const int64_t n_a = pass.n_a;
   Operands op;
@@ -170,7 +170,7 @@ Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_loca
   core::LapSolution sol;
   bool warm = false;
   std::vector<double> alpha(static_cast<size_t>(n_a)), beta(static_cast<size_t>(op.n_b));
-  for (m.rounds = 1; m.rounds <= opt.max_rounds; ++m.rounds) {
+  for (m.rounds = 1; m.rounds <= kMaxPricingRounds; ++m.rounds) {
     // Cost 2 - cos >= 0 (cos <= 1 up to rounding); a constant shift leaves the optimum unchanged.
     std::vector<double> cost(edges.w.size());
     for (size_t e = 0; e < cost.size(); ++e) cost[e] = 2.0 - edges.w[e];
@@ -205,9 +205,9 @@ Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_loca
     const double min_beta = *std::min_element(beta.begin(), beta.end());
     std::vector<int64_t> suspect_a, suspect_b;
     for (int64_t i = 0; i < n_a; ++i)
-      if (t[i] > alpha[i] + min_beta + opt.tolerance) suspect_a.push_back(i);
+      if (t[i] > alpha[i] + min_beta + opt.certificate_tolerance) suspect_a.push_back(i);
     for (int64_t j = 0; j < op.n_b; ++j)
-      if (s[j] > min_alpha + beta[j] + opt.tolerance) suspect_b.push_back(j);
+      if (s[j] > min_alpha + beta[j] + opt.certificate_tolerance) suspect_b.push_back(j);
     if (suspect_a.empty() || suspect_b.empty()) {
       m.certified = true;
       break;
@@ -218,7 +218,7 @@ Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_loca
     int64_t n_violating = 0;
     const Edges violations = exact_block(
         comm, op, tiles, suspect_a, iota_vector(op.n_b),
-        [&](int64_t i, int64_t j, float w) { return w > alpha[i] + beta[j] + opt.tolerance; }, &m.pairs_checked,
+        [&](int64_t i, int64_t j, float w) { return w > alpha[i] + beta[j] + opt.certificate_tolerance; }, &m.pairs_checked,
         deep_k, &t, &n_violating);
     if (n_violating == 0) {
       m.certified = true;
@@ -242,7 +242,7 @@ Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_loca
       warm = true;
     }
   }
-  m.rounds = std::min<int64_t>(m.rounds, opt.max_rounds);
+  m.rounds = std::min<int64_t>(m.rounds, kMaxPricingRounds);
   log::info("matching {}x{}: candidates {:.2f} s, solve {:.2f} s, certificate {:.2f} s ({} rounds, {} edges)", n_a,
             op.n_b, gather_s, solve_s, certify_s, m.rounds, edges.w.size());
 

@@ -17,16 +17,13 @@
 #include <vector>
 
 #include "compare/max_cosine.hpp"
+#include "config/config.hpp"
 #include "parallel/comm.hpp"
 
 namespace universae::compare {
 
-struct MatchingOptions {
-  int64_t candidates = 16;   // K, per row and per column
-  double tolerance = 1e-6;   // of the certificate
-  int max_rounds = 50;       // pricing rounds before giving up (certified = false)
-  int64_t deep_factor = 4;   // a recomputed row keeps its top deep_factor·K columns (0: only violators)
-};
+// Pricing rounds before the matching gives up (certified = false).
+inline constexpr int kMaxPricingRounds = 50;
 
 struct Matching {
   std::vector<int64_t> match_ab;  // [n_a] matched B latent, -1 when A is larger and i is unmatched
@@ -40,8 +37,10 @@ struct Matching {
   double seconds = 0;             // wall time of the whole matching on rank 0
 };
 
-// Collective. a_local, b: as given to similarity_pass, which produced `pass` with K = options.candidates.
+// Collective. a_local, b: as given to similarity_pass, which produced `pass` with K = compare.candidates.
+// Uses compare.candidates (K, per row and per column), compare.certificate_tolerance and
+// compare.deep_factor (a recomputed row keeps its top deep_factor·K columns; 0: only violators).
 Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_local, const at::Tensor& b,
-                            const SimilarityPass& pass, const TileSizes& tiles, const MatchingOptions& options);
+                            const SimilarityPass& pass, const TileSizes& tiles, const config::CompareConfig& options);
 
 }  // namespace universae::compare

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "config/config.hpp"
 #include "core/sharding.hpp"
 #include "core/topk.hpp"
 #include "parallel/comm.hpp"
@@ -18,9 +19,10 @@
 namespace universae::compare {
 
 struct TileSizes {
-  int64_t rows = 256;
-  int64_t cols = 4096;
+  int64_t rows{};  // rows of A per tile (the unit of sharding)
+  int64_t cols{};  // rows of B per tile
 };
+inline TileSizes tiles_of(const config::CompareConfig& c) { return {c.tile_rows, c.tile_cols}; }
 
 // The rows of A this rank owns.
 inline core::Range a_rows_of_rank(int64_t n_a, const TileSizes& tiles, const parallel::Comm& comm) {

@@ -15,12 +15,6 @@
 namespace universae::compare {
 namespace {
 
-uint64_t name_hash(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
 struct NullSummary {
   double mean = 0, std = 0, p_value = 1;
 };
@@ -56,17 +50,29 @@ RepSimResult permutation_test(const parallel::Comm& comm, const std::string& met
   return r;
 }
 
+core::SvccaOptions svcca_options(const config::CompareConfig& o) {
+  return {o.svcca_variance, o.svcca_dims, o.compat == config::Compat::kLan2024};
+}
+
+// The score of one metric of kRepSimMetrics on paired rows.
+double score_of(const std::string& metric, const at::Tensor& x, const at::Tensor& y, const config::CompareConfig& o) {
+  if (metric == "svcca") return core::Svcca(x, y, svcca_options(o)).score();
+  if (metric == "rsa") return core::Rsa(x, y).score();
+  if (metric == "cka") return core::Cka(x, y).score();
+  return core::MutualKnn(x, y, o.knn_k).score();
+}
+
 }  // namespace
 
 std::vector<RepSimResult> paired_similarity(const parallel::Comm& comm, const at::Tensor& x_all, const at::Tensor& y_all,
-                                            const std::string& pair_name, const RepSimOptions& o) {
-  const uint64_t base = core::mix64(o.seed ^ name_hash(pair_name));
+                                            const std::string& pair_name, const config::CompareConfig& o) {
+  const uint64_t base = core::mix64(static_cast<uint64_t>(o.seed) ^ core::fnv1a64(pair_name));
   at::Tensor x = x_all, y = y_all;
   bool subsampled = false;
-  if (x.size(0) > o.max_pairs) {
+  if (x.size(0) > o.repsim_max_pairs) {
     // A seeded subset of the pairs, the same on every rank (its permutation's first max_pairs).
     std::vector<int64_t> pick = core::permutation(x.size(0), base, ~uint64_t{0});
-    pick.resize(static_cast<size_t>(o.max_pairs));
+    pick.resize(static_cast<size_t>(o.repsim_max_pairs));
     std::sort(pick.begin(), pick.end());
     const at::Tensor idx = at::tensor(pick, at::kLong);
     x = x.index_select(0, idx);
@@ -77,7 +83,7 @@ std::vector<RepSimResult> paired_similarity(const parallel::Comm& comm, const at
   std::vector<RepSimResult> out;
   auto run = [&](const std::string& metric, auto&& make) {
     const auto start = std::chrono::steady_clock::now();
-    const uint64_t seed = core::mix64(base ^ name_hash(metric)) >> 1;  // 63 bits: stored as a non-negative int64
+    const uint64_t seed = core::mix64(base ^ core::fnv1a64(metric)) >> 1;  // 63 bits: stored as a non-negative int64
     const auto prepared = make();
     out.push_back(permutation_test(comm, metric, n, seed, o.permutations,
                                    [&](const std::vector<int64_t>& p) { return prepared.score_with(p); },
@@ -87,7 +93,7 @@ std::vector<RepSimResult> paired_similarity(const parallel::Comm& comm, const at
     out.back().seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
   // Each metric is prepared inside its own timing (the factory runs within `run`).
-  run("svcca", [&] { return core::Svcca(x, y, o.svcca); });
+  run("svcca", [&] { return core::Svcca(x, y, svcca_options(o)); });
   run("rsa", [&] { return core::Rsa(x, y); });
   run("cka", [&] { return core::Cka(x, y); });
   run("mutual_knn", [&] { return core::MutualKnn(x, y, o.knn_k); });
@@ -96,14 +102,14 @@ std::vector<RepSimResult> paired_similarity(const parallel::Comm& comm, const at
 
 std::vector<RepSimResult> subspace_similarity(const parallel::Comm& comm, const at::Tensor& x_all,
                                               const at::Tensor& y_all, const std::vector<int64_t>& rows,
-                                              const std::string& name, const RepSimOptions& o) {
+                                              const std::string& name, const config::CompareConfig& o) {
   auto pick = [&](const std::vector<int64_t>& r) {
     const at::Tensor idx = at::tensor(r, at::kLong);
     return std::make_pair(x_all.index_select(0, idx), y_all.index_select(0, idx));
   };
   const auto [x, y] = pick(rows);
   std::vector<RepSimResult> results = paired_similarity(comm, x, y, name, o);
-  const auto m = std::min(static_cast<int64_t>(rows.size()), o.max_pairs), n = x_all.size(0);
+  const auto m = std::min(static_cast<int64_t>(rows.size()), o.repsim_max_pairs), n = x_all.size(0);
   for (auto& r : results) {
     const auto start = std::chrono::steady_clock::now();
     const uint64_t seed = core::mix64(r.seed ^ 0x7E572ull) >> 1;
@@ -114,12 +120,7 @@ std::vector<RepSimResult> subspace_similarity(const parallel::Comm& comm, const 
       subset.resize(static_cast<size_t>(m));
       std::sort(subset.begin(), subset.end());
       const auto [xs, ys] = pick(subset);
-      double score = 0;
-      if (r.metric == "svcca") score = core::Svcca(xs, ys, o.svcca).score();
-      if (r.metric == "rsa") score = core::Rsa(xs, ys).score();
-      if (r.metric == "cka") score = core::Cka(xs, ys).score();
-      if (r.metric == "mutual_knn") score = core::MutualKnn(xs, ys, o.knn_k).score();
-      local.push_back(score);
+      local.push_back(score_of(r.metric, xs, ys, o));
     }
     r.subset_null = comm.allgatherv(local);
     const NullSummary s = summarise(r.subset_null, r.score);

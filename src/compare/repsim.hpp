@@ -9,18 +9,14 @@
 #include <string>
 #include <vector>
 
+#include "config/config.hpp"
 #include "core/repsim.hpp"
 #include "parallel/comm.hpp"
 
 namespace universae::compare {
 
-struct RepSimOptions {
-  int64_t permutations = 1000;
-  int64_t max_pairs = 4096;  // more pairs: a seeded random subset of this size (RSA and kNN are O(n²))
-  core::SvccaOptions svcca;
-  int64_t knn_k = 10;
-  uint64_t seed = 0;
-};
+// The metrics, in the order they are computed and written (each a group /pairs/<a>--<b>/<metric>).
+inline const std::vector<std::string> kRepSimMetrics = {"svcca", "rsa", "cka", "mutual_knn"};
 
 struct RepSimResult {
   std::string metric;  // svcca, rsa, cka, mutual_knn
@@ -35,14 +31,16 @@ struct RepSimResult {
   double subset_null_mean = 0, subset_null_std = 0, subset_p_value = 1;
 };
 
-// Collective. x, y: the paired rows (row r of x with row r of y), the same on every rank.
+// Collective. x, y: the paired rows (row r of x with row r of y), the same on every rank. Uses
+// compare.permutations, repsim_max_pairs (more pairs: a seeded random subset, RSA and kNN are O(n²)),
+// svcca_variance, svcca_dims, compat, knn_k and seed.
 std::vector<RepSimResult> paired_similarity(const parallel::Comm& comm, const at::Tensor& x, const at::Tensor& y,
-                                            const std::string& pair_name, const RepSimOptions& options);
+                                            const std::string& pair_name, const config::CompareConfig& config);
 
 // Collective. A subspace: the pairs `rows` of (x_all, y_all). Test 1 as paired_similarity on those
 // rows, plus Test 2: `options.permutations` random subsets of rows.size() pairs of all of x_all.
 std::vector<RepSimResult> subspace_similarity(const parallel::Comm& comm, const at::Tensor& x_all,
                                               const at::Tensor& y_all, const std::vector<int64_t>& rows,
-                                              const std::string& name, const RepSimOptions& options);
+                                              const std::string& name, const config::CompareConfig& config);
 
 }  // namespace universae::compare

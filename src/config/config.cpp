@@ -1,163 +1,64 @@
-// TOML parsing, overrides, validation and echo for config.hpp.
+// The key table (every key's TOML path, default, documentation and validation, in one declaration
+// each), and what reads it: TOML parsing, --set overrides, validation, echo, --help, fingerprints.
 #include "config/config.hpp"
 
 #include <algorithm>
 #include <filesystem>
-#include <functional>
+#include <memory>
 #include <sstream>
 #include <toml++/toml.h>
-#include <variant>
+#include <type_traits>
 
 #include "core/error.hpp"
-#include "core/sae_model.hpp"
 
 namespace universae::config {
 namespace {
 
-using Target = std::variant<bool*, int64_t*, double*, std::string*, std::vector<int64_t>*,
-                            std::vector<std::string>*>;
+namespace fs = std::filesystem;
 
-struct Field {
-  std::string key;
-  Target target;
-  std::string doc;
+// What a key is for the stage fingerprints: a plain value, the path of an input file (replaced by its
+// identity), or where an output goes (left out: it does not change what is computed).
+enum class Role { kValue, kInput, kOutput };
+
+// One key of the table: typed access to its member of a Config, its default and its check.
+class Field {
+ public:
+  Field(std::string key, std::string doc) : key_(std::move(key)), doc_(std::move(doc)) {}
+  virtual ~Field() = default;
+  const std::string& key() const { return key_; }
+  const std::string& doc() const { return doc_; }
+  std::string section() const { return key_.substr(0, key_.find('.')); }
+  Role role() const { return role_; }
+  Field& role(Role r) { return role_ = r, *this; }
+
+  virtual void reset() = 0;                                                   // the default
+  virtual void assign(const toml::node& node, const std::string& where) = 0;  // a TOML value, checked for type
+  virtual void insert(toml::table& root) const = 0;                           // the echo
+  virtual std::string text() const = 0;                                       // --help: the value as written
+  virtual std::string problem() const = 0;                                    // "" when valid
+  virtual std::vector<std::string> paths() const = 0;                         // the value as file paths
+
+ private:
+  std::string key_, doc_;
+  Role role_ = Role::kValue;
 };
 
-// The one declaration of every key. Order = order of the echo and of --help.
-std::vector<Field> bind_fields(Config& c) {
-  std::vector<Field> fields{
-      {"run.name", &c.run.name, "job name (default: the job file's name)"},
-      {"run.output_dir", &c.run.output_dir, "where every output goes (default: runs/<run.name>)"},
-      {"run.stages", &c.run.stages, "stages `universae run` executes, in order: extract, train, compare"},
-      {"run.threads", &c.run.threads, "intra-op threads per rank (0: OMP_NUM_THREADS, else 1)"},
-      {"run.compare_across", &c.run.compare_across,
-       "[grid] keys: also compare the first seed's SAEs of tasks that differ only in this key (e.g. data.hookpoint)"},
-      {"extract.model", &c.extract.model, "llama2.c checkpoint (legacy v0 or v1 format)"},
-      {"extract.tokenizer", &c.extract.tokenizer, "llama2.c tokenizer file (tokenizer.bin format)"},
-      {"extract.inputs", &c.extract.inputs, "text files to run the model on"},
-      {"extract.input_format", &c.extract.input_format,
-       "auto (by extension and content), text (blank-line separated documents), endoftext (<|endoftext|> separated), jsonl (a \"text\" field)"},
-      {"extract.hookpoints", &c.extract.hookpoints,
-       "blocks.L.hook_resid_pre|hook_resid_mid|hook_resid_post|hook_mlp_out|mlp.hook_post; L = * for every block"},
-      {"extract.seq_len", &c.extract.seq_len, "tokens per forward pass; longer documents continue in windows starting with BOS (0: the model's)"},
-      {"extract.batch_tokens", &c.extract.batch_tokens, "tokens per forward pass (whole sequences; attention stays within each)"},
-      {"extract.max_documents", &c.extract.max_documents, "use only the first N documents (0: all)"},
-      {"extract.max_tokens", &c.extract.max_tokens, "use only the first documents up to this many tokens (0: all)"},
-      {"extract.dtype", &c.extract.dtype, "stored activations: float32, float16 or bfloat16"},
-      {"extract.store", &c.extract.store, "the activation store written (default: <run.output_dir>/activations.h5)"},
-      {"extract.loss", &c.extract.loss, "report the mean next-token loss (runs every block)"},
-      {"data.source", &c.data.source,
-       "\"synthetic\", an activation store (HDF5, DESIGN.md §4), or \"extract\" (the store extract writes)"},
-      {"data.hookpoint", &c.data.hookpoint, "the store's hookpoint to train on (recorded in SAE files)"},
-      {"data.shuffle_seed", &c.data.shuffle_seed, "seeds the order of store tokens (same for every SAE seed)"},
-      {"data.shuffle_chunk", &c.data.shuffle_chunk, "store rows read together; chunk order permuted per epoch"},
-      {"data.shuffle_buffer", &c.data.shuffle_buffer, "store rows shuffled together (memory: rows × d × 4 bytes per rank)"},
-      {"data.synthetic.d", &c.data.synthetic.d, "input width d"},
-      {"data.synthetic.n_features", &c.data.synthetic.n_features, "ground-truth dictionary size m"},
-      {"data.synthetic.mean_l0", &c.data.synthetic.mean_l0, "expected number of active features per token"},
-      {"data.synthetic.power_law", &c.data.synthetic.power_law, "firing probability p_j ∝ (j+1)^-power_law"},
-      {"data.synthetic.magnitude_std", &c.data.synthetic.magnitude_std, "feature magnitude |N(1, std²)|"},
-      {"data.synthetic.noise_std", &c.data.synthetic.noise_std, "isotropic Gaussian noise σ"},
-      {"data.synthetic.seed", &c.data.synthetic.seed, "seeds the dictionary and the token stream"},
-      {"sae.architecture", &c.sae.architecture, "relu, topk, batchtopk, jumprelu or gated"},
-      {"sae.n_latents", &c.sae.n_latents, "number of latents"},
-      {"sae.k", &c.sae.k, "active latents per token (top-k architectures)"},
-      {"sae.seeds", &c.sae.seeds, "seed list, or a count N meaning [0, N)"},
-      {"sae.apply_b_dec_to_input", &c.sae.apply_b_dec_to_input, "encode W_enc (x - b_dec) + b_enc"},
-      {"train.tokens", &c.train.tokens, "training tokens (rounded down to whole batches)"},
-      {"train.batch_size", &c.train.batch_size, "global batch in tokens (over all ranks)"},
-      {"train.micro_batch", &c.train.micro_batch,
-       "tokens per gradient chunk; divides batch_size; fixes the arithmetic so results do not depend on ranks"},
-      {"train.lr", &c.train.lr, "Adam learning rate (0: 2e-4 / sqrt(n_latents / 2^14))"},
-      {"train.warmup_steps", &c.train.warmup_steps, "linear learning-rate warm-up"},
-      {"train.decay_fraction", &c.train.decay_fraction, "linear decay to 0 over this last fraction of steps"},
-      {"train.grad_clip", &c.train.grad_clip, "global gradient-norm clip (0: off)"},
-      {"train.adam_beta1", &c.train.adam_beta1, "Adam β1"},
-      {"train.adam_beta2", &c.train.adam_beta2, "Adam β2"},
-      {"train.adam_eps", &c.train.adam_eps, "Adam ε"},
-      {"train.dead_tokens", &c.train.dead_tokens, "a latent is dead after this many tokens without firing"},
-      {"train.auxk_alpha", &c.train.auxk_alpha, "AuxK loss weight α"},
-      {"train.k_aux", &c.train.k_aux, "dead latents used by AuxK (0: min(512, d/2))"},
-      {"train.b_dec_init", &c.train.b_dec_init, "geometric_median or mean of the first batch"},
-      {"train.init_from", &c.train.init_from,
-       "start from trained SAEs (universae file, sparsify or SAELens directory): one for all seeds or one per seed"},
-      {"train.log_every", &c.train.log_every, "steps between metric lines (train_log.jsonl)"},
-      {"train.eval_tokens", &c.train.eval_tokens, "held-out tokens for final FVU, L0 and firing frequency"},
-      {"train.sparsity_coefficient", &c.train.sparsity_coefficient,
-       "λ of relu/gated L1 and jumprelu L0 (< 0: 1, a starting point for inputs with E|x|² = d; sweep it)"},
-      {"train.jumprelu_bandwidth", &c.train.jumprelu_bandwidth, "jumprelu straight-through kernel width ε"},
-      {"train.jumprelu_init_threshold", &c.train.jumprelu_init_threshold, "jumprelu initial threshold θ"},
-      {"train.batchtopk_threshold_rate", &c.train.batchtopk_threshold_rate,
-       "batchtopk inference threshold: running mean rate of the smallest kept activation"},
-      {"train.normalize_input", &c.train.normalize_input, "scale inputs so that E|x|² = d (folded into saved weights)"},
-      {"train.seed_groups", &c.train.seed_groups, "rank groups that each train a share of the seeds"},
-      {"train.latent_shards", &c.train.latent_shards, "ranks that split the latents of one SAE (distributed top-k)"},
-      {"train.checkpoint_every", &c.train.checkpoint_every, "steps between checkpoints (0: only on SIGTERM/SIGUSR1)"},
-      {"compare.saes", &c.compare.saes, "SAE files to compare (default: the SAEs this job trains)"},
-      {"compare.tile_rows", &c.compare.tile_rows, "rows of A per similarity tile (the unit of sharding)"},
-      {"compare.tile_cols", &c.compare.tile_cols, "rows of B per similarity tile"},
-      {"compare.hungarian", &c.compare.hungarian, "certified Hungarian matching of decoder and encoder rows"},
-      {"compare.candidates", &c.compare.candidates, "top-K candidates per row and column for the matching"},
-      {"compare.deep_factor", &c.compare.deep_factor,
-       "a row the certificate recomputes keeps its top deep_factor·candidates columns (0: only violating pairs)"},
-      {"compare.shared_threshold", &c.compare.shared_threshold,
-       "τ: a latent is shared when its matched decoder and encoder cosines both exceed it"},
-      {"compare.certificate_tolerance", &c.compare.certificate_tolerance,
-       "the matching is certified when no pair has cos > α_i + β_j + tolerance"},
-      {"compare.repsim", &c.compare.repsim, "SVCCA, RSA, CKA and mutual kNN of the Hungarian-paired decoder rows"},
-      {"compare.permutations", &c.compare.permutations, "re-pairings in each permutation test (0: none)"},
-      {"compare.repsim_max_pairs", &c.compare.repsim_max_pairs,
-       "more matched pairs than this: a seeded random subset of this size (RSA and kNN are O(n²))"},
-      {"compare.svcca_variance", &c.compare.svcca_variance, "SVCCA keeps the fewest directions explaining this variance"},
-      {"compare.svcca_dims", &c.compare.svcca_dims, "SVCCA keeps exactly this many directions (0: use svcca_variance)"},
-      {"compare.knn_k", &c.compare.knn_k, "neighbours in mutual kNN"},
-      {"compare.compat", &c.compare.compat, "\"lan2024\": reproduce Lan et al.'s published SVCCA (one direction)"},
-      {"compare.seed", &c.compare.seed, "seeds the permutation tests (stored per pair and metric)"},
-      {"compare.activations", &c.compare.activations,
-       "activation statistics on: \"\" (none), \"synthetic\" (held-out data.synthetic tokens), a store path or \"extract\""},
-      {"compare.activation_tokens", &c.compare.activation_tokens, "tokens for activation statistics (0: whole store; synthetic 65,536)"},
-      {"compare.correlation_input", &c.compare.correlation_input,
-       "codes (the SAE's sparse output, exact via co-firing) or pre (dense relu(pre), Lan et al.)"},
-      {"compare.activation_mapping", &c.compare.activation_mapping,
-       "pairs for the activation-based SVCCA/RSA/CKA/kNN: one_to_one, many_to_one or mutual"},
-      {"compare.concepts", &c.compare.concepts, "keyword categories for semantic subspaces (\"\": configs/concepts.toml)"},
-      {"compare.chunk_tokens", &c.compare.chunk_tokens, "tokens per encoding block (fixed, so results do not depend on ranks)"},
-      {"compare.baseline_random", &c.compare.baseline_random,
-       "add an untrained random-initialisation SAE of the first SAE's shape, compared with the first SAE"},
-      {"compare.baselines", &c.compare.baselines, "baseline SAE files, each compared with the first SAE (also --baseline)"},
-      {"sweep.cluster", &c.sweep.cluster, "`universae sweep`: slurm/<cluster>/env.sh sourced by every job, or a path to an env file"},
-      {"sweep.partition", &c.sweep.partition, "Slurm partition for every job (\"\": the cluster's default)"},
-      {"sweep.account", &c.sweep.account, "Slurm account to charge (\"\": your default)"},
-      {"sweep.sbatch", &c.sweep.sbatch, "extra sbatch options for every job, e.g. [\"--qos=high\", \"--constraint=a100\"]"},
-      {"sweep.signal_seconds", &c.sweep.signal_seconds,
-       "--signal=B:USR1@N: jobs checkpoint this many seconds before their time limit (0: off)"},
-      {"sweep.requeue", &c.sweep.requeue, "a job that checkpointed on a signal (exit 75) requeues itself and resumes"},
-      {"sweep.max_parallel", &c.sweep.max_parallel, "array tasks running at once (0: no limit)"},
-      {"sweep.local_launcher", &c.sweep.local_launcher, "--local: the command that starts a step's ranks ({ranks} = the step's ranks)"},
-  };
-  // Resources per kind of job: extraction, training (one array task per grid task), comparisons.
-  for (auto [name, r] : {std::pair{"extract", &c.sweep.extract}, {"train", &c.sweep.train}, {"compare", &c.sweep.compare}}) {
-    const std::string k = std::string("sweep.") + name + ".";
-    const std::string what = std::string(name) == "compare" ? "compare and summary jobs" : std::string(name) + " jobs";
-    fields.push_back({k + "ranks", &r->ranks, what + ": MPI ranks (--ntasks)"});
-    fields.push_back({k + "cpus_per_rank", &r->cpus_per_rank, what + ": cores per rank (--cpus-per-task, OMP_NUM_THREADS)"});
-    fields.push_back({k + "gpus", &r->gpus, what + ": GPUs per rank (--gpus-per-task)"});
-    fields.push_back({k + "time", &r->time, what + ": time limit (--time, e.g. \"4:00:00\" or \"1-00:00:00\")"});
-    fields.push_back({k + "mem", &r->mem, what + ": memory per node (--mem, e.g. \"32G\"; \"\": the partition's default)"});
-    fields.push_back({k + "partition", &r->partition, what + ": partition (\"\": sweep.partition)"});
-  }
-  return fields;
-}
+template <typename T>
+struct is_vector : std::false_type {};
+template <typename T>
+struct is_vector<std::vector<T>> : std::true_type {};
 
-const char* type_name(const Target& t) {
-  switch (t.index()) {
-    case 0: return "a boolean";
-    case 1: return "an integer";
-    case 2: return "a number";
-    case 3: return "a string";
-    case 4: return "an integer list (or a count)";
-    default: return "a string list";
-  }
+template <typename T>
+constexpr bool is_choice = std::is_enum_v<T>;
+
+template <typename T>
+const char* type_name() {
+  if constexpr (std::is_same_v<T, bool>) return "a boolean";
+  else if constexpr (std::is_same_v<T, int64_t>) return "an integer";
+  else if constexpr (std::is_same_v<T, double>) return "a number";
+  else if constexpr (std::is_same_v<T, std::vector<int64_t>>) return "an integer list (or a count)";
+  else if constexpr (is_vector<T>::value) return "a string list";
+  else return "a string";
 }
 
 std::string node_type_name(const toml::node& n) {
@@ -166,125 +67,533 @@ std::string node_type_name(const toml::node& n) {
   return s.str();
 }
 
-std::string nearest_key(const std::string& key, const std::vector<Field>& fields) {
+// A scalar of the key's element type from a TOML node (false: the node has another type).
+template <typename E>
+bool scalar_from(const toml::node& node, E& out, const std::string& key, const std::string& where) {
+  if constexpr (std::is_same_v<E, bool>) {
+    if (!node.is_boolean()) return false;
+    out = *node.value<bool>();
+  } else if constexpr (std::is_same_v<E, int64_t>) {
+    if (!node.is_integer()) return false;
+    out = *node.value<int64_t>();
+  } else if constexpr (std::is_same_v<E, double>) {
+    if (!node.is_number()) return false;
+    out = *node.value<double>();
+  } else if constexpr (std::is_same_v<E, std::string>) {
+    if (!node.is_string()) return false;
+    out = *node.value<std::string>();
+  } else {
+    static_assert(is_choice<E>);
+    if (!node.is_string()) return false;
+    const std::string name = *node.value<std::string>();
+    const auto value = core::choice_from<E>(name);
+    if (!value) throw UsageError(where + ": " + core::not_a_choice<E>(key, name));
+    out = *value;
+  }
+  return true;
+}
+
+template <typename E>
+auto toml_value(const E& v) {
+  if constexpr (is_choice<E>) return core::name_of(v);
+  else return v;
+}
+
+template <typename E>
+std::string element_text(const E& v, bool quote_strings) {
+  std::ostringstream s;
+  if constexpr (std::is_same_v<E, bool>) s << (v ? "true" : "false");
+  else if constexpr (std::is_same_v<E, std::string>) s << (quote_strings ? "\"" + v + "\"" : v);
+  else if constexpr (is_choice<E>) s << (quote_strings ? "\"" + core::name_of(v) + "\"" : core::name_of(v));
+  else s << v;
+  return s.str();
+}
+
+template <typename T>
+class Key final : public Field {
+ public:
+  using Check = std::function<std::string(const T&)>;
+  Key(std::string key, T* target, T default_value, std::string doc, Check check)
+      : Field(std::move(key), std::move(doc)), target_(target), default_(std::move(default_value)), check_(std::move(check)) {}
+
+  void reset() override { *target_ = default_; }
+
+  void assign(const toml::node& node, const std::string& where) override {
+    auto wrong = [&] {
+      return UsageError(where + ": key '" + key() + "' must be " + type_name<T>() + ", got " + node_type_name(node));
+    };
+    if constexpr (is_vector<T>::value) {
+      using E = typename T::value_type;
+      T values;
+      E one{};
+      if constexpr (std::is_same_v<E, int64_t>) {
+        if (node.is_integer()) {  // a count N means [0, N)
+          const int64_t n = *node.value<int64_t>();
+          if (n < 1) throw UsageError(where + ": key '" + key() + "' as a count must be >= 1");
+          for (int64_t i = 0; i < n; ++i) values.push_back(i);
+          *target_ = values;
+          return;
+        }
+      } else if (scalar_from(node, one, key(), where)) {  // a single string means a list of one
+        *target_ = T{one};
+        return;
+      }
+      const auto* array = node.as_array();
+      if (!array) throw wrong();
+      for (const auto& e : *array) {
+        if (!scalar_from(e, one, key(), where)) throw wrong();
+        values.push_back(one);
+      }
+      *target_ = values;
+    } else {
+      if (!scalar_from(node, *target_, key(), where)) throw wrong();
+    }
+  }
+
+  void insert(toml::table& root) const override {
+    if constexpr (is_vector<T>::value) {
+      toml::array array;
+      for (const auto& e : *target_) array.push_back(toml_value(e));
+      insert_dotted(root, std::move(array));
+    } else {
+      insert_dotted(root, toml_value(*target_));
+    }
+  }
+
+  std::string text() const override {
+    if constexpr (is_vector<T>::value) {
+      std::string s = "[";
+      for (size_t i = 0; i < target_->size(); ++i) s += (i ? ", " : "") + element_text((*target_)[i], false);
+      return s + "]";
+    } else {
+      return element_text(*target_, true);
+    }
+  }
+
+  std::string problem() const override { return check_ ? check_(*target_) : ""; }
+
+  std::vector<std::string> paths() const override {
+    if constexpr (std::is_same_v<T, std::string>) return {*target_};
+    else if constexpr (std::is_same_v<T, std::vector<std::string>>) return *target_;
+    else return {};
+  }
+
+ private:
+  template <typename V>
+  void insert_dotted(toml::table& root, V&& value) const {
+    toml::table* t = &root;
+    size_t start = 0;
+    for (size_t dot; (dot = key().find('.', start)) != std::string::npos; start = dot + 1) {
+      const std::string part = key().substr(start, dot - start);
+      if (!t->contains(part)) t->insert(part, toml::table{});
+      t = t->get_as<toml::table>(part);
+    }
+    t->insert_or_assign(key().substr(start), std::forward<V>(value));
+  }
+
+  T* target_;
+  T default_;
+  Check check_;
+};
+
+using Fields = std::vector<std::unique_ptr<Field>>;
+
+// ---- checks: each returns "" or what the value must be ---------------------------------------------
+template <typename T>
+std::string number_text(T v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+template <typename T>
+std::function<std::string(const T&)> at_least(T min, std::string note = "") {
+  return [min, note](const T& v) { return v >= min ? "" : "must be >= " + number_text(min) + note; };
+}
+template <typename T>
+std::function<std::string(const T&)> above(T min) {
+  return [min](const T& v) { return v > min ? "" : "must be > " + number_text(min); };
+}
+// [lo, hi] or, with open_low / open_high, (lo, hi] / [lo, hi).
+std::function<std::string(const double&)> within(double lo, double hi, bool open_low = false, bool open_high = false) {
+  return [=](const double& v) {
+    const bool ok = (open_low ? v > lo : v >= lo) && (open_high ? v < hi : v <= hi);
+    return ok ? "" : "must be in " + std::string(open_low ? "(" : "[") + number_text(lo) + ", " + number_text(hi) +
+                         (open_high ? ")" : "]");
+  };
+}
+std::string must_exist(const std::string& path) { return fs::exists(path) ? "" : "'" + path + "': file not found"; }
+// One word: a Slurm partition or account name.
+std::function<std::string(const std::string&)> one_name(const std::string& what) {
+  return [what](const std::string& v) { return v.find_first_of(" \n'\"") == std::string::npos ? "" : "must be one " + what + " name"; };
+}
+
+template <typename T>
+struct NotDeduced {
+  using type = T;
+};
+
+class Table {
+ public:
+  explicit Table(Fields& fields) : fields_(fields) {}
+  // The key's type comes from its member; the default and the check convert to it.
+  template <typename T>
+  Field& add(const std::string& key, T* target, typename NotDeduced<T>::type default_value, const std::string& doc,
+             typename NotDeduced<std::function<std::string(const T&)>>::type check = {}) {
+    fields_.push_back(std::make_unique<Key<T>>(key, target, std::move(default_value), doc, std::move(check)));
+    return *fields_.back();
+  }
+
+ private:
+  Fields& fields_;
+};
+
+// The store this run's extract stage writes need not exist yet.
+bool produced_here(const Config& c, const std::string& path) { return c.has_stage(Stage::kExtract) && path == c.extract.store; }
+
+void run_keys(Table& t, Config& c) {
+  t.add("run.name", &c.run.name, std::string(), "job name (default: the job file's name)");
+  t.add("run.output_dir", &c.run.output_dir, std::string(), "where every output goes (default: runs/<run.name>)").role(Role::kOutput);
+  t.add("run.stages", &c.run.stages, {Stage::kTrain, Stage::kCompare},
+        "stages `universae run` executes, in order: extract, train, compare");
+  t.add("run.threads", &c.run.threads, int64_t{0}, "intra-op threads per rank (0: OMP_NUM_THREADS, else 1)", at_least<int64_t>(0));
+  t.add<std::vector<std::string>>(
+      "run.compare_across", &c.run.compare_across, {},
+      "[grid] keys: also compare the first seed's SAEs of tasks that differ only in this key (e.g. data.hookpoint)",
+      [&c](const std::vector<std::string>& keys) {
+        for (const auto& key : keys)
+          if (std::none_of(c.grid.begin(), c.grid.end(), [&](const GridAxis& a) { return a.key == key; }))
+            return "'" + key + "' is not a [grid] key";
+        return std::string();
+      });
+}
+
+void extract_keys(Table& t, Config& c) {
+  t.add("extract.model", &c.extract.model, std::string(), "llama2.c checkpoint (legacy v0 or v1 format)").role(Role::kInput);
+  t.add("extract.tokenizer", &c.extract.tokenizer, std::string(), "llama2.c tokenizer file (tokenizer.bin format)").role(Role::kInput);
+  t.add<std::vector<std::string>>("extract.inputs", &c.extract.inputs, {}, "text files to run the model on").role(Role::kInput);
+  t.add("extract.input_format", &c.extract.input_format, InputFormat::kAuto,
+        "auto (by extension and content), text (blank-line separated documents), endoftext (<|endoftext|> separated), "
+        "jsonl (a \"text\" field)");
+  t.add<std::vector<std::string>>(
+      "extract.hookpoints", &c.extract.hookpoints, {"blocks.0.hook_resid_post"},
+      "blocks.L.hook_resid_pre|hook_resid_mid|hook_resid_post|hook_mlp_out|mlp.hook_post; L = * for every block",
+      [](const std::vector<std::string>& v) { return v.empty() ? "needs at least one hookpoint" : ""; });
+  t.add("extract.seq_len", &c.extract.seq_len, int64_t{0},
+        "tokens per forward pass; longer documents continue in windows starting with BOS (0: the model's)",
+        at_least<int64_t>(0, " (0: the model's)"));
+  t.add("extract.batch_tokens", &c.extract.batch_tokens, int64_t{4096},
+        "tokens per forward pass (whole sequences; attention stays within each)", at_least<int64_t>(1));
+  t.add("extract.max_documents", &c.extract.max_documents, int64_t{0}, "use only the first N documents (0: all)",
+        at_least<int64_t>(0));
+  t.add("extract.max_tokens", &c.extract.max_tokens, int64_t{0}, "use only the first documents up to this many tokens (0: all)",
+        at_least<int64_t>(0));
+  t.add("extract.dtype", &c.extract.dtype, StoreDType::kFloat32, "stored activations: float32, float16 or bfloat16");
+  t.add("extract.store", &c.extract.store, std::string(), "the activation store written (default: <run.output_dir>/activations.h5)")
+      .role(Role::kOutput);
+  t.add("extract.loss", &c.extract.loss, true, "report the mean next-token loss (runs every block)");
+}
+
+void data_keys(Table& t, Config& c) {
+  t.add<std::string>("data.source", &c.data.source, "synthetic",
+                     "\"synthetic\", an activation store (HDF5, DESIGN.md §4), or \"extract\" (the store extract writes)",
+                     [&c](const std::string& v) { return v == "synthetic" || produced_here(c, v) ? "" : must_exist(v); })
+      .role(Role::kInput);
+  t.add<std::string>("data.hookpoint", &c.data.hookpoint, "synthetic", "the store's hookpoint to train on (recorded in SAE files)",
+                     [&c](const std::string& v) {
+                       const bool grid = std::any_of(c.grid.begin(), c.grid.end(),
+                                                     [](const GridAxis& a) { return a.key == "data.hookpoint"; });
+                       return c.data.source == "synthetic" || v != "synthetic" || grid
+                                  ? ""
+                                  : "name the store's hookpoint to train on (data.source is a store)";
+                     });
+  t.add("data.shuffle_seed", &c.data.shuffle_seed, int64_t{0}, "seeds the order of store tokens (same for every SAE seed)");
+  t.add("data.shuffle_chunk", &c.data.shuffle_chunk, int64_t{1024}, "store rows read together; chunk order permuted per epoch",
+        at_least<int64_t>(1));
+  t.add("data.shuffle_buffer", &c.data.shuffle_buffer, int64_t{65536},
+        "store rows shuffled together (memory: rows × d × 4 bytes per rank)", at_least<int64_t>(1));
+  auto& s = c.data.synthetic;
+  t.add("data.synthetic.d", &s.d, int64_t{64}, "input width d", at_least<int64_t>(1));
+  t.add("data.synthetic.n_features", &s.n_features, int64_t{512}, "ground-truth dictionary size m", at_least<int64_t>(1));
+  t.add<double>("data.synthetic.mean_l0", &s.mean_l0, 8.0, "expected number of active features per token", [&s](const double& v) {
+    return v > 0 && v <= static_cast<double>(s.n_features) ? "" : "must be in (0, n_features]";
+  });
+  t.add("data.synthetic.power_law", &s.power_law, 0.5, "firing probability p_j ∝ (j+1)^-power_law", at_least(0.0));
+  t.add("data.synthetic.magnitude_std", &s.magnitude_std, 0.25, "feature magnitude |N(1, std²)|", at_least(0.0));
+  t.add("data.synthetic.noise_std", &s.noise_std, 0.01, "isotropic Gaussian noise σ", at_least(0.0));
+  t.add("data.synthetic.seed", &s.seed, int64_t{0}, "seeds the dictionary and the token stream");
+}
+
+void sae_keys(Table& t, Config& c) {
+  t.add("sae.architecture", &c.sae.architecture, core::Architecture::kTopK, "relu, topk, batchtopk, jumprelu or gated");
+  t.add("sae.n_latents", &c.sae.n_latents, int64_t{4096}, "number of latents", at_least<int64_t>(1));
+  t.add<int64_t>("sae.k", &c.sae.k, 32, "active latents per token (top-k architectures)",
+                 [&c](const int64_t& k) { return k >= 1 && k <= c.sae.n_latents ? "" : "must be in [1, n_latents]"; });
+  t.add<std::vector<int64_t>>("sae.seeds", &c.sae.seeds, {0}, "seed list, or a count N meaning [0, N)",
+                              [](const std::vector<int64_t>& seeds) {
+                                if (seeds.empty()) return "needs at least one seed";
+                                auto sorted = seeds;
+                                std::sort(sorted.begin(), sorted.end());
+                                return std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end() ? "" : "seeds must be distinct";
+                              });
+  t.add("sae.apply_b_dec_to_input", &c.sae.apply_b_dec_to_input, true, "encode W_enc (x - b_dec) + b_enc");
+}
+
+void train_schedule_keys(Table& t, Config& c) {
+  auto& x = c.train;
+  t.add("train.tokens", &x.tokens, int64_t{10'000'000}, "training tokens (rounded down to whole batches)",
+        [&x](const int64_t& v) { return v >= x.batch_size ? "" : "must be at least one batch (train.batch_size)"; });
+  t.add("train.batch_size", &x.batch_size, int64_t{4096}, "global batch in tokens (over all ranks)", at_least<int64_t>(1));
+  t.add<int64_t>("train.micro_batch", &x.micro_batch, 256,
+                 "tokens per gradient chunk; divides batch_size; fixes the arithmetic so results do not depend on ranks",
+                 [&x](const int64_t& mb) {
+                   return mb >= 1 && x.batch_size % mb == 0 ? "" : "must divide train.batch_size (" + std::to_string(x.batch_size) + ")";
+                 });
+  t.add("train.lr", &x.lr, 0.0, "Adam learning rate (0: 2e-4 / sqrt(n_latents / 2^14))", at_least(0.0));
+  t.add("train.warmup_steps", &x.warmup_steps, int64_t{1000}, "linear learning-rate warm-up", at_least<int64_t>(0));
+  t.add("train.decay_fraction", &x.decay_fraction, 0.2, "linear decay to 0 over this last fraction of steps", within(0, 1));
+  t.add("train.grad_clip", &x.grad_clip, 1.0, "global gradient-norm clip (0: off)", at_least(0.0));
+  t.add("train.adam_beta1", &x.adam_beta1, 0.9, "Adam β1", within(0, 1, false, true));
+  t.add("train.adam_beta2", &x.adam_beta2, 0.999, "Adam β2", within(0, 1, false, true));
+  t.add("train.adam_eps", &x.adam_eps, 1e-8, "Adam ε", above(0.0));
+  t.add("train.dead_tokens", &x.dead_tokens, int64_t{10'000'000}, "a latent is dead after this many tokens without firing",
+        at_least<int64_t>(1));
+  t.add("train.auxk_alpha", &x.auxk_alpha, 1.0 / 32.0, "AuxK loss weight α", at_least(0.0));
+  t.add("train.k_aux", &x.k_aux, int64_t{0}, "dead latents used by AuxK (0: min(512, d/2))", at_least<int64_t>(0));
+  t.add<BDecInit>("train.b_dec_init", &x.b_dec_init, BDecInit::kGeometricMedian, "geometric_median or mean of the first batch");
+  t.add<std::vector<std::string>>(
+      "train.init_from", &x.init_from, {},
+      "start from trained SAEs (universae file, sparsify or SAELens directory): one for all seeds or one per seed",
+      [&c](const std::vector<std::string>& from) {
+        if (!from.empty() && from.size() != 1 && from.size() != c.sae.seeds.size())
+          return "needs one SAE for all seeds or one per seed (" + std::to_string(c.sae.seeds.size()) + ")";
+        for (const auto& p : from)
+          if (!fs::exists(p)) return "'" + p + "': no such file or directory";
+        return std::string();
+      })
+      .role(Role::kInput);
+  t.add("train.log_every", &x.log_every, int64_t{100}, "steps between metric lines (train_log.jsonl)", at_least<int64_t>(1));
+  t.add("train.eval_tokens", &x.eval_tokens, int64_t{65536}, "held-out tokens for final FVU, L0 and firing frequency",
+        at_least<int64_t>(0));
+}
+
+void train_model_keys(Table& t, Config& c) {
+  auto& x = c.train;
+  t.add("train.sparsity_coefficient", &x.sparsity_coefficient, -1.0,
+        "λ of relu/gated L1 and jumprelu L0 (< 0: 1, a starting point for inputs with E|x|² = d; sweep it)");
+  t.add("train.jumprelu_bandwidth", &x.jumprelu_bandwidth, 0.001, "jumprelu straight-through kernel width ε", above(0.0));
+  t.add("train.jumprelu_init_threshold", &x.jumprelu_init_threshold, 0.001, "jumprelu initial threshold θ", above(0.0));
+  t.add("train.batchtopk_threshold_rate", &x.batchtopk_threshold_rate, 0.01,
+        "batchtopk inference threshold: running mean rate of the smallest kept activation", within(0, 1, true));
+  t.add("train.normalize_input", &x.normalize_input, false, "scale inputs so that E|x|² = d (folded into saved weights)");
+  t.add<int64_t>("train.seed_groups", &x.seed_groups, 1, "rank groups that each train a share of the seeds", [&c](const int64_t& g) {
+    return g >= 1 && g <= static_cast<int64_t>(c.sae.seeds.size()) ? "" : "must be in [1, number of seeds]";
+  });
+  t.add<int64_t>("train.latent_shards", &x.latent_shards, 1, "ranks that split the latents of one SAE (distributed top-k)",
+                 [&c](const int64_t& s) {
+                   return s >= 1 && s * c.sae.k <= c.sae.n_latents ? "" : "must be >= 1 and leave every shard at least sae.k latents";
+                 });
+  t.add("train.checkpoint_every", &x.checkpoint_every, int64_t{500}, "steps between checkpoints (0: only on SIGTERM/SIGUSR1)",
+        at_least<int64_t>(0));
+}
+
+void compare_weight_keys(Table& t, Config& c) {
+  auto& x = c.compare;
+  t.add<std::vector<std::string>>("compare.saes", &x.saes, {}, "SAE files to compare (default: the SAEs this job trains)")
+      .role(Role::kInput);
+  t.add<std::vector<std::string>>(
+      "compare.names", &x.names, {}, "names of the compared SAEs in the results, in compare.saes order (default: file stems)",
+      [&x](const std::vector<std::string>& names) {
+        return names.empty() || x.saes.empty() || names.size() == x.saes.size() ? "" : "needs one name per SAE of compare.saes";
+      });
+  t.add("compare.tile_rows", &x.tile_rows, int64_t{256}, "rows of A per similarity tile (the unit of sharding)", at_least<int64_t>(1));
+  t.add("compare.tile_cols", &x.tile_cols, int64_t{4096}, "rows of B per similarity tile", at_least<int64_t>(1));
+  t.add("compare.hungarian", &x.hungarian, true, "certified Hungarian matching of decoder and encoder rows");
+  t.add("compare.candidates", &x.candidates, int64_t{16}, "top-K candidates per row and column for the matching",
+        at_least<int64_t>(1));
+  t.add("compare.deep_factor", &x.deep_factor, int64_t{4},
+        "a row the certificate recomputes keeps its top deep_factor·candidates columns (0: only violating pairs)",
+        at_least<int64_t>(0));
+  t.add("compare.shared_threshold", &x.shared_threshold, 0.7,
+        "τ: a latent is shared when its matched decoder and encoder cosines both exceed it", within(-1, 1));
+  t.add("compare.certificate_tolerance", &x.certificate_tolerance, 1e-6,
+        "the matching is certified when no pair has cos > α_i + β_j + tolerance", at_least(0.0));
+  t.add("compare.repsim", &x.repsim, true, "SVCCA, RSA, CKA and mutual kNN of the Hungarian-paired decoder rows");
+  t.add("compare.permutations", &x.permutations, int64_t{1000}, "re-pairings in each permutation test (0: none)",
+        at_least<int64_t>(0));
+  t.add("compare.repsim_max_pairs", &x.repsim_max_pairs, int64_t{4096},
+        "more matched pairs than this: a seeded random subset of this size (RSA and kNN are O(n²))", at_least<int64_t>(3));
+  t.add("compare.svcca_variance", &x.svcca_variance, 0.99, "SVCCA keeps the fewest directions explaining this variance",
+        within(0, 1, true));
+  t.add("compare.svcca_dims", &x.svcca_dims, int64_t{0}, "SVCCA keeps exactly this many directions (0: use svcca_variance)",
+        at_least<int64_t>(0));
+  t.add("compare.knn_k", &x.knn_k, int64_t{10}, "neighbours in mutual kNN", at_least<int64_t>(1));
+  t.add("compare.compat", &x.compat, Compat::kNone, "\"lan2024\": reproduce Lan et al.'s published SVCCA (one direction)");
+  t.add("compare.seed", &x.seed, int64_t{0}, "seeds the permutation tests (stored per pair and metric)");
+}
+
+void compare_activation_keys(Table& t, Config& c) {
+  auto& x = c.compare;
+  t.add<std::string>("compare.activations", &x.activations, std::string(),
+                     "activation statistics on: \"\" (none), \"synthetic\" (held-out data.synthetic tokens), a store path or \"extract\"",
+                     [&c](const std::string& v) {
+                       return v.empty() || v == "synthetic" || produced_here(c, v) ? "" : must_exist(v);
+                     })
+      .role(Role::kInput);
+  t.add("compare.activation_tokens", &x.activation_tokens, int64_t{0},
+        "tokens for activation statistics (0: whole store; synthetic 65,536)", at_least<int64_t>(0));
+  t.add("compare.correlation_input", &x.correlation_input, CorrelationInput::kCodes,
+        "codes (the SAE's sparse output, exact via co-firing) or pre (dense relu(pre), Lan et al.)");
+  t.add("compare.activation_mapping", &x.activation_mapping, Mapping::kOneToOne,
+        "pairs for the activation-based SVCCA/RSA/CKA/kNN: one_to_one, many_to_one or mutual");
+  t.add<std::string>("compare.concepts", &x.concepts, std::string(),
+                     "keyword categories for semantic subspaces (\"\": configs/concepts.toml)",
+                     [](const std::string& v) { return v.empty() ? "" : must_exist(v); })
+      .role(Role::kInput);
+  t.add("compare.chunk_tokens", &x.chunk_tokens, int64_t{4096}, "tokens per encoding block (fixed, so results do not depend on ranks)",
+        at_least<int64_t>(1));
+  t.add("compare.baseline_random", &x.baseline_random, false,
+        "add an untrained random-initialisation SAE of the first SAE's shape, compared with the first SAE");
+  t.add<std::vector<std::string>>("compare.baselines", &x.baselines, {},
+                                  "baseline SAE files, each compared with the first SAE (also --baseline)",
+                                  [](const std::vector<std::string>& v) {
+                                    for (const auto& b : v)
+                                      if (!fs::exists(b)) return "'" + b + "': file not found";
+                                    return std::string();
+                                  })
+      .role(Role::kInput);
+}
+
+void sweep_keys(Table& t, Config& c) {
+  auto& w = c.sweep;
+  t.add<std::string>("sweep.cluster", &w.cluster, "local",
+                     "`universae sweep`: slurm/<cluster>/env.sh sourced by every job, or a path to an env file",
+                     [](const std::string& v) { return v.empty() ? "must name a cluster (slurm/<cluster>/env.sh) or an env file" : ""; });
+  t.add("sweep.partition", &w.partition, std::string(), "Slurm partition for every job (\"\": the cluster's default)",
+        one_name("partition"));
+  t.add("sweep.account", &w.account, std::string(), "Slurm account to charge (\"\": your default)", one_name("account"));
+  t.add<std::vector<std::string>>("sweep.sbatch", &w.sbatch, {},
+                                  "extra sbatch options for every job, e.g. [\"--qos=high\", \"--constraint=a100\"]",
+                                  [](const std::vector<std::string>& options) {
+                                    for (const auto& o : options)
+                                      if (o.rfind("-", 0) != 0 || o.find('\n') != std::string::npos)
+                                        return "'" + o + "' is not an sbatch option (\"--name=value\")";
+                                    return std::string();
+                                  });
+  t.add("sweep.signal_seconds", &w.signal_seconds, int64_t{300},
+        "--signal=B:USR1@N: jobs checkpoint this many seconds before their time limit (0: off)",
+        at_least<int64_t>(0, " (0: no signal before the time limit)"));
+  t.add("sweep.requeue", &w.requeue, true, "a job that checkpointed on a signal (exit 75) requeues itself and resumes");
+  t.add("sweep.max_parallel", &w.max_parallel, int64_t{0}, "array tasks running at once (0: no limit)",
+        at_least<int64_t>(0, " (0: no limit)"));
+  t.add<std::string>("sweep.local_launcher", &w.local_launcher, "mpirun -n {ranks}",
+                     "--local: the command that starts a step's ranks ({ranks} = the step's ranks)", [](const std::string& v) {
+                       return v.find("{ranks}") != std::string::npos ? "" : "must contain {ranks} (e.g. \"mpirun -n {ranks}\")";
+                     });
+  // Resources per kind of job: extraction, training (one array task per grid task), comparisons.
+  for (auto [name, r, ranks] : {std::tuple{"extract", &w.extract, 2}, {"train", &w.train, 1}, {"compare", &w.compare, 1}}) {
+    const std::string k = std::string("sweep.") + name + ".";
+    const std::string what = std::string(name) == "compare" ? "compare and summary jobs" : std::string(name) + " jobs";
+    t.add(k + "ranks", &r->ranks, int64_t{ranks}, what + ": MPI ranks (--ntasks)", at_least<int64_t>(1));
+    t.add(k + "cpus_per_rank", &r->cpus_per_rank, int64_t{1}, what + ": cores per rank (--cpus-per-task, OMP_NUM_THREADS)",
+          at_least<int64_t>(1));
+    t.add(k + "gpus", &r->gpus, int64_t{0}, what + ": GPUs per rank (--gpus-per-task)", at_least<int64_t>(0));
+    t.add<std::string>(k + "time", &r->time, "1:00:00", what + ": time limit (--time, e.g. \"4:00:00\" or \"1-00:00:00\")",
+                       [](const std::string& v) {
+                         return !v.empty() && v.find_first_not_of("0123456789:-") == std::string::npos
+                                    ? ""
+                                    : "'" + v + "' is not a Slurm time limit (MM, HH:MM:SS, D-HH:MM:SS, ...)";
+                       });
+    t.add<std::string>(k + "mem", &r->mem, std::string(), what + ": memory per node (--mem, e.g. \"32G\"; \"\": the partition's default)",
+                       [](const std::string& v) {
+                         return v.find_first_of(" \n'\"") == std::string::npos ? "" : "'" + v + "' is not a Slurm memory size";
+                       });
+    t.add(k + "partition", &r->partition, std::string(), what + ": partition (\"\": sweep.partition)", one_name("partition"));
+  }
+}
+
+// The one table of every key. Order = order of the echo and of --help.
+Fields fields_of(Config& c) {
+  Fields fields;
+  Table t(fields);
+  run_keys(t, c);
+  extract_keys(t, c);
+  data_keys(t, c);
+  sae_keys(t, c);
+  train_schedule_keys(t, c);
+  train_model_keys(t, c);
+  compare_weight_keys(t, c);
+  compare_activation_keys(t, c);
+  sweep_keys(t, c);
+  return fields;
+}
+
+std::string nearest_key(const std::string& key, const Fields& fields) {
   std::string best;
   size_t best_distance = SIZE_MAX;
   for (const auto& f : fields) {
-    const size_t d = edit_distance(key, f.key);
-    if (d < best_distance) best_distance = d, best = f.key;
+    const size_t d = edit_distance(key, f->key());
+    if (d < best_distance) best_distance = d, best = f->key();
   }
   return best;
 }
 
-// Assigns a TOML value to a typed field, or explains why not.
-void assign(const Field& field, const toml::node& node, const std::string& where) {
-  auto wrong = [&] {
-    return UsageError(where + ": key '" + field.key + "' must be " + type_name(field.target) + ", got " +
-                      node_type_name(node));
-  };
-  std::visit(
-      [&](auto* target) {
-        using T = std::remove_pointer_t<decltype(target)>;
-        if constexpr (std::is_same_v<T, bool>) {
-          if (!node.is_boolean()) throw wrong();
-          *target = *node.value<bool>();
-        } else if constexpr (std::is_same_v<T, int64_t>) {
-          if (!node.is_integer()) throw wrong();
-          *target = *node.value<int64_t>();
-        } else if constexpr (std::is_same_v<T, double>) {
-          if (!node.is_number()) throw wrong();
-          *target = *node.value<double>();
-        } else if constexpr (std::is_same_v<T, std::string>) {
-          if (!node.is_string()) throw wrong();
-          *target = *node.value<std::string>();
-        } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
-          target->clear();
-          if (node.is_integer()) {  // a count N means [0, N)
-            const int64_t n = *node.value<int64_t>();
-            if (n < 1) throw UsageError(where + ": key '" + field.key + "' as a count must be >= 1");
-            for (int64_t i = 0; i < n; ++i) target->push_back(i);
-          } else if (const auto* arr = node.as_array()) {
-            for (const auto& e : *arr) {
-              if (!e.is_integer()) throw wrong();
-              target->push_back(*e.value<int64_t>());
-            }
-          } else {
-            throw wrong();
-          }
-        } else {
-          target->clear();
-          if (node.is_string()) {
-            target->push_back(*node.value<std::string>());
-          } else if (const auto* arr = node.as_array()) {
-            for (const auto& e : *arr) {
-              if (!e.is_string()) throw wrong();
-              target->push_back(*e.value<std::string>());
-            }
-          } else {
-            throw wrong();
-          }
-        }
-      },
-      field.target);
-}
-
-const Field& find_field(const std::string& key, const std::vector<Field>& fields, const std::string& where) {
+Field& find_field(const std::string& key, const Fields& fields, const std::string& where) {
   for (const auto& f : fields)
-    if (f.key == key) return f;
+    if (f->key() == key) return *f;
   throw UsageError(where + ": unknown key '" + key + "'; did you mean '" + nearest_key(key, fields) + "'?");
 }
 
-void apply_table(const toml::table& table, const std::string& prefix, const std::vector<Field>& fields,
-                 const std::string& where) {
+void apply_table(const toml::table& table, const std::string& prefix, const Fields& fields, const std::string& where) {
   for (const auto& [k, node] : table) {
     const std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
     if (const auto* sub = node.as_table()) {
       apply_table(*sub, key, fields, where);
     } else {
-      assign(find_field(key, fields, where), node, where);
+      find_field(key, fields, where).assign(node, where);
     }
   }
 }
 
-// [grid] "section.key" = [values] (or dotted keys): each value checked against the key's type.
-std::vector<GridAxis> read_grid(const toml::table& grid, const std::vector<Field>& fields, const std::string& where) {
-  std::vector<GridAxis> axes;
-  std::function<void(const toml::table&, const std::string&)> walk = [&](const toml::table& t, const std::string& prefix) {
-    for (const auto& [k, node] : t) {
-      const std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
-      if (const auto* sub = node.as_table()) {
-        walk(*sub, key);
-        continue;
-      }
-      find_field(key, fields, where + " [grid]");  // an unknown key: "did you mean"
-      const auto* values = node.as_array();
-      if (!values || values->empty()) throw UsageError(where + ": [grid] key '" + key + "' must be a non-empty list of values");
-      if (key.rfind("extract.", 0) == 0 || key.rfind("run.", 0) == 0 || key.rfind("sweep.", 0) == 0)
-        throw UsageError(where + ": [grid] key '" + key + "': the grid varies data, sae, train and compare keys (one extraction serves every task)");
-      GridAxis axis{key, {}};
-      for (const auto& v : *values) {
-        std::ostringstream literal;
-        if (v.is_string()) literal << toml::value<std::string>(*v.value<std::string>());
-        else if (const auto* arr = v.as_array()) literal << *arr;
-        else v.visit([&](const auto& x) { literal << x; });
-        Config scratch;
-        assign(find_field(key, bind_fields(scratch), where), v, where + " [grid]");  // type check
-        axis.values.push_back(literal.str());
-      }
-      axes.push_back(std::move(axis));
-    }
-  };
-  walk(grid, "");
-  return axes;
+// One [grid] axis: its values as TOML literals, each checked against the key's type.
+GridAxis read_axis(const std::string& key, const toml::node& node, const Fields& fields, const std::string& where) {
+  find_field(key, fields, where + " [grid]");  // an unknown key: "did you mean"
+  const auto* values = node.as_array();
+  if (!values || values->empty()) throw UsageError(where + ": [grid] key '" + key + "' must be a non-empty list of values");
+  if (key.rfind("extract.", 0) == 0 || key.rfind("run.", 0) == 0 || key.rfind("sweep.", 0) == 0)
+    throw UsageError(where + ": [grid] key '" + key +
+                     "': the grid varies data, sae, train and compare keys (one extraction serves every task)");
+  GridAxis axis{key, {}};
+  for (const auto& v : *values) {
+    std::ostringstream literal;
+    if (v.is_string()) literal << toml::value<std::string>(*v.value<std::string>());
+    else if (const auto* arr = v.as_array()) literal << *arr;
+    else v.visit([&](const auto& x) { literal << x; });
+    Config scratch;
+    find_field(key, fields_of(scratch), where).assign(v, where + " [grid]");  // type check
+    axis.values.push_back(literal.str());
+  }
+  return axis;
 }
 
-void apply_override(const std::string& text, const std::vector<Field>& fields) {
+// [grid] "section.key" = [values] (or dotted keys).
+void read_grid(const toml::table& grid, const std::string& prefix, const Fields& fields, const std::string& where,
+               std::vector<GridAxis>& axes) {
+  for (const auto& [k, node] : grid) {
+    const std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    if (const auto* sub = node.as_table()) {
+      read_grid(*sub, key, fields, where, axes);
+    } else {
+      axes.push_back(read_axis(key, node, fields, where));
+    }
+  }
+}
+
+void apply_override(const std::string& text, const Fields& fields) {
   const auto eq = text.find('=');
-  if (eq == std::string::npos || eq == 0)
-    throw UsageError("--set '" + text + "': expected section.key=value");
+  if (eq == std::string::npos || eq == 0) throw UsageError("--set '" + text + "': expected section.key=value");
   const std::string key = text.substr(0, eq);
   const std::string value = text.substr(eq + 1);
-  const Field& field = find_field(key, fields, "--set");
+  Field& field = find_field(key, fields, "--set");
   // The value is read as TOML (numbers, booleans, ["lists"]); anything else is a bare string.
   toml::table parsed;
   try {
@@ -292,26 +601,36 @@ void apply_override(const std::string& text, const std::vector<Field>& fields) {
   } catch (const toml::parse_error&) {
     parsed = toml::table{{"v", value}};
   }
-  assign(field, *parsed.get("v"), "--set " + key);
+  field.assign(*parsed.get("v"), "--set " + key);
 }
 
-template <typename T>
-void insert_dotted(toml::table& root, const std::string& key, T&& value) {
-  toml::table* t = &root;
-  size_t start = 0;
-  for (size_t dot; (dot = key.find('.', start)) != std::string::npos; start = dot + 1) {
-    const std::string part = key.substr(start, dot - start);
-    if (!t->contains(part)) t->insert(part, toml::table{});
-    t = t->get_as<toml::table>(part);
+toml::table parse_job_file(const std::string& path) {
+  if (!fs::is_regular_file(path)) throw UsageError(path + ": config file not found");
+  try {
+    return toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    throw UsageError(path + ":" + std::to_string(e.source().begin.line) + ":" + std::to_string(e.source().begin.column) +
+                     ": TOML syntax error: " + std::string(e.description()));
   }
-  t->insert_or_assign(key.substr(start), std::forward<T>(value));
 }
 
-void require(bool ok, const std::string& key, const std::string& message) {
-  if (!ok) throw UsageError("config key '" + key + "': " + message);
+// The sections whose keys a stage's output depends on.
+std::vector<std::string> stage_sections(Stage stage) {
+  switch (stage) {
+    case Stage::kExtract: return {"extract"};
+    case Stage::kTrain: return {"data", "sae", "train"};
+    case Stage::kCompare: return {"compare", "data"};
+  }
+  return {};
 }
 
 }  // namespace
+
+Config::Config() {
+  for (const auto& f : fields_of(*this)) f->reset();
+}
+
+bool Config::has_stage(Stage s) const { return std::find(run.stages.begin(), run.stages.end(), s) != run.stages.end(); }
 
 size_t edit_distance(const std::string& a, const std::string& b) {
   std::vector<size_t> row(b.size() + 1);
@@ -330,28 +649,18 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 
 Config load(const std::string& path, const std::vector<std::string>& overrides) {
   Config config;
-  const auto fields = bind_fields(config);
+  const Fields fields = fields_of(config);
   if (!path.empty()) {
-    if (!std::filesystem::is_regular_file(path))
-      throw UsageError(path + ": config file not found");
-    toml::table table;
-    try {
-      table = toml::parse_file(path);
-    } catch (const toml::parse_error& e) {
-      throw UsageError(path + ":" + std::to_string(e.source().begin.line) + ":" +
-                       std::to_string(e.source().begin.column) + ": TOML syntax error: " +
-                       std::string(e.description()));
-    }
+    toml::table table = parse_job_file(path);
     if (const auto* grid = table.get_as<toml::table>("grid")) {
-      config.grid = read_grid(*grid, fields, path);
+      read_grid(*grid, "", fields, path, config.grid);
       table.erase("grid");
     }
     apply_table(table, "", fields, path);
   }
   for (const auto& o : overrides) apply_override(o, fields);
 
-  if (config.run.name.empty())
-    config.run.name = path.empty() ? "universae" : std::filesystem::path(path).stem().string();
+  if (config.run.name.empty()) config.run.name = path.empty() ? "universae" : fs::path(path).stem().string();
   if (config.run.output_dir.empty()) config.run.output_dir = "runs/" + config.run.name;
   if (config.extract.store.empty()) config.extract.store = config.run.output_dir + "/activations.h5";
   if (config.data.source == "extract") config.data.source = config.extract.store;
@@ -361,132 +670,11 @@ Config load(const std::string& path, const std::vector<std::string>& overrides) 
 }
 
 void validate(const Config& c) {
-  for (const auto& s : c.run.stages)
-    require(s == "extract" || s == "train" || s == "compare", "run.stages",
-            "unknown stage '" + s + "' (known: extract, train, compare)");
-  require(c.run.threads >= 0, "run.threads", "must be >= 0");
-  // The store the extract stage of this run writes need not exist yet.
-  const bool extracting = std::find(c.run.stages.begin(), c.run.stages.end(), "extract") != c.run.stages.end();
-  auto produced = [&](const std::string& path) { return extracting && path == c.extract.store; };
-  require(c.data.source == "synthetic" || std::filesystem::exists(c.data.source) || produced(c.data.source), "data.source",
-          "'" + c.data.source + "': file not found");
-  const bool grid_hookpoint = std::any_of(c.grid.begin(), c.grid.end(), [](const GridAxis& a) { return a.key == "data.hookpoint"; });
-  require(c.data.source == "synthetic" || c.data.hookpoint != "synthetic" || grid_hookpoint, "data.hookpoint",
-          "name the store's hookpoint to train on (data.source is a store)");
-  require(c.data.shuffle_chunk >= 1, "data.shuffle_chunk", "must be >= 1");
-  require(c.data.shuffle_buffer >= 1, "data.shuffle_buffer", "must be >= 1");
-  const auto& s = c.data.synthetic;
-  require(s.d >= 1, "data.synthetic.d", "must be >= 1");
-  require(s.n_features >= 1, "data.synthetic.n_features", "must be >= 1");
-  require(s.mean_l0 > 0 && s.mean_l0 <= static_cast<double>(s.n_features), "data.synthetic.mean_l0",
-          "must be in (0, n_features]");
-  require(s.power_law >= 0, "data.synthetic.power_law", "must be >= 0");
-  require(s.magnitude_std >= 0, "data.synthetic.magnitude_std", "must be >= 0");
-  require(s.noise_std >= 0, "data.synthetic.noise_std", "must be >= 0");
-  core::parse_architecture(c.sae.architecture);
-  require(c.sae.n_latents >= 1, "sae.n_latents", "must be >= 1");
-  require(c.sae.k >= 1 && c.sae.k <= c.sae.n_latents, "sae.k", "must be in [1, n_latents]");
-  require(!c.sae.seeds.empty(), "sae.seeds", "needs at least one seed");
-  auto seeds = c.sae.seeds;
-  std::sort(seeds.begin(), seeds.end());
-  require(std::adjacent_find(seeds.begin(), seeds.end()) == seeds.end(), "sae.seeds", "seeds must be distinct");
-  const auto& t = c.train;
-  require(t.batch_size >= 1, "train.batch_size", "must be >= 1");
-  require(t.micro_batch >= 1 && t.batch_size % t.micro_batch == 0, "train.micro_batch",
-          "must divide train.batch_size (" + std::to_string(t.batch_size) + ")");
-  require(t.tokens >= t.batch_size, "train.tokens", "must be at least one batch (train.batch_size)");
-  require(t.lr >= 0, "train.lr", "must be >= 0");
-  require(t.warmup_steps >= 0, "train.warmup_steps", "must be >= 0");
-  require(t.decay_fraction >= 0 && t.decay_fraction <= 1, "train.decay_fraction", "must be in [0, 1]");
-  require(t.grad_clip >= 0, "train.grad_clip", "must be >= 0");
-  require(t.adam_beta1 >= 0 && t.adam_beta1 < 1, "train.adam_beta1", "must be in [0, 1)");
-  require(t.adam_beta2 >= 0 && t.adam_beta2 < 1, "train.adam_beta2", "must be in [0, 1)");
-  require(t.adam_eps > 0, "train.adam_eps", "must be > 0");
-  require(t.dead_tokens >= 1, "train.dead_tokens", "must be >= 1");
-  require(t.auxk_alpha >= 0, "train.auxk_alpha", "must be >= 0");
-  require(t.k_aux >= 0, "train.k_aux", "must be >= 0");
-  require(t.b_dec_init == "geometric_median" || t.b_dec_init == "mean", "train.b_dec_init",
-          "must be geometric_median or mean");
-  require(t.init_from.empty() || t.init_from.size() == 1 || t.init_from.size() == c.sae.seeds.size(), "train.init_from",
-          "needs one SAE for all seeds or one per seed (" + std::to_string(c.sae.seeds.size()) + ")");
-  for (const auto& p : t.init_from)
-    require(std::filesystem::exists(p), "train.init_from", "'" + p + "': no such file or directory");
-  require(t.log_every >= 1, "train.log_every", "must be >= 1");
-  require(t.eval_tokens >= 0, "train.eval_tokens", "must be >= 0");
-  require(t.jumprelu_bandwidth > 0, "train.jumprelu_bandwidth", "must be > 0");
-  require(t.jumprelu_init_threshold > 0, "train.jumprelu_init_threshold", "must be > 0");
-  require(t.batchtopk_threshold_rate > 0 && t.batchtopk_threshold_rate <= 1, "train.batchtopk_threshold_rate",
-          "must be in (0, 1]");
-  require(t.checkpoint_every >= 0, "train.checkpoint_every", "must be >= 0");
-  require(t.seed_groups >= 1 && t.seed_groups <= static_cast<int64_t>(c.sae.seeds.size()), "train.seed_groups",
-          "must be in [1, number of seeds]");
-  require(t.latent_shards >= 1 && t.latent_shards * c.sae.k <= c.sae.n_latents, "train.latent_shards",
-          "must be >= 1 and leave every shard at least sae.k latents");
-  const auto& x = c.extract;
-  for (const auto& key : c.run.compare_across)
-    require(std::any_of(c.grid.begin(), c.grid.end(), [&](const GridAxis& a) { return a.key == key; }), "run.compare_across",
-            "'" + key + "' is not a [grid] key");
-  require(x.input_format == "auto" || x.input_format == "text" || x.input_format == "endoftext" || x.input_format == "jsonl",
-          "extract.input_format", "must be auto, text, endoftext or jsonl");
-  require(!x.hookpoints.empty(), "extract.hookpoints", "needs at least one hookpoint");
-  require(x.seq_len >= 0, "extract.seq_len", "must be >= 0 (0: the model's)");
-  require(x.batch_tokens >= 1, "extract.batch_tokens", "must be >= 1");
-  require(x.max_documents >= 0, "extract.max_documents", "must be >= 0");
-  require(x.max_tokens >= 0, "extract.max_tokens", "must be >= 0");
-  require(x.dtype == "float32" || x.dtype == "float16" || x.dtype == "bfloat16", "extract.dtype",
-          "must be float32, float16 or bfloat16");
-  require(c.compare.tile_rows >= 1, "compare.tile_rows", "must be >= 1");
-  require(c.compare.tile_cols >= 1, "compare.tile_cols", "must be >= 1");
-  require(c.compare.candidates >= 1, "compare.candidates", "must be >= 1");
-  require(c.compare.deep_factor >= 0, "compare.deep_factor", "must be >= 0");
-  require(c.compare.shared_threshold >= -1 && c.compare.shared_threshold <= 1, "compare.shared_threshold",
-          "must be in [-1, 1]");
-  require(c.compare.certificate_tolerance >= 0, "compare.certificate_tolerance", "must be >= 0");
-  require(c.compare.permutations >= 0, "compare.permutations", "must be >= 0");
-  require(c.compare.repsim_max_pairs >= 3, "compare.repsim_max_pairs", "must be >= 3");
-  require(c.compare.svcca_variance > 0 && c.compare.svcca_variance <= 1, "compare.svcca_variance", "must be in (0, 1]");
-  require(c.compare.svcca_dims >= 0, "compare.svcca_dims", "must be >= 0");
-  require(c.compare.knn_k >= 1, "compare.knn_k", "must be >= 1");
-  require(c.compare.compat.empty() || c.compare.compat == "lan2024", "compare.compat", "must be \"\" or \"lan2024\"");
-  require(c.compare.activations.empty() || c.compare.activations == "synthetic" ||
-              std::filesystem::exists(c.compare.activations) || produced(c.compare.activations),
-          "compare.activations", "'" + c.compare.activations + "': file not found");
-  require(c.compare.activation_tokens >= 0, "compare.activation_tokens", "must be >= 0");
-  require(c.compare.correlation_input == "codes" || c.compare.correlation_input == "pre", "compare.correlation_input",
-          "must be codes or pre");
-  require(c.compare.activation_mapping == "one_to_one" || c.compare.activation_mapping == "many_to_one" ||
-              c.compare.activation_mapping == "mutual",
-          "compare.activation_mapping", "must be one_to_one, many_to_one or mutual");
-  require(c.compare.concepts.empty() || std::filesystem::exists(c.compare.concepts), "compare.concepts",
-          "'" + c.compare.concepts + "': file not found");
-  require(c.compare.chunk_tokens >= 1, "compare.chunk_tokens", "must be >= 1");
-  for (const auto& b : c.compare.baselines)
-    require(std::filesystem::exists(b), "compare.baselines", "'" + b + "': file not found");
-  const auto& w = c.sweep;
-  require(!w.cluster.empty(), "sweep.cluster", "must name a cluster (slurm/<cluster>/env.sh) or an env file");
-  require(w.signal_seconds >= 0, "sweep.signal_seconds", "must be >= 0 (0: no signal before the time limit)");
-  require(w.max_parallel >= 0, "sweep.max_parallel", "must be >= 0 (0: no limit)");
-  require(w.local_launcher.find("{ranks}") != std::string::npos, "sweep.local_launcher",
-          "must contain {ranks} (e.g. \"mpirun -n {ranks}\")");
-  for (const auto& o : w.sbatch)
-    require(o.rfind("-", 0) == 0 && o.find('\n') == std::string::npos, "sweep.sbatch",
-            "'" + o + "' is not an sbatch option (\"--name=value\")");
-  for (auto [name, r] : {std::pair{"extract", &w.extract}, {"train", &w.train}, {"compare", &w.compare}}) {
-    const std::string k = std::string("sweep.") + name + ".";
-    require(r->ranks >= 1, k + "ranks", "must be >= 1");
-    require(r->cpus_per_rank >= 1, k + "cpus_per_rank", "must be >= 1");
-    require(r->gpus >= 0, k + "gpus", "must be >= 0");
-    require(!r->time.empty() && r->time.find_first_not_of("0123456789:-") == std::string::npos, k + "time",
-            "'" + r->time + "' is not a Slurm time limit (MM, HH:MM:SS, D-HH:MM:SS, ...)");
-    require(r->mem.find_first_of(" \n'\"") == std::string::npos, k + "mem", "'" + r->mem + "' is not a Slurm memory size");
-    require(r->partition.find_first_of(" \n'\"") == std::string::npos, k + "partition", "must be one partition name");
-  }
-  require(w.partition.find_first_of(" \n'\"") == std::string::npos, "sweep.partition", "must be one partition name");
-  require(w.account.find_first_of(" \n'\"") == std::string::npos, "sweep.account", "must be one account name");
+  Config copy = c;  // the table binds a mutable Config; its checks only read
+  for (const auto& f : fields_of(copy))
+    if (const std::string problem = f->problem(); !problem.empty())
+      throw UsageError("config key '" + f->key() + "': " + problem);
 }
-
-std::string extract_fingerprint(const Config& c) { return to_toml(c, {"extract"}); }
-std::string train_fingerprint(const Config& c) { return to_toml(c, {"data", "sae", "train"}); }
 
 std::vector<GridTask> expand_grid(const Config& config) {
   std::vector<GridTask> tasks(1);
@@ -514,53 +702,41 @@ std::vector<GridTask> expand_grid(const Config& config) {
 std::string to_toml(const Config& config, const std::vector<std::string>& sections) {
   Config copy = config;
   toml::table root;
-  for (const auto& f : bind_fields(copy)) {
-    const std::string section = f.key.substr(0, f.key.find('.'));
-    if (!sections.empty() && std::find(sections.begin(), sections.end(), section) == sections.end()) continue;
-    std::visit(
-        [&](auto* v) {
-          using T = std::remove_pointer_t<decltype(v)>;
-          if constexpr (std::is_same_v<T, std::vector<int64_t>> || std::is_same_v<T, std::vector<std::string>>) {
-            toml::array arr;
-            for (const auto& e : *v) arr.push_back(e);
-            insert_dotted(root, f.key, std::move(arr));
-          } else {
-            insert_dotted(root, f.key, *v);
-          }
-        },
-        f.target);
-  }
+  for (const auto& f : fields_of(copy))
+    if (sections.empty() || std::find(sections.begin(), sections.end(), f->section()) != sections.end()) f->insert(root);
   std::ostringstream out;
   out << root << "\n";
   return out.str();
 }
 
-std::string describe_keys() {
+std::string fingerprint(const Config& config, Stage stage, const Identity& identity) {
+  Config copy = config;
+  const auto sections = stage_sections(stage);
+  toml::table root, inputs;
+  for (const auto& f : fields_of(copy)) {
+    if (std::find(sections.begin(), sections.end(), f->section()) == sections.end() || f->role() == Role::kOutput) continue;
+    if (f->role() == Role::kValue) {
+      f->insert(root);
+      continue;
+    }
+    toml::array ids;
+    for (const auto& path : f->paths())
+      ids.push_back(path.empty() || path == "synthetic" ? path : identity(path));
+    inputs.insert(f->key(), std::move(ids));
+  }
+  root.insert("inputs", std::move(inputs));
+  std::ostringstream out;
+  out << "# universae " << core::name_of(stage) << " fingerprint: the keys its output depends on, inputs by identity\n"
+      << root << "\n";
+  return out.str();
+}
+
+std::string describe_keys(const std::vector<std::string>& sections) {
   Config defaults;
   std::ostringstream out;
-  for (const auto& f : bind_fields(defaults)) {
-    std::string value;
-    std::visit(
-        [&](auto* v) {
-          using T = std::remove_pointer_t<decltype(v)>;
-          std::ostringstream s;
-          if constexpr (std::is_same_v<T, bool>) {
-            s << (*v ? "true" : "false");
-          } else if constexpr (std::is_same_v<T, std::string>) {
-            s << '"' << *v << '"';
-          } else if constexpr (std::is_same_v<T, std::vector<int64_t>> ||
-                               std::is_same_v<T, std::vector<std::string>>) {
-            s << '[';
-            for (size_t i = 0; i < v->size(); ++i) s << (i ? ", " : "") << (*v)[i];
-            s << ']';
-          } else {
-            s << *v;
-          }
-          value = s.str();
-        },
-        f.target);
-    out << "  " << f.key << " = " << value << "\n      " << f.doc << "\n";
-  }
+  for (const auto& f : fields_of(defaults))
+    if (sections.empty() || std::find(sections.begin(), sections.end(), f->section()) != sections.end())
+      out << "  " << f->key() << " = " << f->text() << "\n      " << f->doc() << "\n";
   return out.str();
 }
 

@@ -18,10 +18,11 @@
 
 namespace universae::core {
 
+// Filled from compare.svcca_variance, compare.svcca_dims and compare.compat (compare/repsim.cpp).
 struct SvccaOptions {
-  double variance = 0.99;  // keep the fewest directions explaining at least this much variance
-  int64_t dims = 0;        // > 0: keep exactly this many instead
-  bool lan2024 = false;    // compat: one direction (the published threshold bug)
+  double variance{};  // keep the fewest directions explaining at least this much variance
+  int64_t dims{};     // > 0: keep exactly this many instead
+  bool lan2024{};     // compat: one direction (the published threshold bug)
 };
 
 class Svcca {

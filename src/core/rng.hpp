@@ -5,8 +5,16 @@
 
 #include <cmath>
 #include <cstdint>
+#include <string_view>
 
 namespace universae::core {
+
+// FNV-1a, 64 bits: a stable hash of a name or a text (seeds derived from pair names, fingerprints).
+// Not cryptographic: it tells settings apart, it does not defend against forgery.
+inline uint64_t fnv1a64(std::string_view text, uint64_t h = 1469598103934665603ull) {
+  for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
 
 inline uint64_t mix64(uint64_t z) {
   z += 0x9E3779B97F4A7C15ull;

@@ -9,7 +9,7 @@ namespace {
 
 at::Tensor pre_activation(const SaeEncoderWeights& w, const at::Tensor& x) {
   const at::Tensor x_in = w.apply_b_dec_to_input ? x - w.b_dec : x;
-  if (w.architecture == "gated") return at::mm(x_in, w.W_enc.t()) * at::exp(w.r_mag) + w.b_mag;  // W_mag = exp(r_mag) ⊙ W_gate
+  if (w.architecture == Architecture::kGated) return at::mm(x_in, w.W_enc.t()) * at::exp(w.r_mag) + w.b_mag;  // W_mag = exp(r_mag) ⊙ W_gate
   return at::addmm(w.b_enc, x_in, w.W_enc.t());
 }
 
@@ -23,25 +23,24 @@ at::Tensor keep_top_k(const at::Tensor& post, int64_t k) {
 at::Tensor dense_pre(const SaeEncoderWeights& w, const at::Tensor& x) { return at::relu(pre_activation(w, x)); }
 
 at::Tensor codes(const SaeEncoderWeights& w, const at::Tensor& x) {
-  const std::string& a = w.architecture;
-  if (a == "relu") return dense_pre(w, x);
-  if (a == "topk") return keep_top_k(dense_pre(w, x), w.k);
-  if (a == "batchtopk") {
-    if (!w.threshold.defined()) return keep_top_k(dense_pre(w, x), w.k);
-    const at::Tensor pre = pre_activation(w, x);
-    return pre * (pre > w.threshold).to(pre.scalar_type());
+  switch (w.architecture) {
+    case Architecture::kRelu: return dense_pre(w, x);
+    case Architecture::kTopK: return keep_top_k(dense_pre(w, x), w.k);
+    case Architecture::kBatchTopK:
+      if (!w.threshold.defined()) return keep_top_k(dense_pre(w, x), w.k);
+      [[fallthrough]];
+    case Architecture::kJumpRelu: {
+      const at::Tensor pre = pre_activation(w, x);
+      return pre * (pre > w.threshold).to(pre.scalar_type());
+    }
+    case Architecture::kGated: {
+      const at::Tensor x_in = w.apply_b_dec_to_input ? x - w.b_dec : x;
+      const at::Tensor gate = at::addmm(w.b_enc, x_in, w.W_enc.t());
+      const at::Tensor magnitude = at::relu(at::mm(x_in, w.W_enc.t()) * at::exp(w.r_mag) + w.b_mag);
+      return magnitude * (gate > 0).to(magnitude.scalar_type());
+    }
   }
-  if (a == "jumprelu") {
-    const at::Tensor pre = pre_activation(w, x);
-    return pre * (pre > w.threshold).to(pre.scalar_type());
-  }
-  if (a == "gated") {
-    const at::Tensor x_in = w.apply_b_dec_to_input ? x - w.b_dec : x;
-    const at::Tensor gate = at::addmm(w.b_enc, x_in, w.W_enc.t());
-    const at::Tensor magnitude = at::relu(at::mm(x_in, w.W_enc.t()) * at::exp(w.r_mag) + w.b_mag);
-    return magnitude * (gate > 0).to(magnitude.scalar_type());
-  }
-  throw UsageError("unknown SAE architecture '" + a + "'");
+  throw InternalError("codes: unknown SAE architecture");
 }
 
 void append_sparse_rows(const at::Tensor& z_in, SparseRows& out) {

@@ -8,12 +8,14 @@
 #include <string>
 #include <vector>
 
+#include "core/architecture.hpp"
+
 namespace universae::core {
 
 struct SaeEncoderWeights {
-  std::string architecture;  // relu, topk, batchtopk, jumprelu, gated
-  int64_t k = 0;
-  bool apply_b_dec_to_input = true;
+  Architecture architecture{};
+  int64_t k{};  // top-k architectures
+  bool apply_b_dec_to_input{};
   at::Tensor W_enc, b_enc, b_dec;  // (n, d), (n), (d)
   at::Tensor threshold;            // jumprelu; batchtopk's inference threshold when present
   at::Tensor r_mag, b_mag;         // gated

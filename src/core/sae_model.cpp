@@ -15,28 +15,6 @@
 
 namespace universae::core {
 
-Architecture parse_architecture(const std::string& name, const std::string& key) {
-  if (name == "relu") return Architecture::kRelu;
-  if (name == "topk") return Architecture::kTopK;
-  if (name == "batchtopk") return Architecture::kBatchTopK;
-  if (name == "jumprelu") return Architecture::kJumpRelu;
-  if (name == "gated") return Architecture::kGated;
-  throw UsageError(key + " = \"" + name + "\" is not an architecture; choose relu, topk, batchtopk, jumprelu or gated");
-}
-
-const char* architecture_name(Architecture a) {
-  switch (a) {
-    case Architecture::kRelu: return "relu";
-    case Architecture::kTopK: return "topk";
-    case Architecture::kBatchTopK: return "batchtopk";
-    case Architecture::kJumpRelu: return "jumprelu";
-    case Architecture::kGated: return "gated";
-  }
-  return "?";
-}
-
-bool has_top_k(Architecture a) { return a == Architecture::kTopK || a == Architecture::kBatchTopK; }
-
 bool SaeSpec::unit_norm_decoder() const {
   return architecture == Architecture::kRelu || has_top_k(architecture);
 }

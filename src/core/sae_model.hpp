@@ -16,29 +16,24 @@
 #include <string>
 #include <vector>
 
+#include "core/architecture.hpp"
 #include "core/sharding.hpp"
 
 namespace universae::core {
 
-enum class Architecture { kRelu, kTopK, kBatchTopK, kJumpRelu, kGated };
-
-// "relu", "topk", "batchtopk", "jumprelu", "gated"; anything else is a UsageError naming `key`.
-Architecture parse_architecture(const std::string& name, const std::string& key = "sae.architecture");
-const char* architecture_name(Architecture a);
-bool has_top_k(Architecture a);  // topk, batchtopk: k, AuxK and sparse codes
-
+// Every field is set by its maker (train/ from the config: train.*, sae.*): none has a default here.
 struct SaeSpec {
-  Architecture architecture = Architecture::kTopK;
-  int64_t d = 0;
-  int64_t n_latents = 0;  // the whole SAE
-  Range latents;          // this rank's latent slice (the whole SAE without latent sharding)
-  int64_t k = 0;          // topk: per token; batchtopk: mean per token (k·B kept per micro-batch)
-  int64_t k_aux = 0;      // AuxK: dead latents used to model the residual
-  double aux_alpha = 1.0 / 32.0;
-  double sparsity = 0;    // λ: relu and gated L1 (decoder-norm weighted), jumprelu L0
-  double bandwidth = 0.001;               // jumprelu straight-through rectangle kernel
-  double jumprelu_init_threshold = 0.001;
-  bool apply_b_dec_to_input = true;
+  Architecture architecture{};
+  int64_t d{};
+  int64_t n_latents{};  // the whole SAE
+  Range latents;        // this rank's latent slice (the whole SAE without latent sharding)
+  int64_t k{};          // topk: per token; batchtopk: mean per token (k·B kept per micro-batch)
+  int64_t k_aux{};      // AuxK: dead latents used to model the residual
+  double aux_alpha{};
+  double sparsity{};    // λ: relu and gated L1 (decoder-norm weighted), jumprelu L0
+  double bandwidth{};   // jumprelu straight-through rectangle kernel
+  double jumprelu_init_threshold{};
+  bool apply_b_dec_to_input{};
   int64_t n_local() const { return latents.size(); }
   // relu, topk and batchtopk keep unit-norm decoder rows; jumprelu and gated carry the norm in the loss.
   bool unit_norm_decoder() const;

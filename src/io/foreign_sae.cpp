@@ -11,6 +11,7 @@
 
 #include "core/error.hpp"
 #include "io/h5.hpp"
+#include "io/output.hpp"
 #include "io/safetensors.hpp"
 #include "io/text_file.hpp"
 
@@ -70,7 +71,7 @@ std::string get_string(const json& j, const std::string& key, const std::string&
 
 // What a cfg.json says, in universae terms.
 struct CfgInfo {
-  std::string architecture;  // universae name
+  core::Architecture architecture{};
   int64_t d_in = 0, n_latents = 0, k = 0;
   bool apply_b_dec_to_input = true;
   std::string model, hookpoint;
@@ -78,7 +79,7 @@ struct CfgInfo {
 
 CfgInfo parse_sparsify_cfg(const json& j, const std::string& file) {
   CfgInfo c;
-  c.architecture = "topk";
+  c.architecture = core::Architecture::kTopK;
   c.d_in = get_int(j, "d_in", file);
   const int64_t num_latents = get_int(j, "num_latents", file, 0);
   c.n_latents = num_latents > 0 ? num_latents : get_int(j, "expansion_factor", file, 32) * c.d_in;
@@ -115,13 +116,13 @@ CfgInfo parse_saelens_cfg(const json& j, const std::string& file) {
   if (arch == "standard") {
     if (activation != "relu")
       throw UsageError(file + ": activation_fn '" + activation + "' is not supported (relu or topk)");
-    c.architecture = "relu";
-  } else if (arch == "topk" || arch == "jumprelu" || arch == "gated" || arch == "batchtopk") {
-    c.architecture = arch;
+    c.architecture = core::Architecture::kRelu;
+  } else if (const auto a = core::choice_from<core::Architecture>(arch); a && arch != "relu") {
+    c.architecture = *a;
   } else {
     throw UsageError(file + ": architecture '" + arch + "' is not supported (standard, topk, jumprelu, gated)");
   }
-  if (c.architecture == "topk" || c.architecture == "batchtopk") {
+  if (core::has_top_k(c.architecture)) {
     if (member(j, "k") != nullptr) {
       c.k = get_int(j, "k", file);
     } else if (const json* kw = member(j, "activation_fn_kwargs"); kw != nullptr && kw->is_object()) {
@@ -197,18 +198,19 @@ Layout layout_of(const std::string& dir, SaeFormat format) {
     L.cfg = parse_saelens_cfg(cfg, L.cfg_path);
     const int64_t n = L.cfg.n_latents, d = L.cfg.d_in;
     L.W_enc = "W_enc", L.enc_transposed = true;
-    L.b_enc = L.cfg.architecture == "gated" ? "b_gate" : "b_enc";
+    const core::Architecture a = L.cfg.architecture;
+    L.b_enc = a == core::Architecture::kGated ? "b_gate" : "b_enc";
     check_tensor(r, L.W_enc, {d, n}, "encoder [d_in, d_sae]");
     check_tensor(r, L.b_enc, {n}, "encoder bias [d_sae]");
     check_tensor(r, L.W_dec, {n, d}, "decoder [d_sae, d_in]");
     check_tensor(r, L.b_dec, {d}, "decoder bias [d_in]");
     known = {L.W_enc, L.b_enc, L.W_dec, L.b_dec};
-    if (L.cfg.architecture == "jumprelu" || (L.cfg.architecture == "batchtopk" && r.find("threshold"))) {
+    if (a == core::Architecture::kJumpRelu || (a == core::Architecture::kBatchTopK && r.find("threshold"))) {
       L.threshold = "threshold";
       check_tensor(r, L.threshold, {n}, "jumprelu threshold [d_sae]");
       known.push_back(L.threshold);
     }
-    if (L.cfg.architecture == "gated") {
+    if (a == core::Architecture::kGated) {
       L.r_mag = "r_mag", L.b_mag = "b_mag";
       check_tensor(r, L.r_mag, {n}, "gated magnitude scale [d_sae]");
       check_tensor(r, L.b_mag, {n}, "gated magnitude bias [d_sae]");
@@ -225,7 +227,7 @@ Layout layout_of(const std::string& dir, SaeFormat format) {
   for (const auto& t : r.tensors())
     if (std::find(known.begin(), known.end(), t.name) == known.end())
       throw UsageError(r.path() + ": unexpected tensor '" + t.name + "' for a " + sae_format_name(format) + " " +
-                       L.cfg.architecture + " SAE" + (t.name == "W_skip" ? " (a skip connection)" : ""));
+                       core::name_of(L.cfg.architecture) + " SAE" + (t.name == "W_skip" ? " (a skip connection)" : ""));
   L.dtype = r.find(L.W_dec)->dtype_string;
   return L;
 }
@@ -347,118 +349,131 @@ SaeWeights read_foreign_sae(const std::string& path, SaeFormat format) {
   return w;
 }
 
+namespace {
+
+// What a foreign directory is written from: its tensors, its cfg.json and the safetensors metadata.
+struct ForeignFiles {
+  std::vector<safetensors::Tensor> tensors;
+  std::string cfg_text;
+  std::map<std::string, std::string> metadata = {{"format", "pt"}};
+  std::vector<std::string> notes;  // for the user: what was folded or mapped
+};
+
+std::string string_attr(const SaeWeights& sae, const std::string& name) {
+  for (const auto& [k, v] : sae.string_attrs)
+    if (k == name) return v;
+  return "";
+}
+
+// The cfg.json and metadata the SAE came with, kept verbatim when converting back to the same library
+// and they still describe these weights (SAELens' cfg.json names the dtype: another --dtype needs a new one).
+void reuse_source_files(const SaeWeights& sae, SaeFormat format, const std::string& dtype, ForeignFiles& out) {
+  const SaeHeader& h = sae.header;
+  const bool same_source = string_attr(sae, "source_format") == sae_format_name(format) &&
+                           !string_attr(sae, "source_config").empty() &&
+                           (format == SaeFormat::kSparsify || dtype == string_attr(sae, "source_dtype"));
+  if (!same_source) return;
+  try {
+    const json j = parse_json(string_attr(sae, "source_config"), "source_config");
+    const CfgInfo c = format == SaeFormat::kSparsify ? parse_sparsify_cfg(j, "source_config") : parse_saelens_cfg(j, "source_config");
+    if (c.architecture == h.architecture && c.d_in == h.d_in && c.n_latents == h.n_latents && c.k == h.k &&
+        c.apply_b_dec_to_input == h.apply_b_dec_to_input)
+      out.cfg_text = string_attr(sae, "source_config");
+  } catch (const UsageError&) {
+  }
+  if (string_attr(sae, "source_metadata").empty()) return;
+  try {
+    out.metadata = json::parse(string_attr(sae, "source_metadata")).get<std::map<std::string, std::string>>();
+  } catch (const json::exception&) {
+  }
+}
+
+// sparsify: TopK only; it always encodes x − b_dec.
+void sparsify_files(const SaeWeights& sae, safetensors::DType st, ForeignFiles& out) {
+  const SaeHeader& h = sae.header;
+  at::Tensor b_enc = sae.b_enc;
+  if (!h.apply_b_dec_to_input) {
+    b_enc = sae.b_enc.to(at::kDouble).add(at::mv(sae.W_enc.to(at::kDouble), sae.b_dec.to(at::kDouble))).to(at::kFloat);
+    out.notes.push_back("apply_b_dec_to_input = false: folded W_enc·b_dec into encoder.bias (sparsify always subtracts b_dec)");
+  }
+  out.tensors = {{"encoder.weight", sae.W_enc, st}, {"encoder.bias", b_enc, st}, {"W_dec", sae.W_dec, st}, {"b_dec", sae.b_dec, st}};
+  if (!out.cfg_text.empty()) return;
+  out.cfg_text = json{{"activation", "topk"},
+                      {"expansion_factor", std::max<int64_t>(1, h.n_latents / h.d_in)},
+                      {"normalize_decoder", true},
+                      {"num_latents", h.n_latents},
+                      {"k", h.k},
+                      {"multi_topk", false},
+                      {"skip_connection", false},
+                      {"transcode", false},
+                      {"d_in", h.d_in}}
+                     .dump();
+}
+
+// SAELens: W_enc transposed; relu is "standard"; a batchtopk SAE is used as jumprelu with its threshold.
+void saelens_files(const SaeWeights& sae, safetensors::DType st, const std::string& dtype, ForeignFiles& out) {
+  using core::Architecture;
+  const SaeHeader& h = sae.header;
+  std::string arch = h.architecture == Architecture::kRelu ? "standard" : core::name_of(h.architecture);
+  if (h.architecture == Architecture::kBatchTopK) {
+    arch = "jumprelu";
+    out.cfg_text.clear();
+    out.notes.push_back("batchtopk: written as SAELens jumprelu with its inference threshold (how BatchTopK SAEs are used)");
+  }
+  out.tensors = {{"W_enc", sae.W_enc.t(), st}, {h.architecture == Architecture::kGated ? "b_gate" : "b_enc", sae.b_enc, st},
+                 {"W_dec", sae.W_dec, st}, {"b_dec", sae.b_dec, st}};
+  if (arch == "jumprelu") out.tensors.push_back({"threshold", sae.threshold, st});
+  if (arch == "gated") out.tensors.push_back({"r_mag", sae.r_mag, st}), out.tensors.push_back({"b_mag", sae.b_mag, st});
+  if (!out.cfg_text.empty()) return;
+  json cfg = {{"architecture", arch},
+              {"d_in", h.d_in},
+              {"d_sae", h.n_latents},
+              {"dtype", torch_dtype_name(dtype)},
+              {"device", "cpu"},
+              {"apply_b_dec_to_input", h.apply_b_dec_to_input},
+              {"normalize_activations", "none"},
+              {"reshape_activations", "none"},
+              {"metadata", {{"model_name", h.model}, {"hook_name", h.hookpoint}, {"sae_lens_version", "6.0.0"}}}};
+  if (arch == "topk") cfg["k"] = h.k;
+  out.cfg_text = cfg.dump();
+}
+
+}  // namespace
+
 std::vector<std::string> write_foreign_sae(const std::string& dir, SaeFormat format, const SaeWeights& sae,
                                            const std::string& dtype, bool force) {
   const SaeHeader& h = sae.header;
-  std::vector<std::string> notes;
-  auto attr = [&](const std::string& name) -> std::string {
-    for (const auto& [k, v] : sae.string_attrs)
-      if (k == name) return v;
-    return "";
-  };
   const std::string what = h.path.empty() ? std::string("SAE") : h.path;
   if (format == SaeFormat::kUniversae) throw InternalError("write_foreign_sae: universae is not a foreign format");
-  if (format == SaeFormat::kSparsify && h.architecture != "topk")
-    throw UsageError(what + ": a " + h.architecture + " SAE cannot be written for sparsify, which holds TopK SAEs only" +
-                     " (convert it --to saelens)");
-  if (format == SaeFormat::kSaeLens && h.architecture == "batchtopk" && !sae.threshold.defined())
+  if (format == SaeFormat::kSparsify && h.architecture != core::Architecture::kTopK)
+    throw UsageError(what + ": a " + core::name_of(h.architecture) +
+                     " SAE cannot be written for sparsify, which holds TopK SAEs only (convert it --to saelens)");
+  if (format == SaeFormat::kSaeLens && h.architecture == core::Architecture::kBatchTopK && !sae.threshold.defined())
     throw UsageError(what + ": this batchtopk SAE has no inference threshold, so SAELens (jumprelu) cannot hold it");
-  const std::string dtype_name = !dtype.empty() ? dtype : !attr("source_dtype").empty() ? attr("source_dtype") : "F32";
+  const std::string source_dtype = string_attr(sae, "source_dtype");
+  const std::string dtype_name = !dtype.empty() ? dtype : !source_dtype.empty() ? source_dtype : "F32";
   const safetensors::DType st = safetensors::parse_dtype(dtype_name);
   if (st != safetensors::DType::kF32 && st != safetensors::DType::kF16 && st != safetensors::DType::kBF16)
     throw UsageError("--dtype " + dtype_name + ": choose F32, F16 or BF16");
   std::error_code ec;
   if (fs::exists(dir, ec) && !force) throw UsageError(dir + ": already exists (use --force to replace it)");
 
-  // The cfg.json the SAE came with is kept verbatim when it still describes these weights.
-  std::string cfg_text;
-  // (SAELens' cfg.json names the dtype: a --dtype other than the source's needs a new one.)
-  const bool same_source = attr("source_format") == sae_format_name(format) && !attr("source_config").empty() &&
-                           (format == SaeFormat::kSparsify || dtype_name == attr("source_dtype"));
-  if (same_source) {
-    try {
-      const json j = parse_json(attr("source_config"), "source_config");
-      const CfgInfo c = format == SaeFormat::kSparsify ? parse_sparsify_cfg(j, "source_config") : parse_saelens_cfg(j, "source_config");
-      if (c.architecture == h.architecture && c.d_in == h.d_in && c.n_latents == h.n_latents && c.k == h.k &&
-          c.apply_b_dec_to_input == h.apply_b_dec_to_input)
-        cfg_text = attr("source_config");
-    } catch (const UsageError&) {
-    }
-  }
-  std::vector<safetensors::Tensor> tensors;
-  std::map<std::string, std::string> metadata = {{"format", "pt"}};
-  if (same_source && !attr("source_metadata").empty()) {
-    try {
-      metadata = json::parse(attr("source_metadata")).get<std::map<std::string, std::string>>();
-    } catch (const json::exception&) {
-    }
-  }
-  if (format == SaeFormat::kSparsify) {
-    at::Tensor b_enc = sae.b_enc;
-    if (!h.apply_b_dec_to_input) {
-      // sparsify always encodes x − b_dec: fold it into the encoder bias, b_enc + W_enc b_dec.
-      b_enc = sae.b_enc.to(at::kDouble).add(at::mv(sae.W_enc.to(at::kDouble), sae.b_dec.to(at::kDouble))).to(at::kFloat);
-      notes.push_back("apply_b_dec_to_input = false: folded W_enc·b_dec into encoder.bias (sparsify always subtracts b_dec)");
-    }
-    tensors = {{"encoder.weight", sae.W_enc, st}, {"encoder.bias", b_enc, st}, {"W_dec", sae.W_dec, st}, {"b_dec", sae.b_dec, st}};
-    if (cfg_text.empty()) {
-      json cfg = {{"activation", "topk"},
-                  {"expansion_factor", std::max<int64_t>(1, h.n_latents / h.d_in)},
-                  {"normalize_decoder", true},
-                  {"num_latents", h.n_latents},
-                  {"k", h.k},
-                  {"multi_topk", false},
-                  {"skip_connection", false},
-                  {"transcode", false},
-                  {"d_in", h.d_in}};
-      cfg_text = cfg.dump();
-    }
-  } else {
-    std::string arch = h.architecture == "relu" ? "standard" : h.architecture;
-    if (h.architecture == "batchtopk") {
-      arch = "jumprelu";
-      notes.push_back("batchtopk: written as SAELens jumprelu with its inference threshold (how BatchTopK SAEs are used)");
-    }
-    tensors = {{"W_enc", sae.W_enc.t(), st}, {h.architecture == "gated" ? "b_gate" : "b_enc", sae.b_enc, st},
-               {"W_dec", sae.W_dec, st}, {"b_dec", sae.b_dec, st}};
-    if (arch == "jumprelu") tensors.push_back({"threshold", sae.threshold, st});
-    if (arch == "gated") tensors.push_back({"r_mag", sae.r_mag, st}), tensors.push_back({"b_mag", sae.b_mag, st});
-    if (arch == "jumprelu" && h.architecture == "batchtopk") cfg_text.clear();
-    if (cfg_text.empty()) {
-      json cfg = {{"architecture", arch},
-                  {"d_in", h.d_in},
-                  {"d_sae", h.n_latents},
-                  {"dtype", torch_dtype_name(dtype_name)},
-                  {"device", "cpu"},
-                  {"apply_b_dec_to_input", h.apply_b_dec_to_input},
-                  {"normalize_activations", "none"},
-                  {"reshape_activations", "none"},
-                  {"metadata", {{"model_name", h.model}, {"hook_name", h.hookpoint}, {"sae_lens_version", "6.0.0"}}}};
-      if (arch == "topk") cfg["k"] = h.k;
-      cfg_text = cfg.dump();
-    }
-  }
+  ForeignFiles files;
+  reuse_source_files(sae, format, dtype_name, files);
+  if (format == SaeFormat::kSparsify) sparsify_files(sae, st, files);
+  else saelens_files(sae, st, dtype_name, files);
 
-  // Built beside the destination, renamed into place when complete.
-  const std::string temp = dir + ".partial";
-  fs::remove_all(temp, ec);
-  fs::create_directories(temp, ec);
-  if (ec) throw UsageError(temp + ": cannot create (" + ec.message() + ")");
-  try {
-    safetensors::write(join(temp, weights_file(format)), tensors, metadata);
-    std::ofstream out(join(temp, kCfg), std::ios::binary | std::ios::trunc);
-    out << cfg_text;
-    out.close();
-    if (!out) throw UsageError(join(temp, kCfg) + ": write failed");
-    if (fs::exists(dir, ec)) fs::remove_all(dir, ec);
-    if (!fs::path(dir).parent_path().empty()) fs::create_directories(fs::path(dir).parent_path(), ec);
-    fs::rename(temp, dir, ec);
-    if (ec) throw UsageError(dir + ": cannot publish (" + ec.message() + ")");
-  } catch (...) {
-    fs::remove_all(temp, ec);
-    throw;
-  }
-  return notes;
+  if (!fs::path(dir).parent_path().empty()) fs::create_directories(fs::path(dir).parent_path(), ec);
+  Pending pending(dir);  // built beside the destination, renamed into place when complete
+  fs::create_directories(pending.partial(), ec);
+  if (ec) throw UsageError(pending.partial() + ": cannot create (" + ec.message() + ")");
+  safetensors::write(join(pending.partial(), weights_file(format)), files.tensors, files.metadata);
+  std::ofstream out(join(pending.partial(), kCfg), std::ios::binary | std::ios::trunc);
+  out << files.cfg_text;
+  out.close();
+  if (!out) throw UsageError(join(pending.partial(), kCfg) + ": write failed");
+  pending.commit();
+  return files.notes;
 }
 
 }  // namespace universae::io

@@ -565,30 +565,25 @@ bool is_complete(const std::string& path, const std::vector<std::pair<std::strin
   return true;
 }
 
-std::optional<std::string> complete_root_string(const std::string& path, const std::string& name) {
+std::optional<std::string> root_string(const std::string& path, const std::string& name) {
   silence_hdf5_errors();
   if (!std::filesystem::is_regular_file(path) || H5Fis_hdf5(path.c_str()) <= 0) return std::nullopt;
   Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-  if (!file.valid()) return std::nullopt;
-  auto has = [&](const std::string& n) { return H5Aexists_by_name(file.id(), "/", n.c_str(), H5P_DEFAULT) > 0; };
+  if (!file.valid() || H5Aexists_by_name(file.id(), "/", name.c_str(), H5P_DEFAULT) <= 0) return std::nullopt;
   try {
-    if (!has("complete") || !attr_bool(file.id(), path, "/", "complete") || !has(name)) return std::nullopt;
     return attr_string(file.id(), path, "/", name);
   } catch (const std::exception&) {
     return std::nullopt;
   }
 }
 
-std::string file_format(const std::string& path) {
+bool has_object(const std::string& path, const std::string& object) {
   silence_hdf5_errors();
-  if (!std::filesystem::is_regular_file(path) || H5Fis_hdf5(path.c_str()) <= 0) return "";
+  if (!std::filesystem::is_regular_file(path) || H5Fis_hdf5(path.c_str()) <= 0) return false;
   Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-  if (!file.valid() || H5Aexists_by_name(file.id(), "/", "format", H5P_DEFAULT) <= 0) return "";
-  try {
-    return attr_string(file.id(), path, "/", "format");
-  } catch (const std::exception&) {
-    return "";
-  }
+  return file.valid() && H5Lexists(file.id(), object.c_str(), H5P_DEFAULT) > 0;
 }
+
+std::string file_format(const std::string& path) { return root_string(path, "format").value_or(""); }
 
 }  // namespace universae::io

@@ -118,9 +118,12 @@ class File {
 // of `expect`. A missing, unreadable or partial file is simply not complete.
 bool is_complete(const std::string& path, const std::vector<std::pair<std::string, std::string>>& expect = {});
 
-// Without MPI: the root string attribute `name` of a complete HDF5 file (`complete` is true), else
-// nullopt (missing, not HDF5, partial, or no such attribute).
-std::optional<std::string> complete_root_string(const std::string& path, const std::string& name);
+// Without MPI: whether the HDF5 file `path` has the group or dataset `object` ("/summary_columns").
+bool has_object(const std::string& path, const std::string& object);
+
+// Without MPI: the root string attribute `name` of the HDF5 file `path` (complete or not), or
+// nullopt when it is missing, not HDF5, or has no such string attribute.
+std::optional<std::string> root_string(const std::string& path, const std::string& name);
 
 // Without MPI: the root string attribute `format` of the HDF5 file `path` ("universae-sae", ...), or
 // "" when it is not an HDF5 file or has no such attribute.

@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "io/foreign_sae.hpp"
+#include "io/fingerprint.hpp"
 #include "io/h5.hpp"
+#include "io/results_file.hpp"
 #include "io/sae_file.hpp"
 #include "io/text_file.hpp"
 
@@ -54,7 +56,7 @@ std::string describe_sae(const parallel::Comm& comm, const std::string& path) {
   const bool foreign = format && *format != SaeFormat::kUniversae;
   std::string out = foreign ? fmt::format("{}: {} SAE directory\n", path, sae_format_name(*format))
                             : fmt::format("{}: universae SAE file (format_version 1, complete)\n", path);
-  out += fmt::format("  architecture {}  d_in {}  n_latents {}", h.architecture, h.d_in, h.n_latents);
+  out += fmt::format("  architecture {}  d_in {}  n_latents {}", core::name_of(h.architecture), h.d_in, h.n_latents);
   if (h.k > 0) out += fmt::format("  k {}", h.k);
   out += fmt::format("  seed {}\n  hookpoint '{}'  model '{}'  apply_b_dec_to_input {}\n", h.seed, h.hookpoint,
                      h.model, h.apply_b_dec_to_input ? "true" : "false");
@@ -75,12 +77,40 @@ std::string describe_sae(const parallel::Comm& comm, const std::string& path) {
   return out;
 }
 
-std::string describe_results(const File& f) {
+// The summary columns transposed: one row per statistic, one column per pair (the first kMaxPairs).
+std::string summary_text(const SummaryTable& t) {
+  constexpr size_t kMaxPairs = 8;
+  const size_t shown = std::min(t.rows.size(), kMaxPairs);
+  size_t name_width = 24;
+  for (const auto& c : t.columns) name_width = std::max(name_width, c.name.size());
+  std::vector<size_t> widths;
+  std::string out = fmt::format("  {:<{}}", "statistic (/summary_columns)", name_width);
+  for (size_t r = 0; r < shown; ++r) {
+    widths.push_back(std::max<size_t>(12, t.rows[r].pair.size()));
+    out += fmt::format(" {:>{}}", t.rows[r].pair, widths.back());
+  }
+  out += "\n";
+  for (size_t c = 0; c < t.columns.size(); ++c) {
+    out += fmt::format("  {:<{}}", t.columns[c].name, name_width);
+    for (size_t r = 0; r < shown; ++r) {
+      const double v = t.rows[r].values[c];
+      out += fmt::format(" {:>{}}", std::isnan(v) ? std::string("-") : fmt::format("{:.6g}", v), widths[r]);
+    }
+    out += "\n";
+  }
+  if (t.rows.size() > shown) out += fmt::format("  ... and {} more pairs (summary.csv beside the file has every one)\n", t.rows.size() - shown);
+  return out;
+}
+
+std::string describe_results(const parallel::Comm& comm, const File& f) {
   std::string out = fmt::format("{}: universae results file (format_version {}, {})\n", f.path(),
                                 f.read_attr_int("/", "format_version"),
                                 f.has_attr("/", "complete") && f.read_attr_bool("/", "complete") ? "complete" : "INCOMPLETE");
   for (const char* a : {"universae_version", "git_sha", "n_ranks"})
     if (f.has_attr("/", a)) out += fmt::format("  {} = {}\n", a, attr_text(f, "/", a));
+  if (f.has_attr("/", "fingerprint"))
+    out += fmt::format("  fingerprint {} (what decides reuse; the attribute holds the settings and inputs)\n",
+                       fingerprint_hash(f.read_attr_string("/", "fingerprint")));
   if (f.exists("/saes")) {
     out += "  SAEs:\n";
     for (const auto& name : f.children("/saes")) {
@@ -90,29 +120,17 @@ std::string describe_results(const File& f) {
                          attr_text(f, g, "seed"), attr_text(f, g, "path"));
     }
   }
-  if (f.exists("/pairs")) {
-    out += fmt::format("  {:<28} {:>14} {:>14} {:>14} {:>14}\n", "pairs", "dec mcs_ab", "dec mcs_ba", "enc mcs_ab",
-                       "enc mcs_ba");
-    for (const auto& pair : f.children("/pairs")) {
-      const std::string g = "/pairs/" + pair;
-      out += fmt::format("  {:<28} {:>14.6f} {:>14.6f} {:>14.6f} {:>14.6f}\n", pair,
-                         f.read_attr_double(g + "/decoder", "mcs_ab"), f.read_attr_double(g + "/decoder", "mcs_ba"),
-                         f.read_attr_double(g + "/encoder", "mcs_ab"), f.read_attr_double(g + "/encoder", "mcs_ba"));
-    }
-    if (f.exists("/activations")) {
-      out += fmt::format("  activations: {} tokens of {} ({}, hookpoint {})\n", f.read_attr_int("/activations", "n_tokens"),
-                         f.read_attr_string("/activations", "source"), f.read_attr_string("/activations", "input"),
-                         f.read_attr_string("/activations", "hookpoint"));
-      out += fmt::format("  {:<28} {:>14} {:>14} {:>14}\n", "pairs", "max corr a→b", "max corr b→a", "paired");
-      for (const auto& pair : f.children("/pairs")) {
-        const std::string g = "/pairs/" + pair + "/activation";
-        if (!f.exists(g)) continue;
-        out += fmt::format("  {:<28} {:>14.6f} {:>14.6f} {:>14}\n", pair, f.read_attr_double(g, "mean_max_corr_ab"),
-                           f.read_attr_double(g, "mean_max_corr_ba"), f.read_attr_int(g + "/paired", "n_pairs"));
-      }
-    }
+  if (f.exists("/activations"))
+    out += fmt::format("  activations: {} tokens of {} ({}, hookpoint {})\n", f.read_attr_int("/activations", "n_tokens"),
+                       f.read_attr_string("/activations", "source"), f.read_attr_string("/activations", "input"),
+                       f.read_attr_string("/activations", "hookpoint"));
+  if (!f.exists("/pairs")) return out;
+  if (!f.exists("/summary_columns")) {  // written before the column table existed
+    out += "  (no /summary_columns: written by universae before 0.2; its groups follow)\n";
+    describe_tree(f, "/pairs", 1, out);
+    return out;
   }
-  return out;
+  return out + summary_text(read_summary(comm, f.path()));
 }
 
 }  // namespace
@@ -124,7 +142,7 @@ std::string describe_file(const parallel::Comm& comm, const std::string& path) {
   {
     File f = File::open_read(comm, path);
     if (f.has_attr("/", "format")) format = f.read_attr_string("/", "format");
-    if (format == "universae-results") return describe_results(f);
+    if (format == kResultsFormat) return describe_results(comm, f);
     if (format != kSaeFormat) {
       std::string out = fmt::format("{}: HDF5 file{}\n", path, format.empty() ? "" : " with format '" + format + "'");
       for (const auto& a : f.attr_names("/")) out += fmt::format("  @{} = {}\n", a, attr_text(f, "/", a));

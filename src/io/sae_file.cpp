@@ -34,7 +34,13 @@ SaeHeader parse_header(const File& f) {
     throw UsageError(f.path() + ": format_version " + std::to_string(version) + " is not supported (this build reads 1)");
   if (!f.has_attr("/", "complete") || !f.read_attr_bool("/", "complete"))
     throw UsageError(f.path() + ": incomplete SAE file (the job writing it did not finish)");
-  h.architecture = f.read_attr_string("/", "architecture");
+  const std::string architecture = f.read_attr_string("/", "architecture");
+  if (const auto a = core::choice_from<core::Architecture>(architecture)) {
+    h.architecture = *a;
+  } else {
+    throw UsageError(f.path() + ": unknown architecture '" + architecture + "' (known: " +
+                     core::choices<core::Architecture>().list() + ")");
+  }
   h.d_in = f.read_attr_int("/", "d_in");
   h.n_latents = f.read_attr_int("/", "n_latents");
   if (h.d_in < 1 || h.n_latents < 1)
@@ -49,14 +55,10 @@ SaeHeader parse_header(const File& f) {
   check_shape(f, "b_enc", {h.n_latents});
   check_shape(f, "W_dec", {h.n_latents, h.d_in});
   check_shape(f, "b_dec", {h.d_in});
-  if (h.architecture != "relu" && h.architecture != "topk" && h.architecture != "batchtopk" &&
-      h.architecture != "jumprelu" && h.architecture != "gated")
-    throw UsageError(f.path() + ": unknown architecture '" + h.architecture +
-                     "' (known: relu, topk, batchtopk, jumprelu, gated)");
-  if ((h.architecture == "topk" || h.architecture == "batchtopk") && h.k < 1)
-    throw UsageError(f.path() + ": architecture " + h.architecture + " needs the attribute k >= 1");
-  if (h.architecture == "jumprelu") check_shape(f, "threshold", {h.n_latents});
-  if (h.architecture == "gated") check_shape(f, "r_mag", {h.n_latents}), check_shape(f, "b_mag", {h.n_latents});
+  if (core::has_top_k(h.architecture) && h.k < 1)
+    throw UsageError(f.path() + ": architecture " + architecture + " needs the attribute k >= 1");
+  if (h.architecture == core::Architecture::kJumpRelu) check_shape(f, "threshold", {h.n_latents});
+  if (h.architecture == core::Architecture::kGated) check_shape(f, "r_mag", {h.n_latents}), check_shape(f, "b_mag", {h.n_latents});
   if (f.exists("/threshold")) check_shape(f, "threshold", {h.n_latents});
   h.has_frequency = f.exists("/frequency");
   if (h.has_frequency) check_shape(f, "frequency", {h.n_latents});
@@ -175,7 +177,7 @@ void write_sae(const parallel::Comm& comm, const std::string& path, const SaeWei
     }
     f.write_attr("/", "format", kSaeFormat);
     f.write_attr("/", "format_version", kSaeFormatVersion);
-    f.write_attr("/", "architecture", h.architecture);
+    f.write_attr("/", "architecture", core::name_of(h.architecture));
     f.write_attr("/", "d_in", h.d_in);
     f.write_attr("/", "n_latents", h.n_latents);
     if (h.k > 0) f.write_attr("/", "k", h.k);

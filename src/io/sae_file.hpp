@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/architecture.hpp"
 #include "core/sharding.hpp"
 #include "parallel/comm.hpp"
 
@@ -20,7 +21,7 @@ inline constexpr int64_t kSaeFormatVersion = 1;
 
 struct SaeHeader {
   std::string path;
-  std::string architecture;
+  core::Architecture architecture{};
   int64_t d_in = 0;
   int64_t n_latents = 0;
   int64_t k = 0;  // 0 when the architecture has none

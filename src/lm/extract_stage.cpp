@@ -13,6 +13,7 @@
 
 #include "core/error.hpp"
 #include "core/sharding.hpp"
+#include "io/fingerprint.hpp"
 #include "io/h5.hpp"
 #include "io/output.hpp"
 #include "lm/documents.hpp"
@@ -115,7 +116,7 @@ Inputs open_inputs(const parallel::Comm& comm, const config::ExtractConfig& x) {
     if (in.seq_len < 2 || in.seq_len > m.seq_len)
       throw UsageError("config key 'extract.seq_len': " + std::to_string(x.seq_len) + " is outside 2.." +
                        std::to_string(m.seq_len) + " (the model's context)");
-    in.documents = read_documents(x.inputs, x.input_format);
+    in.documents = read_documents(x.inputs, core::name_of(x.input_format));
     if (x.max_documents > 0 && static_cast<int64_t>(in.documents.size()) > x.max_documents)
       in.documents.resize(static_cast<size_t>(x.max_documents));
     if (in.documents.empty()) throw UsageError("extract.inputs: no documents in " + x.inputs.front() + (x.inputs.size() > 1 ? " ..." : ""));
@@ -138,18 +139,6 @@ ExtractResult result_from(const io::File& f) {
   return r;
 }
 
-// A complete store written with the same extract config, or nothing.
-bool reusable(const parallel::Comm& comm, const config::Config& cfg) {
-  if (!std::filesystem::is_regular_file(cfg.extract.store)) return false;
-  try {
-    const io::File f = io::File::open_read(comm, cfg.extract.store);
-    return f.has_attr("/", "complete") && f.read_attr_bool("/", "complete") && f.has_attr("/", "extract_config") &&
-           f.read_attr_string("/", "extract_config") == config::extract_fingerprint(cfg);
-  } catch (const UsageError&) {
-    return false;
-  }
-}
-
 // Creates the partial store: every dataset at full size, tokens and offsets written by rank 0.
 io::File create_store(const parallel::Comm& comm, const std::string& path, const config::Config& cfg, const Inputs& in,
                       const Plan& plan, const std::vector<std::string>& names) {
@@ -165,12 +154,14 @@ io::File create_store(const parallel::Comm& comm, const std::string& path, const
   f.create_dataset("/seq_offsets", io::DType::kInt64, {static_cast<int64_t>(plan.seq_offsets.size())});
   f.write_rows("/seq_offsets", all_rows(static_cast<int64_t>(plan.seq_offsets.size())), plan.seq_offsets.data());
   f.create_dataset("/batch_nll", io::DType::kFloat64, {plan.n_batches()});
-  const std::string& dtype = cfg.extract.dtype;
+  const config::StoreDType dtype = cfg.extract.dtype;
   for (size_t h = 0; h < in.hooks.size(); ++h) {
     const std::string ds = "/activations/" + names[h];
-    f.create_dataset(ds, dtype == "bfloat16" ? io::DType::kUInt16 : dtype == "float16" ? io::DType::kFloat16 : io::DType::kFloat32,
+    f.create_dataset(ds, dtype == config::StoreDType::kBFloat16 ? io::DType::kUInt16
+                         : dtype == config::StoreDType::kFloat16 ? io::DType::kFloat16
+                                                                 : io::DType::kFloat32,
                      {T, in.hooks[h].width});
-    f.write_attr(ds, "dtype", dtype);
+    f.write_attr(ds, "dtype", core::name_of(dtype));
   }
   f.write_attr("/", "format", "universae-activations");
   f.write_attr("/", "format_version", int64_t{1});
@@ -183,7 +174,8 @@ io::File create_store(const parallel::Comm& comm, const std::string& path, const
   f.write_attr("/", "n_documents", static_cast<int64_t>(plan.doc_offsets.size()) - 1);
   f.write_attr("/", "n_sequences", plan.n_sequences());
   f.write_attr("/", "n_tokens", T);
-  f.write_attr("/", "extract_config", config::extract_fingerprint(cfg));
+  f.write_attr("/", "extract_config", config::to_toml(cfg, {"extract"}));
+  f.write_attr("/", "fingerprint", store_fingerprint(cfg));
   f.write_attr("/", "universae_version", build::kVersion);
   f.write_attr("/", "git_sha", build::kGitSha);
   // Token strings: a root attribute while it stays well under HDF5's 64 KiB attribute limit.
@@ -197,6 +189,10 @@ io::File create_store(const parallel::Comm& comm, const std::string& path, const
 }
 
 }  // namespace
+
+std::string store_fingerprint(const config::Config& config) {
+  return config::fingerprint(config, config::Stage::kExtract, io::input_identity);
+}
 
 std::vector<std::string> resolve_hookpoints(const std::vector<std::string>& requested, int64_t n_layers) {
   LlamaConfig shape;  // only the block count matters for the names
@@ -220,7 +216,7 @@ ExtractResult run_extract_stage(const parallel::Comm& comm, const config::Config
   const Inputs in = open_inputs(comm, x);
   std::vector<std::string> names;
   for (const Hook& h : in.hooks) names.push_back(h.name);
-  if (!fresh && reusable(comm, cfg)) {
+  if (!fresh && io::reusable(x.store, store_fingerprint(cfg))) {
     log::info("extract: reusing the complete store {} (same extract config; --fresh recomputes)", x.store);
     ExtractResult r = result_from(io::File::open_read(comm, x.store));
     r.reused = true;
@@ -265,13 +261,13 @@ ExtractResult run_extract_stage(const parallel::Comm& comm, const config::Config
 
   // Resume a partial store written with the same config, else start one.
   const std::string partial = x.store + ".partial";
-  const std::string fingerprint = config::extract_fingerprint(cfg);
+  const std::string fingerprint = store_fingerprint(cfg);
   std::unique_ptr<io::File> file;
   int64_t done = 0;
   if (!fresh && std::filesystem::is_regular_file(partial)) {
     try {
       auto f = std::make_unique<io::File>(io::File::open_rw(comm, partial));
-      if (f->has_attr("/", "extract_config") && f->read_attr_string("/", "extract_config") == fingerprint &&
+      if (f->has_attr("/", "fingerprint") && f->read_attr_string("/", "fingerprint") == fingerprint &&
           f->has_attr("/", "batches_done") && f->read_attr_int("/", "n_tokens") == result.n_tokens) {
         done = f->read_attr_int("/", "batches_done");
         file = std::move(f);
@@ -285,7 +281,7 @@ ExtractResult run_extract_stage(const parallel::Comm& comm, const config::Config
   }
   if (!file) {
     int64_t bytes = result.n_tokens * 4 + static_cast<int64_t>(plan.seq_offsets.size() + plan.doc_offsets.size()) * 8;
-    const int64_t item = cfg.extract.dtype == "float32" ? 4 : 2;
+    const int64_t item = cfg.extract.dtype == config::StoreDType::kFloat32 ? 4 : 2;
     for (const auto& hook : in.hooks) bytes += result.n_tokens * hook.width * item;
     io::ensure_space(comm, parent.string(), bytes, "the activation store " + x.store);
     file = std::make_unique<io::File>(create_store(comm, partial, cfg, in, plan, names));
@@ -323,7 +319,7 @@ ExtractResult run_extract_stage(const parallel::Comm& comm, const config::Config
     for (size_t h = 0; h < in.hooks.size(); ++h) {
       const std::string ds = "/activations/" + names[h];
       out.captures[h].resize(static_cast<size_t>(rows.size() * in.hooks[h].width));  // empty on an idle rank
-      if (x.dtype == "bfloat16") {
+      if (x.dtype == config::StoreDType::kBFloat16) {
         half.resize(out.captures[h].size());
         for (size_t i = 0; i < half.size(); ++i) half[i] = to_bfloat16(out.captures[h][i]);
         f.write_rows(ds, rows, half.data());

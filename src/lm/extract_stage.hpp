@@ -33,6 +33,10 @@ struct ExtractResult {
   bool reused = false;
 };
 
+// What decides whether the store may be reused or a partial one resumed (io/fingerprint.hpp): the
+// extract keys and the identities of the model, tokenizer and texts.
+std::string store_fingerprint(const config::Config& config);
+
 // The hookpoints of extract.hookpoints, "blocks.*.X" expanded over the model's blocks, canonical names.
 std::vector<std::string> resolve_hookpoints(const std::vector<std::string>& requested, int64_t n_layers);
 

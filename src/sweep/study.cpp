@@ -5,7 +5,8 @@
 #include <map>
 
 #include "core/error.hpp"
-#include "io/h5.hpp"
+#include "io/fingerprint.hpp"
+#include "lm/extract_stage.hpp"
 #include "parallel/log.hpp"
 #include "train/train_stage.hpp"
 
@@ -14,10 +15,6 @@ namespace universae::sweep {
 Study::Study(std::string job, std::vector<std::string> overrides, config::Config config)
     : job_(std::move(job)), overrides_(std::move(overrides)), config_(std::move(config)), tasks_(config::expand_grid(config_)) {
   if (tasks_.empty()) tasks_.push_back({});  // no grid: one task, the job itself
-}
-
-bool Study::has_stage(const std::string& stage) const {
-  return std::find(config_.run.stages.begin(), config_.run.stages.end(), stage) != config_.run.stages.end();
 }
 
 config::Config Study::task_config(size_t i) const {
@@ -40,29 +37,28 @@ std::string Study::describe(size_t i) const {
 }
 
 bool Study::trained(const config::Config& task) const {
-  for (const auto& path : train::sae_output_paths(task))
-    if (!io::is_complete(path, {{"train_config", config::train_fingerprint(task)}})) return false;
+  const auto paths = train::sae_output_paths(task);
+  for (size_t s = 0; s < paths.size(); ++s)
+    if (!io::reusable(paths[s], train::sae_fingerprint(task, task.sae.seeds[s]))) return false;
   return true;
 }
 
 bool Study::compared(const config::Config& task) const {
-  return io::is_complete((std::filesystem::path(task.run.output_dir) / "results.h5").string());
+  const config::Config cfg = compare::with_saes(task, train::sae_output_paths(task));
+  return io::reusable((std::filesystem::path(task.run.output_dir) / "results.h5").string(), compare::compare_fingerprint(cfg));
 }
 
-bool Study::extracted() const {
-  return io::is_complete(config_.extract.store, {{"extract_config", config::extract_fingerprint(config_)}});
-}
+bool Study::extracted() const { return io::reusable(config_.extract.store, lm::store_fingerprint(config_)); }
 
-std::vector<StudyRow> Study::compare_task(const parallel::Comm& comm, const config::Config& task,
-                                          const config::GridTask& id, bool fresh) const {
-  std::vector<StudyRow> rows;
-  for (auto& p : compare::run_compare_stage(comm, task, train::sae_output_paths(task), fresh))
-    rows.push_back({id.id.empty() ? config_.run.name : id.id, std::move(p)});
+io::SummaryTable Study::compare_task(const parallel::Comm& comm, const config::Config& task, const config::GridTask& id,
+                                     bool fresh) const {
+  io::SummaryTable rows;
+  rows.append(compare::run_compare_stage(comm, task, train::sae_output_paths(task), fresh), id.id.empty() ? config_.run.name : id.id);
   return rows;
 }
 
-std::vector<StudyRow> Study::compare_across(const parallel::Comm& comm, const std::vector<size_t>& tasks, bool fresh) const {
-  std::vector<StudyRow> rows;
+io::SummaryTable Study::compare_across(const parallel::Comm& comm, const std::vector<size_t>& tasks, bool fresh) const {
+  io::SummaryTable rows;
   if (config_.run.compare_across.empty()) return rows;
   const auto& grid = config_.grid;
   std::map<size_t, config::Config> configs;  // each task's config read once, not once per pair it is in
@@ -94,10 +90,10 @@ std::vector<StudyRow> Study::compare_across(const parallel::Comm& comm, const st
                                    (names[0] + "--" + names[1]))
                                       .string();
           across.compare.saes = saes;
+          across.compare.names = names;
           across.compare.baseline_random = false;
           log::info("across {} ({}): {} vs {}", short_key, group, saes[0], saes[1]);
-          for (auto& p : compare::run_compare_stage(comm, across, saes, fresh, names))
-            rows.push_back({"across " + short_key + ": " + group, std::move(p)});
+          rows.append(compare::run_compare_stage(comm, across, saes, fresh), "across " + short_key + ": " + group);
         }
     }
   }

@@ -14,16 +14,11 @@
 #include <vector>
 
 #include "compare/compare_saes.hpp"
+#include "io/results_file.hpp"
 #include "config/config.hpp"
 #include "parallel/comm.hpp"
 
 namespace universae::sweep {
-
-// One compared pair of a study: its scope (a task id, or "across KEY: GROUP") and its statistics.
-struct StudyRow {
-  std::string scope;
-  compare::PairSummary pair;
-};
 
 class Study {
  public:
@@ -34,7 +29,7 @@ class Study {
   const std::string& job() const { return job_; }
   const std::vector<std::string>& overrides() const { return overrides_; }
   const std::vector<config::GridTask>& tasks() const { return tasks_; }
-  bool has_stage(const std::string& stage) const;
+  bool has_stage(config::Stage stage) const { return config_.has_stage(stage); }
 
   // Task i's config: the grid's values, outputs in <run.output_dir>/<id>, the study's one store.
   // Validated (config::load): a bad combination is a UsageError naming the task.
@@ -42,18 +37,19 @@ class Study {
   // "task 3/12 (n_latents=512,k=8)".
   std::string describe(size_t i) const;
 
-  // Without MPI, from the files: the task's SAE files are complete and were trained with its config;
-  // its results file is complete.
+  // Without MPI, from the files (io/fingerprint.hpp): whether the outputs are complete and carry the
+  // fingerprint the current settings and inputs make, i.e. would be reused.
   bool trained(const config::Config& task) const;
   bool compared(const config::Config& task) const;
-  bool extracted() const;  // the store is complete with this extract config
+  bool extracted() const;
 
-  // Collective. The task's SAEs compared with each other (a complete results file is reused).
-  std::vector<StudyRow> compare_task(const parallel::Comm& comm, const config::Config& task, const config::GridTask& id,
-                                     bool fresh) const;
+  // Collective. The task's SAEs compared with each other (a complete results file is reused); the
+  // rows' scope is the task id (the job's name without a grid).
+  io::SummaryTable compare_task(const parallel::Comm& comm, const config::Config& task, const config::GridTask& id,
+                                bool fresh) const;
   // Collective. For each run.compare_across key, the tasks among `tasks` (indices) whose other grid
-  // values are equal, pairwise: task i's first seed against task j's second.
-  std::vector<StudyRow> compare_across(const parallel::Comm& comm, const std::vector<size_t>& tasks, bool fresh) const;
+  // values are equal, pairwise: task i's first seed against task j's second; scope "across KEY: GROUP".
+  io::SummaryTable compare_across(const parallel::Comm& comm, const std::vector<size_t>& tasks, bool fresh) const;
 
   std::string summary_path() const;  // <run.output_dir>/study_summary.csv
 

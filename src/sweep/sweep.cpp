@@ -151,7 +151,7 @@ Plan make_plan(const Study& study, const LaunchOptions& opts) {
   p.workdir = fs::current_path();
   p.output_dir = fs::absolute(study.config().run.output_dir);
   const auto& cfg = study.config();
-  const bool compare = study.has_stage("compare"), train = study.has_stage("train");
+  const bool compare = study.has_stage(config::Stage::kCompare), train = study.has_stage(config::Stage::kTrain);
   // Every task's config, validated now: a bad combination stops the sweep before anything is written.
   std::vector<size_t> todo;
   for (size_t i = 0; i < study.tasks().size(); ++i) {
@@ -168,7 +168,7 @@ Plan make_plan(const Study& study, const LaunchOptions& opts) {
     else
       todo.push_back(i);
   }
-  if (study.has_stage("extract") && !study.extracted()) p.steps.push_back({"extract", false, {}, &cfg.sweep.extract});
+  if (study.has_stage(config::Stage::kExtract) && !study.extracted()) p.steps.push_back({"extract", false, {}, &cfg.sweep.extract});
   // A task is retrained only when its SAEs are incomplete (the train step reuses complete ones), but
   // it is in both arrays so that compare element i always has its train element i.
   if (train && !todo.empty()) p.steps.push_back({"train", true, todo, &cfg.sweep.train});

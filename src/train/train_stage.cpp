@@ -22,6 +22,7 @@
 #include "core/sharding.hpp"
 #include "data/synthetic.hpp"
 #include "data/token_stream.hpp"
+#include "io/fingerprint.hpp"
 #include "io/h5.hpp"
 #include "io/output.hpp"
 #include "io/sae_file.hpp"
@@ -47,7 +48,7 @@ double default_sparsity(core::Architecture a) { return core::has_top_k(a) ? 0.0 
 
 core::SaeSpec make_spec(const config::Config& cfg, int64_t d, core::Range latents) {
   core::SaeSpec spec;
-  spec.architecture = core::parse_architecture(cfg.sae.architecture);
+  spec.architecture = cfg.sae.architecture;
   spec.d = d;
   spec.n_latents = cfg.sae.n_latents;
   spec.latents = latents;
@@ -242,7 +243,7 @@ void init_from_saes(const parallel::Comm& world, const config::Config& cfg, cons
       const auto& h = w.header;
       auto refuse = [&](const std::string& what) { throw UsageError("train.init_from: " + path + ": " + what); };
       if (h.architecture != cfg.sae.architecture)
-        refuse("a " + h.architecture + " SAE, but sae.architecture = " + cfg.sae.architecture);
+        refuse("a " + core::name_of(h.architecture) + " SAE, but sae.architecture = " + core::name_of(cfg.sae.architecture));
       if (h.d_in != spec.d) refuse("d_in " + std::to_string(h.d_in) + ", but the activations have d = " + std::to_string(spec.d));
       if (h.n_latents != spec.n_latents)
         refuse(std::to_string(h.n_latents) + " latents, but sae.n_latents = " + std::to_string(spec.n_latents));
@@ -259,7 +260,7 @@ void init_from_saes(const parallel::Comm& world, const config::Config& cfg, cons
           w.b_enc = w.b_enc * norms;
         }
       }
-      log::info("train.init_from: {} ({} n={} d={}) for seed {}{}", path, h.architecture, h.n_latents, h.d_in,
+      log::info("train.init_from: {} ({} n={} d={}) for seed {}{}", path, core::name_of(h.architecture), h.n_latents, h.d_in,
                 cfg.sae.seeds[static_cast<size_t>(g)], from.size() == 1 ? " and every other seed" : "");
     }
     if (g < layout.seeds.begin || g >= layout.seeds.end) continue;
@@ -280,16 +281,15 @@ std::vector<TrainedSae> reuse_outputs(const parallel::Comm& comm, const config::
   const auto paths = sae_output_paths(cfg);
   std::vector<TrainedSae> found;
   for (size_t i = 0; i < paths.size(); ++i) {
-    if (!std::filesystem::exists(paths[i])) return {};
-    io::File f = io::File::open_read(comm, paths[i]);
-    const bool complete = f.has_attr("/", "complete") && f.read_attr_bool("/", "complete");
-    const std::string stored = f.has_attr("/", "train_config") ? f.read_attr_string("/", "train_config") : "";
-    if (!complete) return {};
-    if (stored != config::train_fingerprint(cfg)) {
+    const std::string problem = io::reuse_problem(paths[i], sae_fingerprint(cfg, cfg.sae.seeds[i]));
+    if (problem == "missing" || problem == "incomplete") return {};
+    if (!problem.empty()) {
       if (fresh) return {};
-      throw UsageError(paths[i] + " was trained with a different data/sae/train configuration; rerun with --fresh "
-                       "to replace it, or choose another run.output_dir");
+      // A finished SAE is not silently replaced by one trained otherwise.
+      throw UsageError(paths[i] + " was trained with other data/sae/train settings or inputs (" + problem +
+                       "); rerun with --fresh to replace it, or choose another run.output_dir");
     }
+    io::File f = io::File::open_read(comm, paths[i]);
     TrainedSae t;
     t.path = paths[i];
     t.seed = cfg.sae.seeds[i];
@@ -325,6 +325,10 @@ std::vector<std::string> sae_output_paths(const config::Config& config) {
   return paths;
 }
 
+std::string sae_fingerprint(const config::Config& config, int64_t seed) {
+  return config::fingerprint(config, config::Stage::kTrain, io::input_identity) + "[output]\nseed = " + std::to_string(seed) + "\n";
+}
+
 std::string checkpoint_path(const config::Config& config) {
   return (std::filesystem::path(config.run.output_dir) / "checkpoint.h5").string();
 }
@@ -348,7 +352,7 @@ std::vector<TrainedSae> run_train_stage(const parallel::Comm& world, const confi
   const std::vector<int64_t> seeds(cfg.sae.seeds.begin() + L.seeds.begin, cfg.sae.seeds.begin() + L.seeds.end);
   const auto S = static_cast<int64_t>(seeds.size());
   log::info("train: {} × {} SAE d={} n={}{} on {}; {} steps of {} tokens, lr {:.3g}", cfg.sae.seeds.size(),
-            cfg.sae.architecture, d, n, core::has_top_k(spec.architecture) ? fmt::format(" k={}", spec.k) : "",
+            core::name_of(cfg.sae.architecture), d, n, core::has_top_k(spec.architecture) ? fmt::format(" k={}", spec.k) : "",
             stream->describe(), steps, B, base_lr);
   log::info("train: {} ranks = {} seed group(s) × {} data-parallel × {} latent shard(s); {} micro-batches of {} per step",
             world.size(), L.groups, L.dp, L.shards, B / mb, mb);
@@ -359,7 +363,7 @@ std::vector<TrainedSae> run_train_stage(const parallel::Comm& world, const confi
                      fmt::format("{} SAE files and their checkpoint", cfg.sae.seeds.size()));
   }
   const std::string ckpt = checkpoint_path(cfg);
-  const std::string fingerprint = config::train_fingerprint(cfg);
+  const std::string fingerprint = config::fingerprint(cfg, config::Stage::kTrain, io::input_identity);
 
   EnsembleState st;
   {
@@ -373,7 +377,7 @@ std::vector<TrainedSae> run_train_stage(const parallel::Comm& world, const confi
       st.input_scale = std::sqrt(static_cast<double>(d) / (sq / static_cast<double>(B)));
       for (float& v : first) v = static_cast<float>(v * st.input_scale);
     }
-    const std::vector<double> b_dec0 = t.b_dec_init == "mean" ? core::mean_point(first.data(), B, d)
+    const std::vector<double> b_dec0 = t.b_dec_init == config::BDecInit::kMean ? core::mean_point(first.data(), B, d)
                                                               : core::geometric_median(first.data(), B, d);
     st.params = core::init_stack(spec, seeds, b_dec0);
     st.adam = core::init_adam(st.params);
@@ -538,7 +542,9 @@ std::vector<TrainedSae> run_train_stage(const parallel::Comm& world, const confi
     w.train_metrics = at::from_blob(const_cast<double*>(h.data()), {static_cast<int64_t>(h.size()) / cols, cols},
                                     at::kDouble).clone();
     w.train_columns = kHistoryColumns;
-    w.string_attrs = {{"train_config", fingerprint}};  // decides whether a rerun may reuse it
+    // What decides whether a rerun may reuse it, and the train keys it was made with (provenance).
+    w.string_attrs = {{"fingerprint", sae_fingerprint(cfg, seeds[s])},
+                      {"train_config", config::to_toml(cfg, {"data", "sae", "train"})}};
     io::write_sae(L.group_comm, paths[static_cast<size_t>(L.seeds.begin + s)], w);
     if (L.group_comm.is_root()) results.insert(results.end(), {mmcs, e.fvu, e.l0, e.dead_fraction});
   }

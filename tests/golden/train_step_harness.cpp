@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
   }
   io::File in = io::File::open_read(world, argv[1]);
   core::SaeSpec spec;
-  spec.architecture = core::parse_architecture(in.read_attr_string("/", "architecture"));
+  spec.architecture = *core::choice_from<core::Architecture>(in.read_attr_string("/", "architecture"));
   const at::Tensor x = read_tensor(in, "/x");  // (steps, B, d)
   core::SaeStack p;
   p.W_enc = read_tensor(in, "/W_enc");

@@ -37,7 +37,7 @@ TEST(Config, DefaultsResolveNameAndOutputDir) {
   const Config c = load("", {});
   EXPECT_EQ(c.run.name, "universae");
   EXPECT_EQ(c.run.output_dir, "runs/universae");
-  EXPECT_EQ(c.sae.architecture, "topk");
+  EXPECT_EQ(c.sae.architecture, universae::core::Architecture::kTopK);
   const Config j = load(write_temp("named_job", "[sae]\nk = 4\n"), {});
   EXPECT_EQ(j.run.name, "universae_test_named_job");
   EXPECT_EQ(j.run.output_dir, "runs/universae_test_named_job");
@@ -71,7 +71,7 @@ TEST(Config, OverridesApplyInOrderAndParseTomlValues) {
   EXPECT_DOUBLE_EQ(c.train.lr, 0.01);
   EXPECT_EQ(c.run.output_dir, "out/x");  // a bare word is a string
   EXPECT_FALSE(c.sae.apply_b_dec_to_input);
-  EXPECT_EQ(c.run.stages, (std::vector<std::string>{"train"}));
+  EXPECT_EQ(c.run.stages, (std::vector<Stage>{Stage::kTrain}));
 }
 
 TEST(Config, UnknownKeyNamesKeyAndNearestValidOne) {

@@ -66,7 +66,7 @@ TEST(CounterRng, DeterministicAndRoughlyStandard) {
 }
 
 TEST(Synthetic, StreamIsAPureFunctionOfTokenIndex) {
-  config::SyntheticConfig spec;
+  config::SyntheticConfig spec = config::Config().data.synthetic;  // the defaults of the key table
   spec.d = 16;
   spec.n_features = 64;
   spec.mean_l0 = 4;
@@ -88,7 +88,7 @@ TEST(Synthetic, PowerLawProbabilitiesHitTheMeanL0) {
   EXPECT_NEAR(std::accumulate(p.begin(), p.end(), 0.0), 8.0, 1e-9);
   for (size_t j = 1; j < p.size(); ++j) EXPECT_LE(p[j], p[j - 1]);
   // Empirical L0: recover the firing count from a noise-free token's support.
-  config::SyntheticConfig spec;
+  config::SyntheticConfig spec = config::Config().data.synthetic;  // the defaults of the key table
   spec.d = 512;  // d = m and noise 0: count firings through the mean energy instead
   spec.n_features = 512;
   spec.mean_l0 = 8;

@@ -16,7 +16,7 @@ namespace {
 
 io::SaeWeights make_sae(int64_t n, int64_t d) {
   io::SaeWeights w;
-  w.header.architecture = "topk";
+  w.header.architecture = core::Architecture::kTopK;
   w.header.d_in = d;
   w.header.n_latents = n;
   w.header.k = 3;
@@ -52,7 +52,7 @@ TEST(SaeFile, RoundTripIsExact) {
   EXPECT_TRUE(at::equal(r.W_dec, w.W_dec));
   EXPECT_TRUE(at::equal(r.b_dec, w.b_dec));
   EXPECT_TRUE(at::equal(r.frequency, w.frequency));
-  EXPECT_EQ(r.header.architecture, "topk");
+  EXPECT_EQ(r.header.architecture, core::Architecture::kTopK);
   EXPECT_EQ(r.header.k, 3);
   EXPECT_EQ(r.header.seed, 11);
   EXPECT_EQ(r.header.hookpoint, "blocks.2.hook_resid_post");

@@ -1,0 +1,142 @@
+// The registry of pair statistics (after nccl-tests' table of collectives): one entry per statistic
+// with what it needs, how it is computed and written, and the summary columns it owns. The compare
+// driver runs every entry that applies to each pair; summary.csv, study_summary.csv, `inspect`, the
+// report and the console tables all read the columns (through /summary_columns in results.h5, or the
+// entries' display specs here), so adding a statistic is one entry plus its kernel.
+//
+// Statistics share intermediate results through the pair's context: the similarity pass of each side
+// (with its max cosine and matching), the whole decoders, the activation correlation and mappings. Each
+// is made on first use and kept for the pair; a side's (n × d) tensors are dropped as soon as its
+// results are made, so a pair holds one side's tensors at a time.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "compare/activation_stats.hpp"
+#include "compare/concepts.hpp"
+#include "compare/matching.hpp"
+#include "compare/max_cosine.hpp"
+#include "compare/repsim.hpp"
+#include "config/config.hpp"
+#include "io/h5.hpp"
+#include "io/results_file.hpp"
+#include "io/sae_file.hpp"
+#include "parallel/comm.hpp"
+
+namespace universae::compare {
+
+enum class Side { kDecoder, kEncoder };
+
+// What one side (decoder or encoder rows) of a pair yields.
+struct SideResult {
+  MaxCosine max_cosine;
+  std::optional<Matching> matching;  // with compare.hungarian
+  double pass_seconds = 0;           // the tile pass (GEMMs + top-K lists)
+};
+
+// What the activation pass leaves for the pairs: every SAE's codes on the input and its top tokens.
+struct ActivationData {
+  ActivationInput input;  // the first SAE's hookpoint (tokens, vocab and sequences are the store's)
+  std::map<std::string, ActivationInput> other_hookpoints;  // SAEs trained at other hookpoints of the same store
+  std::vector<core::SparseCodes> codes;                      // per SAE (compare.correlation_input = codes)
+  std::vector<std::vector<std::vector<std::string>>> latent_strings;  // per SAE, per latent: top token strings
+  std::vector<ConceptCategory> concepts;
+  // Each SAE is encoded on the activations of the hookpoint it was trained on.
+  const ActivationInput& input_for(const io::SaeHeader& h) const;
+};
+
+// The activation-paired latents of a pair (METHODS.md §5): the four mappings, the chosen one, and the
+// pairs the non-concept filter keeps.
+struct ActivationPairing {
+  core::Mapping many_to_one, one_to_one_best, one_to_one_first, mutual;
+  const core::Mapping* chosen = nullptr;
+  std::string chosen_name;     // many_to_one, one_to_one_best, one_to_one_first or mutual
+  std::vector<int64_t> kept;   // indices into *chosen
+  bool filtered = false;       // the non-concept filter ran (the store has token strings)
+};
+
+// A pair being compared: its inputs, where it is written, and its shared intermediate results.
+class PairContext {
+ public:
+  PairContext(const parallel::Comm& comm, const config::Config& config, io::File& file, std::string group,
+              const std::vector<io::SaeHeader>& headers, size_t i, size_t j, ActivationData* activations);
+  const parallel::Comm& comm;
+  const config::Config& config;  // compare.*, data.*
+  io::File& file;
+  const std::string group;  // /pairs/<a>--<b>
+  const std::string name;   // <a>--<b>
+  const io::SaeHeader &a, &b;
+  const size_t i, j;                // the SAEs' places in the comparison
+  ActivationData* const activations;  // nullptr without compare.activations
+
+  const SideResult& side(Side s);      // the similarity pass of one side, reduced to its results
+  const at::Tensor& decoder_a();       // whole W_dec, read on first use
+  const at::Tensor& decoder_b();
+  const Correlation& correlation();    // activation correlation maxima (codes or pre)
+  const ActivationPairing& pairing();  // mappings of the correlation, filtered
+
+ private:
+  std::optional<SideResult> sides_[2];
+  at::Tensor decoder_a_, decoder_b_;
+  std::optional<Correlation> correlation_;
+  std::optional<ActivationPairing> pairing_;
+};
+
+// How a column appears in the console tables `compare` and `run` print.
+struct Display {
+  enum class Style { kFixed6, kFixed4, kYesNo, kCount, kScoreP };  // kScoreP: "score (p)" with the column <name>_p
+  std::string table;    // its table's title, e.g. "pair (MCS)"
+  std::string heading;  // e.g. "decoder a→b"
+  int width = 12;
+  Style style = Style::kFixed6;
+};
+
+struct Column {
+  io::SummaryColumn summary;
+  std::optional<Display> display;
+};
+
+struct Statistic {
+  std::string name;
+  std::string needs;  // what it reads, for the docs: "decoder and encoder rows", "activation codes", ...
+  std::function<bool(PairContext&)> applies;
+  std::function<void(PairContext&)> write;  // computes through the context and writes below ctx.group
+  std::vector<Column> columns;
+};
+
+// The registry, in the order the statistics run and their columns appear.
+const std::vector<Statistic>& pair_statistics();
+// Every statistic's summary columns, in registry order (written to /summary_columns).
+std::vector<io::SummaryColumn> summary_columns();
+
+// Registry entries defined beside their kernels' drivers (statistics.cpp assembles the list).
+Statistic max_cosine_statistic();
+Statistic hungarian_statistic();
+Statistic paired_decoder_statistic();
+Statistic activation_correlation_statistic();
+Statistic activation_repsim_statistic();
+
+// The activation pass, before the pairs (collective): the input (compare.activations at the first SAE's
+// hookpoint, and the store's other hookpoints that SAEs were trained on), checked against every SAE
+// before any output exists; then every SAE encoded once, its frequency and top examples written to
+// /saes/<name> and its codes kept for the pairs.
+ActivationData open_activation_data(const parallel::Comm& comm, const config::Config& config,
+                                    const std::vector<io::SaeHeader>& headers);
+void activation_pass(const parallel::Comm& comm, io::File& f, const config::Config& config, ActivationData& data,
+                     const std::vector<io::SaeHeader>& headers, const std::vector<std::string>& names);
+
+// /pairs/<a>--<b>/<metric> groups of representational similarity results (decoder pairs, activation
+// pairs, subspaces): score, null statistics, p-value, seed; the null itself.
+void write_repsim(io::File& f, const std::string& parent, const std::vector<RepSimResult>& results, const std::string& pairing);
+// The repsim columns of `object` ("" = the pair's group): <prefix><metric> and <prefix><metric>_p.
+std::vector<Column> repsim_columns(const std::string& object, const std::string& prefix, const std::string& what,
+                                   const std::string& table, const std::vector<std::string>& shown);
+
+}  // namespace universae::compare

@@ -1,0 +1,180 @@
+#include "io/results_file.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <tuple>
+
+#include "core/error.hpp"
+#include "core/version.hpp"
+
+namespace universae::io {
+namespace {
+
+constexpr const char* kColumnsGroup = "/summary_columns";
+
+std::string replace_all(std::string text, const std::string& from, const std::string& to) {
+  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) text.replace(at, from.size(), to);
+  return text;
+}
+
+// The object holding `column`'s value for the pair group `pair` of SAEs `a` and `b`.
+std::string column_object(const SummaryColumn& column, const std::string& pair, const std::string& a, const std::string& b) {
+  if (!column.object.empty() && column.object.front() == '/')
+    return replace_all(replace_all(column.object, "{a}", a), "{b}", b);
+  return column.object.empty() ? pair : pair + "/" + column.object;
+}
+
+std::vector<SummaryColumn> read_columns(const File& f) {
+  if (!f.exists(kColumnsGroup))
+    throw UsageError(f.path() + ": has no " + kColumnsGroup + " (written by a universae before 0.2); compare again "
+                     "(universae compare --fresh, or remove the file) to rewrite it");
+  const auto names = f.read_attr_strings(kColumnsGroup, "name"), objects = f.read_attr_strings(kColumnsGroup, "object"),
+             attributes = f.read_attr_strings(kColumnsGroup, "attribute"),
+             descriptions = f.read_attr_strings(kColumnsGroup, "description");
+  if (objects.size() != names.size() || attributes.size() != names.size() || descriptions.size() != names.size())
+    throw UsageError(f.path() + ": " + kColumnsGroup + " attributes differ in length");
+  std::vector<SummaryColumn> columns;
+  for (size_t i = 0; i < names.size(); ++i) columns.push_back({names[i], objects[i], attributes[i], descriptions[i]});
+  return columns;
+}
+
+}  // namespace
+
+int64_t SummaryTable::column(const std::string& name) const {
+  for (size_t i = 0; i < columns.size(); ++i)
+    if (columns[i].name == name) return static_cast<int64_t>(i);
+  return -1;
+}
+
+double SummaryTable::value(const SummaryRow& row, const std::string& name) const {
+  const int64_t c = column(name);
+  return c < 0 || c >= static_cast<int64_t>(row.values.size()) ? std::nan("") : row.values[static_cast<size_t>(c)];
+}
+
+void SummaryTable::append(const SummaryTable& other, const std::string& scope) {
+  for (const auto& c : other.columns)
+    if (column(c.name) < 0) columns.push_back(c);
+  for (auto& r : rows) r.values.resize(columns.size(), std::nan(""));
+  for (const auto& r : other.rows) {
+    SummaryRow row = r;
+    if (!scope.empty()) row.scope = scope;
+    row.values.assign(columns.size(), std::nan(""));
+    for (size_t i = 0; i < other.columns.size() && i < r.values.size(); ++i)
+      row.values[static_cast<size_t>(column(other.columns[i].name))] = r.values[i];
+    rows.push_back(std::move(row));
+  }
+}
+
+ResultsWriter::ResultsWriter(const parallel::Comm& comm, const std::string& path, const std::string& config,
+                             const std::string& fingerprint)
+    : pending_(std::make_unique<Pending>(comm, path)), file_(std::make_unique<File>(File::create(comm, pending_->partial()))) {
+  File& f = *file_;
+  f.write_attr("/", "format", kResultsFormat);
+  f.write_attr("/", "format_version", kResultsFormatVersion);
+  f.write_attr("/", "config", config);
+  f.write_attr("/", "fingerprint", fingerprint);
+  f.write_attr("/", "universae_version", build::kVersion);
+  f.write_attr("/", "git_sha", build::kGitSha);
+  f.write_attr("/", "n_ranks", static_cast<int64_t>(comm.size()));
+  f.write_attr("/", "hdf5_version", hdf5_version());
+}
+
+ResultsWriter::~ResultsWriter() = default;
+
+std::string ResultsWriter::add_sae(const std::string& name, const SaeHeader& h, bool baseline, int64_t index) {
+  File& f = *file_;
+  const std::string g = "/saes/" + name;
+  f.create_group(g);
+  f.write_attr(g, "path", h.path);
+  f.write_attr(g, "architecture", core::name_of(h.architecture));
+  f.write_attr(g, "n_latents", h.n_latents);
+  f.write_attr(g, "d_in", h.d_in);
+  f.write_attr(g, "k", h.k);
+  f.write_attr(g, "seed", h.seed);
+  f.write_attr(g, "hookpoint", h.hookpoint);
+  f.write_attr(g, "model", h.model);
+  f.write_attr(g, "baseline", baseline);
+  f.write_attr(g, "index", index);  // the order of the comparison (and of its pairs)
+  return g;
+}
+
+std::string ResultsWriter::add_pair(const std::string& a, const std::string& b, bool baseline) {
+  File& f = *file_;
+  const std::string g = "/pairs/" + a + "--" + b;
+  f.create_group(g);
+  f.write_attr(g, "a", a);
+  f.write_attr(g, "b", b);
+  f.write_attr(g, "baseline", baseline);
+  return g;
+}
+
+void ResultsWriter::commit(const std::vector<SummaryColumn>& columns) {
+  File& f = *file_;
+  f.create_group(kColumnsGroup);
+  std::vector<std::string> names, objects, attributes, descriptions;
+  for (const auto& c : columns)
+    names.push_back(c.name), objects.push_back(c.object), attributes.push_back(c.attribute), descriptions.push_back(c.description);
+  f.write_attr(kColumnsGroup, "name", names);
+  f.write_attr(kColumnsGroup, "object", objects);
+  f.write_attr(kColumnsGroup, "attribute", attributes);
+  f.write_attr(kColumnsGroup, "description", descriptions);
+  f.write_attr("/", "complete", true);  // last
+  f.close();
+  pending_->commit();
+}
+
+SummaryTable read_summary(const parallel::Comm& comm, const std::string& path) {
+  const File f = File::open_read(comm, path);
+  SummaryTable table;
+  std::string error;
+  try {
+    table.columns = read_columns(f);
+  } catch (const UsageError& e) {
+    error = e.what();
+  }
+  parallel::agree_on_error(comm, error);
+  if (!f.exists("/pairs")) return table;
+  for (const auto& name : f.children("/pairs")) {
+    const std::string g = "/pairs/" + name;
+    SummaryRow row;
+    row.pair = name;
+    row.a = f.read_attr_string(g, "a");
+    row.b = f.read_attr_string(g, "b");
+    row.baseline = f.has_attr(g, "baseline") && f.read_attr_bool(g, "baseline");
+    for (const auto& c : table.columns) {
+      const std::string object = column_object(c, g, "/saes/" + row.a, "/saes/" + row.b);
+      row.values.push_back(f.has_attr(object, c.attribute) ? f.read_attr_number(object, c.attribute) : std::nan(""));
+    }
+    table.rows.push_back(std::move(row));
+  }
+  // The order the comparison made them in: SAE pairs (i < j) in the SAEs' order, then baselines.
+  std::map<std::string, int64_t> index;
+  const auto saes = f.exists("/saes") ? f.children("/saes") : std::vector<std::string>{};
+  for (size_t i = 0; i < saes.size(); ++i)
+    index[saes[i]] = f.has_attr("/saes/" + saes[i], "index") ? f.read_attr_int("/saes/" + saes[i], "index") : static_cast<int64_t>(i);
+  std::stable_sort(table.rows.begin(), table.rows.end(), [&](const SummaryRow& x, const SummaryRow& y) {
+    return std::make_tuple(x.baseline, index[x.a], index[x.b]) < std::make_tuple(y.baseline, index[y.a], index[y.b]);
+  });
+  return table;
+}
+
+bool has_summary_columns(const std::string& path) { return has_object(path, kColumnsGroup); }
+
+std::string summary_csv(const SummaryTable& table, bool with_scope) {
+  std::string out = with_scope ? "scope,pair,a,b,baseline" : "pair,a,b,baseline";
+  for (const auto& c : table.columns) out += "," + c.name;
+  out += "\n";
+  for (const auto& r : table.rows) {
+    if (with_scope) out += "\"" + r.scope + "\",";
+    out += r.pair + "," + r.a + "," + r.b + "," + (r.baseline ? "1" : "0");
+    for (double v : r.values) out += std::isnan(v) ? "," : fmt::format(",{:.9g}", v);
+    out += "\n";
+  }
+  return out;
+}
+
+}  // namespace universae::io
