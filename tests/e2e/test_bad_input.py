@@ -14,16 +14,16 @@ import os
 import re
 import shutil
 import struct
-import subprocess
+import sys
 import tempfile
 import unittest
 
 import h5py
 import numpy as np
 
-SOURCE = os.environ["UNIVERSAE_SOURCE_DIR"]
-BINARY = os.environ["UNIVERSAE_BINARY"]
-MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+from universae_test import SOURCE, universae  # noqa: E402
+
 SYNTHETIC = os.path.join(SOURCE, "jobs", "synthetic_ci.toml")
 QUICKSTART = os.path.join(SOURCE, "jobs", "quickstart_ci.toml")
 HOOK = "blocks.0.hook_resid_post"
@@ -32,8 +32,7 @@ WRAPPER = 'rc=0; "$0" "$@" || rc=$?; echo "rank-exit ${OMPI_COMM_WORLD_RANK:-0} 
 
 
 def run(args, ranks=2, timeout=300):
-    return subprocess.run([MPIEXEC, "-n", str(ranks), "sh", "-c", WRAPPER, BINARY] + args, capture_output=True,
-                          text=True, timeout=timeout, cwd=SOURCE)
+    return universae(args, ranks, launcher_args=["sh", "-c", WRAPPER], timeout=timeout)
 
 
 def write(path, data):
@@ -349,15 +348,14 @@ class Catalogue(unittest.TestCase):
 
 class Help(unittest.TestCase):
     def test_every_command_describes_its_options(self):
-        top = subprocess.run([MPIEXEC, "-n", "1", BINARY, "--help"], capture_output=True, text=True, cwd=SOURCE)
+        top = universae(["--help"], 1, timeout=None)
         self.assertEqual(top.returncode, 0)
         for command in ("run", "train", "compare", "inspect", "extract", "convert", "report", "sweep"):
             self.assertIn(command, top.stdout)
         expected = {"run": ["--set", "--fresh", "train.batch_size"], "train": ["--set", "--fresh", "sae.seeds"],
                     "compare": ["--sae", "--out", "--set"], "inspect": ["file"]}
         for command, needles in expected.items():
-            proc = subprocess.run([MPIEXEC, "-n", "2", BINARY, command, "--help"], capture_output=True, text=True,
-                                  cwd=SOURCE)
+            proc = universae([command, "--help"], 2, timeout=None)
             self.assertEqual(proc.returncode, 0, proc.stderr)
             for needle in needles:
                 self.assertIn(needle, proc.stdout, f"{command} --help")

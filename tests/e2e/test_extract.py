@@ -10,7 +10,7 @@
 import csv
 import os
 import signal
-import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -18,9 +18,9 @@ import unittest
 import h5py
 import numpy as np
 
-SOURCE = os.environ["UNIVERSAE_SOURCE_DIR"]
-BINARY = os.environ["UNIVERSAE_BINARY"]
-MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+from universae_test import SOURCE, run_command, set_args, start, universae_command  # noqa: E402
+
 JOB = os.path.join(SOURCE, "jobs", "quickstart_ci.toml")
 SMALL = ["extract.max_documents=240", "extract.batch_tokens=1024",
          'extract.hookpoints=["blocks.*.hook_resid_post", "blocks.1.mlp.hook_post"]']
@@ -30,16 +30,12 @@ LONG = ["extract.max_documents=2400", "extract.batch_tokens=512", 'extract.hookp
 
 
 def command(out, ranks, settings, sub="extract", job=JOB):
-    sets = [a for s in settings + [f"run.output_dir={out}"] for a in ("--set", s)]
-    prefix = [MPIEXEC, "-n", str(ranks)] + (["--oversubscribe"] if ranks > 2 else []) if ranks else []
-    return prefix + [BINARY, sub, job] + sets
+    oversubscribe = ["--oversubscribe"] if ranks and ranks > 2 else []
+    return universae_command([sub, job, *set_args(settings + [f"run.output_dir={out}"])], ranks, oversubscribe)
 
 
 def run(out, ranks, settings, sub="extract", job=JOB, check=True):
-    proc = subprocess.run(command(out, ranks, settings, sub, job), capture_output=True, text=True, timeout=900, cwd=SOURCE)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(command(out, ranks, settings, sub, job))} exited {proc.returncode}:\n{proc.stderr}")
-    return proc
+    return run_command(command(out, ranks, settings, sub, job), timeout=900, check=check)
 
 
 def store(out):
@@ -95,8 +91,7 @@ class Interruption(unittest.TestCase):
     def interrupt(self, name, signum):
         want = self.reference()
         out = os.path.join(self.tmp.name, name)
-        proc = subprocess.Popen(command(out, 2, LONG), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                cwd=SOURCE, start_new_session=True)
+        proc = start(command(out, 2, LONG))
         partial = os.path.join(out, "activations.h5.partial")
         deadline = time.time() + 120
         while not os.path.exists(partial):

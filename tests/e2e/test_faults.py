@@ -15,6 +15,7 @@ import random
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -22,29 +23,19 @@ import unittest
 import h5py
 import numpy as np
 
-SOURCE = os.environ["UNIVERSAE_SOURCE_DIR"]
-BINARY = os.environ["UNIVERSAE_BINARY"]
-MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+from universae_test import BINARY, SOURCE, run_command, set_args, start, universae, universae_command  # noqa: E402
+
 QUICKSTART = os.path.join(SOURCE, "jobs", "quickstart_ci.toml")
 SYNTHETIC = os.path.join(SOURCE, "jobs", "synthetic_ci.toml")
 
 
 def command(sub, job, out, settings=(), ranks=2):
-    sets = [a for s in list(settings) + [f"run.output_dir={out}"] for a in ("--set", s)]
-    return [MPIEXEC, "-n", str(ranks), BINARY, sub, job] + sets
+    return universae_command([sub, job, *set_args(list(settings) + [f"run.output_dir={out}"])], ranks)
 
 
 def run(sub, job, out, settings=(), ranks=2, check=True):
-    cmd = command(sub, job, out, settings, ranks)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=SOURCE)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr}")
-    return proc
-
-
-def start(cmd):
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=SOURCE,
-                            start_new_session=True)
+    return run_command(command(sub, job, out, settings, ranks), timeout=600, check=check)
 
 
 def rank_pids(launcher_pid):
@@ -162,9 +153,9 @@ class RankLost(unittest.TestCase):
         out = os.path.join(self.tmp.name, "compare")
         results = os.path.join(out, "results.h5")
         # Enough permutations that the comparison runs for minutes, not seconds.
-        cmd = [MPIEXEC, "-n", "2", BINARY, "compare", "--sae", os.path.join(saes, "saes", "seed0.h5"),
-               "--sae", os.path.join(saes, "saes", "seed1.h5"), "--out", results,
-               "--set", "compare.permutations=2000000"]
+        cmd = universae_command(["compare", "--sae", os.path.join(saes, "saes", "seed0.h5"),
+                                 "--sae", os.path.join(saes, "saes", "seed1.h5"), "--out", results,
+                                 "--set", "compare.permutations=2000000"], 2)
         self.kill_rank_and_watch(cmd, lambda: os.path.exists(results + ".partial"), [results])
 
 
@@ -237,8 +228,7 @@ class Unwritable(unittest.TestCase):
         os.chmod(locked, 0o555)
         out = os.path.join(locked, "out")
         t0 = time.time()
-        proc = subprocess.run(prefix + command("run", SYNTHETIC, out, ["train.tokens=100000000"]),
-                              capture_output=True, text=True, timeout=120, cwd="/tmp")
+        proc = run_command(prefix + command("run", SYNTHETIC, out, ["train.tokens=100000000"]), timeout=120, cwd="/tmp")
         self.assert_refused_fast(proc, time.time() - t0, out)
         self.assertFalse(os.path.exists(out))
 
@@ -345,9 +335,8 @@ class NonFinite(unittest.TestCase):
         store = self.poisoned_store("inf.h5", {(59000, 7): -np.inf})
         out = os.path.join(self.tmp.name, "compare_inf")
         saes = [os.path.join(self.base, "saes", f"seed{s}.h5") for s in (0, 1)]
-        proc = subprocess.run([MPIEXEC, "-n", "2", BINARY, "compare", "--sae", saes[0], "--sae", saes[1],
-                               "--out", os.path.join(out, "results.h5"), "--set", f"compare.activations={store}"],
-                              capture_output=True, text=True, timeout=300, cwd=SOURCE)
+        proc = universae(["compare", "--sae", saes[0], "--sae", saes[1], "--out", os.path.join(out, "results.h5"),
+                          "--set", f"compare.activations={store}"], 2, timeout=300)
         self.assert_refused(proc, out, store, "row 59000", "column 7", "-Inf")
 
     def test_compare_names_a_nan_at_another_saes_hookpoint(self):
@@ -363,9 +352,9 @@ class NonFinite(unittest.TestCase):
         with h5py.File(sae1, "r+") as f:
             f.attrs.modify("hookpoint", "blocks.1.hook_resid_post")
         out = os.path.join(self.tmp.name, "compare_cross")
-        proc = subprocess.run([MPIEXEC, "-n", "2", BINARY, "compare", "--sae", os.path.join(self.base, "saes", "seed0.h5"),
-                               "--sae", sae1, "--out", os.path.join(out, "results.h5"), "--set", f"compare.activations={store}"],
-                              capture_output=True, text=True, timeout=300, cwd=SOURCE)
+        proc = universae(["compare", "--sae", os.path.join(self.base, "saes", "seed0.h5"), "--sae", sae1,
+                          "--out", os.path.join(out, "results.h5"), "--set", f"compare.activations={store}"],
+                         2, timeout=300)
         self.assert_refused(proc, out, store, "blocks.1.hook_resid_post row 4321", "column 9", "NaN")
 
 

@@ -4,24 +4,22 @@ the dictionary: ground-truth MMCS >= 0.95 after 2M tokens. A random decoder scor
 scripts/recovery_sweep.py reports how recovery and cross-seed similarity change with size and k.
 """
 import os
-import subprocess
+import sys
 import tempfile
 import unittest
 
 import h5py
 
-SOURCE = os.environ["UNIVERSAE_SOURCE_DIR"]
-BINARY = os.environ["UNIVERSAE_BINARY"]
-MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+from universae_test import SOURCE, universae  # noqa: E402
 
 
 class GroundTruthRecovery(unittest.TestCase):
     def test_topk_at_true_l0_recovers_the_dictionary(self):
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = [MPIEXEC, "-n", "2", BINARY, "train", os.path.join(SOURCE, "jobs", "synthetic_ci.toml"),
-                   "--set", f"run.output_dir={tmp}", "--set", "sae.seeds=[0]", "--set", "train.tokens=2000000",
-                   "--set", "train.log_every=500"]
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=SOURCE)
+            proc = universae(["train", os.path.join(SOURCE, "jobs", "synthetic_ci.toml"),
+                              "--set", f"run.output_dir={tmp}", "--set", "sae.seeds=[0]", "--set", "train.tokens=2000000",
+                              "--set", "train.log_every=500"], 2, timeout=600)
             self.assertEqual(proc.returncode, 0, proc.stderr)
             with h5py.File(os.path.join(tmp, "saes", "seed0.h5"), "r") as f:
                 self.assertEqual(f.attrs["n_latents"], 512)

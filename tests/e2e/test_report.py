@@ -5,7 +5,7 @@ files); bad inputs exit 2 and a failing plot script exits 1, leaving no report b
 import csv
 import os
 import re
-import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -13,19 +13,19 @@ import h5py
 import matplotlib.image as mpimg
 import numpy as np
 
-SOURCE = os.environ["UNIVERSAE_SOURCE_DIR"]
-BINARY = os.environ["UNIVERSAE_BINARY"]
-MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+from universae_test import SOURCE, universae  # noqa: E402
+
 ALL_FIGURES = {"sharing.png", "overlap.png", "layers.png", "frequency.png", "matched_vs_frequency.png"}
 
 
-def run(args, env=None, timeout=600):
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=SOURCE,
-                          env={**os.environ, **(env or {})})
+def run(args, ranks=None, env=None):
+    """universae `args` (under MPIEXEC at `ranks` ranks if given) with `env` added to this process's environment."""
+    return universae(args, ranks, timeout=600, env={**os.environ, **(env or {})})
 
 
 def study(job, out):
-    proc = run([MPIEXEC, "-n", "2", BINARY, "run", os.path.join(SOURCE, "jobs", job), "--set", f"run.output_dir={out}"])
+    proc = run(["run", os.path.join(SOURCE, "jobs", job), "--set", f"run.output_dir={out}"], 2)
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -68,7 +68,7 @@ class Report(unittest.TestCase):
             return page, list(csv.DictReader(f))
 
     def test_quickstart(self):
-        proc = run([BINARY, "report", os.path.join(self.quick, "results.h5")])
+        proc = run(["report", os.path.join(self.quick, "results.h5")])
         self.assertEqual(proc.returncode, 0, proc.stderr)
         out = os.path.join(self.quick, "report")  # beside the results by default
         _, rows = self.check_page(out, {"sharing.png", "frequency.png", "matched_vs_frequency.png"})
@@ -84,7 +84,7 @@ class Report(unittest.TestCase):
         """Directories mean every results.h5 below them: the seeds grid's 4 tasks and the cross-layer
         grid's 3 tasks plus its across-hookpoint comparisons."""
         out = os.path.join(self.tmp.name, "sweep_report")
-        proc = run([MPIEXEC, "-n", "2", BINARY, "report", self.seeds, self.layers, "--out", out])
+        proc = run(["report", self.seeds, self.layers, "--out", out], 2)
         self.assertEqual(proc.returncode, 0, proc.stderr)
         page, rows = self.check_page(out, ALL_FIGURES)
         files = [os.path.join(d, f) for root in (self.seeds, self.layers) for d, _, fs in os.walk(root) for f in fs
@@ -135,12 +135,12 @@ class Report(unittest.TestCase):
         ]
         for inputs, message in cases:
             with self.subTest(message):
-                proc = run([MPIEXEC, "-n", "2", BINARY, "report", *inputs, "--out", out])
+                proc = run(["report", *inputs, "--out", out], 2)
                 self.assertEqual(proc.returncode, 2, proc.stderr)
                 self.assertEqual(proc.stderr.count(message), 1, proc.stderr)
                 self.assertFalse(os.path.exists(out))
         # The plotting script failing (here: no usable Python) is an internal failure, and leaves nothing.
-        proc = run([BINARY, "report", os.path.join(self.quick, "results.h5"), "--out", out],
+        proc = run(["report", os.path.join(self.quick, "results.h5"), "--out", out],
                    env={"UNIVERSAE_PYTHON": "/bin/false"})
         self.assertEqual(proc.returncode, 1, proc.stderr)
         self.assertIn("the report script failed", proc.stderr)

@@ -9,15 +9,15 @@
 import csv
 import itertools
 import os
-import subprocess
+import sys
 import tempfile
 import unittest
 
 import h5py
 
-SOURCE = os.environ["UNIVERSAE_SOURCE_DIR"]
-BINARY = os.environ["UNIVERSAE_BINARY"]
-MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+from universae_test import MPIEXEC, SOURCE, universae  # noqa: E402
+
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 LAUNCHER = f"sweep.local_launcher={MPIEXEC} -n {{ranks}}"
 TINY = os.path.join(SOURCE, "tests", "slurm", "tiny_sweep.toml")
@@ -25,10 +25,7 @@ SEEDS_CI = os.path.join(SOURCE, "jobs", "seeds_study_ci.toml")
 
 
 def sweep(job, *args, check=True):
-    proc = subprocess.run([BINARY, "sweep", job, *args], env=ENV, capture_output=True, text=True, cwd=SOURCE, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"universae sweep {job} {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
-    return proc
+    return universae(["sweep", job, *args], env=ENV, timeout=900, check=check)
 
 
 def table(out):
@@ -73,9 +70,8 @@ class PaperSweeps(unittest.TestCase):
             self.assertEqual(table(out), rows)
             # `universae run` does the same study in one MPI job: the same table, row for row.
             one_job = os.path.join(tmp, "run")
-            proc = subprocess.run([MPIEXEC, "-n", "2", BINARY, "run", os.path.join(SOURCE, "jobs", "seeds_study_ci.toml"),
-                                   "--set", f"run.output_dir={one_job}"], env=ENV, capture_output=True, text=True,
-                                  cwd=SOURCE, timeout=900)
+            proc = universae(["run", os.path.join(SOURCE, "jobs", "seeds_study_ci.toml"),
+                              "--set", f"run.output_dir={one_job}"], 2, env=ENV, timeout=900)
             self.assertEqual(proc.returncode, 0, proc.stderr)
             self.assertEqual(table(one_job), rows)
 
@@ -140,8 +136,7 @@ class BadInput(unittest.TestCase):
 
     def test_launcher_under_mpirun(self):
         with tempfile.TemporaryDirectory() as tmp:
-            proc = subprocess.run([MPIEXEC, "-n", "2", BINARY, "sweep", TINY, "--local", "--set", f"run.output_dir={tmp}/out"],
-                                  env=ENV, capture_output=True, text=True, cwd=SOURCE, timeout=120)
+            proc = universae(["sweep", TINY, "--local", "--set", f"run.output_dir={tmp}/out"], 2, env=ENV, timeout=120)
             self.assertEqual(proc.returncode, 2, proc.stderr)
             self.assertIn("not under mpirun", proc.stderr)
             self.assertEqual(os.listdir(tmp), [])

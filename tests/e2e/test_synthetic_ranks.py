@@ -7,22 +7,21 @@ rerun reuses complete outputs, and the metrics log is valid JSONL.
 """
 import json
 import os
-import subprocess
+import sys
 import tempfile
 import unittest
 
 import h5py
 import numpy as np
 
-SOURCE = os.environ["UNIVERSAE_SOURCE_DIR"]
-BINARY = os.environ["UNIVERSAE_BINARY"]
-MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+from universae_test import SOURCE, universae  # noqa: E402
+
 JOB = os.path.join(SOURCE, "jobs", "synthetic_ci.toml")
 
 
 def run_job(out_dir, ranks):
-    cmd = [MPIEXEC, "-n", str(ranks), BINARY, "run", JOB, "--set", f"run.output_dir={out_dir}"]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=500, cwd=SOURCE)
+    return universae(["run", JOB, "--set", f"run.output_dir={out_dir}"], ranks, timeout=500)
 
 
 def random_dictionary_mmcs(m, n, d, seed):

@@ -13,7 +13,7 @@ import json
 import os
 import random
 import signal
-import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -21,9 +21,9 @@ import unittest
 import h5py
 import numpy as np
 
-SOURCE = os.environ["UNIVERSAE_SOURCE_DIR"]
-BINARY = os.environ["UNIVERSAE_BINARY"]
-MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+from universae_test import SOURCE, run_command, set_args, start, universae_command  # noqa: E402
+
 JOB = os.path.join(SOURCE, "jobs", "synthetic_ci.toml")  # the base; every setting below overrides it
 
 SMALL = ["data.synthetic.d=16", "data.synthetic.n_features=96", "data.synthetic.mean_l0=4", "sae.n_latents=64",
@@ -36,16 +36,12 @@ LONG = ["data.synthetic.d=64", "sae.n_latents=512", "sae.k=8", "sae.seeds=[0,1]"
 
 
 def command(out, ranks, settings):
-    sets = [a for s in settings + [f"run.output_dir={out}"] for a in ("--set", s)]
-    prefix = [MPIEXEC, "-n", str(ranks)] if ranks else []  # ranks = 0: a single process, no launcher
-    return prefix + [BINARY, "train", JOB] + sets
+    # ranks = 0: a single process, no launcher
+    return universae_command(["train", JOB, *set_args(settings + [f"run.output_dir={out}"])], ranks)
 
 
 def run(out, ranks, settings, check=True):
-    proc = subprocess.run(command(out, ranks, settings), capture_output=True, text=True, timeout=300, cwd=SOURCE)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(command(out, ranks, settings))} exited {proc.returncode}:\n{proc.stderr}")
-    return proc
+    return run_command(command(out, ranks, settings), timeout=300, check=check)
 
 
 def sae_arrays(out, seeds=(0, 1)):
@@ -183,8 +179,7 @@ class KillAndResume(unittest.TestCase):
         self.assertEqual(steps, sorted(steps), "the resumed metrics log has no repeated steps")
 
     def start(self, out, ranks):
-        return subprocess.Popen(command(out, ranks, LONG), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True, cwd=SOURCE, start_new_session=True)
+        return start(command(out, ranks, LONG))
 
     def wait_for_checkpoint(self, proc, out):
         ckpt = os.path.join(out, "checkpoint.h5")

@@ -8,7 +8,6 @@ token windows, the non-concept filter, semantic-subspace membership, the activat
 kNN scores, p-values from the stored nulls, and identical results at every rank count. Also the
 random-initialisation and --baseline baselines, and bad stores (exit 2, no results file)."""
 import os
-import subprocess
 import sys
 import tempfile
 import unittest
@@ -16,12 +15,12 @@ import unittest
 import h5py
 import numpy as np
 
-SOURCE = os.environ["UNIVERSAE_SOURCE_DIR"]
-sys.path.insert(0, os.path.join(SOURCE, "scripts"))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+from universae_test import SCRIPTS, SOURCE, universae  # noqa: E402
+
+sys.path.insert(0, SCRIPTS)
 import universae_ref as ref  # noqa: E402
 
-BINARY = os.environ["UNIVERSAE_BINARY"]
-MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
 HOOK = "blocks.0.hook_resid_post"
 HOOK2 = "blocks.2.hook_resid_post"
 VOCAB = ["<unk>", "<s>", "</s>", " ", ".", ",", "<0x0A>", "!", "day", " Day", "king", " King", " rain", "rain",
@@ -92,8 +91,8 @@ def gap_ok(values, axis):
     return bool(np.all((gap == 0) | (gap > GAP)))
 
 
-def run(args, timeout=300):
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+def run(args, ranks):
+    return universae(args, ranks, timeout=300, cwd=None)
 
 
 class ActivationStatistics(unittest.TestCase):
@@ -122,12 +121,12 @@ class ActivationStatistics(unittest.TestCase):
         cls.tmp.cleanup()
 
     def compare(self, ranks, out, *extra):
-        args = [MPIEXEC, "-n", str(ranks), BINARY, "compare", "--activations", self.store, "--out", out,
+        args = ["compare", "--activations", self.store, "--out", out,
                 "--set", "data.hookpoint=layers.0", "--set", "compare.permutations=40", "--set", "compare.tile_rows=7",
                 "--set", "compare.chunk_tokens=256", *extra]
         for p in self.paths:
             args += ["--sae", p]
-        proc = run(args)
+        proc = run(args, ranks)
         self.assertEqual(proc.returncode, 0, proc.stderr)
         return out
 
@@ -298,9 +297,10 @@ class ActivationStatistics(unittest.TestCase):
                 f.attrs["hookpoint"] = hook
         for correlation_input, za, zb in (("codes", self.z["a"], z_b), ("pre", self.pre["a"], pre_b)):
             out = os.path.join(self.tmp.name, f"cross_{correlation_input}", "results.h5")
-            proc = run([MPIEXEC, "-n", "2", BINARY, "compare", "--activations", store, "--out", out, "--sae", paths[0],
+            proc = run(["compare", "--activations", store, "--out", out, "--sae", paths[0],
                         "--sae", paths[1], "--set", f"compare.correlation_input={correlation_input}",
-                        "--set", "compare.repsim=false", "--set", "compare.tile_rows=7", "--set", "compare.chunk_tokens=256"])
+                        "--set", "compare.repsim=false", "--set", "compare.tile_rows=7",
+                        "--set", "compare.chunk_tokens=256"], 2)
             self.assertEqual(proc.returncode, 0, proc.stderr)
             with h5py.File(out, "r") as f:
                 self.assertEqual(f["activations"].attrs["hookpoint"], HOOK)
@@ -350,10 +350,10 @@ class ActivationStatistics(unittest.TestCase):
         cases.append(("missing", os.path.join(tmp, "nope.h5"), [], "nope.h5"))
         for what, store, extra, needle in cases:
             out = os.path.join(tmp, "bad", what.replace(" ", "_"), "results.h5")
-            args = [MPIEXEC, "-n", "2", BINARY, "compare", "--activations", store, "--out", out, *extra]
+            args = ["compare", "--activations", store, "--out", out, *extra]
             for p in self.paths[:2]:
                 args += ["--sae", p]
-            proc = run(args)
+            proc = run(args, 2)
             self.assertEqual(proc.returncode, 2, f"{what}: {proc.stderr}")
             self.assertIn(needle, proc.stderr, what)
             self.assertFalse(os.path.exists(os.path.dirname(out)), f"{what}: nothing may be created")

@@ -7,7 +7,6 @@ counts must agree bit for bit.
 """
 import csv
 import os
-import subprocess
 import sys
 import tempfile
 import unittest
@@ -15,17 +14,15 @@ import unittest
 import h5py
 import numpy as np
 
-SOURCE = os.environ["UNIVERSAE_SOURCE_DIR"]
-sys.path.insert(0, os.path.join(SOURCE, "scripts"))
-import universae_ref as ref  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+from universae_test import SCRIPTS, universae  # noqa: E402
 
-BINARY = os.environ["UNIVERSAE_BINARY"]
-MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
+sys.path.insert(0, SCRIPTS)
+import universae_ref as ref  # noqa: E402
 
 
 def run(args, ranks):
-    cmd = [MPIEXEC, "-n", str(ranks), BINARY] + args
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    return universae(args, ranks, timeout=240, cwd=None)
 
 
 class CompareAgainstNumpy(unittest.TestCase):

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 import unittest
@@ -16,20 +15,19 @@ import unittest
 import h5py
 import numpy as np
 
-SOURCE = os.environ["UNIVERSAE_SOURCE_DIR"]
-sys.path.insert(0, os.path.join(SOURCE, "scripts"))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+from universae_test import SCRIPTS, universae  # noqa: E402
+
+sys.path.insert(0, SCRIPTS)
 import safetensors_np as st  # noqa: E402
 import universae_ref as ref  # noqa: E402
 
-BINARY = os.environ["UNIVERSAE_BINARY"]
-MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
 HOOK = "blocks.0.hook_resid_post"
 D = 12
 
 
 def run(args, ranks=1, timeout=300):
-    cmd = [MPIEXEC, "-n", str(ranks), BINARY, *args] if ranks > 1 else [BINARY, *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return universae(args, ranks if ranks > 1 else None, timeout=timeout, cwd=None)  # one rank: no launcher
 
 
 def write_text(path, text):

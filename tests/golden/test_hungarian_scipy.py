@@ -7,7 +7,6 @@ One case keeps only 2 candidates per row and column, so the certificate's pricin
 the optimum on their own.
 """
 import os
-import subprocess
 import sys
 import tempfile
 import unittest
@@ -15,12 +14,11 @@ import unittest
 import h5py
 import numpy as np
 
-SOURCE = os.environ["UNIVERSAE_SOURCE_DIR"]
-sys.path.insert(0, os.path.join(SOURCE, "scripts"))
-import universae_ref as ref  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+from universae_test import SCRIPTS, universae  # noqa: E402
 
-BINARY = os.environ["UNIVERSAE_BINARY"]
-MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
+sys.path.insert(0, SCRIPTS)
+import universae_ref as ref  # noqa: E402
 
 
 def sae_like(rng, n_a, n_b, d, shared=0.7, noise=0.35):
@@ -59,9 +57,9 @@ class HungarianAgainstScipy(unittest.TestCase):
             outs = {}
             for ranks in (1, 2, 3):
                 out = os.path.join(cls.tmp.name, f"{name}_np{ranks}", "r.h5")
-                cmd = [MPIEXEC, "-n", str(ranks), BINARY, "compare", "--sae", a, "--sae", b, "--out", out,
-                       "--set", f"compare.candidates={k}", "--set", "compare.tile_rows=64", "--set", "compare.tile_cols=128"]
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+                proc = universae(["compare", "--sae", a, "--sae", b, "--out", out, "--set", f"compare.candidates={k}",
+                                  "--set", "compare.tile_rows=64", "--set", "compare.tile_cols=128"],
+                                 ranks, timeout=240, cwd=None)
                 if proc.returncode != 0:
                     raise AssertionError(f"{name} at {ranks} ranks exited {proc.returncode}:\n{proc.stderr}")
                 outs[ranks] = out
@@ -148,8 +146,9 @@ class NSeedOverlap(unittest.TestCase):
             self.assertTrue(0 < hist[:, 0].sum() < S * n and hist[:, S - 1].sum() > 0, "a non-trivial case")
             for ranks in (1, 2, 3):
                 out = os.path.join(tmp, f"np{ranks}", "r.h5")
-                cmd = [MPIEXEC, "-n", str(ranks), BINARY, "compare", "--out", out] + sum((["--sae", p] for p in paths), [])
-                proc = subprocess.run(cmd + ["--set", "compare.tile_rows=32"], capture_output=True, text=True, timeout=240)
+                saes = sum((["--sae", p] for p in paths), [])
+                proc = universae(["compare", "--out", out, *saes, "--set", "compare.tile_rows=32"], ranks,
+                                 timeout=240, cwd=None)
                 self.assertEqual(proc.returncode, 0, proc.stderr)
                 with h5py.File(out, "r") as f:
                     self.assertEqual(len(f["pairs"]), 6)

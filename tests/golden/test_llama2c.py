@@ -12,7 +12,6 @@
 """
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import unittest
@@ -20,10 +19,11 @@ import unittest
 import h5py
 import numpy as np
 
-SOURCE = os.environ["UNIVERSAE_SOURCE_DIR"]
-BINARY = os.environ["UNIVERSAE_BINARY"]
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+from universae_test import SCRIPTS, SOURCE, set_args, universae  # noqa: E402
+
 DATA = os.path.join(SOURCE, "..", "shared", "data")
-sys.path.insert(0, os.path.join(SOURCE, "scripts"))
+sys.path.insert(0, SCRIPTS)
 import llama2c_ref as ref  # noqa: E402
 
 MODEL = os.path.join(DATA, "stories260K.bin")
@@ -35,10 +35,7 @@ def extract(out, inputs, *settings):
     cfg = os.path.join(out, "extract.toml")
     with open(cfg, "w") as f:
         f.write(f'[extract]\nmodel = "{MODEL}"\ntokenizer = "{TOKENIZER}"\ninputs = {json.dumps(inputs)}\n')
-    sets = [a for s in list(settings) + [f"run.output_dir={out}"] for a in ("--set", s)]
-    proc = subprocess.run([BINARY, "extract", cfg] + sets, capture_output=True, text=True, timeout=600, cwd=SOURCE)
-    if proc.returncode != 0:
-        raise AssertionError(f"extract exited {proc.returncode}:\n{proc.stderr}")
+    universae(["extract", cfg, *set_args(list(settings) + [f"run.output_dir={out}"])], timeout=600, check=True)
     return h5py.File(os.path.join(out, "activations.h5"), "r")
 
 
@@ -54,8 +51,8 @@ def piece_bytes(vocab, token, previous):
 
 class Generation(unittest.TestCase):
     def test_greedy_200_steps_matches_llama2c(self):
-        proc = subprocess.run([BINARY, "generate", "--model", MODEL, "--tokenizer", TOKENIZER, "--steps", "200"],
-                              capture_output=True, timeout=120)
+        proc = universae(["generate", "--model", MODEL, "--tokenizer", TOKENIZER, "--steps", "200"],
+                         timeout=120, cwd=None, text=False)
         self.assertEqual(proc.returncode, 0, proc.stderr)
         with open(os.path.join(DATA, "expected_stdout.txt"), "rb") as f:
             expected = f.read()

@@ -3,7 +3,6 @@ references (SVCCA: google/svcca's covariance-whitening CCA; RSA: scipy.stats.spe
 p-values follow p = (1 + #{null >= score}) / (N + 1) from the stored nulls, and the nulls are the same
 at 1, 2 and 3 ranks."""
 import os
-import subprocess
 import sys
 import tempfile
 import unittest
@@ -11,12 +10,11 @@ import unittest
 import h5py
 import numpy as np
 
-SOURCE = os.environ["UNIVERSAE_SOURCE_DIR"]
-sys.path.insert(0, os.path.join(SOURCE, "scripts"))
-import universae_ref as ref  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+from universae_test import SCRIPTS, universae  # noqa: E402
 
-BINARY = os.environ["UNIVERSAE_BINARY"]
-MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
+sys.path.insert(0, SCRIPTS)
+import universae_ref as ref  # noqa: E402
 
 
 class RepresentationalSimilarity(unittest.TestCase):
@@ -39,8 +37,8 @@ class RepresentationalSimilarity(unittest.TestCase):
             nulls = {}
             for ranks in (1, 2, 3):
                 out = os.path.join(tmp, f"np{ranks}", "r.h5")
-                proc = subprocess.run([MPIEXEC, "-n", str(ranks), BINARY, "compare", "--sae", a, "--sae", b, "--out", out,
-                                       "--set", "compare.permutations=200"], capture_output=True, text=True, timeout=240)
+                proc = universae(["compare", "--sae", a, "--sae", b, "--out", out, "--set", "compare.permutations=200"],
+                                 ranks, timeout=240, cwd=None)
                 self.assertEqual(proc.returncode, 0, proc.stderr)
                 with h5py.File(out, "r") as f:
                     np.testing.assert_array_equal(f["pairs/a--b/lap/decoder_match"][()], match)

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -25,9 +26,9 @@ import unittest
 import h5py
 import numpy as np
 
-SOURCE = os.environ["UNIVERSAE_SOURCE_DIR"]
-BINARY = os.environ["UNIVERSAE_BINARY"]
-MPIEXEC = os.environ.get("UNIVERSAE_MPIEXEC", "mpiexec")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+from universae_test import BINARY, MPIEXEC, SOURCE, set_args, universae  # noqa: E402
+
 CLUSTER = os.path.join(SOURCE, "slurm", "local-cluster.sh")
 STATE = os.environ.get("SLURM_LOCAL_DIR", os.path.join(SOURCE, ".slurm-local"))
 SWEEP = os.path.join(SOURCE, "tests", "slurm", "tiny_sweep.toml")
@@ -49,13 +50,6 @@ def setUpModule():
 def tearDownModule():
     if started_here:
         subprocess.run(["bash", CLUSTER, "stop"], env=ENV, capture_output=True, text=True, timeout=120)
-
-
-def universae(*args, check=True, timeout=600):
-    proc = subprocess.run([BINARY, *args], env=ENV, capture_output=True, text=True, cwd=SOURCE, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"universae {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
-    return proc
 
 
 def job_ids(scripts):
@@ -130,7 +124,8 @@ class SweepOnSlurm(unittest.TestCase):
             with open(sweep, "w") as f:
                 f.write(text)
             scripts, out = os.path.join(tmp, "scripts"), os.path.join(tmp, "slurm_out")
-            submitted = universae("sweep", sweep, "--slurm", scripts, "--set", f"run.output_dir={out}")
+            submitted = universae(["sweep", sweep, "--slurm", scripts, "--set", f"run.output_dir={out}"],
+                                  env=ENV, check=True)
             self.assertIn("3 task(s), 0 complete", submitted.stderr)
             jobs = job_ids(scripts)
             self.assertEqual(list(jobs), ["extract", "train", "compare", "summary"])
@@ -165,8 +160,8 @@ class SweepOnSlurm(unittest.TestCase):
 
             # --local runs the same tasks here: the same failure, identical SAEs and study table.
             local_out = os.path.join(tmp, "local_out")
-            local = universae("sweep", sweep, "--local", "--set", f"run.output_dir={local_out}",
-                              "--set", f"sweep.local_launcher={MPIEXEC} -n {{ranks}}", check=False)
+            local = universae(["sweep", sweep, "--local", "--set", f"run.output_dir={local_out}",
+                               "--set", f"sweep.local_launcher={MPIEXEC} -n {{ranks}}"], env=ENV)
             self.assertEqual(local.returncode, 1, local.stderr)
             self.assertIn(f"train task 3/3 (hookpoint={MISSING}) FAILED (exit 2)", local.stderr)
             self.assertIn(f"no activations for hookpoint '{MISSING}'", local.stderr)
@@ -177,7 +172,8 @@ class SweepOnSlurm(unittest.TestCase):
             self.assertEqual(read(os.path.join(local_out, "study_summary.csv")).splitlines(), table)
 
             # A rerun plans only what is incomplete: no extraction, the one failed task, the summary.
-            again = universae("sweep", sweep, "--slurm", scripts, "--no-submit", "--set", f"run.output_dir={out}")
+            again = universae(["sweep", sweep, "--slurm", scripts, "--no-submit", "--set", f"run.output_dir={out}"],
+                              env=ENV, check=True)
             self.assertIn("3 task(s), 2 complete; steps: train[2] → compare[2] → summary", again.stderr)
             submit = read(os.path.join(scripts, "submit.sh"))
             self.assertNotIn("submit extract", submit)
@@ -189,8 +185,8 @@ class SweepOnSlurm(unittest.TestCase):
             scripts, out, ref = (os.path.join(tmp, d) for d in ("scripts", "out", "ref"))
             # ~1600 steps (about 20 s here), checkpoints only on a signal.
             sets = ["train.tokens=1638400", "train.checkpoint_every=0"]
-            args = [a for s in sets + [f"run.output_dir={out}"] for a in ("--set", s)]
-            universae("sweep", SWEEP, "--slurm", scripts, *args)
+            universae(["sweep", SWEEP, "--slurm", scripts, *set_args(sets + [f"run.output_dir={out}"])],
+                      env=ENV, check=True)
             jobs = job_ids(scripts)
             element = f"{jobs['train']}_0"
             log = os.path.join(scripts, "logs", "train-0.log")
@@ -220,10 +216,9 @@ class SweepOnSlurm(unittest.TestCase):
             self.assertEqual(job_state(jobs["summary"])["JobState"], "COMPLETED")
 
             # The same task uninterrupted, on the same store.
-            reference = subprocess.run(
-                [MPIEXEC, "-n", "1", BINARY, "sweep", SWEEP, "--step", "train", "--task", "0",
-                 *[a for s in sets + [f"run.output_dir={ref}", f"extract.store={out}/activations.h5"] for a in ("--set", s)]],
-                env=ENV, capture_output=True, text=True, cwd=SOURCE, timeout=600)
+            reference = universae(["sweep", SWEEP, "--step", "train", "--task", "0",
+                                   *set_args(sets + [f"run.output_dir={ref}", f"extract.store={out}/activations.h5"])],
+                                  1, env=ENV, timeout=600)
             self.assertEqual(reference.returncode, 0, reference.stderr)
             for seed in (0, 1):
                 rel = os.path.join(f"hookpoint={LAYERS[0]}", "saes", f"seed{seed}.h5")

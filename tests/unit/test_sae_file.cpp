@@ -1,4 +1,5 @@
 // SAE file format v1: round trip, validation, atomic publish.
+#include <ATen/Context.h>
 #include <ATen/Functions.h>
 #include <gtest/gtest.h>
 
@@ -25,6 +26,7 @@ io::SaeWeights make_sae(int64_t n, int64_t d) {
   w.header.model = "unit-test";
   w.header.apply_b_dec_to_input = false;
   w.header.config = "[sae]\nk = 3\n";
+  at::manual_seed(n * 1000 + d);  // the same weights whichever tests ran before
   w.W_enc = at::randn({n, d}).to(at::kFloat);
   w.b_enc = at::randn({n}).to(at::kFloat);
   w.W_dec = at::randn({n, d}).to(at::kFloat);
