@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "core/error.hpp"
-#include "data/activation_store.hpp"
+#include "io/activation_store.hpp"
 #include "fuzz/fuzz_common.hpp"
 #include "io/sae_file.hpp"
 
@@ -128,7 +128,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto& comm = universae::fuzz::world();
   try {
     if (store) {
-      const universae::data::ActivationStore s(comm, path, kHook);
+      const universae::io::ActivationStore s(comm, path, kHook);
       std::vector<float> rows(static_cast<size_t>(s.n_tokens() * s.d()));
       s.read(0, s.n_tokens(), rows.data());
       s.read_tokens();

@@ -23,7 +23,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-STATS = ("svcca", "rsa", "cka", "mutual_knn")
 
 
 def attr(group, name, default=np.nan):
@@ -57,11 +56,31 @@ def layer_of(hookpoint):
     return int(m.group(1)) if m else -1
 
 
+def summary_columns(f, path):
+    """[(name, object, attribute)] of the file's /summary_columns (universae writes it with every results file)."""
+    if "summary_columns" not in f:
+        sys.exit(f"report: {path} has no /summary_columns (written by a universae before 0.2): compare again to rewrite it")
+    c = f["summary_columns"].attrs
+    text = [[v.decode() if isinstance(v, bytes) else str(v) for v in c[k]] for k in ("name", "object", "attribute")]
+    return list(zip(*text))
+
+
+def summary_object(f, pair_group, obj, a, b):
+    """The group holding a summary column: below the pair's group, or absolute with {a}/{b} for the SAEs'."""
+    if obj.startswith("/"):
+        path = obj.replace("{a}", f"/saes/{a}").replace("{b}", f"/saes/{b}")
+        return f[path] if path in f else None
+    if not obj:
+        return pair_group
+    return pair_group[obj] if obj in pair_group else None
+
+
 def load(paths):
     """→ (pairs DataFrame, saes DataFrame, overlap records, {(results, pair): matched decoder cosines})."""
     pair_rows, sae_rows, overlaps, matched_cos = [], [], [], {}
     for path, label in zip(paths, labels_for(paths)):
         with h5py.File(path, "r") as f:
+            columns = summary_columns(f, path)
             saes = {}
             for name, g in f.get("saes", {}).items():
                 info = {"results": label, "sae": name, "path": attr(g, "path", ""),
@@ -81,27 +100,17 @@ def load(paths):
                        "n_latents_a": sa.get("n_latents"), "n_latents_b": sb.get("n_latents"),
                        "k_a": sa.get("k"), "k_b": sb.get("k"),
                        "hookpoint_a": sa.get("hookpoint", ""), "hookpoint_b": sb.get("hookpoint", "")}
-                for side in ("decoder", "encoder"):
-                    if side in g:
-                        row[f"{side}_mcs_ab"] = attr(g[side], "mcs_ab")
-                        row[f"{side}_mcs_ba"] = attr(g[side], "mcs_ba")
+                # Every summary column the file declares (/summary_columns: name, object, attribute), so a
+                # statistic added to universae's registry reaches pairs.csv without a change here.
+                for name, obj, attribute in columns:
+                    holder = summary_object(f, g, obj, a, b)
+                    if holder is not None and attribute in holder.attrs:
+                        value = holder.attrs[attribute]
+                        row[name] = float(value) if not isinstance(value, (bytes, str)) else value
                 if "lap" in g:
-                    lap = g["lap"]
-                    for key in ("mean_cos_decoder", "mean_cos_encoder", "shared_fraction", "equal_fraction", "threshold"):
-                        row[key] = attr(lap, key)
-                    row["certified"] = bool(attr(lap, "certified", False))
-                    if "decoder_cos" in lap:
-                        matched_cos[(label, pair)] = lap["decoder_cos"][:]
-                for stat in STATS:
-                    if stat in g:
-                        row[stat], row[f"{stat}_p"] = attr(g[stat], "score"), attr(g[stat], "p_value")
-                if "activation" in g:
-                    act = g["activation"]
-                    row["mean_max_corr_ab"] = attr(act, "mean_max_corr_ab")
-                    row["mean_max_corr_ba"] = attr(act, "mean_max_corr_ba")
-                    for stat in STATS:
-                        if stat in act:
-                            row[f"act_{stat}"], row[f"act_{stat}_p"] = attr(act[stat], "score"), attr(act[stat], "p_value")
+                    row["threshold"] = attr(g["lap"], "threshold")
+                    if "decoder_cos" in g["lap"]:
+                        matched_cos[(label, pair)] = g["lap"]["decoder_cos"][:]
                 pair_rows.append(row)
             if "overlap" in f:
                 o = f["overlap"]
@@ -199,7 +208,8 @@ def figure_layers(pairs, out):
         return None, "no comparison across hookpoints (run.compare_across = [\"data.hookpoint\"] makes them)"
     trained = trained[trained.hookpoint_a.isin(hooks) & trained.hookpoint_b.isin(hooks)]
     metrics = [(c, t) for c, t in (("svcca", "SVCCA (decoder pairing)"), ("rsa", "RSA (decoder pairing)"),
-                                   ("act_svcca", "SVCCA (activation pairing)"), ("act_rsa", "RSA (activation pairing)"))
+                                   ("activation_svcca", "SVCCA (activation pairing)"),
+                                   ("activation_rsa", "RSA (activation pairing)"))
                if c in trained and trained[c].notna().any()]
     if not metrics:
         return None, "no SVCCA/RSA scores in the results"
@@ -284,7 +294,7 @@ def figure_matched_vs_frequency(pairs, saes, matched_cos, out, limit=6):
 
 def table_html(pairs):
     cols = [c for c in ("results", "pair", "decoder_mcs_ab", "decoder_mcs_ba", "mean_cos_decoder", "shared_fraction",
-                        "certified", "svcca", "svcca_p", "rsa", "rsa_p", "mean_max_corr_ab", "act_svcca", "act_rsa")
+                        "certified", "svcca", "svcca_p", "rsa", "rsa_p", "mean_max_corr_ab", "activation_svcca", "activation_rsa")
             if c in pairs]
     if pairs.results.nunique() == 1:
         cols.remove("results")

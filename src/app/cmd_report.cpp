@@ -13,6 +13,7 @@
 #include "app/commands.hpp"
 #include "core/error.hpp"
 #include "io/h5.hpp"
+#include "io/results_file.hpp"
 #include "parallel/comm.hpp"
 #include "parallel/log.hpp"
 
@@ -46,10 +47,12 @@ std::vector<std::string> results_files(const std::vector<std::string>& inputs) {
     }
   }
   for (const auto& f : files) {
-    if (io::file_format(f) != "universae-results")
+    if (io::file_format(f) != io::kResultsFormat)
       throw UsageError(f + ": not a universae results file (format attribute is not 'universae-results')");
     if (!io::is_complete(f))
       throw UsageError(f + ": incomplete results file (the comparison writing it did not finish)");
+    if (!io::has_summary_columns(f))
+      throw UsageError(f + ": written by a universae before 0.2 (no /summary_columns); compare again to rewrite it");
   }
   return files;
 }

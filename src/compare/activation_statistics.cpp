@@ -9,7 +9,7 @@
 #include "compare/repsim.hpp"
 #include "compare/statistics.hpp"
 #include "core/error.hpp"
-#include "data/activation_store.hpp"
+#include "io/activation_store.hpp"
 #include "parallel/log.hpp"
 
 namespace universae::compare {
@@ -160,7 +160,7 @@ ActivationData open_activation_data(const parallel::Comm& comm, const config::Co
       // An SAE whose hookpoint the store lacks reads the requested one (as every SAE did before). One the
       // store has is opened like the first: a problem there (NaN, a bad shape) is an error, not a fallback.
       const auto& have = in.store_hookpoints;
-      if (std::find(have.begin(), have.end(), data::canonical_hookpoint(h.hookpoint)) == have.end()) {
+      if (std::find(have.begin(), have.end(), io::canonical_hookpoint(h.hookpoint)) == have.end()) {
         log::info("compare: {} was trained at '{}', which {} lacks; it reads '{}'", h.path, h.hookpoint, in.source, in.hookpoint);
         continue;
       }

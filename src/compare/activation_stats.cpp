@@ -8,7 +8,7 @@
 #include <limits>
 
 #include "core/error.hpp"
-#include "data/activation_store.hpp"
+#include "io/activation_store.hpp"
 #include "data/synthetic.hpp"
 #include "parallel/log.hpp"
 
@@ -44,7 +44,7 @@ ActivationInput open_activation_input(const parallel::Comm& comm, const config::
     in.seq_offsets = {0, in.n_tokens};
     return in;
   }
-  auto store = std::make_shared<data::ActivationStore>(comm, in.source, hookpoint);
+  auto store = std::make_shared<io::ActivationStore>(comm, in.source, hookpoint);
   in.hookpoint = store->hookpoint();
   in.store_hookpoints = store->hookpoints();
   in.d = store->d();

@@ -287,7 +287,7 @@ void extract_keys(Table& t, Config& c) {
         at_least<int64_t>(0));
   t.add("extract.max_tokens", &c.extract.max_tokens, int64_t{0}, "use only the first documents up to this many tokens (0: all)",
         at_least<int64_t>(0));
-  t.add("extract.dtype", &c.extract.dtype, StoreDType::kFloat32, "stored activations: float32, float16 or bfloat16");
+  t.add("extract.dtype", &c.extract.dtype, core::FloatFormat::kFloat32, "stored activations: float32, float16 or bfloat16");
   t.add("extract.store", &c.extract.store, std::string(), "the activation store written (default: <run.output_dir>/activations.h5)")
       .role(Role::kOutput);
   t.add("extract.loss", &c.extract.loss, true, "report the mean next-token loss (runs every block)");

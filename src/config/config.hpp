@@ -12,13 +12,13 @@
 
 #include "core/architecture.hpp"
 #include "core/choice.hpp"
+#include "core/float_format.hpp"
 
 namespace universae::config {
 
 // ---- choices --------------------------------------------------------------------------------------
 enum class Stage { kExtract, kTrain, kCompare };
 enum class InputFormat { kAuto, kText, kEndOfText, kJsonl };
-enum class StoreDType { kFloat32, kFloat16, kBFloat16 };
 enum class BDecInit { kGeometricMedian, kMean };
 enum class Compat { kNone, kLan2024 };
 enum class CorrelationInput { kCodes, kPre };
@@ -56,7 +56,7 @@ struct ExtractConfig {
   int64_t batch_tokens{};
   int64_t max_documents{};
   int64_t max_tokens{};
-  StoreDType dtype{};
+  core::FloatFormat dtype{};
   std::string store;         // "": <run.output_dir>/activations.h5
   bool loss{};
 };
@@ -220,11 +220,6 @@ inline const Choices& choices<config::Stage>() {
 template <>
 inline const Choices& choices<config::InputFormat>() {
   static const Choices c{"an input format", {"auto", "text", "endoftext", "jsonl"}};
-  return c;
-}
-template <>
-inline const Choices& choices<config::StoreDType>() {
-  static const Choices c{"a store dtype", {"float32", "float16", "bfloat16"}};
   return c;
 }
 template <>

@@ -9,7 +9,7 @@
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
-#include "data/activation_store.hpp"
+#include "io/activation_store.hpp"
 #include "data/synthetic.hpp"
 
 namespace universae::data {
@@ -95,7 +95,7 @@ class StoreStream final : public TokenStream {
     loaded_epoch_ = epoch, loaded_window_ = window;
   }
 
-  ActivationStore store_;
+  io::ActivationStore store_;
   uint64_t seed_;
   int64_t eval_ = 0, chunk_ = 1, n_chunks_ = 0, window_chunks_ = 1;
   std::vector<int64_t> chunk_order_;

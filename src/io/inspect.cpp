@@ -19,6 +19,10 @@ namespace {
 
 std::string attr_text(const File& f, const std::string& object, const std::string& name) {
   try {
+    return std::to_string(f.read_attr_int(object, name));  // integers exactly (seeds reach 2^63)
+  } catch (...) {
+  }
+  try {
     return fmt::format("{:.6g}", f.read_attr_double(object, name));
   } catch (...) {
   }
@@ -81,10 +85,11 @@ std::string describe_sae(const parallel::Comm& comm, const std::string& path) {
 std::string summary_text(const SummaryTable& t) {
   constexpr size_t kMaxPairs = 8;
   const size_t shown = std::min(t.rows.size(), kMaxPairs);
-  size_t name_width = 24;
+  const std::string title = "statistic (/summary_columns)";
+  size_t name_width = title.size();
   for (const auto& c : t.columns) name_width = std::max(name_width, c.name.size());
   std::vector<size_t> widths;
-  std::string out = fmt::format("  {:<{}}", "statistic (/summary_columns)", name_width);
+  std::string out = fmt::format("  {:<{}}", title, name_width);
   for (size_t r = 0; r < shown; ++r) {
     widths.push_back(std::max<size_t>(12, t.rows[r].pair.size()));
     out += fmt::format(" {:>{}}", t.rows[r].pair, widths.back());

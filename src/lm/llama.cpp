@@ -9,7 +9,7 @@
 #include <regex>
 
 #include "core/error.hpp"
-#include "data/activation_store.hpp"
+#include "io/activation_store.hpp"
 
 namespace universae::lm {
 
@@ -77,7 +77,7 @@ at::Tensor rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& 
 Hook parse_hook(const LlamaConfig& c, const std::string& name) {
   static const std::regex pattern(R"(blocks\.(\d+)\.(hook_resid_pre|hook_resid_mid|hook_resid_post|hook_mlp_out|mlp\.hook_post))");
   std::smatch m;
-  const std::string canonical = data::canonical_hookpoint(name);  // sparsify's aliases
+  const std::string canonical = io::canonical_hookpoint(name);  // sparsify's aliases
   if (!std::regex_match(canonical, m, pattern))
     throw UsageError("unknown hookpoint '" + name + "'; this model has blocks.L.{hook_resid_pre, hook_resid_mid, hook_resid_post, "
                      "hook_mlp_out, mlp.hook_post} for L = 0.." + std::to_string(c.n_layers - 1) + " (or layers.L, layers.L.mlp)");

@@ -3,7 +3,8 @@
 1. jobs/{seeds_study,expansion_study,cross_layer_study}_ci.toml run to completion here; their study
    tables have a row for every seed pair, baseline and across-task pair; trained seeds agree more than
    an untrained SAE does, and (Gerovitch & Parker-Sartori) a small SAE's latents are found in a larger
-   one better than the other way round. A rerun has nothing left to do but the summary.
+   one better than the other way round. A rerun has nothing left to do but the summary; after a change of
+   a compare key, every task's comparison runs again in its own compare step and the summary reuses them.
 2. Bad input: exit 2 with a message naming the key, task or option, and nothing written.
 """
 import csv
@@ -74,6 +75,25 @@ class PaperSweeps(unittest.TestCase):
                               "--set", f"run.output_dir={one_job}"], 2, env=ENV, timeout=900)
             self.assertEqual(proc.returncode, 0, proc.stderr)
             self.assertEqual(table(one_job), rows)
+            # A changed compare key invalidates every task's comparison: each runs in its own compare step
+            # (a per-task job on Slurm), and the summary step only reuses them.
+            changed = sweep(os.path.join(SOURCE, "jobs", "seeds_study_ci.toml"), "--local", "--set", f"run.output_dir={out}",
+                            "--set", LAUNCHER, "--set", "compare.permutations=50")
+            self.assertIn("4 task(s), 0 complete; steps: train[0-3] → compare[0-3] → summary", changed.stderr)
+            logs = os.path.join(out, "sweep", "logs")
+
+            def last_run(name):  # a step's log gathers every run of it, each after a "== <time> ..." line
+                with open(os.path.join(logs, name)) as f:
+                    return f.read().rsplit("\n== ", 1)[-1]
+
+            for task in range(4):
+                self.assertIn("(made with other settings)", last_run(f"compare-{task}.log"), f"task {task} recomputes")
+            summary = last_run("summary.log")
+            self.assertEqual(summary.count("compare: reusing complete"), 4, summary)  # the 4 tasks (no compare_across)
+            self.assertNotIn("recomputing", summary)
+            for r in table(out):
+                if r["svcca_p"]:
+                    self.assertGreaterEqual(float(r["svcca_p"]), 1 / 51 - 1e-9, r)  # 50 permutations now
 
     def test_expansion_study_ci(self):
         with tempfile.TemporaryDirectory() as tmp:

@@ -1,8 +1,9 @@
-// lm/: the tokenizer (round trips, byte fallback), document splitting, hookpoint names.
+// lm/: the tokenizer (round trips, byte fallback), document splitting, hookpoint names, the extraction plan.
 #include <gtest/gtest.h>
 
 #include "core/error.hpp"
 #include "lm/documents.hpp"
+#include "lm/extract_plan.hpp"
 #include "lm/extract_stage.hpp"
 #include "lm/llama.hpp"
 #include "lm/tokenizer.hpp"
@@ -56,6 +57,48 @@ TEST(Hookpoints, CanonicalNamesAliasesAndWildcards) {
   EXPECT_EQ(resolve_hookpoints({"blocks.*.hook_mlp_out", "layers.2.mlp"}, 3),
             (std::vector<std::string>{"blocks.0.hook_mlp_out", "blocks.1.hook_mlp_out", "blocks.2.hook_mlp_out"}));
   EXPECT_EQ(hook_names(c).size(), 25u);
+}
+
+// Three documents (ids 100.., BOS = 1) of 3, 10 and 5 tokens, seq_len 4, batches of at most 8 tokens:
+// the 10-token document runs as [4] then windows of BOS + 3 tokens: 4 + 4 + 4 rows (its last two tokens
+// in a third window); worked out by hand.
+TEST(ExtractPlan, WindowsStartWithBosAndBatchesTakeWholeSequences) {
+  std::vector<int32_t> tokens;
+  const std::vector<int64_t> lengths = {3, 10, 5};
+  for (int64_t n : lengths)
+    for (int64_t i = 0; i < n; ++i) tokens.push_back(static_cast<int32_t>(100 + tokens.size()));
+  const ExtractPlan p = make_extract_plan(tokens, lengths, 4, 8, 1);
+  EXPECT_EQ(p.seq_offsets, (std::vector<int64_t>{0, 3, 7, 11, 15, 19, 21}));
+  EXPECT_EQ(p.doc_offsets, (std::vector<int64_t>{0, 3, 15, 21}));
+  EXPECT_EQ(p.batch_offsets, (std::vector<int64_t>{0, 2, 4, 6}));
+  // Document 1's windows: its first four ids, then BOS and the next three, twice.
+  EXPECT_EQ(std::vector<int32_t>(p.tokens.begin() + 3, p.tokens.begin() + 15),
+            (std::vector<int32_t>{103, 104, 105, 106, 1, 107, 108, 109, 1, 110, 111, 112}));
+  EXPECT_EQ(p.rows(1).begin, 7);
+  EXPECT_EQ(p.rows(1).end, 15);
+  EXPECT_EQ(p.sequence_lengths(2), (std::vector<int64_t>{4, 2}));
+  EXPECT_EQ(p.predicted(0), 7 - 2);
+  EXPECT_EQ(documents_within(lengths, 13), 2u);  // 3 + 10 = 13 tokens: the first two fit exactly
+  EXPECT_EQ(documents_within(lengths, 12), 1u);
+  EXPECT_EQ(documents_within(lengths, 0), 3u);
+}
+
+// Plays 1 to 5 ranks in one process: every batch runs exactly once, in rounds of one batch per rank,
+// and a resumed run (starting at batch 2) runs the rest exactly once.
+TEST(ExtractPlan, RoundsGiveEveryBatchToExactlyOneRank) {
+  std::vector<int32_t> tokens(40, 7);
+  const ExtractPlan p = make_extract_plan(tokens, std::vector<int64_t>(10, 4), 4, 8, 1);  // 10 sequences, 5 batches
+  ASSERT_EQ(p.n_batches(), 5);
+  for (int ranks = 1; ranks <= 5; ++ranks)
+    for (int64_t resume : {int64_t{0}, int64_t{2}}) {
+      std::vector<int> runs(static_cast<size_t>(p.n_batches()), 0);
+      int64_t rounds = 0;
+      for (int64_t done = resume; done < p.n_batches(); done = p.after_round(done, ranks), ++rounds)
+        for (int r = 0; r < ranks; ++r)
+          if (const int64_t b = p.batch_of_rank(done, r); b >= 0) ++runs[static_cast<size_t>(b)];
+      for (int64_t b = 0; b < p.n_batches(); ++b) EXPECT_EQ(runs[static_cast<size_t>(b)], b < resume ? 0 : 1) << ranks << " ranks";
+      EXPECT_EQ(rounds, (p.n_batches() - resume + ranks - 1) / ranks) << ranks << " ranks";
+    }
 }
 
 }  // namespace

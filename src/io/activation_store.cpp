@@ -1,6 +1,7 @@
-#include "data/activation_store.hpp"
+#include "io/activation_store.hpp"
 
 #include <algorithm>
+#include <filesystem>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -8,10 +9,12 @@
 
 #include "core/error.hpp"
 #include "core/sharding.hpp"
+#include "core/version.hpp"
+#include "io/fingerprint.hpp"
 #include "io/h5.hpp"
 #include "parallel/log.hpp"
 
-namespace universae::data {
+namespace universae::io {
 
 std::string canonical_hookpoint(const std::string& name) {
   static const std::regex layer(R"(layers\.(\d+))"), mlp(R"(layers\.(\d+)\.mlp)");
@@ -121,13 +124,9 @@ void ActivationStore::read(int64_t first, int64_t count, float* out) const {
     impl_->file.read_rows(impl_->dataset, {first, first + count}, out);
     return;
   }
-  // bfloat16 is the high half of a float32.
   std::vector<uint16_t> raw(static_cast<size_t>(count * d_));
   impl_->file.read_rows(impl_->dataset, {first, first + count}, raw.data());
-  for (size_t i = 0; i < raw.size(); ++i) {
-    const uint32_t bits = static_cast<uint32_t>(raw[i]) << 16;
-    std::memcpy(out + i, &bits, sizeof bits);
-  }
+  for (size_t i = 0; i < raw.size(); ++i) out[i] = core::from_bfloat16(raw[i]);
 }
 
 std::vector<int64_t> ActivationStore::read_tokens() const {
@@ -138,4 +137,125 @@ std::vector<int64_t> ActivationStore::read_tokens() const {
   return tokens;
 }
 
-}  // namespace universae::data
+namespace {
+
+constexpr const char* kStoreFormat = "universae-activations";
+
+DType file_dtype(core::FloatFormat f) {
+  switch (f) {
+    case core::FloatFormat::kBFloat16: return DType::kUInt16;  // the words; the attribute dtype says bfloat16
+    case core::FloatFormat::kFloat16: return DType::kFloat16;
+    case core::FloatFormat::kFloat32: break;
+  }
+  return DType::kFloat32;
+}
+
+// Creates the partial store: every dataset at full size, tokens and offsets written by rank 0.
+File create_store(const parallel::Comm& comm, const std::string& path, const StoreLayout& L) {
+  File f = File::create(comm, path);
+  const bool root = comm.is_root();
+  auto all_rows = [&](size_t n) { return root ? core::Range{0, static_cast<int64_t>(n)} : core::Range{0, 0}; };
+  const auto T = static_cast<int64_t>(L.tokens.size());
+  f.create_dataset("/tokens", DType::kInt32, {T});
+  const std::vector<int64_t> tokens64(L.tokens.begin(), L.tokens.end());
+  f.write_rows("/tokens", all_rows(L.tokens.size()), tokens64.data());
+  f.create_dataset("/doc_offsets", DType::kInt64, {static_cast<int64_t>(L.doc_offsets.size())});
+  f.write_rows("/doc_offsets", all_rows(L.doc_offsets.size()), L.doc_offsets.data());
+  f.create_dataset("/seq_offsets", DType::kInt64, {static_cast<int64_t>(L.seq_offsets.size())});
+  f.write_rows("/seq_offsets", all_rows(L.seq_offsets.size()), L.seq_offsets.data());
+  f.create_dataset("/batch_nll", DType::kFloat64, {L.n_batches});
+  for (size_t h = 0; h < L.hookpoints.size(); ++h) {
+    const std::string ds = "/activations/" + L.hookpoints[h];
+    f.create_dataset(ds, file_dtype(L.dtype), {T, L.widths[h]});
+    f.write_attr(ds, "dtype", core::name_of(L.dtype));
+  }
+  f.write_attr("/", "format", kStoreFormat);
+  f.write_attr("/", "format_version", int64_t{1});
+  f.write_attr("/", "model", L.model);
+  f.write_attr("/", "tokenizer", L.tokenizer);
+  f.write_attr("/", "inputs", L.inputs);
+  f.write_attr("/", "hookpoints", L.hookpoints);
+  f.write_attr("/", "seq_len", L.seq_len);
+  f.write_attr("/", "batch_tokens", L.batch_tokens);
+  f.write_attr("/", "n_documents", static_cast<int64_t>(L.doc_offsets.size()) - 1);
+  f.write_attr("/", "n_sequences", static_cast<int64_t>(L.seq_offsets.size()) - 1);
+  f.write_attr("/", "n_tokens", T);
+  f.write_attr("/", "extract_config", L.extract_config);
+  f.write_attr("/", "fingerprint", L.fingerprint);
+  f.write_attr("/", "universae_version", build::kVersion);
+  f.write_attr("/", "git_sha", build::kGitSha);
+  // Token strings: a root attribute while it stays well under HDF5's 64 KiB attribute limit.
+  size_t bytes = 0;
+  for (const auto& p : L.vocab) bytes += p.size() + 16;
+  if (bytes < 48 * 1024) f.write_attr("/", "vocab", L.vocab);
+  else f.write_strings("/vocab", L.vocab);
+  f.write_attr("/", "batches_done", int64_t{0});
+  f.flush();
+  return f;
+}
+
+}  // namespace
+
+int64_t StoreLayout::bytes() const {
+  int64_t total = static_cast<int64_t>(tokens.size()) * 4 + static_cast<int64_t>(seq_offsets.size() + doc_offsets.size()) * 8;
+  for (int64_t w : widths) total += static_cast<int64_t>(tokens.size()) * w * core::bytes_of(dtype);
+  return total;
+}
+
+ActivationStoreWriter::ActivationStoreWriter(const parallel::Comm& comm, const std::string& path, const StoreLayout& L)
+    : comm_(comm), hookpoints_(L.hookpoints), widths_(L.widths), dtype_(L.dtype), n_batches_(L.n_batches), pending_(comm, path, OnAbandon::kKeep) {
+  const std::string& partial = pending_.partial();
+  const bool same = resumable(partial, L.fingerprint);  // every rank reads the same file: the same answer
+  if (same) {
+    auto f = std::make_unique<File>(File::open_rw(comm, partial));
+    if (f->has_attr("/", "batches_done") && f->read_attr_int("/", "n_tokens") == static_cast<int64_t>(L.tokens.size())) {
+      done_ = f->read_attr_int("/", "batches_done");
+      file_ = std::move(f);
+      log::info("extract: resuming {} at batch {} of {}", partial, done_, n_batches_);
+      return;
+    }
+  }
+  if (std::filesystem::exists(partial)) log::info("extract: discarding {} (written with other extract settings)", partial);
+  ensure_space(comm, std::filesystem::path(path).parent_path().string(), L.bytes(), "the activation store " + path);
+  file_ = std::make_unique<File>(create_store(comm, partial, L));
+}
+
+ActivationStoreWriter::~ActivationStoreWriter() = default;
+
+std::vector<double> ActivationStoreWriter::batch_nll() const {
+  std::vector<double> nll(static_cast<size_t>(n_batches_), 0.0);
+  if (done_ > 0) file_->read_rows("/batch_nll", comm_.is_root() ? core::Range{0, done_} : core::Range{0, 0}, nll.data());
+  return nll;
+}
+
+void ActivationStoreWriter::write_rows(size_t hook, core::Range rows, const float* values) {
+  const std::string ds = "/activations/" + hookpoints_[hook];
+  if (dtype_ != core::FloatFormat::kBFloat16) {
+    file_->write_rows(ds, rows, values);  // float16: HDF5 converts
+    return;
+  }
+  const int64_t n = widths_[hook] * rows.size();
+  half_.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) half_[static_cast<size_t>(i)] = core::to_bfloat16(values[i]);
+  file_->write_rows(ds, rows, half_.data());
+}
+
+void ActivationStoreWriter::write_batch_nll(int64_t batch, bool has_batch, double nll) {
+  file_->write_rows("/batch_nll", has_batch ? core::Range{batch, batch + 1} : core::Range{0, 0}, &nll);
+}
+
+void ActivationStoreWriter::checkpoint(int64_t done) {
+  done_ = done;
+  file_->write_attr("/", "batches_done", done);
+  file_->flush();
+}
+
+void ActivationStoreWriter::finish(double loss, int64_t loss_tokens) {
+  file_->write_attr("/", "loss", loss);
+  file_->write_attr("/", "loss_tokens", loss_tokens);
+  file_->write_attr("/", "complete", true);  // last
+  file_->close();
+  pending_.commit();
+}
+
+}  // namespace universae::io

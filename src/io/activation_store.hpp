@@ -1,0 +1,119 @@
+// The activation store, format "universae-activations" (docs/file-formats.md): the one module that
+// writes (the extract stage) and reads (training, comparison) it.
+//
+//   /activations/<hookpoint> [T, d]   float32, float16, or bfloat16 stored as uint16 (attribute dtype)
+//   /tokens [T] int32, /doc_offsets [n_docs+1], /seq_offsets [n_seq+1] int64, /batch_nll [n_batches]
+//   root: model, tokenizer, inputs, hookpoints, seq_len, batch_tokens, counts, vocab (attribute, or the
+//   dataset /vocab when large), extract_config, fingerprint, batches_done, loss, complete (last)
+//
+// Reading: every rank opens the file on its own (independent reads), so ranks may read different
+// numbers of blocks. Writing: collective, into <store>.partial, resumable after a crash.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/float_format.hpp"
+#include "core/sharding.hpp"
+#include "io/output.hpp"
+#include "parallel/comm.hpp"
+
+namespace universae::io {
+
+class File;
+
+// TransformerLens names pass through; sparsify's `layers.L` → blocks.L.hook_resid_post and
+// `layers.L.mlp` → blocks.L.hook_mlp_out.
+std::string canonical_hookpoint(const std::string& name);
+
+class ActivationStore {
+ public:
+  // Collective: checks `complete`, the hookpoint's dataset and the shapes, then reads every row
+  // once (each rank a share) to refuse NaN and Inf; any problem is a UsageError on every rank
+  // naming the file and what is missing (with the hookpoints it has) or the first non-finite
+  // value (row, sequence and position, column).
+  ActivationStore(const parallel::Comm& comm, const std::string& path, const std::string& hookpoint);
+  ~ActivationStore();
+  ActivationStore(ActivationStore&&) noexcept;
+
+  const std::string& path() const { return path_; }
+  const std::string& hookpoint() const { return hookpoint_; }
+  // Every hookpoint the store holds (the children of /activations).
+  const std::vector<std::string>& hookpoints() const { return hookpoints_; }
+  int64_t n_tokens() const { return n_tokens_; }
+  int64_t d() const { return d_; }
+  const std::string& model() const { return model_; }
+  const std::string& stored_dtype() const { return dtype_; }
+  bool has_tokens() const { return has_tokens_; }
+  const std::vector<std::string>& vocab() const { return vocab_; }
+  // Sequence boundaries [n_seq + 1] (one sequence over everything when the store has none).
+  const std::vector<int64_t>& seq_offsets() const { return seq_offsets_; }
+
+  // Rows [first, first + count) as float32, row-major, into out (count × d). Not collective.
+  void read(int64_t first, int64_t count, float* out) const;
+  // All token ids [T] (empty when the store has no /tokens).
+  std::vector<int64_t> read_tokens() const;
+
+ private:
+  void check_finite(const parallel::Comm& comm) const;
+
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::string path_, hookpoint_, model_, dtype_ = "float32";
+  int64_t n_tokens_ = 0, d_ = 0;
+  bool has_tokens_ = false;
+  std::vector<std::string> vocab_, hookpoints_;
+  std::vector<int64_t> seq_offsets_;
+};
+
+// What a new store holds, fixed when it is created (the extraction plan and its provenance).
+struct StoreLayout {
+  std::vector<int32_t> tokens;        // [T] the sequences as run
+  std::vector<int64_t> doc_offsets;   // [n_docs + 1]
+  std::vector<int64_t> seq_offsets;   // [n_seq + 1]
+  int64_t n_batches = 0;              // forward passes (each writes its rows and its summed loss)
+  std::vector<std::string> hookpoints;
+  std::vector<int64_t> widths;        // d per hookpoint
+  core::FloatFormat dtype = core::FloatFormat::kFloat32;
+  // Provenance: root attributes.
+  std::string model, tokenizer;
+  std::vector<std::string> inputs, vocab;
+  int64_t seq_len = 0, batch_tokens = 0;
+  std::string extract_config, fingerprint;
+  int64_t bytes() const;              // the file's size, for the free-space check
+};
+
+// Writing a store (collective). Resumes `<path>.partial` when a crashed run left one begun with the
+// same fingerprint and token count; otherwise checks the free space and creates it. The partial file
+// is kept when the writer goes away unfinished (a rerun resumes); finish() publishes it.
+class ActivationStoreWriter {
+ public:
+  ActivationStoreWriter(const parallel::Comm& comm, const std::string& path, const StoreLayout& layout);
+  ~ActivationStoreWriter();
+  int64_t batches_done() const { return done_; }  // batches already in the file (a resumed run starts there)
+  // The summed losses of the batches already written ([n_batches], zero after batches_done).
+  std::vector<double> batch_nll() const;
+  // This rank's rows of hookpoint `hook` (rows.size() × width float32; converted to the store's dtype).
+  void write_rows(size_t hook, core::Range rows, const float* values);
+  // Collective: batch `batch`'s summed loss (only ranks with `has_batch` contribute a value).
+  void write_batch_nll(int64_t batch, bool has_batch, double nll);
+  // Collective: every batch before `done` is in the file (a resumable point).
+  void checkpoint(int64_t done);
+  // Collective: the mean loss, `complete`, then the partial file takes the store's name.
+  void finish(double loss, int64_t loss_tokens);
+
+ private:
+  parallel::Comm comm_;
+  std::vector<std::string> hookpoints_;
+  std::vector<int64_t> widths_;
+  core::FloatFormat dtype_;
+  int64_t n_batches_ = 0;
+  Pending pending_;
+  std::unique_ptr<File> file_;
+  int64_t done_ = 0;
+  std::vector<uint16_t> half_;
+};
+
+}  // namespace universae::io
