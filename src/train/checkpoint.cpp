@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "io/h5.hpp"
 #include "io/output.hpp"
+#include "train/metrics.hpp"
 
 namespace universae::train {
 namespace {
@@ -44,7 +45,7 @@ void write_checkpoint(const parallel::Comm& world, const Layout& layout, const s
   io::Pending pending(world, path);
   {
     io::File f = io::File::create(world, pending.partial());
-    const auto rows_cols = static_cast<int64_t>(kHistoryColumns.size());
+    const auto rows_cols = static_cast<int64_t>(MetricsRow::columns().size());
     const auto history_rows = static_cast<int64_t>(st.history.empty() ? 0 : st.history[0].size()) / rows_cols;
     const std::vector<Item> shape_items = items(st, 0);  // same names on every rank
     for (size_t g = 0; g < all_seeds.size(); ++g) {
@@ -109,7 +110,7 @@ void read_checkpoint(const parallel::Comm& world, const Layout& layout, const st
   st.step = f.read_attr_int("/", "step");
   st.adam.step = f.read_attr_int("/", "adam_step");
   st.input_scale = f.read_attr_double("/", "input_scale");
-  const auto rows_cols = static_cast<int64_t>(kHistoryColumns.size());
+  const auto rows_cols = static_cast<int64_t>(MetricsRow::columns().size());
   for (size_t g = 0; g < all_seeds.size(); ++g) {
     const auto s = static_cast<int64_t>(g) - layout.seeds.begin;
     const bool mine = s >= 0 && s < layout.seeds.size();

@@ -12,25 +12,9 @@
 
 #include "core/sae_model.hpp"
 #include "parallel/comm.hpp"
+#include "train/layout.hpp"
 
 namespace universae::train {
-
-// Metric columns of /train/metrics and of the checkpoint's history.
-inline const std::vector<std::string> kHistoryColumns = {"step", "tokens", "fvu", "l0", "dead_fraction",
-                                                         "aux_loss", "sparsity_loss", "lr", "tokens_per_s"};
-
-// Where this rank sits: ranks = seed_groups × data-parallel ranks × latent shards (DESIGN.md §3).
-struct Layout {
-  Layout(parallel::Comm group_c, parallel::Comm latent_c, parallel::Comm dp_c)
-      : group_comm(std::move(group_c)), latent_comm(std::move(latent_c)), dp_comm(std::move(dp_c)) {}
-  parallel::Comm group_comm, latent_comm, dp_comm;
-  int groups = 1, shards = 1, dp = 1;
-  int group = 0, shard = 0, dp_rank = 0;
-  core::Range seeds;    // indices into sae.seeds owned by this group
-  core::Range latents;  // this shard's latent rows
-  bool writes_rows() const { return dp_rank == 0; }
-  bool group_root() const { return dp_rank == 0 && shard == 0; }
-};
 
 // This rank's share of the ensemble's training state.
 struct EnsembleState {
@@ -38,7 +22,7 @@ struct EnsembleState {
   core::AdamState adam;
   std::vector<int64_t> since_fired;             // (S · n_local) tokens since each latent last fired
   std::vector<double> threshold;                // batchtopk running threshold per seed (NaN: unset)
-  std::vector<std::vector<double>> history;     // per seed: rows of kHistoryColumns, flattened
+  std::vector<std::vector<double>> history;     // per seed: MetricsRow values, row after row
   int64_t step = 0;                             // completed steps
   double input_scale = 1.0;
 };

@@ -29,6 +29,8 @@
 #include "parallel/log.hpp"
 #include "parallel/stop_signals.hpp"
 #include "train/checkpoint.hpp"
+#include "train/layout.hpp"
+#include "train/metrics.hpp"
 #include "train/shard_peers.hpp"
 
 namespace universae::train {
@@ -61,22 +63,6 @@ core::SaeSpec make_spec(const config::Config& cfg, int64_t d, core::Range latent
   spec.jumprelu_init_threshold = cfg.train.jumprelu_init_threshold;
   spec.apply_b_dec_to_input = cfg.sae.apply_b_dec_to_input;
   return spec;
-}
-
-Layout make_layout(const parallel::Comm& world, const config::Config& cfg) {
-  const auto groups = static_cast<int>(cfg.train.seed_groups), shards = static_cast<int>(cfg.train.latent_shards);
-  if (world.size() % (groups * shards) != 0)
-    throw UsageError(fmt::format("train.seed_groups ({}) × train.latent_shards ({}) must divide the number of ranks ({})",
-                                 groups, shards, world.size()));
-  const int dp = world.size() / (groups * shards), per_group = dp * shards;
-  const int group = world.rank() / per_group, dp_rank = (world.rank() % per_group) / shards, shard = world.rank() % shards;
-  const parallel::Comm group_comm = world.split(group, world.rank());
-  Layout l(group_comm, group_comm.split(dp_rank, shard), group_comm.split(shard, dp_rank));
-  l.groups = groups, l.shards = shards, l.dp = dp;
-  l.group = group, l.shard = shard, l.dp_rank = dp_rank;
-  l.seeds = core::shard_range(static_cast<int64_t>(cfg.sae.seeds.size()), group, groups);
-  l.latents = core::shard_range(cfg.sae.n_latents, shard, shards);
-  return l;
 }
 
 // Sums the step's gradients over the data-parallel ranks in exact fixed point (core/exact_sum.hpp),
@@ -333,230 +319,290 @@ std::string checkpoint_path(const config::Config& config) {
   return (std::filesystem::path(config.run.output_dir) / "checkpoint.h5").string();
 }
 
-std::vector<TrainedSae> run_train_stage(const parallel::Comm& world, const config::Config& cfg, bool fresh) {
-  if (auto reused = reuse_outputs(world, cfg, fresh); !reused.empty()) {
-    log::info("train: reusing {} complete SAE files in {}/saes (same configuration; --fresh retrains)",
-              reused.size(), cfg.run.output_dir);
-    return reused;
-  }
+namespace {
+
+// One run of the training stage, as the named steps run_train_stage calls: set up (layout, data, SAE
+// shapes), initialise or resume, then per step the micro-batches, the reduced update, the metrics line
+// and a checkpoint when due; finally evaluate, write the SAE files and remove the checkpoint.
+class Trainer {
+ public:
+  Trainer(const parallel::Comm& world, const config::Config& cfg);
+  void initialise();            // the ensemble's starting point (b_dec and the input scale from the first batch)
+  void resume_or_start(bool fresh);
+  int64_t first_step() const { return st_.step; }
+  int64_t steps() const { return steps_; }
+  void step(int64_t step);      // one optimiser step over the global batch
+  void save_if_due(int64_t step, const parallel::StopSignals& signals);
+  std::vector<TrainedSae> publish();
+
+ private:
+  bool log_step(int64_t step) const { return (step + 1) % cfg_.train.log_every == 0 || step + 1 == steps_; }
+  void run_micro_batches(int64_t step, const at::Tensor& dead);
+  void update_counters();
+  void log(int64_t step, double lr);
+
+  const parallel::Comm& world_;
+  const config::Config& cfg_;
+  const Layout L_;
+  std::unique_ptr<data::TokenStream> stream_;
+  const std::filesystem::path out_dir_;
+  int64_t d_ = 0, B_ = 0, mb_ = 0, steps_ = 0;
+  core::SaeSpec spec_;
+  double base_lr_ = 0;
+  core::Range my_chunks_;
+  std::vector<int64_t> seeds_;  // this group's
+  std::string ckpt_, fingerprint_;
+  EnsembleState st_;
+  // Per step: gradients (and their fixed-point sum over several micro-batches), statistics, data sums.
+  core::SaeStack grads_, micro_grads_;
+  std::vector<core::wide_int> acc_;
+  core::StepStats stats_;
+  std::vector<double> data_sums_;
+  std::unique_ptr<ShardPeers> peers_;
+  std::ofstream metrics_log_;
+  std::unique_ptr<log::Progress> progress_;
+  std::chrono::steady_clock::time_point start_;
+  int64_t start_step_ = 0;
+};
+
+Trainer::Trainer(const parallel::Comm& world, const config::Config& cfg)
+    : world_(world),
+      cfg_(cfg),
+      L_(make_layout(world, cfg.train.seed_groups, cfg.train.latent_shards, static_cast<int64_t>(cfg.sae.seeds.size()),
+                     cfg.sae.n_latents)),
+      out_dir_(cfg.run.output_dir) {
   const auto& t = cfg.train;
-  const Layout L = make_layout(world, cfg);
-  const std::filesystem::path out_dir(cfg.run.output_dir);
-  io::ensure_directory(world, (out_dir / "saes").string());  // before the store's NaN/Inf scan
-  std::unique_ptr<data::TokenStream> stream = data::open_token_stream(world, cfg);
-  const int64_t d = stream->d(), n = cfg.sae.n_latents, B = t.batch_size, mb = t.micro_batch;
-  const core::SaeSpec spec = make_spec(cfg, d, L.latents);
-  const int64_t steps = t.tokens / B, n_local = spec.n_local();
-  const double base_lr = t.lr > 0 ? t.lr : 2e-4 / std::sqrt(static_cast<double>(n) / 16384.0);
-  const core::Range my_chunks = core::shard_range(B / mb, L.dp_rank, L.dp);
-  const std::vector<int64_t> seeds(cfg.sae.seeds.begin() + L.seeds.begin, cfg.sae.seeds.begin() + L.seeds.end);
-  const auto S = static_cast<int64_t>(seeds.size());
+  io::ensure_directory(world, (out_dir_ / "saes").string());  // before the store's NaN/Inf scan
+  stream_ = data::open_token_stream(world, cfg);
+  d_ = stream_->d(), B_ = t.batch_size, mb_ = t.micro_batch, steps_ = t.tokens / B_;
+  const int64_t n = cfg.sae.n_latents;
+  spec_ = make_spec(cfg, d_, L_.latents);
+  base_lr_ = t.lr > 0 ? t.lr : 2e-4 / std::sqrt(static_cast<double>(n) / 16384.0);
+  my_chunks_ = core::shard_range(B_ / mb_, L_.dp_rank, L_.dp);
+  seeds_.assign(cfg.sae.seeds.begin() + L_.seeds.begin, cfg.sae.seeds.begin() + L_.seeds.end);
   log::info("train: {} × {} SAE d={} n={}{} on {}; {} steps of {} tokens, lr {:.3g}", cfg.sae.seeds.size(),
-            core::name_of(cfg.sae.architecture), d, n, core::has_top_k(spec.architecture) ? fmt::format(" k={}", spec.k) : "",
-            stream->describe(), steps, B, base_lr);
+            core::name_of(cfg.sae.architecture), d_, n, core::has_top_k(spec_.architecture) ? fmt::format(" k={}", spec_.k) : "",
+            stream_->describe(), steps_, B_, base_lr_);
   log::info("train: {} ranks = {} seed group(s) × {} data-parallel × {} latent shard(s); {} micro-batches of {} per step",
-            world.size(), L.groups, L.dp, L.shards, B / mb, mb);
+            world.size(), L_.groups, L_.dp, L_.shards, B_ / mb_, mb_);
+  const int64_t per_sae = (2 * n * d_ + n + d_) * 4;  // the SAE files, and a checkpoint of parameters and both Adam moments
+  io::ensure_space(world, (out_dir_ / "saes").string(), per_sae * static_cast<int64_t>(cfg.sae.seeds.size()) * 4,
+                   fmt::format("{} SAE files and their checkpoint", cfg.sae.seeds.size()));
+  ckpt_ = checkpoint_path(cfg);
+  fingerprint_ = config::fingerprint(cfg, config::Stage::kTrain, io::input_identity);
+}
 
-  {  // the SAE files, and a checkpoint of parameters and both Adam moments
-    const int64_t per_sae = (2 * n * d + n + d) * 4;
-    io::ensure_space(world, (out_dir / "saes").string(), per_sae * static_cast<int64_t>(cfg.sae.seeds.size()) * 4,
-                     fmt::format("{} SAE files and their checkpoint", cfg.sae.seeds.size()));
+void Trainer::initialise() {
+  const auto& t = cfg_.train;
+  std::vector<float> first(static_cast<size_t>(B_ * d_));  // computed identically on every rank
+  stream_->train_tokens(0, B_, first.data());
+  if (t.normalize_input) {
+    double sq = 0;
+    for (float v : first) sq += static_cast<double>(v) * v;
+    st_.input_scale = std::sqrt(static_cast<double>(d_) / (sq / static_cast<double>(B_)));
+    for (float& v : first) v = static_cast<float>(v * st_.input_scale);
   }
-  const std::string ckpt = checkpoint_path(cfg);
-  const std::string fingerprint = config::fingerprint(cfg, config::Stage::kTrain, io::input_identity);
+  const std::vector<double> b_dec0 = t.b_dec_init == config::BDecInit::kMean ? core::mean_point(first.data(), B_, d_)
+                                                                             : core::geometric_median(first.data(), B_, d_);
+  const auto S = static_cast<int64_t>(seeds_.size());
+  st_.params = core::init_stack(spec_, seeds_, b_dec0);
+  st_.adam = core::init_adam(st_.params);
+  st_.since_fired.assign(static_cast<size_t>(S * spec_.n_local()), 0);
+  st_.threshold.assign(static_cast<size_t>(S), std::nan(""));
+  st_.history.assign(static_cast<size_t>(S), {});
+  if (!t.init_from.empty()) init_from_saes(world_, cfg_, spec_, L_, st_);
+}
 
-  EnsembleState st;
-  {
-    // Initialisation (also the shapes a checkpoint is read into). b_dec and the input scale come from
-    // the first global batch, computed identically on every rank.
-    std::vector<float> first(static_cast<size_t>(B * d));
-    stream->train_tokens(0, B, first.data());
-    if (t.normalize_input) {
-      double sq = 0;
-      for (float v : first) sq += static_cast<double>(v) * v;
-      st.input_scale = std::sqrt(static_cast<double>(d) / (sq / static_cast<double>(B)));
-      for (float& v : first) v = static_cast<float>(v * st.input_scale);
-    }
-    const std::vector<double> b_dec0 = t.b_dec_init == config::BDecInit::kMean ? core::mean_point(first.data(), B, d)
-                                                              : core::geometric_median(first.data(), B, d);
-    st.params = core::init_stack(spec, seeds, b_dec0);
-    st.adam = core::init_adam(st.params);
-    st.since_fired.assign(static_cast<size_t>(S * n_local), 0);
-    st.threshold.assign(static_cast<size_t>(S), std::nan(""));
-    st.history.assign(static_cast<size_t>(S), {});
-    if (!t.init_from.empty()) init_from_saes(world, cfg, spec, L, st);
-  }
-  const bool have_checkpoint = world.allreduce_max(std::filesystem::exists(ckpt) ? 1.0 : 0.0) > 0;
+void Trainer::resume_or_start(bool fresh) {
+  initialise();  // also the shapes a checkpoint is read into
+  const bool have_checkpoint = world_.allreduce_max(std::filesystem::exists(ckpt_) ? 1.0 : 0.0) > 0;
   if (have_checkpoint && !fresh) {
-    read_checkpoint(world, L, ckpt, fingerprint, cfg.sae.seeds, st);
-    log::info("train: resuming from {} at step {} of {}", ckpt, st.step, steps);
-  } else if (have_checkpoint && world.is_root()) {
-    std::filesystem::remove(ckpt);
+    read_checkpoint(world_, L_, ckpt_, fingerprint_, cfg_.sae.seeds, st_);
+    log::info("train: resuming from {} at step {} of {}", ckpt_, st_.step, steps_);
+  } else if (have_checkpoint && world_.is_root()) {
+    std::filesystem::remove(ckpt_);
   }
-  world.barrier();
-
-  std::ofstream metrics_log;
-  if (world.is_root()) {
-    if (st.step > 0) truncate_metrics_log(out_dir / "train_log.jsonl", st.step);
-    metrics_log.open(out_dir / "train_log.jsonl", st.step > 0 ? std::ios::app : std::ios::trunc);
+  world_.barrier();
+  if (world_.is_root()) {
+    if (st_.step > 0) truncate_metrics_log(out_dir_ / "train_log.jsonl", st_.step);
+    metrics_log_.open(out_dir_ / "train_log.jsonl", st_.step > 0 ? std::ios::app : std::ios::trunc);
   }
-
-  const ShardPeers peers(L.latent_comm);
-  core::SaeStack grads = st.params.zeros_like();
-  core::SaeStack micro_grads;
-  std::vector<core::wide_int> acc;
-  if (my_chunks.size() > 1) {
-    micro_grads = st.params.zeros_like();
+  peers_ = std::make_unique<ShardPeers>(L_.latent_comm);
+  grads_ = st_.params.zeros_like();
+  if (my_chunks_.size() > 1) {
+    micro_grads_ = st_.params.zeros_like();
     int64_t total = 0;
-    for (const at::Tensor* g : grads.tensors()) total += g->numel();
-    acc.assign(static_cast<size_t>(total), core::wide_int{0});
+    for (const at::Tensor* g : grads_.tensors()) total += g->numel();
+    acc_.assign(static_cast<size_t>(total), core::wide_int{0});
   }
-  core::StepStats stats(S, n_local);
-  const core::AdamConfig adam{t.adam_beta1, t.adam_beta2, t.adam_eps};
-  std::vector<double> data_sums(static_cast<size_t>(d + 1));
-  const parallel::StopSignals signals;
-  log::Progress progress("train", steps * B, "tokens");
-  const auto start = std::chrono::steady_clock::now();
-  const int64_t start_step = st.step;
+  stats_ = core::StepStats(static_cast<int64_t>(seeds_.size()), spec_.n_local());
+  data_sums_.assign(static_cast<size_t>(d_ + 1), 0.0);
+  progress_ = std::make_unique<log::Progress>("train", steps_ * B_, "tokens");
+  start_ = std::chrono::steady_clock::now();
+  start_step_ = st_.step;
+}
 
-  for (int64_t step = st.step; step < steps; ++step) {
-    const double lr = learning_rate(t, base_lr, step, steps);
-    const bool log_step = (step + 1) % t.log_every == 0 || step + 1 == steps;
-    std::fill(data_sums.begin(), data_sums.end(), 0.0);
-    stats.clear();
-    at::Tensor dead = at::empty({S, n_local}, at::kBool);
-    for (int64_t i = 0; i < S * n_local; ++i) dead.data_ptr<bool>()[i] = st.since_fired[i] >= t.dead_tokens;
-    for (at::Tensor* g : grads.tensors()) g->zero_();
-
-    for (int64_t c = my_chunks.begin; c < my_chunks.end; ++c) {
-      at::Tensor x = at::empty({mb, d}, at::kFloat);
-      stream->train_tokens(step * B + c * mb, mb, x.data_ptr<float>());  // read once for all seeds
-      if (t.normalize_input) x.mul_(st.input_scale);
-      if (log_step) add_data_sums(x, data_sums.data());
-      if (acc.empty()) {
-        core::forward_backward(spec, st.params, x, dead, B, peers, grads, stats);
-      } else {
-        core::forward_backward(spec, st.params, x, dead, B, peers, micro_grads, stats);
-        accumulate_micro_batch(micro_grads, acc);
-      }
+// This rank's micro-batches of the step: each read once for all seeds, its gradient added in exact
+// fixed point when a rank runs several.
+void Trainer::run_micro_batches(int64_t step, const at::Tensor& dead) {
+  for (int64_t c = my_chunks_.begin; c < my_chunks_.end; ++c) {
+    at::Tensor x = at::empty({mb_, d_}, at::kFloat);
+    stream_->train_tokens(step * B_ + c * mb_, mb_, x.data_ptr<float>());
+    if (cfg_.train.normalize_input) x.mul_(st_.input_scale);
+    if (log_step(step)) add_data_sums(x, data_sums_.data());
+    if (acc_.empty()) {
+      core::forward_backward(spec_, st_.params, x, dead, B_, *peers_, grads_, stats_);
+    } else {
+      core::forward_backward(spec_, st_.params, x, dead, B_, *peers_, micro_grads_, stats_);
+      accumulate_micro_batch(micro_grads_, acc_);
     }
-    reduce_gradients(L.dp_comm, grads, acc);
-    if (L.shards > 1) L.latent_comm.allreduce_sum(grads.b_dec.data_ptr<float>(), grads.b_dec.numel());
-
-    L.dp_comm.allreduce_sum(stats.fires.data(), S * n_local);
-    for (int64_t i = 0; i < S * n_local; ++i) st.since_fired[i] = stats.fires[i] > 0 ? 0 : st.since_fired[i] + B;
-    if (spec.architecture == core::Architecture::kBatchTopK) {
-      L.group_comm.allreduce_min(stats.min_kept.data(), S);
-      for (int64_t s = 0; s < S; ++s) {
-        const double m = stats.min_kept[s];
-        double& th = st.threshold[static_cast<size_t>(s)];
-        if (std::isinf(m)) continue;
-        th = std::isnan(th) ? m : (1.0 - t.batchtopk_threshold_rate) * th + t.batchtopk_threshold_rate * m;
-      }
-    }
-
-    core::optimizer_step(spec, st.params, grads, st.adam, lr, adam, t.grad_clip, peers);
-    st.step = step + 1;
-
-    if (log_step) {
-      L.dp_comm.allreduce_sum(data_sums.data(), d + 1);
-      const double sst = total_variance(data_sums.data(), d, B);
-      std::vector<double> sums(static_cast<size_t>(S * 5));  // sse, aux, sparsity, active, dead
-      for (int64_t s = 0; s < S; ++s) {
-        int64_t dead_count = 0;
-        for (int64_t i = 0; i < n_local; ++i) dead_count += st.since_fired[s * n_local + i] >= t.dead_tokens;
-        sums[s * 5 + 0] = stats.sse[s];
-        sums[s * 5 + 1] = stats.aux_sse[s];
-        sums[s * 5 + 2] = stats.sparsity[s];
-        sums[s * 5 + 3] = static_cast<double>(stats.active[s]);
-        sums[s * 5 + 4] = static_cast<double>(dead_count) / static_cast<double>(L.dp);  // replicated over dp
-      }
-      L.dp_comm.allreduce_sum(sums.data(), S * 5);
-      std::vector<double> partial(static_cast<size_t>(S * 3));  // summed over latent shards
-      for (int64_t s = 0; s < S; ++s)
-        for (int j = 0; j < 3; ++j) partial[s * 3 + j] = sums[s * 5 + 2 + j];
-      if (L.shards > 1) L.latent_comm.allreduce_sum(partial.data(), S * 3);
-      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      const double rate = static_cast<double>((step + 1 - start_step) * B) / std::max(elapsed, 1e-9);
-      std::vector<double> rows;
-      for (int64_t s = 0; s < S; ++s) {
-        const double row[] = {static_cast<double>(step + 1), static_cast<double>((step + 1) * B), sums[s * 5] / sst,
-                              partial[s * 3 + 1] / static_cast<double>(B), std::round(partial[s * 3 + 2]) / static_cast<double>(n),
-                              sums[s * 5 + 1] / static_cast<double>(B), spec.sparsity * partial[s * 3] / static_cast<double>(B),
-                              lr, rate};
-        auto& h = st.history[static_cast<size_t>(s)];
-        h.insert(h.end(), std::begin(row), std::end(row));
-        if (L.group_root()) rows.insert(rows.end(), std::begin(row), std::end(row));
-      }
-      const std::vector<double> all = world.allgatherv(rows);  // every seed's row, in seed order
-      const size_t cols = kHistoryColumns.size();
-      if (metrics_log.is_open())
-        for (size_t s = 0; s < all.size() / cols; ++s) {
-          const double* r = all.data() + s * cols;
-          metrics_log << fmt::format(
-              "{{\"step\": {}, \"tokens\": {}, \"seed\": {}, \"fvu\": {:.6g}, \"l0\": {:.4g}, \"dead_fraction\": {:.6g}, "
-              "\"aux_loss\": {:.6g}, \"sparsity_loss\": {:.6g}, \"lr\": {:.6g}, \"tokens_per_s\": {:.6g}}}\n",
-              static_cast<int64_t>(r[0]), static_cast<int64_t>(r[1]), cfg.sae.seeds[s], r[2], r[3], r[4], r[5], r[6],
-              r[7], r[8]);
-        }
-      if (metrics_log.is_open()) metrics_log.flush();
-      progress.update((step + 1) * B, all.size() >= cols ? fmt::format("seed {} FVU {:.4f} L0 {:.1f}",
-                                                                       cfg.sae.seeds[0], all[2], all[3])
-                                                         : "");
-    }
-
-    const bool stop = signals.requested(world);
-    const bool periodic = t.checkpoint_every > 0 && (step + 1) % t.checkpoint_every == 0 && step + 1 < steps;
-    if (stop || periodic) write_checkpoint(world, L, ckpt, fingerprint, cfg.sae.seeds, n, d, st);
-    if (stop)
-      throw Checkpointed(fmt::format("stopped by a signal after step {} of {}; checkpoint {} written. Run the same "
-                                     "command again to resume.", step + 1, steps, ckpt));
   }
-  progress.finish();
+}
 
-  // Ground truth for synthetic data: the dictionary's rows against each decoder (MMCS).
-  std::unique_ptr<data::SyntheticSource> truth;
-  if (cfg.data.source == "synthetic") truth = std::make_unique<data::SyntheticSource>(cfg.data.synthetic);
-  const compare::TileSizes tiles{cfg.compare.tile_rows, cfg.compare.tile_cols};
-
-  std::vector<TrainedSae> trained;
-  const auto paths = sae_output_paths(cfg);
-  std::vector<double> results;  // per seed of this group: mmcs, fvu, l0, dead
+// Dead-latent counters and the batchtopk inference threshold (a running mean of the smallest kept activation).
+void Trainer::update_counters() {
+  const auto S = static_cast<int64_t>(seeds_.size());
+  const int64_t n_local = spec_.n_local();
+  L_.dp_comm.allreduce_sum(stats_.fires.data(), S * n_local);
+  for (int64_t i = 0; i < S * n_local; ++i) st_.since_fired[i] = stats_.fires[i] > 0 ? 0 : st_.since_fired[i] + B_;
+  if (spec_.architecture != core::Architecture::kBatchTopK) return;
+  L_.group_comm.allreduce_min(stats_.min_kept.data(), S);
+  const double rate = cfg_.train.batchtopk_threshold_rate;
   for (int64_t s = 0; s < S; ++s) {
-    io::SaeWeights w = saved_weights(cfg, L, spec, st, s, seeds[s]);
-    const Evaluation e = evaluate(L.group_comm, w, *stream, cfg);
+    const double m = stats_.min_kept[s];
+    double& th = st_.threshold[static_cast<size_t>(s)];
+    if (!std::isinf(m)) th = std::isnan(th) ? m : (1.0 - rate) * th + rate * m;
+  }
+}
+
+void Trainer::step(int64_t step) {
+  const auto& t = cfg_.train;
+  const double lr = learning_rate(t, base_lr_, step, steps_);
+  const auto S = static_cast<int64_t>(seeds_.size());
+  const int64_t n_local = spec_.n_local();
+  std::fill(data_sums_.begin(), data_sums_.end(), 0.0);
+  stats_.clear();
+  at::Tensor dead = at::empty({S, n_local}, at::kBool);
+  for (int64_t i = 0; i < S * n_local; ++i) dead.data_ptr<bool>()[i] = st_.since_fired[i] >= t.dead_tokens;
+  for (at::Tensor* g : grads_.tensors()) g->zero_();
+  run_micro_batches(step, dead);
+  reduce_gradients(L_.dp_comm, grads_, acc_);
+  if (L_.shards > 1) L_.latent_comm.allreduce_sum(grads_.b_dec.data_ptr<float>(), grads_.b_dec.numel());
+  update_counters();
+  core::optimizer_step(spec_, st_.params, grads_, st_.adam, lr, core::AdamConfig{t.adam_beta1, t.adam_beta2, t.adam_eps},
+                       t.grad_clip, *peers_);
+  st_.step = step + 1;
+  if (log_step(step)) log(step, lr);
+}
+
+// Every seed's metrics row: kept in its history, written to train_log.jsonl (rank 0), shown in the progress line.
+void Trainer::log(int64_t step, double lr) {
+  const auto S = static_cast<int64_t>(seeds_.size());
+  L_.dp_comm.allreduce_sum(data_sums_.data(), d_ + 1);
+  const double sst = total_variance(data_sums_.data(), d_, B_);
+  StepSums sums(S);
+  for (int64_t s = 0; s < S; ++s) {
+    int64_t dead_count = 0;
+    for (int64_t i = 0; i < spec_.n_local(); ++i) dead_count += st_.since_fired[s * spec_.n_local() + i] >= cfg_.train.dead_tokens;
+    const auto i = static_cast<size_t>(s);
+    sums.sse[i] = stats_.sse[i], sums.aux_sse[i] = stats_.aux_sse[i], sums.sparsity[i] = stats_.sparsity[i];
+    sums.active[i] = static_cast<double>(stats_.active[i]), sums.dead[i] = static_cast<double>(dead_count);
+  }
+  sums.reduce(L_);
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double rate = static_cast<double>((step + 1 - start_step_) * B_) / std::max(elapsed, 1e-9);
+  std::vector<double> rows;  // this group's seeds (from its root), then every seed's via world
+  for (int64_t s = 0; s < S; ++s) {
+    const std::vector<double> row = sums.row(s, step + 1, B_, sst, cfg_.sae.n_latents, spec_.sparsity, lr, rate).values();
+    auto& h = st_.history[static_cast<size_t>(s)];
+    h.insert(h.end(), row.begin(), row.end());
+    if (L_.group_root()) rows.insert(rows.end(), row.begin(), row.end());
+  }
+  const std::vector<double> all = world_.allgatherv(rows);  // every seed's row, in seed order
+  const size_t cols = MetricsRow::columns().size();
+  if (metrics_log_.is_open()) {
+    for (size_t s = 0; s < all.size() / cols; ++s) metrics_log_ << MetricsRow::from(all.data() + s * cols).jsonl(cfg_.sae.seeds[s]);
+    metrics_log_.flush();
+  }
+  std::string extra;
+  if (all.size() >= cols) {
+    const MetricsRow first = MetricsRow::from(all.data());
+    extra = fmt::format("seed {} FVU {:.4f} L0 {:.1f}", cfg_.sae.seeds[0], first.fvu, first.l0);
+  }
+  progress_->update((step + 1) * B_, extra);
+}
+
+// A checkpoint every train.checkpoint_every steps, and on SIGTERM/SIGUSR1 (then exit 75).
+void Trainer::save_if_due(int64_t step, const parallel::StopSignals& signals) {
+  const bool stop = signals.requested(world_);
+  const int64_t every = cfg_.train.checkpoint_every;
+  const bool periodic = every > 0 && (step + 1) % every == 0 && step + 1 < steps_;
+  if (stop || periodic) write_checkpoint(world_, L_, ckpt_, fingerprint_, cfg_.sae.seeds, cfg_.sae.n_latents, d_, st_);
+  if (stop)
+    throw Checkpointed(fmt::format("stopped by a signal after step {} of {}; checkpoint {} written. Run the same command "
+                                   "again to resume.", step + 1, steps_, ckpt_));
+}
+
+// Each seed's SAE evaluated on held-out tokens (and, on synthetic data, against the true dictionary)
+// and written; every rank learns every seed's figures; the checkpoint goes once the files are complete.
+std::vector<TrainedSae> Trainer::publish() {
+  progress_->finish();
+  std::unique_ptr<data::SyntheticSource> truth;
+  if (cfg_.data.source == "synthetic") truth = std::make_unique<data::SyntheticSource>(cfg_.data.synthetic);
+  const auto paths = sae_output_paths(cfg_);
+  std::vector<double> results;  // per seed of this group: mmcs, fvu, l0, dead
+  for (int64_t s = 0; s < static_cast<int64_t>(seeds_.size()); ++s) {
+    io::SaeWeights w = saved_weights(cfg_, L_, spec_, st_, s, seeds_[s]);
+    const Evaluation e = evaluate(L_.group_comm, w, *stream_, cfg_);
     double mmcs = std::nan("");
-    if (truth) {
+    if (truth) {  // the dictionary's rows against the decoder (MMCS)
+      const compare::TileSizes tiles = compare::tiles_of(cfg_.compare);
       const int64_t m_gt = truth->n_features();
-      const at::Tensor dictionary = at::from_blob(const_cast<float*>(truth->dictionary().data()), {m_gt, d}, at::kFloat);
-      const core::Range gt_rows = compare::a_rows_of_rank(m_gt, tiles, L.group_comm);
-      mmcs = compare::max_cosine(L.group_comm, dictionary.narrow(0, gt_rows.begin, gt_rows.size()), m_gt, w.W_dec, tiles).mcs_ab;
+      const at::Tensor dictionary = at::from_blob(const_cast<float*>(truth->dictionary().data()), {m_gt, d_}, at::kFloat);
+      const core::Range gt_rows = compare::a_rows_of_rank(m_gt, tiles, L_.group_comm);
+      mmcs = compare::max_cosine(L_.group_comm, dictionary.narrow(0, gt_rows.begin, gt_rows.size()), m_gt, w.W_dec, tiles).mcs_ab;
       w.metrics.push_back({"ground_truth_mmcs", mmcs});
     }
     w.frequency = e.frequency;
     w.metrics.insert(w.metrics.end(), {{"fvu", e.fvu}, {"l0", e.l0}, {"dead_fraction", e.dead_fraction},
-                                       {"train_tokens", static_cast<double>(steps * B)},
-                                       {"input_scale", st.input_scale}});
-    const auto& h = st.history[static_cast<size_t>(s)];
-    const auto cols = static_cast<int64_t>(kHistoryColumns.size());
-    w.train_metrics = at::from_blob(const_cast<double*>(h.data()), {static_cast<int64_t>(h.size()) / cols, cols},
-                                    at::kDouble).clone();
-    w.train_columns = kHistoryColumns;
+                                       {"train_tokens", static_cast<double>(steps_ * B_)}, {"input_scale", st_.input_scale}});
+    const auto& h = st_.history[static_cast<size_t>(s)];
+    const auto cols = static_cast<int64_t>(MetricsRow::columns().size());
+    w.train_metrics = at::from_blob(const_cast<double*>(h.data()), {static_cast<int64_t>(h.size()) / cols, cols}, at::kDouble).clone();
+    w.train_columns = MetricsRow::columns();
     // What decides whether a rerun may reuse it, and the train keys it was made with (provenance).
-    w.string_attrs = {{"fingerprint", sae_fingerprint(cfg, seeds[s])},
-                      {"train_config", config::to_toml(cfg, {"data", "sae", "train"})}};
-    io::write_sae(L.group_comm, paths[static_cast<size_t>(L.seeds.begin + s)], w);
-    if (L.group_comm.is_root()) results.insert(results.end(), {mmcs, e.fvu, e.l0, e.dead_fraction});
+    w.string_attrs = {{"fingerprint", sae_fingerprint(cfg_, seeds_[s])}, {"train_config", config::to_toml(cfg_, {"data", "sae", "train"})}};
+    io::write_sae(L_.group_comm, paths[static_cast<size_t>(L_.seeds.begin + s)], w);
+    if (L_.group_comm.is_root()) results.insert(results.end(), {mmcs, e.fvu, e.l0, e.dead_fraction});
   }
-  const std::vector<double> all = world.allgatherv(results);
-  for (size_t i = 0; i < cfg.sae.seeds.size(); ++i) {
+  const std::vector<double> all = world_.allgatherv(results);
+  std::vector<TrainedSae> trained;
+  for (size_t i = 0; i < cfg_.sae.seeds.size(); ++i) {
     const double* r = all.data() + i * 4;
-    trained.push_back({paths[i], cfg.sae.seeds[i], r[0], r[1], r[2], r[3], false});
+    trained.push_back({paths[i], cfg_.sae.seeds[i], r[0], r[1], r[2], r[3], false});
     log::info("train: wrote {} (ground-truth MMCS {:.4f}, FVU {:.4f}, L0 {:.2f})", paths[i], r[0], r[1], r[2]);
   }
-  world.barrier();
-  if (world.is_root()) std::filesystem::remove(ckpt);  // the SAE files are complete
+  world_.barrier();
+  if (world_.is_root()) std::filesystem::remove(ckpt_);  // the SAE files are complete
   return trained;
+}
+
+}  // namespace
+
+std::vector<TrainedSae> run_train_stage(const parallel::Comm& world, const config::Config& cfg, bool fresh) {
+  if (auto reused = reuse_outputs(world, cfg, fresh); !reused.empty()) {
+    log::info("train: reusing {} complete SAE files in {}/saes (same configuration; --fresh retrains)", reused.size(),
+              cfg.run.output_dir);
+    return reused;
+  }
+  Trainer trainer(world, cfg);
+  trainer.resume_or_start(fresh);
+  const parallel::StopSignals signals;
+  for (int64_t step = trainer.first_step(); step < trainer.steps(); ++step) {
+    trainer.step(step);
+    trainer.save_if_due(step, signals);
+  }
+  return trainer.publish();
 }
 
 }  // namespace universae::train
