@@ -120,36 +120,23 @@ std::vector<int64_t> iota_vector(int64_t n) {
   return v;
 }
 
-}  // namespace
+double seconds_since(std::chrono::steady_clock::time_point& t) {
+  const auto now = std::chrono::steady_clock::now();
+  const double s = std::chrono::duration<double>(now - t).count();
+  t = now;
+  return s;
+}
 
-Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_local, const at::Tensor& b,
-                            const SimilarityPass& pass, const TileSizes& tiles, const config::CompareConfig& opt) {
-  const auto start = std::chrono::steady_clock::now();
-  const int64_t n_a = pass.n_a;
-  Operands op;
-  op.mine = pass.mine;
-  op.n_a = n_a;
-  op.n_b = pass.n_b;
-  op.a32 = pass.a_unit;
-  op.b32 = pass.b_unit;
-  // float64 unit rows from the inputs, so rescored cosines match a float64 reference.
-  op.a64 = core::unit_rows(a_local, nullptr, at::kDouble);
-  op.b64 = core::unit_rows(b, nullptr, at::kDouble);
-  auto lap_time = [t = std::chrono::steady_clock::now()]() mutable {
-    const auto now = std::chrono::steady_clock::now();
-    const double s = std::chrono::duration<double>(now - t).count();
-    t = now;
-    return s;
-  };
-
-  // 1. Thresholds: every pair outside the candidates is bounded by its row's and its column's K-th
-  //    best (t_i, s_j; -inf when a list holds the whole row or column).
+// Step 1: the candidates of the pass's top-K lists as rescored edges, and each row's and column's
+// K-th best (t_i, s_j; -inf when a list holds the whole row or column): every pair outside the
+// candidates is bounded by min(t_i, s_j).
+Edges candidate_edges(const parallel::Comm& comm, const Operands& op, const SimilarityPass& pass, std::vector<float>& t,
+                      std::vector<float>& s) {
   std::vector<float> t_local(static_cast<size_t>(op.mine.size()));
   for (int64_t r = 0; r < op.mine.size(); ++r) t_local[r] = pass.rows.kth(r);
-  std::vector<float> t = comm.allgatherv(t_local);
-  std::vector<float> s(static_cast<size_t>(op.n_b));
+  t = comm.allgatherv(t_local);
+  s.resize(static_cast<size_t>(op.n_b));
   for (int64_t j = 0; j < op.n_b; ++j) s[j] = pass.cols.kth(j);
-
   std::vector<int64_t> ca, cb;
   for (int64_t r = 0; r < op.mine.size(); ++r)
     for (int64_t c = 0; c < pass.rows.k(); ++c)
@@ -159,113 +146,171 @@ Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_loca
       const int64_t i = pass.cols.indices(j)[c];
       if (i >= op.mine.begin && i < op.mine.end) ca.push_back(i), cb.push_back(j);
     }
-  Edges edges = rescore_and_gather(comm, op, ca, cb);
-  const double gather_s = lap_time();
-  double solve_s = 0, certify_s = 0;
+  return rescore_and_gather(comm, op, ca, cb);
+}
 
-  // 2-3. Solve on the edges; certify over all pairs; add what violates; repeat.
-  const bool rows_are_a = n_a <= op.n_b;
-  const int64_t n_small = std::min(n_a, op.n_b), n_large = std::max(n_a, op.n_b);
-  Matching m;
-  core::LapSolution sol;
-  bool warm = false;
-  std::vector<double> alpha(static_cast<size_t>(n_a)), beta(static_cast<size_t>(op.n_b));
+// Warm start after violating edges are added (square only: every column ends matched, so freed
+// columns need no zero dual): lower u_i until the new edges are feasible, and free the rows whose
+// matched edge is no longer tight; only those are augmented again.
+void warm_start(core::LapSolution& sol, const Edges& violations) {
+  for (size_t e = 0; e < violations.w.size(); ++e) {
+    const int64_t i = violations.a[e], j = violations.b[e];
+    const double limit = (2.0 - violations.w[e]) - sol.v[j];
+    if (limit < sol.u[i]) {
+      sol.u[i] = limit;
+      if (sol.col_of_row[i] >= 0) sol.row_of_col[sol.col_of_row[i]] = -1, sol.col_of_row[i] = -1;
+    }
+  }
+}
+
+// The pricing rounds of steps 2-3: solve on the edges, certify over all pairs with the duals, add the
+// violating pairs, repeat. Every rank runs the same rounds (the edges and the solution are replicated).
+class Pricing {
+ public:
+  Pricing(const parallel::Comm& comm, const Operands& op, const TileSizes& tiles, const config::CompareConfig& opt, Edges edges,
+          std::vector<float> t, std::vector<float> s)
+      : comm_(comm), op_(op), tiles_(tiles), opt_(opt), edges_(std::move(edges)), t_(std::move(t)), s_(std::move(s)) {}
+  // Runs the rounds into `m` (certified, rounds, candidate_edges, pairs_checked); the final solution.
+  const core::LapSolution& run(Matching& m);
+  const Edges& edges() const { return edges_; }
+  bool rows_are_a() const { return op_.n_a <= op_.n_b; }
+  double solve_seconds = 0, certify_seconds = 0;
+
+ private:
+  void solve(Matching& m);
+  // The certificate with the current duals: false when some pair violates W_ij <= α_i + β_j + tolerance
+  // (the violating pairs then join the edges).
+  bool certify(Matching& m);
+
+  const parallel::Comm& comm_;
+  const Operands& op_;
+  const TileSizes& tiles_;
+  const config::CompareConfig& opt_;
+  Edges edges_;
+  std::vector<float> t_, s_;
+  core::LapSolution sol_;
+  bool warm_ = false;
+};
+
+void Pricing::solve(Matching& m) {
+  // Cost 2 - cos >= 0 (cos <= 1 up to rounding); a constant shift leaves the optimum unchanged.
+  std::vector<double> cost(edges_.w.size());
+  for (size_t e = 0; e < cost.size(); ++e) cost[e] = 2.0 - edges_.w[e];
+  auto t = std::chrono::steady_clock::now();
+  const bool ra = rows_are_a();
+  const core::SparseCosts sparse = core::make_sparse_costs(std::min(op_.n_a, op_.n_b), std::max(op_.n_a, op_.n_b),
+                                                           ra ? edges_.a : edges_.b, ra ? edges_.b : edges_.a, cost);
+  const double build_s = seconds_since(t);
+  sol_ = warm_ ? core::solve_sparse_lap(sparse, &sol_) : core::solve_sparse_lap(sparse);
+  const double one_solve_s = seconds_since(t);
+  solve_seconds += build_s + one_solve_s;
+  log::info("matching: round {}: {} edges, build {:.2f} s, {} solve {:.2f} s", m.rounds, edges_.w.size(), build_s,
+            warm_ ? "warm" : "cold", one_solve_s);
+  warm_ = false;
+  m.candidate_edges = static_cast<int64_t>(edges_.w.size());
+}
+
+bool Pricing::certify(Matching& m) {
+  auto start = std::chrono::steady_clock::now();
+  const bool ra = rows_are_a();
+  const int64_t n_a = op_.n_a, n_b = op_.n_b;
+  std::vector<double> alpha(static_cast<size_t>(n_a)), beta(static_cast<size_t>(n_b));
+  for (int64_t i = 0; i < n_a; ++i) alpha[i] = ra ? 2.0 - sol_.u[i] : -sol_.v[i];
+  for (int64_t j = 0; j < n_b; ++j) beta[j] = ra ? -sol_.v[j] : 2.0 - sol_.u[j];
+  const double tol = opt_.certificate_tolerance;
+  const double min_alpha = *std::min_element(alpha.begin(), alpha.end());
+  const double min_beta = *std::min_element(beta.begin(), beta.end());
+  std::vector<int64_t> suspect_a, suspect_b;
+  for (int64_t i = 0; i < n_a; ++i)
+    if (t_[i] > alpha[i] + min_beta + tol) suspect_a.push_back(i);
+  for (int64_t j = 0; j < n_b; ++j)
+    if (s_[j] > min_alpha + beta[j] + tol) suspect_b.push_back(j);
+  if (suspect_a.empty() || suspect_b.empty()) return certify_seconds += seconds_since(start), true;
+  // Suspect rows are recomputed against every column: besides the violating pairs they keep their top
+  // deep_k columns, so their bound drops and later rounds recompute fewer rows.
+  const int64_t deep_k = std::min<int64_t>(opt_.deep_factor * opt_.candidates, n_b);
+  int64_t n_violating = 0;
+  const Edges violations = exact_block(
+      comm_, op_, tiles_, suspect_a, iota_vector(n_b), [&](int64_t i, int64_t j, float w) { return w > alpha[i] + beta[j] + tol; },
+      &m.pairs_checked, deep_k, &t_, &n_violating);
+  if (n_violating == 0) return certify_seconds += seconds_since(start), true;
+  log::info("matching: pricing round {} adds {} violating pairs ({} rows rechecked, {} columns suspect)", m.rounds, n_violating,
+            suspect_a.size(), suspect_b.size());
+  edges_.append(violations);
+  if (n_a == n_b) warm_start(sol_, violations), warm_ = true;
+  certify_seconds += seconds_since(start);
+  return false;
+}
+
+const core::LapSolution& Pricing::run(Matching& m) {
   for (m.rounds = 1; m.rounds <= kMaxPricingRounds; ++m.rounds) {
-    // Cost 2 - cos >= 0 (cos <= 1 up to rounding); a constant shift leaves the optimum unchanged.
-    std::vector<double> cost(edges.w.size());
-    for (size_t e = 0; e < cost.size(); ++e) cost[e] = 2.0 - edges.w[e];
-    lap_time();
-    const core::SparseCosts sparse =
-        core::make_sparse_costs(n_small, n_large, rows_are_a ? edges.a : edges.b, rows_are_a ? edges.b : edges.a, cost);
-    const double build_s = lap_time();
-    sol = warm ? core::solve_sparse_lap(sparse, &sol) : core::solve_sparse_lap(sparse);
-    const double one_solve_s = lap_time();
-    solve_s += build_s + one_solve_s;
-    log::info("matching: round {}: {} edges, build {:.2f} s, {} solve {:.2f} s", m.rounds, edges.w.size(), build_s,
-              warm ? "warm" : "cold", one_solve_s);
-    warm = false;
-    m.candidate_edges = static_cast<int64_t>(edges.w.size());
-    if (!sol.unmatched_rows.empty()) {
+    solve(m);
+    if (!sol_.unmatched_rows.empty()) {
       // Rows without an augmenting path get all their pairs.
-      log::info("matching: {} rows need more candidates (round {})", sol.unmatched_rows.size(), m.rounds);
+      log::info("matching: {} rows need more candidates (round {})", sol_.unmatched_rows.size(), m.rounds);
       const auto all = [](int64_t, int64_t, float) { return true; };
-      edges.append(rows_are_a ? exact_block(comm, op, tiles, sol.unmatched_rows, iota_vector(op.n_b), all, &m.pairs_checked)
-                              : exact_block(comm, op, tiles, iota_vector(n_a), sol.unmatched_rows, all, &m.pairs_checked));
+      edges_.append(rows_are_a()
+                        ? exact_block(comm_, op_, tiles_, sol_.unmatched_rows, iota_vector(op_.n_b), all, &m.pairs_checked)
+                        : exact_block(comm_, op_, tiles_, iota_vector(op_.n_a), sol_.unmatched_rows, all, &m.pairs_checked));
       continue;
     }
-    for (int64_t i = 0; i < n_a; ++i) alpha[i] = rows_are_a ? 2.0 - sol.u[i] : -sol.v[i];
-    for (int64_t j = 0; j < op.n_b; ++j) beta[j] = rows_are_a ? -sol.v[j] : 2.0 - sol.u[j];
-    // Adds the time until this round ends (by break, continue or the next round) to certify_s.
-    struct ScopedSeconds {
-      double& total;
-      std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
-      ~ScopedSeconds() { total += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); }
-    } certify_timer{certify_s};
-    const double min_alpha = *std::min_element(alpha.begin(), alpha.end());
-    const double min_beta = *std::min_element(beta.begin(), beta.end());
-    std::vector<int64_t> suspect_a, suspect_b;
-    for (int64_t i = 0; i < n_a; ++i)
-      if (t[i] > alpha[i] + min_beta + opt.certificate_tolerance) suspect_a.push_back(i);
-    for (int64_t j = 0; j < op.n_b; ++j)
-      if (s[j] > min_alpha + beta[j] + opt.certificate_tolerance) suspect_b.push_back(j);
-    if (suspect_a.empty() || suspect_b.empty()) {
+    if (certify(m)) {
       m.certified = true;
       break;
-    }
-    // Suspect rows are recomputed against every column: besides the violating pairs they keep
-    // their top deep_k columns, so their bound drops and later rounds recompute fewer rows.
-    const int64_t deep_k = std::min<int64_t>(opt.deep_factor * opt.candidates, op.n_b);
-    int64_t n_violating = 0;
-    const Edges violations = exact_block(
-        comm, op, tiles, suspect_a, iota_vector(op.n_b),
-        [&](int64_t i, int64_t j, float w) { return w > alpha[i] + beta[j] + opt.certificate_tolerance; }, &m.pairs_checked,
-        deep_k, &t, &n_violating);
-    if (n_violating == 0) {
-      m.certified = true;
-      break;
-    }
-    log::info("matching: pricing round {} adds {} violating pairs ({} rows rechecked, {} columns suspect)", m.rounds,
-              n_violating, suspect_a.size(), suspect_b.size());
-    edges.append(violations);
-    if (n_a == op.n_b) {
-      // Warm start (square only: every column ends matched, so freed columns need no zero dual):
-      // lower u_i until the new edges are feasible, and free the rows whose matched edge is no
-      // longer tight; only those are augmented again.
-      for (size_t e = 0; e < violations.w.size(); ++e) {
-        const int64_t i = violations.a[e], j = violations.b[e];
-        const double limit = (2.0 - violations.w[e]) - sol.v[j];
-        if (limit < sol.u[i]) {
-          sol.u[i] = limit;
-          if (sol.col_of_row[i] >= 0) sol.row_of_col[sol.col_of_row[i]] = -1, sol.col_of_row[i] = -1;
-        }
-      }
-      warm = true;
     }
   }
   m.rounds = std::min<int64_t>(m.rounds, kMaxPricingRounds);
-  log::info("matching {}x{}: candidates {:.2f} s, solve {:.2f} s, certificate {:.2f} s ({} rounds, {} edges)", n_a,
-            op.n_b, gather_s, solve_s, certify_s, m.rounds, edges.w.size());
+  return sol_;
+}
 
-  // The matching from A's side, with the float64 cosines of the matched edges.
+// The matching from A's side, with the float64 cosines of the matched edges.
+void read_matching(const core::LapSolution& sol, const Edges& edges, int64_t n_a, int64_t n_b, Matching& m) {
+  const bool rows_are_a = n_a <= n_b;
+  const int64_t n_small = std::min(n_a, n_b);
   std::unordered_map<int64_t, double> weight;
   weight.reserve(edges.w.size());
-  for (size_t e = 0; e < edges.w.size(); ++e) weight.emplace(edges.a[e] * op.n_b + edges.b[e], edges.w[e]);
+  for (size_t e = 0; e < edges.w.size(); ++e) weight.emplace(edges.a[e] * n_b + edges.b[e], edges.w[e]);
   m.match_ab.assign(static_cast<size_t>(n_a), -1);
   m.cos_ab.assign(static_cast<size_t>(n_a), std::numeric_limits<float>::quiet_NaN());
   for (int64_t r = 0; r < n_small; ++r) {
     const int64_t c = sol.col_of_row[r];
     if (c < 0) continue;
-    const int64_t i = rows_are_a ? r : c, j = rows_are_a ? c : r;
-    m.match_ab[i] = j;
+    m.match_ab[rows_are_a ? r : c] = rows_are_a ? c : r;
   }
   for (int64_t i = 0; i < n_a; ++i) {
     if (m.match_ab[i] < 0) continue;
-    const double w = weight.at(i * op.n_b + m.match_ab[i]);
+    const double w = weight.at(i * n_b + m.match_ab[i]);
     m.cos_ab[i] = static_cast<float>(w);
     m.objective += w;
   }
   m.mean_cos = m.objective / static_cast<double>(n_small);
-  m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_local, const at::Tensor& b,
+                            const SimilarityPass& pass, const TileSizes& tiles, const config::CompareConfig& opt) {
+  const auto began = std::chrono::steady_clock::now();
+  Operands op;
+  op.mine = pass.mine;
+  op.n_a = pass.n_a;
+  op.n_b = pass.n_b;
+  op.a32 = pass.a_unit;
+  op.b32 = pass.b_unit;
+  // float64 unit rows from the inputs, so rescored cosines match a float64 reference.
+  op.a64 = core::unit_rows(a_local, nullptr, at::kDouble);
+  op.b64 = core::unit_rows(b, nullptr, at::kDouble);
+  std::vector<float> t, s;
+  auto start = std::chrono::steady_clock::now();
+  Edges edges = candidate_edges(comm, op, pass, t, s);
+  const double gather_s = seconds_since(start);
+  Matching m;
+  Pricing pricing(comm, op, tiles, opt, std::move(edges), std::move(t), std::move(s));
+  const core::LapSolution& sol = pricing.run(m);
+  log::info("matching {}x{}: candidates {:.2f} s, solve {:.2f} s, certificate {:.2f} s ({} rounds, {} edges)", op.n_a, op.n_b,
+            gather_s, pricing.solve_seconds, pricing.certify_seconds, m.rounds, pricing.edges().w.size());
+  read_matching(sol, pricing.edges(), op.n_a, op.n_b, m);
+  m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
   return m;
 }
 

@@ -32,9 +32,90 @@ SparseCosts make_sparse_costs(int64_t n_rows, int64_t n_cols, std::vector<int64_
   return s;
 }
 
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// One shortest augmenting path search (Dijkstra over reduced costs, which are >= 0) and the dual
+// update and augmentation it allows. Per-search state is reset only where touched: a search usually
+// visits a handful of columns.
+class PathSearch {
+ public:
+  explicit PathSearch(int64_t n_cols)
+      : dist_(static_cast<size_t>(n_cols), kInf), path_(static_cast<size_t>(n_cols), -1), done_(static_cast<size_t>(n_cols), 0) {}
+
+  // From free row `start`: the first free column reached (-1 when none is reachable through the edge
+  // set); min_val is its distance.
+  int64_t run(const SparseCosts& c, const LapSolution& s, int64_t start, double& min_val) {
+    int64_t row = start;
+    min_val = 0.0;
+    for (;;) {
+      for (int64_t e = c.row_start[row]; e < c.row_start[row + 1]; ++e) {  // relax the edges of `row`
+        const int64_t j = c.col[e];
+        if (done_[j]) continue;
+        const double d = min_val + c.cost[e] - s.u[row] - s.v[j];
+        if (d < dist_[j]) {
+          if (dist_[j] == kInf) touched_.push_back(j);
+          dist_[j] = d;
+          path_[j] = row;
+          heap_.emplace(d, j);
+        }
+      }
+      const int64_t j = next_column();
+      if (j < 0) return -1;
+      done_[j] = 1;
+      scanned_cols_.push_back(j);
+      min_val = dist_[j];
+      if (s.row_of_col[j] < 0) return j;
+      row = s.row_of_col[j];
+      scanned_rows_.push_back(row);
+    }
+  }
+
+  // Dual update (keeps reduced costs >= 0 and v <= 0), then augment along the path to `sink`.
+  void augment(LapSolution& s, int64_t start, int64_t sink, double min_val) const {
+    s.u[start] += min_val;
+    for (int64_t r : scanned_rows_) s.u[r] += min_val - dist_[s.col_of_row[r]];
+    for (int64_t j : scanned_cols_) s.v[j] -= min_val - dist_[j];
+    for (int64_t j = sink;;) {
+      const int64_t r = path_[j];
+      s.row_of_col[j] = r;
+      std::swap(s.col_of_row[r], j);
+      if (r == start) break;
+    }
+  }
+
+  void reset() {
+    for (int64_t j : touched_) dist_[j] = kInf, path_[j] = -1, done_[j] = 0;
+    touched_.clear();
+    scanned_cols_.clear();
+    scanned_rows_.clear();
+    heap_ = {};
+  }
+
+ private:
+  // The unscanned column nearest to the tree (ties: the lower column), or -1.
+  int64_t next_column() {
+    while (!heap_.empty()) {
+      const auto [d, col] = heap_.top();
+      heap_.pop();
+      if (!done_[col] && d == dist_[col]) return col;
+    }
+    return -1;
+  }
+
+  std::vector<double> dist_;
+  std::vector<int64_t> path_;
+  std::vector<char> done_;
+  std::vector<int64_t> touched_, scanned_cols_, scanned_rows_;
+  using Item = std::pair<double, int64_t>;  // (distance, column)
+  std::priority_queue<Item, std::vector<Item>, std::greater<Item>> heap_;
+};
+
+}  // namespace
+
 LapSolution solve_sparse_lap(const SparseCosts& c, const LapSolution* warm) {
   const int64_t n = c.n_rows, m = c.n_cols;
-  constexpr double kInf = std::numeric_limits<double>::infinity();
   LapSolution s;
   if (warm) {
     s = *warm;
@@ -48,71 +129,16 @@ LapSolution solve_sparse_lap(const SparseCosts& c, const LapSolution* warm) {
   std::vector<int64_t> free_rows;
   for (int64_t i = 0; i < n; ++i)
     if (s.col_of_row[i] < 0) free_rows.push_back(i);
-
-  // Per-search state, reset only where touched (a search usually visits a handful of columns).
-  std::vector<double> dist(static_cast<size_t>(m), kInf);
-  std::vector<int64_t> path(static_cast<size_t>(m), -1);
-  std::vector<char> done(static_cast<size_t>(m), 0);
-  std::vector<int64_t> touched, scanned_cols, scanned_rows;
-  using Item = std::pair<double, int64_t>;  // (distance, column): ties go to the lower column
-  std::priority_queue<Item, std::vector<Item>, std::greater<Item>> heap;
-
+  PathSearch search(m);
   for (const int64_t start : free_rows) {
-    int64_t row = start, sink = -1;
     double min_val = 0.0;
-    for (;;) {
-      // Relax the edges of `row` (reduced costs are >= 0, so Dijkstra applies).
-      for (int64_t e = c.row_start[row]; e < c.row_start[row + 1]; ++e) {
-        const int64_t j = c.col[e];
-        if (done[j]) continue;
-        const double d = min_val + c.cost[e] - s.u[row] - s.v[j];
-        if (d < dist[j]) {
-          if (dist[j] == kInf) touched.push_back(j);
-          dist[j] = d;
-          path[j] = row;
-          heap.emplace(d, j);
-        }
-      }
-      int64_t j = -1;
-      while (!heap.empty()) {
-        const auto [d, col] = heap.top();
-        heap.pop();
-        if (!done[col] && d == dist[col]) {
-          j = col;
-          break;
-        }
-      }
-      if (j < 0) break;  // no free column reachable through the edge set
-      done[j] = 1;
-      scanned_cols.push_back(j);
-      min_val = dist[j];
-      if (s.row_of_col[j] < 0) {
-        sink = j;
-        break;
-      }
-      row = s.row_of_col[j];
-      scanned_rows.push_back(row);
-    }
-
+    const int64_t sink = search.run(c, s, start, min_val);
     if (sink >= 0) {
-      // Dual update (keeps reduced costs >= 0 and v <= 0), then augment along the path.
-      s.u[start] += min_val;
-      for (int64_t r : scanned_rows) s.u[r] += min_val - dist[s.col_of_row[r]];
-      for (int64_t j : scanned_cols) s.v[j] -= min_val - dist[j];
-      for (int64_t j = sink;;) {
-        const int64_t r = path[j];
-        s.row_of_col[j] = r;
-        std::swap(s.col_of_row[r], j);
-        if (r == start) break;
-      }
+      search.augment(s, start, sink, min_val);
     } else {
       s.unmatched_rows.push_back(start);
     }
-    for (int64_t j : touched) dist[j] = kInf, path[j] = -1, done[j] = 0;
-    touched.clear();
-    scanned_cols.clear();
-    scanned_rows.clear();
-    heap = {};
+    search.reset();
   }
   return s;
 }

@@ -224,11 +224,10 @@ void encoder_grads(const SaeSpec& spec, const SaeStack& p, const at::Tensor& x_i
   if (spec.apply_b_dec_to_input) g.b_dec.sub_(at::bmm(col.unsqueeze(1), p.W_enc).squeeze(1));
 }
 
-void sparse_forward_backward(const SaeSpec& spec, const SaeStack& p, const at::Tensor& x, const at::Tensor& x_in,
-                             const at::Tensor& dead, double inv_L, const LatentPeers& peers, SaeStack& g,
-                             StepStats& stats) {
-  const int64_t S = p.W_enc.size(0), B = x.size(0), d = spec.d, n = spec.n_local();
-  at::Tensor post = at::baddbmm(p.b_enc.unsqueeze(1), x_in, p.W_enc.transpose(1, 2)).relu_();  // (S, B, n)
+// The codes of a top-k architecture from relu(pre) `post` (S, B, n): topk per token, or batchtopk's
+// k·B largest over the micro-batch (with the smallest kept value per seed in stats.min_kept).
+std::vector<Codes> select_codes(const SaeSpec& spec, const at::Tensor& post, const LatentPeers& peers, StepStats& stats) {
+  const int64_t S = post.size(0), B = post.size(1), n = post.size(2);
   std::vector<Codes> codes(static_cast<size_t>(S));
   if (spec.architecture == Architecture::kTopK) {
     auto [values, indices] = at::topk(post, spec.k, 2);
@@ -237,29 +236,76 @@ void sparse_forward_backward(const SaeSpec& spec, const SaeStack& p, const at::T
     for (int64_t s = 0; s < S; ++s)
       codes[s] = codes_from_candidates(values[s].contiguous(), indices[s].contiguous(),
                                        kth.defined() ? kth[s].data_ptr<float>() : nullptr);
-  } else {  // batchtopk: the k·B largest over the micro-batch
-    const int64_t K = spec.k * B;
-    auto [values, flat] = at::topk(post.reshape({S, B * n}), K, 1);
-    at::Tensor kth;
-    if (peers.size() > 1) kth = global_kth(values, K, peers);
-    for (int64_t s = 0; s < S; ++s) {
-      const float* v = values[s].data_ptr<float>();
-      const int64_t* f = flat[s].data_ptr<int64_t>();
-      const float bound = kth.defined() ? kth.data_ptr<float>()[s] : 0.0f;
-      std::vector<std::pair<int64_t, float>> kept;
-      for (int64_t j = 0; j < K; ++j)
-        if (v[j] > 0 && v[j] >= bound) kept.emplace_back(f[j], v[j]);
-      std::sort(kept.begin(), kept.end());
-      Codes& c = codes[s];
-      c.row_ptr.assign(static_cast<size_t>(B + 1), 0);
-      for (const auto& [fi, val] : kept) {
-        c.latent.push_back(fi % n), c.value.push_back(val);
-        ++c.row_ptr[static_cast<size_t>(fi / n + 1)];
-        stats.min_kept[s] = std::min(stats.min_kept[s], static_cast<double>(val));
-      }
-      std::partial_sum(c.row_ptr.begin(), c.row_ptr.end(), c.row_ptr.begin());
-    }
+    return codes;
   }
+  const int64_t K = spec.k * B;  // batchtopk
+  auto [values, flat] = at::topk(post.reshape({S, B * n}), K, 1);
+  at::Tensor kth;
+  if (peers.size() > 1) kth = global_kth(values, K, peers);
+  for (int64_t s = 0; s < S; ++s) {
+    const float* v = values[s].data_ptr<float>();
+    const int64_t* f = flat[s].data_ptr<int64_t>();
+    const float bound = kth.defined() ? kth.data_ptr<float>()[s] : 0.0f;
+    std::vector<std::pair<int64_t, float>> kept;
+    for (int64_t j = 0; j < K; ++j)
+      if (v[j] > 0 && v[j] >= bound) kept.emplace_back(f[j], v[j]);
+    std::sort(kept.begin(), kept.end());
+    Codes& c = codes[s];
+    c.row_ptr.assign(static_cast<size_t>(B + 1), 0);
+    for (const auto& [fi, val] : kept) {
+      c.latent.push_back(fi % n), c.value.push_back(val);
+      ++c.row_ptr[static_cast<size_t>(fi / n + 1)];
+      stats.min_kept[s] = std::min(stats.min_kept[s], static_cast<double>(val));
+    }
+    std::partial_sum(c.row_ptr.begin(), c.row_ptr.end(), c.row_ptr.begin());
+  }
+  return codes;
+}
+
+// AuxK (Gao et al.): the top k_aux pre-activations of dead latents reconstruct the residual x − x̂.
+// Fills `aux` (per seed) and returns the auxiliary loss's gradient at the reconstruction (S, B, d),
+// undefined when no seed has a dead latent.
+at::Tensor aux_k(const SaeSpec& spec, const SaeStack& p, const at::Tensor& post, const at::Tensor& r, const at::Tensor& dead,
+                 double inv_L, const LatentPeers& peers, std::vector<Codes>& aux, StepStats& stats) {
+  const int64_t S = post.size(0), B = post.size(1), d = spec.d;
+  std::vector<double> n_dead(static_cast<size_t>(S));
+  add_sum(n_dead, dead.sum(1));
+  peers.sum(n_dead.data(), S);
+  if (std::none_of(n_dead.begin(), n_dead.end(), [](double v) { return v > 0; })) return {};
+  const int64_t K = spec.k_aux;
+  at::Tensor values = at::zeros({S, B, K}, at::kFloat);
+  at::Tensor indices = at::zeros({S, B, K}, at::kLong);
+  for (int64_t s = 0; s < S; ++s) {
+    const at::Tensor dead_idx = dead[s].nonzero().view({-1});
+    if (dead_idx.numel() == 0) continue;
+    const int64_t kk = std::min(K, dead_idx.numel());
+    auto [v, i] = at::topk(post[s].index_select(1, dead_idx), kk, 1);
+    values[s].narrow(1, 0, kk).copy_(v);
+    indices[s].narrow(1, 0, kk).copy_(dead_idx.index_select(0, i.reshape({-1})).view({B, kk}));
+  }
+  at::Tensor kth;
+  if (peers.size() > 1) kth = global_kth(values.reshape({S * B, K}), K, peers).view({S, B});
+  at::Tensor aux_partial = at::zeros({S, B, d}, at::kFloat);
+  for (int64_t s = 0; s < S; ++s) {
+    if (n_dead[s] == 0) continue;
+    aux[s] = codes_from_candidates(values[s].contiguous(), indices[s].contiguous(), kth.defined() ? kth[s].data_ptr<float>() : nullptr);
+    decode_add(aux[s], p.W_dec[s].data_ptr<float>(), d, aux_partial[s].data_ptr<float>());
+  }
+  peers.sum(aux_partial.data_ptr<float>(), aux_partial.numel());
+  // ê − (x − x̂) = ê + r; seeds without dead latents have no auxiliary loss.
+  at::Tensor aux_res = aux_partial + r;
+  const at::Tensor has = at::tensor(std::vector<float>(n_dead.begin(), n_dead.end())).gt(0).to(at::kFloat);
+  aux_res.mul_(has.view({S, 1, 1}));
+  add_sum(stats.aux_sse, aux_res.to(at::kDouble).pow(2).sum({1, 2}));
+  return aux_res * (2.0 * spec.aux_alpha * inv_L);
+}
+
+void sparse_forward_backward(const SaeSpec& spec, const SaeStack& p, const at::Tensor& x, const at::Tensor& x_in,
+                             const at::Tensor& dead, double inv_L, const LatentPeers& peers, SaeStack& g,
+                             StepStats& stats) {
+  const int64_t S = p.W_enc.size(0), B = x.size(0), d = spec.d, n = spec.n_local();
+  at::Tensor post = at::baddbmm(p.b_enc.unsqueeze(1), x_in, p.W_enc.transpose(1, 2)).relu_();  // (S, B, n)
+  const std::vector<Codes> codes = select_codes(spec, post, peers, stats);
   at::Tensor partial = at::zeros({S, B, d}, at::kFloat);
   for (int64_t s = 0; s < S; ++s) {
     decode_add(codes[s], p.W_dec[s].data_ptr<float>(), d, partial[s].data_ptr<float>());
@@ -268,45 +314,11 @@ void sparse_forward_backward(const SaeSpec& spec, const SaeStack& p, const at::T
   }
   const at::Tensor r = residual(partial, x, p.b_dec, peers, stats.sse);
   const at::Tensor g_rec = r * (2.0 * inv_L);
-
-  // AuxK (Gao et al.): the top k_aux pre-activations of dead latents reconstruct the residual x − x̂.
   std::vector<Codes> aux(static_cast<size_t>(S));
   at::Tensor g_aux;
-  if (dead.defined() && spec.k_aux > 0) {
-    std::vector<double> n_dead(static_cast<size_t>(S));
-    add_sum(n_dead, dead.sum(1));
-    peers.sum(n_dead.data(), S);
-    if (std::any_of(n_dead.begin(), n_dead.end(), [](double v) { return v > 0; })) {
-      const int64_t K = spec.k_aux;
-      at::Tensor values = at::zeros({S, B, K}, at::kFloat);
-      at::Tensor indices = at::zeros({S, B, K}, at::kLong);
-      for (int64_t s = 0; s < S; ++s) {
-        const at::Tensor dead_idx = dead[s].nonzero().view({-1});
-        if (dead_idx.numel() == 0) continue;
-        const int64_t kk = std::min(K, dead_idx.numel());
-        auto [v, i] = at::topk(post[s].index_select(1, dead_idx), kk, 1);
-        values[s].narrow(1, 0, kk).copy_(v);
-        indices[s].narrow(1, 0, kk).copy_(dead_idx.index_select(0, i.reshape({-1})).view({B, kk}));
-      }
-      at::Tensor kth;
-      if (peers.size() > 1) kth = global_kth(values.reshape({S * B, K}), K, peers).view({S, B});
-      at::Tensor aux_partial = at::zeros({S, B, d}, at::kFloat);
-      for (int64_t s = 0; s < S; ++s) {
-        if (n_dead[s] == 0) continue;
-        aux[s] = codes_from_candidates(values[s].contiguous(), indices[s].contiguous(),
-                                       kth.defined() ? kth[s].data_ptr<float>() : nullptr);
-        decode_add(aux[s], p.W_dec[s].data_ptr<float>(), d, aux_partial[s].data_ptr<float>());
-      }
-      peers.sum(aux_partial.data_ptr<float>(), aux_partial.numel());
-      // ê − (x − x̂) = ê + r; seeds without dead latents have no auxiliary loss.
-      at::Tensor aux_res = aux_partial + r;
-      const at::Tensor has = at::tensor(std::vector<float>(n_dead.begin(), n_dead.end())).gt(0).to(at::kFloat);
-      aux_res.mul_(has.view({S, 1, 1}));
-      add_sum(stats.aux_sse, aux_res.to(at::kDouble).pow(2).sum({1, 2}));
-      g_aux = aux_res * (2.0 * spec.aux_alpha * inv_L);
-    }
-  }
+  if (dead.defined() && spec.k_aux > 0) g_aux = aux_k(spec, p, post, r, dead, inv_L, peers, aux, stats);
 
+  // Backward through the sparse codes: decoder rows and encoder rows of the active latents only.
   at::Tensor db_enc = at::zeros({S, n}, at::kFloat);
   for (int64_t s = 0; s < S; ++s) {
     float* dW_dec = g.W_dec[s].data_ptr<float>();

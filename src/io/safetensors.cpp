@@ -66,12 +66,16 @@ int64_t TensorInfo::numel() const {
   return n;
 }
 
-Reader::Reader(std::string path) : path_(std::move(path)) {
-  auto fail = [&](const std::string& what) { throw UsageError(path_ + ": " + what); };
+namespace {
+
+// The 8-byte length and the JSON text of the header, checked against the file's size. `data_start`,
+// `data_size`: where the tensor bytes are.
+std::string read_header_text(const std::string& path, uint64_t& data_start, uint64_t& data_size) {
+  auto fail = [&](const std::string& what) { throw UsageError(path + ": " + what); };
   std::error_code ec;
-  const uintmax_t file_size = std::filesystem::file_size(path_, ec);
+  const uintmax_t file_size = std::filesystem::file_size(path, ec);
   if (ec) fail("cannot read (" + ec.message() + ")");
-  std::ifstream in(path_, std::ios::binary);
+  std::ifstream in(path, std::ios::binary);
   if (!in) fail("cannot open for reading");
   if (file_size < 8) fail("not a safetensors file: " + std::to_string(file_size) + " bytes, shorter than the 8-byte header length");
   unsigned char len_bytes[8];
@@ -85,9 +89,57 @@ Reader::Reader(std::string path) : path_(std::move(path)) {
   std::string text(header_len, '\0');
   in.read(text.data(), static_cast<std::streamsize>(header_len));
   if (!in) fail("cannot read the header");
-  data_start_ = 8 + header_len;
-  const uint64_t data_size = file_size - data_start_;
+  data_start = 8 + header_len;
+  data_size = file_size - data_start;
+  return text;
+}
 
+// One tensor's header entry: a known dtype, a shape whose byte count fits 63 bits, and data_offsets
+// inside the data section that span exactly that many bytes.
+TensorInfo tensor_entry(const std::string& path, const std::string& name, const nlohmann::json& entry, uint64_t data_size) {
+  auto bad = [&](const std::string& what) { throw UsageError(path + ": tensor '" + name + "': " + what); };
+  if (!entry.is_object()) bad("entry is not an object");
+  if (!entry.contains("dtype") || !entry["dtype"].is_string()) bad("no dtype");
+  if (!entry.contains("shape") || !entry["shape"].is_array()) bad("no shape");
+  if (!entry.contains("data_offsets") || !entry["data_offsets"].is_array() || entry["data_offsets"].size() != 2)
+    bad("data_offsets is not [begin, end]");
+  TensorInfo t;
+  t.name = name;
+  t.dtype_string = entry["dtype"].get<std::string>();
+  t.dtype = parse_dtype(t.dtype_string);
+  const int64_t size = item_size(t.dtype_string);
+  if (size == 0) bad("unknown dtype '" + t.dtype_string + "'");
+  // numel × item size, refusing anything that would overflow 63 bits.
+  uint64_t bytes = static_cast<uint64_t>(size);
+  for (const auto& dim : entry["shape"]) {
+    if (!dim.is_number_unsigned()) bad("shape holds a value that is not a non-negative integer");
+    const uint64_t v = dim.get<uint64_t>();
+    if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
+        (v != 0 && bytes > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) / v))
+      bad("shape is too large");
+    bytes *= v;
+    t.shape.push_back(static_cast<int64_t>(v));
+  }
+  for (const auto& off : entry["data_offsets"])
+    if (!off.is_number_unsigned()) bad("data_offsets are not non-negative integers");
+  t.begin = entry["data_offsets"][0].get<uint64_t>();
+  t.end = entry["data_offsets"][1].get<uint64_t>();
+  if (t.begin > t.end) bad("data_offsets begin " + std::to_string(t.begin) + " > end " + std::to_string(t.end));
+  if (t.end > data_size)
+    bad("data_offsets end " + std::to_string(t.end) + " is past the end of the data (" + std::to_string(data_size) +
+        " bytes): the file is truncated or the header is wrong");
+  if (t.end - t.begin != bytes)
+    bad("data_offsets span " + std::to_string(t.end - t.begin) + " bytes, but " + t.dtype_string + " " + shape_text(t.shape) +
+        " needs " + std::to_string(bytes));
+  return t;
+}
+
+}  // namespace
+
+Reader::Reader(std::string path) : path_(std::move(path)) {
+  auto fail = [&](const std::string& what) { throw UsageError(path_ + ": " + what); };
+  uint64_t data_size = 0;
+  const std::string text = read_header_text(path_, data_start_, data_size);
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(text);
@@ -95,52 +147,16 @@ Reader::Reader(std::string path) : path_(std::move(path)) {
     fail(std::string("header is not valid JSON (") + e.what() + ")");
   }
   if (!header.is_object()) fail("header is not a JSON object");
-  for (const auto& item : header.items()) {
-    const std::string& name = item.key();  // not a structured binding: lambdas below capture it
-    const auto& entry = item.value();
-    if (name == "__metadata__") {
-      if (!entry.is_object()) fail("__metadata__ is not an object of strings");
-      for (const auto& [key, value] : entry.items()) {
-        if (!value.is_string()) fail("__metadata__." + key + " is not a string");
-        metadata_[key] = value.get<std::string>();
-      }
+  for (const auto& [name, entry] : header.items()) {
+    if (name != "__metadata__") {
+      tensors_.push_back(tensor_entry(path_, name, entry, data_size));
       continue;
     }
-    auto bad = [&](const std::string& what) { fail("tensor '" + name + "': " + what); };
-    if (!entry.is_object()) bad("entry is not an object");
-    if (!entry.contains("dtype") || !entry["dtype"].is_string()) bad("no dtype");
-    if (!entry.contains("shape") || !entry["shape"].is_array()) bad("no shape");
-    if (!entry.contains("data_offsets") || !entry["data_offsets"].is_array() || entry["data_offsets"].size() != 2)
-      bad("data_offsets is not [begin, end]");
-    TensorInfo t;
-    t.name = name;
-    t.dtype_string = entry["dtype"].get<std::string>();
-    t.dtype = parse_dtype(t.dtype_string);
-    const int64_t size = item_size(t.dtype_string);
-    if (size == 0) bad("unknown dtype '" + t.dtype_string + "'");
-    // numel × item size, refusing anything that would overflow 63 bits.
-    uint64_t bytes = static_cast<uint64_t>(size);
-    for (const auto& dim : entry["shape"]) {
-      if (!dim.is_number_unsigned()) bad("shape holds a value that is not a non-negative integer");
-      const uint64_t v = dim.get<uint64_t>();
-      if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
-          (v != 0 && bytes > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) / v))
-        bad("shape is too large");
-      bytes *= v;
-      t.shape.push_back(static_cast<int64_t>(v));
+    if (!entry.is_object()) fail("__metadata__ is not an object of strings");
+    for (const auto& [key, value] : entry.items()) {
+      if (!value.is_string()) fail("__metadata__." + key + " is not a string");
+      metadata_[key] = value.get<std::string>();
     }
-    for (const auto& off : entry["data_offsets"])
-      if (!off.is_number_unsigned()) bad("data_offsets are not non-negative integers");
-    t.begin = entry["data_offsets"][0].get<uint64_t>();
-    t.end = entry["data_offsets"][1].get<uint64_t>();
-    if (t.begin > t.end) bad("data_offsets begin " + std::to_string(t.begin) + " > end " + std::to_string(t.end));
-    if (t.end > data_size)
-      bad("data_offsets end " + std::to_string(t.end) + " is past the end of the data (" + std::to_string(data_size) +
-          " bytes): the file is truncated or the header is wrong");
-    if (t.end - t.begin != bytes)
-      bad("data_offsets span " + std::to_string(t.end - t.begin) + " bytes, but " + t.dtype_string + " " +
-          shape_text(t.shape) + " needs " + std::to_string(bytes));
-    tensors_.push_back(std::move(t));
   }
   std::vector<const TensorInfo*> by_offset;
   for (const auto& t : tensors_) by_offset.push_back(&t);

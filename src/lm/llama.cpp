@@ -72,6 +72,41 @@ at::Tensor rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& 
   return at::stack({x0 * cos - x1 * sin, x0 * sin + x1 * cos}, -1).reshape(sizes);
 }
 
+// RoPE for every token of a batch: frequency 10000^(−2i/hs) for pair i, angle pos·freq (as llama2.c
+// computes them), looked up at each token's position in its sequence. cos, sin: [T, 1, hs/2].
+struct Rope {
+  at::Tensor cos, sin;
+};
+Rope rope_tables(std::vector<int64_t>& position, int64_t longest, int64_t hs) {
+  const int64_t half = hs / 2, T = static_cast<int64_t>(position.size());
+  std::vector<float> cos_table(static_cast<size_t>(longest * half)), sin_table(cos_table.size());
+  for (int64_t pos = 0; pos < longest; ++pos)
+    for (int64_t i = 0; i < half; ++i) {
+      const float freq = 1.0f / std::pow(10000.0f, static_cast<float>(2 * i) / static_cast<float>(hs));
+      const float angle = static_cast<float>(pos) * freq;
+      cos_table[static_cast<size_t>(pos * half + i)] = std::cos(angle);
+      sin_table[static_cast<size_t>(pos * half + i)] = std::sin(angle);
+    }
+  const at::Tensor pos = at::from_blob(position.data(), {T}, at::kLong);
+  // index_select copies, so the tables may go out of scope.
+  return {at::from_blob(cos_table.data(), {longest, half}, at::kFloat).index_select(0, pos).view({T, 1, half}),
+          at::from_blob(sin_table.data(), {longest, half}, at::kFloat).index_select(0, pos).view({T, 1, half})};
+}
+
+// Causal self-attention one sequence at a time ([heads, n, n] scores): q, k, v [T, heads, hs].
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const std::vector<int64_t>& lengths,
+                            const at::Tensor& future, float scale) {
+  at::Tensor attended = at::empty(q.sizes(), at::kFloat);
+  for (int64_t s = 0, o = 0; s < static_cast<int64_t>(lengths.size()); o += lengths[static_cast<size_t>(s)], ++s) {
+    const int64_t n = lengths[static_cast<size_t>(s)];
+    const at::Tensor qs = q.narrow(0, o, n).transpose(0, 1), ks = k.narrow(0, o, n).permute({1, 2, 0});
+    const at::Tensor scores =
+        at::matmul(qs, ks).mul_(scale).masked_fill_(future.narrow(0, 0, n).narrow(1, 0, n), -std::numeric_limits<float>::infinity());
+    attended.narrow(0, o, n).copy_(at::matmul(at::softmax(scores, -1), v.narrow(0, o, n).transpose(0, 1)).transpose(0, 1));
+  }
+  return attended;
+}
+
 }  // namespace
 
 Hook parse_hook(const LlamaConfig& c, const std::string& name) {
@@ -218,19 +253,9 @@ LlamaModel::Output LlamaModel::forward(const std::vector<int32_t>& tokens, const
     }
   };
 
-  // RoPE: frequency 10000^(−2i/hs) for pair i, angle pos·freq (as llama2.c computes them).
-  const int64_t hs = c.head_size(), half = hs / 2, kv_mul = c.n_heads / c.n_kv_heads;
-  std::vector<float> cos_table(static_cast<size_t>(longest * half)), sin_table(cos_table.size());
-  for (int64_t pos = 0; pos < longest; ++pos)
-    for (int64_t i = 0; i < half; ++i) {
-      const float freq = 1.0f / std::pow(10000.0f, static_cast<float>(2 * i) / static_cast<float>(hs));
-      const float angle = static_cast<float>(pos) * freq;
-      cos_table[static_cast<size_t>(pos * half + i)] = std::cos(angle);
-      sin_table[static_cast<size_t>(pos * half + i)] = std::sin(angle);
-    }
-  const at::Tensor pos = at::from_blob(position.data(), {T}, at::kLong);
-  const at::Tensor cos = at::from_blob(cos_table.data(), {longest, half}, at::kFloat).index_select(0, pos).view({T, 1, half});
-  const at::Tensor sin = at::from_blob(sin_table.data(), {longest, half}, at::kFloat).index_select(0, pos).view({T, 1, half});
+  const int64_t hs = c.head_size(), kv_mul = c.n_heads / c.n_kv_heads;
+  const Rope rope = rope_tables(position, longest, hs);
+  const at::Tensor &cos = rope.cos, &sin = rope.sin;
   const at::Tensor future = at::ones({longest, longest}, at::kBool).triu(1);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
 
@@ -243,15 +268,7 @@ LlamaModel::Output LlamaModel::forward(const std::vector<int32_t>& tokens, const
     at::Tensor k = rotate(at::matmul(a, w.wk[li].t()).view({T, c.n_kv_heads, hs}), cos, sin);
     at::Tensor v = at::matmul(a, w.wv[li].t()).view({T, c.n_kv_heads, hs});
     if (kv_mul > 1) k = k.repeat_interleave(kv_mul, 1), v = v.repeat_interleave(kv_mul, 1);  // query head j reads kv head j / kv_mul
-    // Attention one sequence at a time: [heads, n, n] scores, causal.
-    at::Tensor attended = at::empty({T, c.n_heads, hs}, at::kFloat);
-    for (int64_t s = 0, o = 0; s < static_cast<int64_t>(lengths.size()); o += lengths[static_cast<size_t>(s)], ++s) {
-      const int64_t n = lengths[static_cast<size_t>(s)];
-      const at::Tensor qs = q.narrow(0, o, n).transpose(0, 1), ks = k.narrow(0, o, n).permute({1, 2, 0});
-      const at::Tensor scores = at::matmul(qs, ks).mul_(scale).masked_fill_(future.narrow(0, 0, n).narrow(1, 0, n),
-                                                                              -std::numeric_limits<float>::infinity());
-      attended.narrow(0, o, n).copy_(at::matmul(at::softmax(scores, -1), v.narrow(0, o, n).transpose(0, 1)).transpose(0, 1));
-    }
+    const at::Tensor attended = causal_attention(q, k, v, lengths, future, scale);
     x = x + at::matmul(attended.view({T, c.dim}), w.wo[li].t());
     capture(l, HookSite::kResidMid, x);
     bool need_mlp = loss || l < last_layer;

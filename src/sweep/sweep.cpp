@@ -16,6 +16,7 @@
 #include "io/output.hpp"
 #include "io/text_file.hpp"
 #include "parallel/log.hpp"
+#include "sweep/slurm_plan.hpp"
 #include "sweep/study.hpp"
 
 namespace universae::sweep {
@@ -44,18 +45,6 @@ std::string shell_quote(const std::string& s) {
 std::string join_quoted(const std::vector<std::string>& words) {
   std::string out;
   for (const auto& w : words) out += (out.empty() ? "" : " ") + shell_quote(w);
-  return out;
-}
-
-// "0-3,5,7-8": Slurm's --array syntax for sorted indices.
-std::string array_spec(const std::vector<size_t>& tasks) {
-  std::string out;
-  for (size_t i = 0; i < tasks.size();) {
-    size_t j = i;
-    while (j + 1 < tasks.size() && tasks[j + 1] == tasks[j] + 1) ++j;
-    out += (out.empty() ? "" : ",") + std::to_string(tasks[i]) + (j > i ? "-" + std::to_string(tasks[j]) : "");
-    i = j + 1;
-  }
   return out;
 }
 
@@ -216,37 +205,12 @@ void log_plan(const Study& study, const Plan& p) {
   }());
 }
 
-int launch_slurm(const Study& study, const Plan& p, const LaunchOptions& opts) {
+// One sbatch script per step, from slurm/templates/job.sbatch.
+void write_step_scripts(const Study& study, const Plan& p, const LaunchOptions& opts, const fs::path& dir) {
   const auto& cfg = study.config();
-  const fs::path dir = fs::absolute(opts.slurm_dir);
   const fs::path env = env_file(cfg.sweep);
   const fs::path template_path = slurm_folder() / "templates" / "job.sbatch";
-  if (!fs::is_regular_file(template_path))
-    throw UsageError(template_path.string() + ": the sbatch template is missing (set UNIVERSAE_SLURM_DIR to the repository's slurm/)");
-  if (opts.submit && std::system("command -v sbatch >/dev/null 2>&1") != 0)
-    throw UsageError("sbatch is not on PATH: run this on a Slurm login node, or pass --no-submit to only write the scripts");
   const std::string tmpl = io::read_text(template_path.string());
-
-  fs::create_directories(dir / "logs");
-  const std::string name = "universae-" + cfg.run.name;
-  std::string submit =
-      "#!/bin/bash\n"
-      "# Submits the sweep's jobs with their dependencies; written by `universae sweep " + p.job.string() + " --slurm`.\n"
-      "# Job ids go to jobs.txt next to this file.\n"
-      "set -euo pipefail\n"
-      "cd \"$(dirname \"$0\")\"\n"
-      ": > jobs.txt\n"
-      "submit() {  # submit STEP [sbatch options]: prints the job id\n"
-      "  local step=$1; shift\n"
-      "  local id\n"
-      "  id=$(sbatch --parsable \"$@\" \"$step.sbatch\")\n"
-      "  id=${id%%;*}\n"
-      "  echo \"$step $id\" >> jobs.txt\n"
-      "  echo \"submitted $step.sbatch as job $id\" >&2\n"
-      "  echo \"$id\"\n"
-      "}\n";
-  std::string previous;  // dependency on the step before
-  std::string train_job;
   for (const auto& step : p.steps) {
     const std::string log = (dir / "logs" / (step.name + (step.array ? "-%a" : "") + ".log")).string();
     const std::string description =
@@ -254,40 +218,48 @@ int launch_slurm(const Study& study, const Plan& p, const LaunchOptions& opts) {
         : step.name == "train"   ? "training: one array task per grid task (index = task index in manifest.json)"
         : step.name == "compare" ? "comparison: each task's SAEs compared, after that task's training"
                                  : "summary: across-task comparisons and study_summary.csv, after every comparison";
-    const std::string script = render(
-        tmpl,
-        {{"DESCRIPTION", "universae sweep " + cfg.run.name + ", " + description},
-         {"SWEEP", p.job.string()},
-         {"JOB_NAME", name + "-" + step.name},
-         {"LOG", log},
-         {"WORKDIR", p.workdir.string()},
-         {"SBATCH_OPTIONS", sbatch_options(cfg, step)},
-         {"ENV_FILE", shell_quote(env.string())},
-         {"STEP", step.name},
-         {"COMMAND", join_quoted(step_command(p.binary, p.job, opts.overrides, step.name))},
-         {"REQUEUE", cfg.sweep.requeue ? "yes" : "no"}},
-        template_path);
+    const std::string script = render(tmpl,
+                                      {{"DESCRIPTION", "universae sweep " + cfg.run.name + ", " + description},
+                                       {"SWEEP", p.job.string()},
+                                       {"JOB_NAME", "universae-" + cfg.run.name + "-" + step.name},
+                                       {"LOG", log},
+                                       {"WORKDIR", p.workdir.string()},
+                                       {"SBATCH_OPTIONS", sbatch_options(cfg, step)},
+                                       {"ENV_FILE", shell_quote(env.string())},
+                                       {"STEP", step.name},
+                                       {"COMMAND", join_quoted(step_command(p.binary, p.job, opts.overrides, step.name))},
+                                       {"REQUEUE", cfg.sweep.requeue ? "yes" : "no"}},
+                                      template_path);
     write_text(dir / (step.name + ".sbatch"), script, true);
-
-    // train after extract (afterok); compare element i after train element i (aftercorr); the
-    // summary after every comparison whatever its outcome (afterany). A dependency that can never
-    // be met cancels the job instead of leaving it pending.
-    std::string dependency;
-    if (step.name == "compare" && !train_job.empty())
-      dependency = "aftercorr:$train";
-    else if (step.name == "summary" && !previous.empty())
-      dependency = "afterany:$" + previous;
-    else if (!previous.empty())
-      dependency = "afterok:$" + previous;
-    submit += step.name + "=$(submit " + step.name +
-              (dependency.empty() ? "" : " --dependency=" + dependency + " --kill-on-invalid-dep=yes") + ")\n";
-    previous = step.name;
-    if (step.name == "train") train_job = step.name;
   }
   for (const char* old : {"extract", "train", "compare", "summary"})  // a previous plan's steps that are done
     if (std::none_of(p.steps.begin(), p.steps.end(), [&](const Step& s) { return s.name == old; }))
       fs::remove(dir / (std::string(old) + ".sbatch"));
-  write_text(dir / "submit.sh", submit, true);
+}
+
+// submit.sh from slurm/templates/submit.sh: sbatch for each step with its dependencies (sweep/slurm_plan.hpp).
+void write_submit_script(const Plan& p, const fs::path& dir) {
+  const fs::path template_path = slurm_folder() / "templates" / "submit.sh";
+  std::vector<std::string> names;
+  for (const auto& step : p.steps) names.push_back(step.name);
+  write_text(dir / "submit.sh",
+             render(io::read_text(template_path.string()), {{"SWEEP", p.job.string()}, {"SUBMISSIONS", submission_lines(names)}},
+                    template_path),
+             true);
+}
+
+int launch_slurm(const Study& study, const Plan& p, const LaunchOptions& opts) {
+  const fs::path dir = fs::absolute(opts.slurm_dir);
+  env_file(study.config().sweep);  // a missing env file is named before anything is written
+  for (const char* name : {"job.sbatch", "submit.sh"})
+    if (!fs::is_regular_file(slurm_folder() / "templates" / name))
+      throw UsageError((slurm_folder() / "templates" / name).string() +
+                       ": a sweep template is missing (set UNIVERSAE_SLURM_DIR to the repository's slurm/)");
+  if (opts.submit && std::system("command -v sbatch >/dev/null 2>&1") != 0)
+    throw UsageError("sbatch is not on PATH: run this on a Slurm login node, or pass --no-submit to only write the scripts");
+  fs::create_directories(dir / "logs");
+  write_step_scripts(study, p, opts, dir);
+  write_submit_script(p, dir);
   write_text(dir / "manifest.json", manifest(study, p, opts, "slurm").dump(2) + "\n");
   log_plan(study, p);
   log::info("sweep: scripts, manifest.json and submit.sh in {}; logs in {}/logs", dir.string(), dir.string());
