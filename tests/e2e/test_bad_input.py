@@ -1,4 +1,4 @@
-"""The bad-input catalogue (README "Troubleshooting"): one test per case, across configs, CLI flags, SAE
+"""The bad-input catalogue (docs/troubleshooting.md): one test per case, across configs, CLI flags, SAE
 files, activation stores, text and model inputs, and safetensors. Each case runs at 2 ranks through a
 wrapper that reports every rank's own exit status, and must:
 
@@ -6,7 +6,7 @@ wrapper that reports every rank's own exit status, and must:
   - print one `universae: error:` line (rank 0's) naming the file or key and the problem,
   - leave no output behind (the output directory, if the run would have created it, does not exist).
 
-Every case's README line is checked to be in the README, so the list there cannot drift from this one.
+Every case's line is checked to be in docs/troubleshooting.md, so the list there cannot drift from this one.
 Also: --help works for the program and every subcommand.
 """
 import json
@@ -70,7 +70,7 @@ class Catalogue(unittest.TestCase):
         if good.returncode != 0:
             raise AssertionError(good.stderr)
         cls.sae = os.path.join(cls.dir, "good", "saes", "seed0.h5")
-        with open(os.path.join(SOURCE, "README.md")) as fh:
+        with open(os.path.join(SOURCE, "docs", "troubleshooting.md")) as fh:
             cls.readme = fh.read()
 
     @classmethod
@@ -114,7 +114,7 @@ class Catalogue(unittest.TestCase):
         return args
 
     def refused(self, args, *needles, readme):
-        """The contract of every case; `readme` is the case's line in the README's troubleshooting list."""
+        """The contract of every case; `readme` is the case's line in docs/troubleshooting.md's list."""
         proc = run(args)
         exits = sorted(re.findall(r"^rank-exit (\d+) (\d+)$", proc.stderr, re.M))
         self.assertEqual(exits, [("0", "2"), ("1", "2")], f"every rank exits 2:\n{proc.stderr}")
@@ -126,7 +126,7 @@ class Catalogue(unittest.TestCase):
             self.assertIn(needle, errors[0])
         self.assertFalse(os.path.exists(self.out), f"no output may be left behind: {self.out}")
         self.assertFalse([f for f in os.listdir(self.case_dir) if f.endswith(".partial")], "no partial files")
-        self.assertTrue(readme in self.readme, f"README's troubleshooting section lists {readme!r}")
+        self.assertTrue(readme in self.readme, f"docs/troubleshooting.md lists {readme!r}")
 
     # ---- configs -------------------------------------------------------------------------------
     def test_config_unknown_key(self):
@@ -177,7 +177,7 @@ class Catalogue(unittest.TestCase):
         proc = run(["run", SYNTHETIC, "--frobnicate"])
         self.assertEqual(sorted(re.findall(r"^rank-exit (\d+) (\d+)$", proc.stderr, re.M)), [("0", "2"), ("1", "2")])
         self.assertEqual(proc.stderr.count("frobnicate"), 1, proc.stderr)
-        self.assertTrue("| CLI | unknown option |" in self.readme, "README lists the case")
+        self.assertTrue("| CLI | unknown option |" in self.readme, "docs/troubleshooting.md lists the case")
 
     def test_cli_override_without_equals(self):
         self.refused(["run", SYNTHETIC, "--set", f"run.output_dir={self.out}", "--set", "sae.k"], "sae.k",

@@ -102,14 +102,14 @@ class Report(unittest.TestCase):
         self.assertTrue(any(r["hookpoint_a"] != r["hookpoint_b"] for r in rows))
 
     def test_readme_pandas_example(self):
-        """The README's schema example runs as printed, on a real results file."""
-        with open(os.path.join(SOURCE, "README.md")) as f:
+        """The schema's pandas example (docs/file-formats.md) runs as printed, on a real results file."""
+        with open(os.path.join(SOURCE, "docs", "file-formats.md")) as f:
             readme = f.read()
         start = readme.index("Into pandas:")
         code = readme[readme.index("```python", start) + len("```python"):readme.index("```", readme.index("```python", start) + 9)]
         code = code.replace("runs/quickstart/results.h5", os.path.join(self.quick, "results.h5"))
         scope = {}
-        exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 (the documentation's own code)
+        exec(compile(code, "docs/file-formats.md", "exec"), scope)  # noqa: S102 (the documentation's own code)
         pairs, latents = scope["pairs"], scope["latents"]
         expected = results_pairs(os.path.join(self.quick, "results.h5"))
         self.assertEqual(set(pairs["pair"]), set(expected))
