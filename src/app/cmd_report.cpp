@@ -9,10 +9,11 @@
 #include <algorithm>
 #include <filesystem>
 
-#include "core/version.hpp"
 #include "app/commands.hpp"
 #include "core/error.hpp"
+#include "core/version.hpp"
 #include "io/h5.hpp"
+#include "io/output.hpp"
 #include "io/results_file.hpp"
 #include "parallel/comm.hpp"
 #include "parallel/log.hpp"
@@ -104,20 +105,15 @@ int report(const parallel::Comm& comm, const ReportOptions& o) {
   parallel::agree_on_error(comm, error);
   if (comm.is_root()) {
     log::info("report: {} results file(s) → {}/index.html", files.size(), out);
-    const std::string temp = out + ".partial";
-    std::error_code ec;
-    fs::remove_all(temp, ec);
-    std::vector<std::string> argv = {python(), report_script(), "--out", temp};
+    io::Pending pending(out);  // the script writes OUT.partial; OUT is replaced only when it succeeded
+    std::vector<std::string> argv = {python(), report_script(), "--out", pending.partial()};
     argv.insert(argv.end(), files.begin(), files.end());
     const int rc = run_program(argv);
     if (rc != 0) {
-      fs::remove_all(temp, ec);
       error = "the report script failed (" + argv[0] + " " + argv[1] + ", exit " + std::to_string(rc) +
               "); it needs python3-h5py, python3-matplotlib and python3-pandas (scripts/install-deps.sh)";
-    } else {
-      fs::remove_all(out, ec);
-      fs::rename(temp, out, ec);
-      if (ec) error = out + ": cannot publish (" + ec.message() + ")";
+    } else if (!pending.try_commit()) {
+      error = out + ": cannot publish";
     }
   }
   // The script's failure is not bad input: every rank ends with the internal-failure code.

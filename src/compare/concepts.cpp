@@ -1,4 +1,3 @@
-#include "core/version.hpp"
 #include "compare/concepts.hpp"
 
 #include <toml++/toml.h>
@@ -9,6 +8,7 @@
 
 #include "compare/activation_stats.hpp"
 #include "core/error.hpp"
+#include "core/version.hpp"
 
 namespace universae::compare {
 namespace {

@@ -1,4 +1,3 @@
-#include "core/version.hpp"
 #include "sweep/sweep.hpp"
 
 #include <fmt/format.h>
@@ -13,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "core/version.hpp"
 #include "io/output.hpp"
 #include "io/text_file.hpp"
 #include "parallel/log.hpp"
