@@ -132,3 +132,43 @@ TEST(Config, EditDistance) {
   EXPECT_EQ(edit_distance("", "abc"), 3u);
   EXPECT_EQ(edit_distance("same", "same"), 0u);
 }
+
+TEST(Config, ChoicesAreEnumsCheckedWhenTheConfigLoads) {
+  const Config c = load("", {"sae.architecture=jumprelu", "compare.activation_mapping=mutual", "run.stages=[\"extract\", \"train\"]",
+                             "extract.store=s.h5", "data.source=s.h5", "data.hookpoint=blocks.0.hook_resid_post"});
+  EXPECT_EQ(c.sae.architecture, universae::core::Architecture::kJumpRelu);
+  EXPECT_EQ(c.compare.activation_mapping, Mapping::kMutual);
+  EXPECT_TRUE(c.has_stage(Stage::kExtract));
+  EXPECT_FALSE(c.has_stage(Stage::kCompare));
+  const std::string msg = usage_error([] { load("", {"compare.correlation_input=post"}); });
+  EXPECT_NE(msg.find("compare.correlation_input = \"post\" is not a correlation input; choose codes or pre"), std::string::npos)
+      << msg;
+  // The echo writes the names back, and they load again.
+  EXPECT_NE(to_toml(c).find("activation_mapping = 'mutual'"), std::string::npos) << to_toml(c);
+}
+
+TEST(Config, DefaultsComeFromTheKeyTable) {
+  const Config c;  // no file, no overrides: every key at the default the table declares
+  EXPECT_EQ(c.train.batch_size, 4096);
+  EXPECT_DOUBLE_EQ(c.train.auxk_alpha, 1.0 / 32.0);
+  EXPECT_EQ(c.sweep.extract.ranks, 2);
+  EXPECT_EQ(c.sweep.train.ranks, 1);
+  EXPECT_EQ(c.run.stages, (std::vector<Stage>{Stage::kTrain, Stage::kCompare}));
+  EXPECT_NE(describe_keys({"sweep"}).find("sweep.extract.ranks = 2"), std::string::npos);
+  EXPECT_EQ(describe_keys({"sweep"}).find("train.batch_size"), std::string::npos);
+}
+
+// Where outputs go is not part of a fingerprint; an input file is there by its identity, not its path.
+TEST(Config, FingerprintsNameInputsByIdentityAndLeaveOutOutputs) {
+  const Identity identity = [](const std::string& path) { return "ID(" + std::to_string(path.size()) + ")"; };
+  const Config a = load("", {"run.output_dir=out/a", "extract.store=out/a/s.h5", "compare.saes=[\"x/seed0.h5\", \"x/seed1.h5\"]"});
+  const Config b = load("", {"run.output_dir=elsewhere", "extract.store=elsewhere/s.h5", "compare.saes=[\"y/seed0.h5\", \"y/seed1.h5\"]"});
+  for (const Stage stage : {Stage::kExtract, Stage::kTrain, Stage::kCompare})
+    EXPECT_EQ(fingerprint(a, stage, identity), fingerprint(b, stage, identity)) << universae::core::name_of(stage);
+  const std::string compare = fingerprint(a, Stage::kCompare, identity);
+  EXPECT_EQ(compare.find("x/seed0.h5"), std::string::npos) << compare;
+  EXPECT_NE(compare.find("ID(10)"), std::string::npos) << compare;
+  const Config k = load("", {"sae.k=8"});
+  EXPECT_NE(fingerprint(k, Stage::kTrain, identity), fingerprint(Config(), Stage::kTrain, identity));
+  EXPECT_EQ(fingerprint(k, Stage::kCompare, identity), fingerprint(Config(), Stage::kCompare, identity));  // not its keys
+}

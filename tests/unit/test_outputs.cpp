@@ -1,0 +1,114 @@
+// io/output.hpp and io/fingerprint.hpp: the one publish (files, directories, resumable partial outputs)
+// and the reuse decision (identities of inputs; complete, fingerprinted outputs).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "io/fingerprint.hpp"
+#include "io/h5.hpp"
+#include "io/output.hpp"
+#include "parallel/comm.hpp"
+
+using namespace universae;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path scratch(const std::string& name) {
+  const fs::path p = fs::temp_directory_path() / ("universae_test_outputs_" + name);
+  fs::remove_all(p);
+  return p;
+}
+
+void write(const fs::path& p, const std::string& text) { std::ofstream(p) << text; }
+
+// An HDF5 output as a stage writes it: a fingerprint, and `complete` last (when `complete`).
+void write_output(const fs::path& p, const std::string& fingerprint, bool complete) {
+  io::File f = io::File::create(parallel::Environment::world(), p.string());
+  f.write_attr("/", "format", "universae-test");
+  f.write_attr("/", "fingerprint", fingerprint);
+  if (complete) f.write_attr("/", "complete", true);
+}
+
+}  // namespace
+
+TEST(Pending, PublishesFilesAndDirectoriesOnlyOnCommit) {
+  const fs::path file = scratch("file.txt");
+  ASSERT_TRUE(io::publish_text(file.string(), "a,b\n"));
+  std::ifstream in(file);
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(line, "a,b");
+  EXPECT_FALSE(fs::exists(file.string() + ".partial"));
+
+  const fs::path dir = scratch("dir");
+  fs::create_directories(dir / "old");
+  {
+    io::Pending pending(dir.string());
+    fs::create_directories(pending.partial());
+    write(fs::path(pending.partial()) / "new.txt", "x");
+    EXPECT_TRUE(fs::exists(dir / "old"));  // the old directory stays until commit
+    pending.commit();
+  }
+  EXPECT_TRUE(fs::exists(dir / "new.txt"));
+  EXPECT_FALSE(fs::exists(dir / "old"));  // replaced as a whole
+  {
+    io::Pending abandoned(dir.string());
+    fs::create_directories(abandoned.partial());
+  }  // no commit: the partial directory goes, the published one stays
+  EXPECT_FALSE(fs::exists(dir.string() + ".partial"));
+  EXPECT_TRUE(fs::exists(dir / "new.txt"));
+}
+
+TEST(Pending, AResumablePartialOutputSurvivesAndIsNotRemovedByTheNextRun) {
+  const fs::path out = scratch("store.h5");
+  {
+    io::Pending first(out.string(), io::OnAbandon::kKeep);
+    write(first.partial(), "half a store");
+  }  // the run dies
+  ASSERT_TRUE(fs::exists(out.string() + ".partial"));
+  io::Pending second(out.string(), io::OnAbandon::kKeep);  // the rerun finds it
+  EXPECT_TRUE(fs::exists(second.partial()));
+  second.commit();
+  EXPECT_TRUE(fs::exists(out));
+}
+
+TEST(Fingerprint, IdentitiesNameContentNotPlace) {
+  const fs::path a = scratch("a.txt"), b = scratch("b.txt"), c = scratch("c.txt");
+  write(a, "once upon a time");
+  write(b, "once upon a time");
+  write(c, "once upon a tide");
+  EXPECT_EQ(io::input_identity(a.string()), io::input_identity(b.string()));  // the same bytes elsewhere
+  EXPECT_NE(io::input_identity(a.string()), io::input_identity(c.string()));
+  EXPECT_EQ(io::input_identity(scratch("nothing").string()), "missing");
+  // A universae output is named by its format and its fingerprint, so an upstream change reaches it.
+  const fs::path x = scratch("x.h5"), y = scratch("y.h5");
+  write_output(x, "[sae]\nk = 8\n", true);
+  write_output(y, "[sae]\nk = 16\n", true);
+  EXPECT_EQ(io::input_identity(x.string()), "universae-test " + io::fingerprint_hash("[sae]\nk = 8\n"));
+  EXPECT_NE(io::input_identity(x.string()), io::input_identity(y.string()));
+  // A directory (a sparsify/SAELens SAE) by the identities of its files.
+  const fs::path d1 = scratch("d1"), d2 = scratch("d2");
+  for (const auto& d : {d1, d2}) fs::create_directories(d), write(d / "cfg.json", "{\"k\": 8}");
+  EXPECT_EQ(io::input_identity(d1.string()), io::input_identity(d2.string()));
+  write(d2 / "cfg.json", "{\"k\": 9}");
+  EXPECT_NE(io::input_identity(d1.string()), io::input_identity(d2.string()));
+}
+
+TEST(Fingerprint, OnlyACompleteOutputWithTheSameFingerprintIsReused) {
+  const fs::path p = scratch("results.h5");
+  EXPECT_EQ(io::reuse_problem(p.string(), "fp"), "missing");
+  write_output(p, "fp", false);
+  EXPECT_EQ(io::reuse_problem(p.string(), "fp"), "incomplete");
+  EXPECT_TRUE(io::resumable(p.string(), "fp"));  // a partial output begun with these settings
+  EXPECT_FALSE(io::resumable(p.string(), "other"));
+  write_output(p, "fp", true);
+  EXPECT_TRUE(io::reusable(p.string(), "fp"));
+  EXPECT_EQ(io::reuse_problem(p.string(), "other"), "made with other settings");
+  {
+    io::File f = io::File::create(parallel::Environment::world(), p.string());
+    f.write_attr("/", "complete", true);
+  }
+  EXPECT_EQ(io::reuse_problem(p.string(), "fp"), "written by an older universae (no fingerprint)");
+}
