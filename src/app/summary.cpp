@@ -8,7 +8,7 @@
 #include <cmath>
 #include <filesystem>
 
-#include "compare/statistics.hpp"
+#include "compare/console.hpp"
 #include "io/output.hpp"
 #include "parallel/log.hpp"
 
@@ -26,24 +26,6 @@ void print_trained(const std::vector<train::TrainedSae>& trained, bool synthetic
 }
 
 namespace {
-
-// A console table: its title and the registry columns shown in it, in registry order.
-struct ConsoleTable {
-  std::string title;
-  std::vector<std::pair<std::string, compare::Display>> columns;  // column name, how it is shown
-};
-
-std::vector<ConsoleTable> console_tables() {
-  std::vector<ConsoleTable> tables;
-  for (const auto& statistic : compare::pair_statistics())
-    for (const auto& column : statistic.columns) {
-      if (!column.display) continue;
-      auto it = std::find_if(tables.begin(), tables.end(), [&](const ConsoleTable& t) { return t.title == column.display->table; });
-      if (it == tables.end()) it = tables.insert(tables.end(), ConsoleTable{column.display->table, {}});
-      it->columns.push_back({column.summary.name, *column.display});
-    }
-  return tables;
-}
 
 std::string cell(const io::SummaryTable& table, const io::SummaryRow& row, const std::string& name, const compare::Display& d) {
   using Style = compare::Display::Style;
@@ -63,7 +45,7 @@ std::string cell(const io::SummaryTable& table, const io::SummaryRow& row, const
 
 void print_pairs(const io::SummaryTable& pairs) {
   if (!log::enabled() || pairs.rows.empty()) return;
-  for (const ConsoleTable& t : console_tables()) {
+  for (const compare::ConsoleTable& t : compare::console_tables()) {
     const bool any = std::any_of(pairs.rows.begin(), pairs.rows.end(), [&](const io::SummaryRow& r) {
       return std::any_of(t.columns.begin(), t.columns.end(), [&](const auto& c) { return !std::isnan(pairs.value(r, c.first)); });
     });

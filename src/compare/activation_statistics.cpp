@@ -10,6 +10,7 @@
 #include "compare/statistics.hpp"
 #include "core/error.hpp"
 #include "io/activation_store.hpp"
+#include "io/sae_file.hpp"
 #include "parallel/log.hpp"
 
 namespace universae::compare {

@@ -16,6 +16,7 @@
 #include "io/fingerprint.hpp"
 #include "io/h5.hpp"
 #include "io/output.hpp"
+#include "io/sae_file.hpp"
 #include "parallel/log.hpp"
 
 namespace universae::compare {

@@ -8,7 +8,7 @@
 
 #include "config/config.hpp"
 #include "io/results_file.hpp"
-#include "io/sae_file.hpp"
+#include "io/sae_header.hpp"
 #include "parallel/comm.hpp"
 
 namespace universae::compare {

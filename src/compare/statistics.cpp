@@ -10,6 +10,7 @@
 #include <chrono>
 
 #include "compare/repsim.hpp"
+#include "io/sae_file.hpp"
 
 namespace universae::compare {
 namespace {
@@ -209,6 +210,18 @@ const std::vector<Statistic>& pair_statistics() {
   static const std::vector<Statistic> registry = {max_cosine_statistic(), hungarian_statistic(), paired_decoder_statistic(),
                                                    activation_correlation_statistic(), activation_repsim_statistic()};
   return registry;
+}
+
+std::vector<ConsoleTable> console_tables() {
+  std::vector<ConsoleTable> tables;
+  for (const auto& statistic : pair_statistics())
+    for (const auto& column : statistic.columns) {
+      if (!column.display) continue;
+      auto it = std::find_if(tables.begin(), tables.end(), [&](const ConsoleTable& t) { return t.title == column.display->table; });
+      if (it == tables.end()) it = tables.insert(tables.end(), ConsoleTable{column.display->table, {}});
+      it->columns.push_back({column.summary.name, *column.display});
+    }
+  return tables;
 }
 
 std::vector<io::SummaryColumn> summary_columns() {

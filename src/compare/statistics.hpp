@@ -21,13 +21,14 @@
 
 #include "compare/activation_stats.hpp"
 #include "compare/concepts.hpp"
+#include "compare/console.hpp"
 #include "compare/matching.hpp"
 #include "compare/max_cosine.hpp"
 #include "compare/repsim.hpp"
 #include "config/config.hpp"
 #include "io/h5.hpp"
 #include "io/results_file.hpp"
-#include "io/sae_file.hpp"
+#include "io/sae_header.hpp"
 #include "parallel/comm.hpp"
 
 namespace universae::compare {
@@ -87,15 +88,6 @@ class PairContext {
   at::Tensor decoder_a_, decoder_b_;
   std::optional<Correlation> correlation_;
   std::optional<ActivationPairing> pairing_;
-};
-
-// How a column appears in the console tables `compare` and `run` print.
-struct Display {
-  enum class Style { kFixed6, kFixed4, kYesNo, kCount, kScoreP };  // kScoreP: "score (p)" with the column <name>_p
-  std::string table;    // its table's title, e.g. "pair (MCS)"
-  std::string heading;  // e.g. "decoder a→b"
-  int width = 12;
-  Style style = Style::kFixed6;
 };
 
 struct Column {

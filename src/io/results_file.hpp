@@ -22,7 +22,7 @@
 
 #include "io/h5.hpp"
 #include "io/output.hpp"
-#include "io/sae_file.hpp"
+#include "io/sae_header.hpp"
 #include "parallel/comm.hpp"
 
 namespace universae::io {

@@ -10,28 +10,11 @@
 #include <utility>
 #include <vector>
 
-#include "core/architecture.hpp"
 #include "core/sharding.hpp"
+#include "io/sae_header.hpp"
 #include "parallel/comm.hpp"
 
 namespace universae::io {
-
-inline constexpr const char* kSaeFormat = "universae-sae";
-inline constexpr int64_t kSaeFormatVersion = 1;
-
-struct SaeHeader {
-  std::string path;
-  core::Architecture architecture{};
-  int64_t d_in = 0;
-  int64_t n_latents = 0;
-  int64_t k = 0;  // 0 when the architecture has none
-  int64_t seed = 0;
-  std::string hookpoint;
-  std::string model;
-  bool apply_b_dec_to_input = true;
-  std::string config;
-  bool has_frequency = false;
-};
 
 struct SaeWeights {
   SaeHeader header;
