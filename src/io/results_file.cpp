@@ -165,12 +165,11 @@ SummaryTable read_summary(const parallel::Comm& comm, const std::string& path) {
 bool has_summary_columns(const std::string& path) { return has_object(path, kColumnsGroup); }
 
 std::string summary_csv(const SummaryTable& table, bool with_scope) {
-  std::string out = with_scope ? "scope,pair,a,b,baseline" : "pair,a,b,baseline";
+  std::string out = with_scope ? "scope,a,b,baseline" : "pair,a,b,baseline";
   for (const auto& c : table.columns) out += "," + c.name;
   out += "\n";
   for (const auto& r : table.rows) {
-    if (with_scope) out += "\"" + r.scope + "\",";
-    out += r.pair + "," + r.a + "," + r.b + "," + (r.baseline ? "1" : "0");
+    out += (with_scope ? "\"" + r.scope + "\"" : r.pair) + "," + r.a + "," + r.b + "," + (r.baseline ? "1" : "0");
     for (double v : r.values) out += std::isnan(v) ? "," : fmt::format(",{:.9g}", v);
     out += "\n";
   }

@@ -84,8 +84,8 @@ SummaryTable read_summary(const parallel::Comm& comm, const std::string& path);
 // Whether the results file has a summary column table (MPI-free; false for any other file).
 bool has_summary_columns(const std::string& path);
 
-// The table as CSV: scope (when `with_scope`), pair, a, b, baseline, then one column per summary
-// column. Numbers with 9 significant digits; booleans 1/0; empty where a value is absent.
+// The table as CSV: pair (or, `with_scope`, the row's scope: a study's task or across-task group),
+// a, b, baseline, then one column per summary column. Numbers with 9 significant digits; booleans 1/0; empty where a value is absent.
 std::string summary_csv(const SummaryTable& table, bool with_scope);
 
 }  // namespace universae::io

