@@ -97,6 +97,20 @@ class CompareAgainstNumpy(unittest.TestCase):
             self.assertAlmostEqual(float(rows[0]["decoder_mcs_ab"]), f["pairs/a--b/decoder"].attrs["mcs_ab"], places=7)
             self.assertAlmostEqual(float(rows[0]["encoder_mcs_ba"]), f["pairs/a--b/encoder"].attrs["mcs_ba"], places=7)
         self.assertEqual(rows[0]["pair"], "a--b")
+        # Every column the file's /summary_columns declares (the statistics registry's) is in the CSV, in
+        # its order after pair,a,b,baseline, with the value of the attribute it names.
+        with h5py.File(self.results[3], "r") as f:
+            c = f["summary_columns"].attrs
+            declared = [[v.decode() if isinstance(v, bytes) else v for v in c[k]] for k in ("name", "object", "attribute")]
+            self.assertIn("shared_fraction", declared[0])
+            self.assertEqual(list(rows[0].keys()), ["pair", "a", "b", "baseline"] + declared[0])
+            pair = f["pairs/a--b"]
+            for name, obj, attribute in zip(*declared):
+                if not obj or obj in pair:
+                    holder = pair[obj] if obj else pair
+                    self.assertAlmostEqual(float(rows[0][name]), float(holder.attrs[attribute]), places=7, msg=name)
+                else:
+                    self.assertEqual(rows[0][name], "", name)  # a statistic this comparison did not compute
 
     def test_inspect_describes_both_kinds(self):
         sae = run(["inspect", self.a], 1)
