@@ -218,13 +218,14 @@ Statistic activation_correlation_statistic() {
           "both SAEs' codes (or dense pre-activations) on the activation input",
           [](PairContext& ctx) { return ctx.activations != nullptr; },
           write_correlation,
-          {{{"mean_max_corr_ab", "activation", "mean_max_corr_ab",
-             "mean over A's latents of the max Pearson correlation with B's latents on the same tokens"},
-            Display{table, "max corr a→b", 12, S::kFixed6}},
-           {{"mean_max_corr_ba", "activation", "mean_max_corr_ba", "the same from B to A"}, Display{table, "max corr b→a", 12, S::kFixed6}},
-           {{"activation_pairs", "activation/paired", "n_pairs",
-             "pairs of compare.activation_mapping kept by the non-concept filter (the input of the activation SVCCA/RSA)"},
-            Display{table, "pairs", 8, S::kCount}}}};
+          {column("mean_max_corr_ab", "activation", "mean_max_corr_ab",
+                  "mean over A's latents of the max Pearson correlation with B's latents on the same tokens",
+                  Display{table, "max corr a→b", 12, S::kFixed6}),
+           column("mean_max_corr_ba", "activation", "mean_max_corr_ba", "the same from B to A",
+                  Display{table, "max corr b→a", 12, S::kFixed6}),
+           column("activation_pairs", "activation/paired", "n_pairs",
+                  "pairs of compare.activation_mapping kept by the non-concept filter (the input of the activation SVCCA/RSA)",
+                  Display{table, "pairs", 8, S::kCount})}};
 }
 
 Statistic activation_repsim_statistic() {

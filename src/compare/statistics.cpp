@@ -62,12 +62,12 @@ void write_lap(io::File& f, const std::string& group, const Matching& dec, const
   f.write_attr(group, "encoder_seconds", enc.seconds);
 }
 
+}  // namespace
+
 Column column(const std::string& name, const std::string& object, const std::string& attribute, const std::string& description,
-              std::optional<Display> display = std::nullopt) {
+              std::optional<Display> display) {
   return {{name, object, attribute, description}, std::move(display)};
 }
-
-}  // namespace
 
 PairContext::PairContext(const parallel::Comm& comm_, const config::Config& config_, io::File& file_, std::string group_,
                          const std::vector<io::SaeHeader>& headers, size_t i_, size_t j_, ActivationData* activations_)

@@ -94,6 +94,10 @@ struct Column {
   io::SummaryColumn summary;
   std::optional<Display> display;
 };
+// A column: its CSV name, the object below the pair (or absolute) and attribute holding it, one line
+// saying what it is, and how it prints (none: only in the files).
+Column column(const std::string& name, const std::string& object, const std::string& attribute, const std::string& description,
+              std::optional<Display> display = std::nullopt);
 
 struct Statistic {
   std::string name;

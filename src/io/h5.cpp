@@ -366,10 +366,6 @@ void File::write_strings(const std::string& dataset, const std::vector<std::stri
   UNIVERSAE_H5_CHECK(H5Dwrite(ds.id(), type.id(), mem.id(), space.id(), dxpl.id(), raw.data()), path_ + ": write " + dataset);
 }
 
-std::string File::dataset_attr_string(const std::string& dataset, const std::string& name) const {
-  return has_attr(dataset, name) ? read_attr_string(dataset, name) : std::string();
-}
-
 namespace {
 template <typename Fn>
 void write_attr_impl(hid_t file, const std::string& path, const std::string& object, const std::string& name,
@@ -549,20 +545,16 @@ bool File::is_group(const std::string& object) const {
 
 namespace universae::io {
 
-bool is_complete(const std::string& path, const std::vector<std::pair<std::string, std::string>>& expect) {
+bool is_complete(const std::string& path) {
   silence_hdf5_errors();
   if (!std::filesystem::is_regular_file(path) || H5Fis_hdf5(path.c_str()) <= 0) return false;
   Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-  if (!file.valid()) return false;
-  auto has = [&](const std::string& name) { return H5Aexists_by_name(file.id(), "/", name.c_str(), H5P_DEFAULT) > 0; };
+  if (!file.valid() || H5Aexists_by_name(file.id(), "/", "complete", H5P_DEFAULT) <= 0) return false;
   try {
-    if (!has("complete") || !attr_bool(file.id(), path, "/", "complete")) return false;
-    for (const auto& [name, value] : expect)
-      if (!has(name) || attr_string(file.id(), path, "/", name) != value) return false;
+    return attr_bool(file.id(), path, "/", "complete");
   } catch (const std::exception&) {
     return false;
   }
-  return true;
 }
 
 std::optional<std::string> root_string(const std::string& path, const std::string& name) {

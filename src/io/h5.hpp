@@ -81,7 +81,6 @@ class File {
   std::vector<std::string> read_strings(const std::string& dataset) const;
   std::vector<std::string> read_attr_strings(const std::string& object, const std::string& name) const;
   void write_strings(const std::string& dataset, const std::vector<std::string>& values);
-  std::string dataset_attr_string(const std::string& dataset, const std::string& name) const;
 
   // Attributes on any object (collective when writing; every rank passes the same value).
   void write_attr(const std::string& object, const std::string& name, const std::string& value);
@@ -114,9 +113,8 @@ class File {
 };
 
 // Without MPI (a launcher such as `universae sweep`): whether `path` is an HDF5 file whose root
-// attribute `complete` is true and whose root string attribute `name` equals `value` for each pair
-// of `expect`. A missing, unreadable or partial file is simply not complete.
-bool is_complete(const std::string& path, const std::vector<std::pair<std::string, std::string>>& expect = {});
+// attribute `complete` is true. A missing, unreadable or partial file is simply not complete.
+bool is_complete(const std::string& path);
 
 // Without MPI: whether the HDF5 file `path` has the group or dataset `object` ("/summary_columns").
 bool has_object(const std::string& path, const std::string& object);
