@@ -384,6 +384,17 @@ Handle open_attr(hid_t file, const std::string& path, const std::string& object,
   return Handle(UNIVERSAE_H5_CHECK(H5Aopen_by_name(file, object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT),
                                    path + ": open attribute " + object + "@" + name));
 }
+
+// An attribute read as one value must hold one: reading an array (a string list such as a store's
+// `vocab`) into a single value would write past it.
+Handle open_scalar_attr(hid_t file, const std::string& path, const std::string& object, const std::string& name) {
+  Handle attr = open_attr(file, path, object, name);
+  Handle space(UNIVERSAE_H5_CHECK(H5Aget_space(attr.id()), "H5Aget_space"));
+  const hssize_t n = H5Sget_simple_extent_npoints(space.id());
+  if (n != 1)
+    throw UsageError(path + ": attribute '" + name + "' on " + object + " holds " + std::to_string(n) + " values, not one");
+  return attr;
+}
 }  // namespace
 
 void File::write_attr(const std::string& object, const std::string& name, const std::string& value) {
@@ -429,7 +440,7 @@ namespace {
 
 // Attribute readers on a file id, shared by File and the MPI-free is_complete().
 std::string attr_string(hid_t file, const std::string& path, const std::string& object, const std::string& name) {
-  Handle attr = open_attr(file, path, object, name);
+  Handle attr = open_scalar_attr(file, path, object, name);
   Handle type(UNIVERSAE_H5_CHECK(H5Aget_type(attr.id()), "H5Aget_type"));
   if (H5Tget_class(type.id()) != H5T_STRING)
     throw UsageError(path + ": attribute '" + name + "' on " + object + " is not a string");
@@ -449,7 +460,7 @@ std::string attr_string(hid_t file, const std::string& path, const std::string& 
 }
 
 bool attr_bool(hid_t file, const std::string& path, const std::string& object, const std::string& name) {
-  Handle attr = open_attr(file, path, object, name);
+  Handle attr = open_scalar_attr(file, path, object, name);
   Handle type(UNIVERSAE_H5_CHECK(H5Aget_type(attr.id()), "H5Aget_type"));
   const H5T_class_t cls = H5Tget_class(type.id());
   if (cls == H5T_ENUM || cls == H5T_INTEGER) {
@@ -471,7 +482,7 @@ std::string File::read_attr_string(const std::string& object, const std::string&
 }
 
 int64_t File::read_attr_int(const std::string& object, const std::string& name) const {
-  Handle attr = open_attr(id_, path_, object, name);
+  Handle attr = open_scalar_attr(id_, path_, object, name);
   Handle type(UNIVERSAE_H5_CHECK(H5Aget_type(attr.id()), "H5Aget_type"));
   const H5T_class_t cls = H5Tget_class(type.id());
   if (cls == H5T_FLOAT) {
@@ -489,7 +500,7 @@ int64_t File::read_attr_int(const std::string& object, const std::string& name) 
 }
 
 double File::read_attr_double(const std::string& object, const std::string& name) const {
-  Handle attr = open_attr(id_, path_, object, name);
+  Handle attr = open_scalar_attr(id_, path_, object, name);
   Handle type(UNIVERSAE_H5_CHECK(H5Aget_type(attr.id()), "H5Aget_type"));
   const H5T_class_t cls = H5Tget_class(type.id());
   if (cls != H5T_FLOAT && cls != H5T_INTEGER)
@@ -500,7 +511,7 @@ double File::read_attr_double(const std::string& object, const std::string& name
 }
 
 double File::read_attr_number(const std::string& object, const std::string& name) const {
-  Handle attr = open_attr(id_, path_, object, name);
+  Handle attr = open_scalar_attr(id_, path_, object, name);
   Handle type(UNIVERSAE_H5_CHECK(H5Aget_type(attr.id()), "H5Aget_type"));
   if (H5Tget_class(type.id()) == H5T_ENUM) return attr_bool(id_, path_, object, name) ? 1.0 : 0.0;
   return read_attr_double(object, name);

@@ -36,6 +36,11 @@ std::string attr_text(const File& f, const std::string& object, const std::strin
     return f.read_attr_bool(object, name) ? "true" : "false";
   } catch (...) {
   }
+  try {
+    const auto list = f.read_attr_strings(object, name);
+    return fmt::format("[{} strings]", list.size());
+  } catch (...) {
+  }
   return "<unreadable>";
 }
 

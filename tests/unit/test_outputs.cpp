@@ -1,12 +1,14 @@
 // io/output.hpp and io/fingerprint.hpp: the one publish (files, directories, resumable partial outputs)
-// and the reuse decision (identities of inputs; complete, fingerprinted outputs).
+// and the reuse decision (identities of inputs; complete, fingerprinted outputs); scalar attribute reads.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 
+#include "core/error.hpp"
 #include "io/fingerprint.hpp"
 #include "io/h5.hpp"
+#include "io/inspect.hpp"
 #include "io/output.hpp"
 #include "parallel/comm.hpp"
 
@@ -111,4 +113,30 @@ TEST(Fingerprint, OnlyACompleteOutputWithTheSameFingerprintIsReused) {
     f.write_attr("/", "complete", true);
   }
   EXPECT_EQ(io::reuse_problem(p.string(), "fp"), "written by an older universae (no fingerprint)");
+}
+
+// An attribute read as one value must hold one (a string list read as one string wrote past its
+// buffer: `universae inspect` of an activation store, whose `vocab` is such a list, died with SIGSEGV).
+TEST(H5, AListAttributeReadAsOneValueIsRefusedAndInspectShowsIt) {
+  const fs::path p = scratch("store_like.h5");
+  const auto comm = parallel::Environment::world();
+  {
+    io::File f = io::File::create(comm, p.string());
+    f.write_attr("/", "format", "universae-activations");
+    f.write_attr("/", "vocab", std::vector<std::string>{"<unk>", "<s>", "</s>"});
+  }
+  const io::File f = io::File::open_read(comm, p.string());
+  for (auto read : {+[](const io::File& g) { (void)g.read_attr_string("/", "vocab"); },
+                    +[](const io::File& g) { (void)g.read_attr_double("/", "vocab"); },
+                    +[](const io::File& g) { (void)g.read_attr_int("/", "vocab"); }}) {
+    try {
+      read(f);
+      ADD_FAILURE() << "a 3-element attribute was read as one value";
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find("holds 3 values, not one"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(f.read_attr_strings("/", "vocab").size(), 3u);
+  const std::string text = io::describe_file(comm, p.string());
+  EXPECT_NE(text.find("@vocab = [3 strings]"), std::string::npos) << text;
 }
