@@ -35,9 +35,9 @@ void add_compare(CLI::App& app, Action& action) {
                   "activation store (HDF5) or \"synthetic\" for activation statistics (= compare.activations)");
   cmd->add_option("--baseline", opts->baselines, "a baseline SAE file, compared with the first SAE (repeatable)");
   cmd->add_option("--set", opts->overrides, "override a config key: section.key=value (repeatable)");
-  cmd->add_flag("--fresh", opts->fresh, "recompute even when a complete, newer results file exists");
+  cmd->add_flag("--fresh", opts->fresh, "recompute even when a complete results file with the same settings and inputs exists");
   cmd->footer(config_keys_help());
-  cmd->callback([cmd, opts, &action] {
+  cmd->callback([opts, &action] {
     if (opts->config.empty() && opts->saes.empty())
       throw CLI::ValidationError("compare", "give a CONFIG file or at least two --sae files");
     action = [opts](const parallel::Comm& comm) {
@@ -53,7 +53,6 @@ void add_compare(CLI::App& app, Action& action) {
       return 0;
     };
   });
-  (void)cmd;
 }
 
 }  // namespace universae::app
