@@ -128,9 +128,9 @@ void write_summary_csv(const parallel::Comm& comm, const std::string& path, cons
   parallel::agree_on_error(comm, error);
 }
 
-}  // namespace
-
-io::SummaryTable compare_saes(const parallel::Comm& comm, const config::Config& cfg, const std::string& out_path) {
+// compare_saes with its fingerprint already made (run_compare_stage made it to decide reuse).
+io::SummaryTable compare_with(const parallel::Comm& comm, const config::Config& cfg, const std::string& out_path,
+                              const std::string& fingerprint) {
   Inputs in = read_inputs(comm, cfg);
   std::optional<ActivationData> activations;
   if (!cfg.compare.activations.empty()) activations = open_activation_data(comm, cfg, in.headers);
@@ -139,7 +139,7 @@ io::SummaryTable compare_saes(const parallel::Comm& comm, const config::Config& 
   if (cfg.compare.baseline_random) add_random_baseline(comm, cfg, out_dir, in);
   plan_pairs(cfg, in);
   {
-    io::ResultsWriter results(comm, out_path, config::to_toml(cfg), compare_fingerprint(cfg));
+    io::ResultsWriter results(comm, out_path, config::to_toml(cfg), fingerprint);
     write_saes(comm, results, in, activations.has_value());
     if (activations) activation_pass(comm, results.file(), cfg, *activations, in.headers, in.names);
     const auto matchings = compare_pairs(comm, cfg, results, in, activations ? &*activations : nullptr);
@@ -149,6 +149,12 @@ io::SummaryTable compare_saes(const parallel::Comm& comm, const config::Config& 
   io::SummaryTable summary = io::read_summary(comm, out_path);
   write_summary_csv(comm, (fs::path(out_dir) / "summary.csv").string(), summary);
   return summary;
+}
+
+}  // namespace
+
+io::SummaryTable compare_saes(const parallel::Comm& comm, const config::Config& cfg, const std::string& out_path) {
+  return compare_with(comm, cfg, out_path, compare_fingerprint(cfg));
 }
 
 config::Config with_saes(const config::Config& config, const std::vector<std::string>& default_saes) {
@@ -165,8 +171,9 @@ io::SummaryTable run_compare_stage(const parallel::Comm& comm, const config::Con
                                    const std::vector<std::string>& default_saes, bool fresh) {
   const config::Config cfg = with_saes(config, default_saes);
   const std::string out = (fs::path(cfg.run.output_dir) / "results.h5").string();
+  const std::string fingerprint = compare_fingerprint(cfg);
   if (!fresh) {
-    const std::string problem = io::reuse_problem(out, compare_fingerprint(cfg));
+    const std::string problem = io::reuse_problem(out, fingerprint);
     if (problem.empty()) {
       log::info("compare: reusing complete {} (same settings and inputs; --fresh recomputes)", out);
       return io::read_summary(comm, out);
@@ -174,7 +181,7 @@ io::SummaryTable run_compare_stage(const parallel::Comm& comm, const config::Con
     if (problem != "missing") log::info("compare: recomputing {} ({})", out, problem);
   }
   if (cfg.compare.saes.empty()) throw UsageError("compare.saes is empty; name the SAE files there or with --sae");
-  return compare_saes(comm, cfg, out);
+  return compare_with(comm, cfg, out, fingerprint);
 }
 
 std::vector<std::string> sae_names(const std::vector<std::string>& paths) {

@@ -120,7 +120,8 @@ std::vector<int64_t> iota_vector(int64_t n) {
   return v;
 }
 
-double seconds_since(std::chrono::steady_clock::time_point& t) {
+// Seconds since `t`, which moves on to now: consecutive laps of one clock.
+double lap_seconds(std::chrono::steady_clock::time_point& t) {
   const auto now = std::chrono::steady_clock::now();
   const double s = std::chrono::duration<double>(now - t).count();
   t = now;
@@ -200,9 +201,9 @@ void Pricing::solve(Matching& m) {
   const bool ra = rows_are_a();
   const core::SparseCosts sparse = core::make_sparse_costs(std::min(op_.n_a, op_.n_b), std::max(op_.n_a, op_.n_b),
                                                            ra ? edges_.a : edges_.b, ra ? edges_.b : edges_.a, cost);
-  const double build_s = seconds_since(t);
+  const double build_s = lap_seconds(t);
   sol_ = warm_ ? core::solve_sparse_lap(sparse, &sol_) : core::solve_sparse_lap(sparse);
-  const double one_solve_s = seconds_since(t);
+  const double one_solve_s = lap_seconds(t);
   solve_seconds += build_s + one_solve_s;
   log::info("matching: round {}: {} edges, build {:.2f} s, {} solve {:.2f} s", m.rounds, edges_.w.size(), build_s,
             warm_ ? "warm" : "cold", one_solve_s);
@@ -211,7 +212,6 @@ void Pricing::solve(Matching& m) {
 }
 
 bool Pricing::certify(Matching& m) {
-  auto start = std::chrono::steady_clock::now();
   const bool ra = rows_are_a();
   const int64_t n_a = op_.n_a, n_b = op_.n_b;
   std::vector<double> alpha(static_cast<size_t>(n_a)), beta(static_cast<size_t>(n_b));
@@ -225,7 +225,7 @@ bool Pricing::certify(Matching& m) {
     if (t_[i] > alpha[i] + min_beta + tol) suspect_a.push_back(i);
   for (int64_t j = 0; j < n_b; ++j)
     if (s_[j] > min_alpha + beta[j] + tol) suspect_b.push_back(j);
-  if (suspect_a.empty() || suspect_b.empty()) return certify_seconds += seconds_since(start), true;
+  if (suspect_a.empty() || suspect_b.empty()) return true;
   // Suspect rows are recomputed against every column: besides the violating pairs they keep their top
   // deep_k columns, so their bound drops and later rounds recompute fewer rows.
   const int64_t deep_k = std::min<int64_t>(opt_.deep_factor * opt_.candidates, n_b);
@@ -233,12 +233,11 @@ bool Pricing::certify(Matching& m) {
   const Edges violations = exact_block(
       comm_, op_, tiles_, suspect_a, iota_vector(n_b), [&](int64_t i, int64_t j, float w) { return w > alpha[i] + beta[j] + tol; },
       &m.pairs_checked, deep_k, &t_, &n_violating);
-  if (n_violating == 0) return certify_seconds += seconds_since(start), true;
+  if (n_violating == 0) return true;
   log::info("matching: pricing round {} adds {} violating pairs ({} rows rechecked, {} columns suspect)", m.rounds, n_violating,
             suspect_a.size(), suspect_b.size());
   edges_.append(violations);
   if (n_a == n_b) warm_start(sol_, violations), warm_ = true;
-  certify_seconds += seconds_since(start);
   return false;
 }
 
@@ -254,10 +253,10 @@ const core::LapSolution& Pricing::run(Matching& m) {
                         : exact_block(comm_, op_, tiles_, iota_vector(op_.n_a), sol_.unmatched_rows, all, &m.pairs_checked));
       continue;
     }
-    if (certify(m)) {
-      m.certified = true;
-      break;
-    }
+    auto t = std::chrono::steady_clock::now();
+    m.certified = certify(m);
+    certify_seconds += lap_seconds(t);
+    if (m.certified) break;
   }
   m.rounds = std::min<int64_t>(m.rounds, kMaxPricingRounds);
   return sol_;
@@ -303,7 +302,7 @@ Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_loca
   std::vector<float> t, s;
   auto start = std::chrono::steady_clock::now();
   Edges edges = candidate_edges(comm, op, pass, t, s);
-  const double gather_s = seconds_since(start);
+  const double gather_s = lap_seconds(start);
   Matching m;
   Pricing pricing(comm, op, tiles, opt, std::move(edges), std::move(t), std::move(s));
   const core::LapSolution& sol = pricing.run(m);

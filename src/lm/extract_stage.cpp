@@ -104,7 +104,8 @@ ExtractPlan tokenize_and_plan(const parallel::Comm& comm, const config::ExtractC
   return make_extract_plan(doc_tokens, doc_lengths, in.seq_len, x.batch_tokens, Tokenizer::kBos);
 }
 
-io::StoreLayout store_layout(const config::Config& cfg, const Inputs& in, ExtractPlan& plan, const std::vector<std::string>& names) {
+io::StoreLayout store_layout(const config::Config& cfg, const Inputs& in, ExtractPlan& plan, const std::vector<std::string>& names,
+                             const std::string& fingerprint) {
   io::StoreLayout L;
   L.tokens = std::move(plan.tokens);  // the plan keeps its offsets; the rows are read back from L
   L.doc_offsets = plan.doc_offsets;
@@ -120,7 +121,7 @@ io::StoreLayout store_layout(const config::Config& cfg, const Inputs& in, Extrac
   L.seq_len = in.seq_len;
   L.batch_tokens = cfg.extract.batch_tokens;
   L.extract_config = config::to_toml(cfg, {"extract"});
-  L.fingerprint = store_fingerprint(cfg);
+  L.fingerprint = fingerprint;
   return L;
 }
 
@@ -208,7 +209,8 @@ ExtractResult run_extract_stage(const parallel::Comm& comm, const config::Config
   const config::ExtractConfig& x = cfg.extract;
   const auto start = Clock::now();
   const Inputs in = open_inputs(comm, x);
-  if (!fresh && io::reusable(x.store, store_fingerprint(cfg))) {
+  const std::string fingerprint = store_fingerprint(cfg);  // hashes the model and texts: once
+  if (!fresh && io::reusable(x.store, fingerprint)) {
     log::info("extract: reusing the complete store {} (same extract settings and inputs; --fresh recomputes)", x.store);
     return result_from(io::File::open_read(comm, x.store));
   }
@@ -230,7 +232,7 @@ ExtractResult run_extract_stage(const parallel::Comm& comm, const config::Config
             result.n_documents, result.n_sequences, in.seq_len, result.n_tokens, plan.n_batches(), x.batch_tokens,
             fmt::join(names, ", "));
 
-  const io::StoreLayout layout = store_layout(cfg, in, plan, names);
+  const io::StoreLayout layout = store_layout(cfg, in, plan, names, fingerprint);
   if (fresh && comm.is_root()) std::filesystem::remove(x.store + ".partial");
   io::ActivationStoreWriter store(comm, x.store, layout);
   std::vector<double> batch_nll = run_batches(comm, x, in, plan, layout.tokens, store, result);

@@ -38,8 +38,9 @@ std::string Study::describe(size_t i) const {
 
 bool Study::trained(const config::Config& task) const {
   const auto paths = train::sae_output_paths(task);
+  const std::string fingerprint = train::train_fingerprint(task);
   for (size_t s = 0; s < paths.size(); ++s)
-    if (!io::reusable(paths[s], train::sae_fingerprint(task, task.sae.seeds[s]))) return false;
+    if (!io::reusable(paths[s], train::sae_fingerprint(fingerprint, task.sae.seeds[s]))) return false;
   return true;
 }
 

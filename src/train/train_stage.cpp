@@ -266,8 +266,9 @@ void init_from_saes(const parallel::Comm& world, const config::Config& cfg, cons
 std::vector<TrainedSae> reuse_outputs(const parallel::Comm& comm, const config::Config& cfg, bool fresh) {
   const auto paths = sae_output_paths(cfg);
   std::vector<TrainedSae> found;
+  const std::string fingerprint = train_fingerprint(cfg);
   for (size_t i = 0; i < paths.size(); ++i) {
-    const std::string problem = io::reuse_problem(paths[i], sae_fingerprint(cfg, cfg.sae.seeds[i]));
+    const std::string problem = io::reuse_problem(paths[i], sae_fingerprint(fingerprint, cfg.sae.seeds[i]));
     if (problem == "missing" || problem == "incomplete") return {};
     if (!problem.empty()) {
       if (fresh) return {};
@@ -311,8 +312,12 @@ std::vector<std::string> sae_output_paths(const config::Config& config) {
   return paths;
 }
 
-std::string sae_fingerprint(const config::Config& config, int64_t seed) {
-  return config::fingerprint(config, config::Stage::kTrain, io::input_identity) + "[output]\nseed = " + std::to_string(seed) + "\n";
+std::string train_fingerprint(const config::Config& config) {
+  return config::fingerprint(config, config::Stage::kTrain, io::input_identity);
+}
+
+std::string sae_fingerprint(const std::string& train_fingerprint, int64_t seed) {
+  return train_fingerprint + "[output]\nseed = " + std::to_string(seed) + "\n";
 }
 
 std::string checkpoint_path(const config::Config& config) {
@@ -389,7 +394,7 @@ Trainer::Trainer(const parallel::Comm& world, const config::Config& cfg)
   io::ensure_space(world, (out_dir_ / "saes").string(), per_sae * static_cast<int64_t>(cfg.sae.seeds.size()) * 4,
                    fmt::format("{} SAE files and their checkpoint", cfg.sae.seeds.size()));
   ckpt_ = checkpoint_path(cfg);
-  fingerprint_ = config::fingerprint(cfg, config::Stage::kTrain, io::input_identity);
+  fingerprint_ = train_fingerprint(cfg);
 }
 
 void Trainer::initialise() {
@@ -571,7 +576,7 @@ std::vector<TrainedSae> Trainer::publish() {
     w.train_metrics = at::from_blob(const_cast<double*>(h.data()), {static_cast<int64_t>(h.size()) / cols, cols}, at::kDouble).clone();
     w.train_columns = MetricsRow::columns();
     // What decides whether a rerun may reuse it, and the train keys it was made with (provenance).
-    w.string_attrs = {{"fingerprint", sae_fingerprint(cfg_, seeds_[s])}, {"train_config", config::to_toml(cfg_, {"data", "sae", "train"})}};
+    w.string_attrs = {{"fingerprint", sae_fingerprint(fingerprint_, seeds_[s])}, {"train_config", config::to_toml(cfg_, {"data", "sae", "train"})}};
     io::write_sae(L_.group_comm, paths[static_cast<size_t>(L_.seeds.begin + s)], w);
     if (L_.group_comm.is_root()) results.insert(results.end(), {mmcs, e.fvu, e.l0, e.dead_fraction});
   }

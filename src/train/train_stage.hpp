@@ -34,9 +34,10 @@ struct TrainedSae {
 // <run.output_dir>/saes/seed<S>.h5 for each seed.
 std::vector<std::string> sae_output_paths(const config::Config& config);
 
-// What decides whether seed `seed`'s SAE file may be reused (io/fingerprint.hpp): the data, sae and
-// train keys, the identities of data.source and train.init_from, and the seed.
-std::string sae_fingerprint(const config::Config& config, int64_t seed);
+// What decides whether an SAE file may be reused (io/fingerprint.hpp): the training's fingerprint (the
+// data, sae and train keys, the identities of data.source and train.init_from) and the file's seed.
+std::string train_fingerprint(const config::Config& config);
+std::string sae_fingerprint(const std::string& train_fingerprint, int64_t seed);
 
 // <run.output_dir>/checkpoint.h5 (removed once every SAE file is written).
 std::string checkpoint_path(const config::Config& config);
