@@ -2,12 +2,12 @@
 // allocated, so a lying header is a UsageError, never a huge allocation or an out-of-bounds read.
 #include "core/error.hpp"
 #include "fuzz/fuzz_common.hpp"
-#include "lm/llama.hpp"
+#include "lm/model.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string path = universae::fuzz::write_input("model.bin", data, size);
   try {
-    const universae::lm::LlamaModel model(path);
+    const universae::lm::LanguageModel model(path);
   } catch (const universae::UsageError&) {
   }
   return 0;

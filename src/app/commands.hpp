@@ -29,6 +29,7 @@ void add_convert(CLI::App& app, Action& action);
 void add_report(CLI::App& app, Action& action);
 void add_extract(CLI::App& app, Action& action);
 void add_generate(CLI::App& app, Action& action);
+void add_tokenize(CLI::App& app, Action& action);
 void add_sweep(CLI::App& app, Action& action, LocalAction& launcher);
 
 // Loads, validates and logs the resolved config, and sets the threads per rank.

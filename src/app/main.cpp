@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   app::add_convert(app, action);
   app::add_report(app, action);
   app::add_generate(app, action);
+  app::add_tokenize(app, action);
   app::add_sweep(app, action, local);
   try {
     app.parse(argc, argv);

@@ -268,8 +268,16 @@ void run_keys(Table& t, Config& c) {
 }
 
 void extract_keys(Table& t, Config& c) {
-  t.add("extract.model", &c.extract.model, std::string(), "llama2.c checkpoint (legacy v0 or v1 format)").role(Role::kInput);
-  t.add("extract.tokenizer", &c.extract.tokenizer, std::string(), "llama2.c tokenizer file (tokenizer.bin format)").role(Role::kInput);
+  t.add("extract.model", &c.extract.model, std::string(),
+        "a Hugging Face model directory (config.json + safetensors: llama, mistral, qwen2, gpt_neox), a GGUF file (llama) "
+        "or a llama2.c checkpoint")
+      .role(Role::kInput);
+  t.add("extract.tokenizer", &c.extract.tokenizer, std::string(),
+        "tokenizer.json (Hugging Face; or the model directory holding it) or a llama2.c tokenizer.bin")
+      .role(Role::kInput);
+  t.add("extract.compute_dtype", &c.extract.compute_dtype, core::FloatFormat::kFloat32,
+        "the precision of the forward: float32 or bfloat16 (weights stored in it are used in place, others converted once)",
+        [](core::FloatFormat f) { return f == core::FloatFormat::kFloat16 ? "must be float32 or bfloat16" : ""; });
   t.add<std::vector<std::string>>("extract.inputs", &c.extract.inputs, {}, "text files to run the model on").role(Role::kInput);
   t.add("extract.input_format", &c.extract.input_format, InputFormat::kAuto,
         "auto (by extension and content), text (blank-line separated documents), endoftext (<|endoftext|> separated), "

@@ -57,6 +57,7 @@ struct ExtractConfig {
   int64_t max_documents{};
   int64_t max_tokens{};
   core::FloatFormat dtype{};
+  core::FloatFormat compute_dtype{};
   std::string store;         // "": <run.output_dir>/activations.h5
   bool loss{};
 };

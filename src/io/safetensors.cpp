@@ -9,6 +9,11 @@
 #include <fstream>
 #include <limits>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "core/error.hpp"
 #include "io/text_file.hpp"
 
@@ -176,6 +181,27 @@ at::Tensor Reader::read(const std::string& name) const {
   const TensorInfo* t = find(name);
   if (t == nullptr) throw UsageError(path_ + ": no tensor '" + name + "'");
   return read_rows(name, 0, t->shape.empty() ? 1 : t->shape[0]);
+}
+
+at::Tensor Reader::map(const std::string& name) const {
+  const TensorInfo* t = find(name);
+  if (t == nullptr) throw UsageError(path_ + ": no tensor '" + name + "'");
+  if (t->dtype == DType::kOther)
+    throw UsageError(path_ + ": tensor '" + name + "' has dtype " + t->dtype_string + " (supported: F32, F16, BF16, F64)");
+  if (!mapping_) {
+    const int fd = ::open(path_.c_str(), O_RDONLY);
+    if (fd < 0) throw UsageError(path_ + ": cannot open for reading");
+    struct stat st {};
+    const size_t size = ::fstat(fd, &st) == 0 ? static_cast<size_t>(st.st_size) : 0;
+    void* p = size >= data_start_ ? ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+    ::close(fd);  // the mapping stays valid without the descriptor
+    if (p == MAP_FAILED) throw UsageError(path_ + ": cannot memory-map the file (changed since it was opened?)");
+    mapping_ = std::shared_ptr<const char>(static_cast<const char*>(p), [size](const char* q) { ::munmap(const_cast<char*>(q), size); });
+  }
+  // A zero-element tensor still needs a valid pointer; the deleter holds a reference to the mapping.
+  const std::shared_ptr<const char> keep = mapping_;
+  void* data = const_cast<char*>(mapping_.get() + data_start_ + t->begin);
+  return at::from_blob(data, t->shape, [keep](void*) {}, at::TensorOptions().dtype(scalar_type(t->dtype)));
 }
 
 at::Tensor Reader::read_rows(const std::string& name, int64_t begin, int64_t end) const {

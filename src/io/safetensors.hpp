@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -48,12 +49,17 @@ class Reader {
   at::Tensor read(const std::string& name) const;
   // Rows [begin, end) of the first axis, as float32.
   at::Tensor read_rows(const std::string& name, int64_t begin, int64_t end) const;
+  // The tensor in its stored type (F32/F16/BF16/F64) as a read-only view of the memory-mapped file:
+  // nothing is copied, and every process mapping the file shares its pages. The tensor keeps the
+  // mapping alive; writing into it is an error (the pages are read-only).
+  at::Tensor map(const std::string& name) const;
 
  private:
   std::string path_;
   uint64_t data_start_ = 0;
   std::vector<TensorInfo> tensors_;
   std::map<std::string, std::string> metadata_;
+  mutable std::shared_ptr<const char> mapping_;  // the whole file, mapped on the first map()
 };
 
 struct Tensor {

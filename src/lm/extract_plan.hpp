@@ -46,7 +46,7 @@ struct ExtractPlan {
   int64_t after_round(int64_t done, int ranks) const { return done + ranks < n_batches() ? done + ranks : n_batches(); }
 };
 
-// `bos` starts every continuation window.
+// `bos` starts every continuation window (-1: the tokenizer has none; windows are plain slices).
 inline ExtractPlan make_extract_plan(const std::vector<int32_t>& doc_tokens, const std::vector<int64_t>& doc_lengths,
                                      int64_t seq_len, int64_t batch_tokens, int32_t bos) {
   ExtractPlan p;
@@ -59,9 +59,10 @@ inline ExtractPlan make_extract_plan(const std::vector<int32_t>& doc_tokens, con
     int64_t pos = n < seq_len ? n : seq_len;
     p.tokens.insert(p.tokens.end(), doc, doc + pos);
     p.seq_offsets.push_back(static_cast<int64_t>(p.tokens.size()));
+    const int64_t room = bos >= 0 ? seq_len - 1 : seq_len;
     while (pos < n) {
-      const int64_t take = n - pos < seq_len - 1 ? n - pos : seq_len - 1;
-      p.tokens.push_back(bos);
+      const int64_t take = n - pos < room ? n - pos : room;
+      if (bos >= 0) p.tokens.push_back(bos);
       p.tokens.insert(p.tokens.end(), doc + pos, doc + pos + take);
       p.seq_offsets.push_back(static_cast<int64_t>(p.tokens.size()));
       pos += take;

@@ -19,8 +19,8 @@
 #include "io/output.hpp"
 #include "lm/documents.hpp"
 #include "lm/extract_plan.hpp"
-#include "lm/llama.hpp"
-#include "lm/tokenizer.hpp"
+#include "lm/model.hpp"
+#include "lm/text_tokenizer.hpp"
 #include "parallel/log.hpp"
 #include "parallel/stop_signals.hpp"
 
@@ -34,8 +34,8 @@ constexpr double kFlushSeconds = 5.0;  // at most this much finished work is red
 
 // The inputs, checked on every rank before anything is written (a UsageError on every rank).
 struct Inputs {
-  std::unique_ptr<LlamaModel> model;
-  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<LanguageModel> model;
+  std::unique_ptr<TextTokenizer> tokenizer;
   std::vector<Hook> hooks;
   std::vector<std::string> documents;
   int64_t seq_len = 0;
@@ -45,12 +45,14 @@ Inputs open_inputs(const parallel::Comm& comm, const config::ExtractConfig& x) {
   Inputs in;
   std::string error;
   try {
-    if (x.model.empty()) throw UsageError("config key 'extract.model': name a llama2.c checkpoint (.bin)");
-    if (x.tokenizer.empty()) throw UsageError("config key 'extract.tokenizer': name a llama2.c tokenizer (.bin)");
+    if (x.model.empty())
+      throw UsageError("config key 'extract.model': name a Hugging Face model directory, a GGUF file or a llama2.c checkpoint");
+    if (x.tokenizer.empty()) throw UsageError("config key 'extract.tokenizer': name a tokenizer.json or a llama2.c tokenizer (.bin)");
     if (x.inputs.empty()) throw UsageError("config key 'extract.inputs': name at least one text file");
-    in.model = std::make_unique<LlamaModel>(x.model);
-    const LlamaConfig& m = in.model->config();
-    in.tokenizer = std::make_unique<Tokenizer>(x.tokenizer, m.vocab_size);
+    in.model = std::make_unique<LanguageModel>(
+        x.model, x.compute_dtype == core::FloatFormat::kBFloat16 ? ComputeDtype::kBFloat16 : ComputeDtype::kFloat32);
+    const ModelConfig& m = in.model->config();
+    in.tokenizer = open_tokenizer(x.tokenizer, &m);
     for (const auto& name : resolve_hookpoints(x.hookpoints, m.n_layers)) in.hooks.push_back(parse_hook(m, name));
     in.seq_len = x.seq_len > 0 ? x.seq_len : m.seq_len;
     if (in.seq_len < 2 || in.seq_len > m.seq_len)
@@ -101,7 +103,7 @@ ExtractPlan tokenize_and_plan(const parallel::Comm& comm, const config::ExtractC
   for (size_t d = 0; d < keep; ++d) total += doc_lengths[d];
   doc_lengths.resize(keep);
   doc_tokens.resize(static_cast<size_t>(total));
-  return make_extract_plan(doc_tokens, doc_lengths, in.seq_len, x.batch_tokens, Tokenizer::kBos);
+  return make_extract_plan(doc_tokens, doc_lengths, in.seq_len, x.batch_tokens, in.tokenizer->bos());
 }
 
 io::StoreLayout store_layout(const config::Config& cfg, const Inputs& in, ExtractPlan& plan, const std::vector<std::string>& names,
@@ -139,7 +141,7 @@ std::vector<double> run_batches(const parallel::Comm& comm, const config::Extrac
   while (done < plan.n_batches()) {
     const int64_t batch = plan.batch_of_rank(done, comm.rank());
     core::Range rows{0, 0};
-    LlamaModel::Output out;
+    LanguageModel::Output out;
     out.captures.resize(in.hooks.size());  // stays empty on a rank without a batch this round
     auto t = Clock::now();
     if (batch >= 0) {
@@ -190,7 +192,7 @@ std::string store_fingerprint(const config::Config& config) {
 }
 
 std::vector<std::string> resolve_hookpoints(const std::vector<std::string>& requested, int64_t n_layers) {
-  LlamaConfig shape;  // only the block count matters for the names
+  ModelConfig shape;  // only the block count matters for the names
   shape.n_layers = n_layers, shape.dim = 1, shape.hidden_dim = 1;
   std::vector<std::string> out;
   auto add = [&](const std::string& name) {

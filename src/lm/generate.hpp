@@ -1,18 +1,24 @@
-// Greedy generation exactly as llama2.c's `run MODEL -z TOKENIZER -t 0 -n STEPS -i PROMPT` prints it:
-// the prompt's tokens are forced, then the argmax token each step, until STEPS positions or a BOS;
-// each token's text is printed after its predecessor (see Tokenizer::decode), single non-printable
-// bytes are dropped, and a newline ends the output.
+// Greedy generation, so that any implementation's greedy output can be compared with universae's.
+// The prompt's tokens are forced, then the argmax token each step, until `steps` positions (the
+// prompt's included; 0 or more than the model's context: the context) or a stop token: BOS for a
+// llama2.c model (as llama2.c's `run -t 0` stops), EOS for any other (as transformers' generate).
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
-#include "lm/llama.hpp"
-#include "lm/tokenizer.hpp"
+#include "lm/model.hpp"
+#include "lm/text_tokenizer.hpp"
 
 namespace universae::lm {
 
-// steps = 0 or more than the model's seq_len: seq_len, as run.c does.
-std::string generate_greedy(const LlamaModel& model, const Tokenizer& tokenizer, const std::string& prompt, int64_t steps);
+// The tokens after `prompt` (which is used verbatim; it must not be empty).
+std::vector<int32_t> generate_ids(const LanguageModel& model, const std::vector<int32_t>& prompt, int64_t steps);
+
+// The text as llama2.c's `run MODEL -z TOKENIZER -t 0 -n STEPS -i PROMPT` prints it (for a llama2.c
+// tokenizer byte for byte): BOS and the prompt's tokens, then the generated ones, rendered by the
+// tokenizer after BOS, and a newline.
+std::string generate_greedy(const LanguageModel& model, const TextTokenizer& tokenizer, const std::string& prompt, int64_t steps);
 
 }  // namespace universae::lm

@@ -32,12 +32,13 @@ Tokenizer::Tokenizer(const std::string& path, int64_t vocab_size) : path_(path) 
   std::ifstream in(path, std::ios::binary);
   if (!in) throw UsageError(path + ": cannot open the tokenizer file");
   // encode() falls back to byte tokens 3 + b (run.c's layout: <unk>, <s>, </s>, then <0x00>..<0xFF>).
-  if (vocab_size < 259)
+  if (vocab_size != 0 && vocab_size < 259)
     throw UsageError(path + ": the model's vocab_size " + std::to_string(vocab_size) +
                      " is too small for a llama2.c tokenizer (at least 259: <unk>, <s>, </s> and 256 byte tokens)");
   max_token_length_ = static_cast<uint32_t>(read_value<int32_t>(in, path, "max_token_length"));
   pieces_.reserve(static_cast<size_t>(vocab_size));
-  for (int64_t i = 0; i < vocab_size; ++i) {
+  // vocab_size 0 (no model to say it): every token up to the end of the file.
+  for (int64_t i = 0; vocab_size == 0 ? in.peek() != std::ifstream::traits_type::eof() : i < vocab_size; ++i) {
     scores_.push_back(read_value<float>(in, path, "a score"));
     const int32_t length = read_value<int32_t>(in, path, "a token length");
     if (length < 0 || length > 1 << 16) throw UsageError(path + ": token " + std::to_string(i) + " has length " + std::to_string(length));
@@ -46,6 +47,9 @@ Tokenizer::Tokenizer(const std::string& path, int64_t vocab_size) : path_(path) 
     ids_.emplace(piece, static_cast<int32_t>(i));  // the first of equal pieces, as run.c's lookup
     pieces_.push_back(std::move(piece));
   }
+  if (pieces_.size() < 259)
+    throw UsageError(path + ": " + std::to_string(pieces_.size()) +
+                     " tokens is too few for a llama2.c tokenizer (at least 259: <unk>, <s>, </s> and 256 byte tokens)");
 }
 
 int32_t Tokenizer::lookup(const std::string& piece) const {
@@ -133,6 +137,19 @@ std::string Tokenizer::decode(const std::vector<int32_t>& tokens) const {
     previous = t;
   }
   return text;
+}
+
+std::string Tokenizer::render(const std::vector<int32_t>& context, const std::vector<int32_t>& ids) const {
+  std::string out;
+  int32_t previous = context.empty() ? kBos : context.back();
+  for (int32_t token : ids) {
+    const std::string piece = decode(previous, token);
+    const bool bad_byte = piece.size() == 1 && !std::isprint(static_cast<unsigned char>(piece[0])) &&
+                          !std::isspace(static_cast<unsigned char>(piece[0]));
+    if (!bad_byte) out += piece;
+    previous = token;
+  }
+  return out;
 }
 
 }  // namespace universae::lm

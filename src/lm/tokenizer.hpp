@@ -11,26 +11,32 @@
 #include <unordered_map>
 #include <vector>
 
+#include "lm/text_tokenizer.hpp"
+
 namespace universae::lm {
 
-class Tokenizer {
+class Tokenizer : public TextTokenizer {
  public:
   static constexpr int32_t kUnk = 0, kBos = 1, kEos = 2;
 
-  // Reads a llama2.c tokenizer file; `vocab_size` is the model's (the file holds that many tokens).
+  // Reads a llama2.c tokenizer file; `vocab_size` is the model's (the file holds that many tokens;
+  // 0: as many as it holds).
   // A missing, short or malformed file is a UsageError naming it.
   Tokenizer(const std::string& path, int64_t vocab_size);
 
-  std::vector<int32_t> encode(const std::string& text, bool bos, bool eos) const;
+  std::vector<int32_t> encode(const std::string& text, bool bos, bool eos) const override;
+  // run.c's printing: each token's text after its predecessor, single non-printable bytes dropped.
+  std::string render(const std::vector<int32_t>& context, const std::vector<int32_t>& ids) const override;
+  int32_t bos() const override { return kBos; }
+  int32_t eos() const override { return kEos; }
   // The text token `token` adds after `previous`, as run.c prints it: a leading space is dropped
   // after BOS, and byte-fallback pieces become their byte.
   std::string decode(int32_t previous, int32_t token) const;
   // Concatenated decode of a token sequence (BOS/EOS contribute nothing).
   std::string decode(const std::vector<int32_t>& tokens) const;
 
-  int64_t size() const { return static_cast<int64_t>(pieces_.size()); }
-  const std::vector<std::string>& pieces() const { return pieces_; }
-  const std::string& path() const { return path_; }
+  const std::vector<std::string>& pieces() const override { return pieces_; }
+  const std::string& path() const override { return path_; }
 
  private:
   int32_t lookup(const std::string& piece) const;

@@ -22,11 +22,15 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
-from universae_test import SOURCE, universae  # noqa: E402
+from universae_test import SCRIPTS, SOURCE, universae  # noqa: E402
+
+sys.path.insert(0, SCRIPTS)
+import hf_models as hf  # noqa: E402
 
 SYNTHETIC = os.path.join(SOURCE, "jobs", "synthetic_ci.toml")
 QUICKSTART = os.path.join(SOURCE, "jobs", "quickstart_ci.toml")
 HOOK = "blocks.0.hook_resid_post"
+DATA = os.path.join(SOURCE, "..", "shared", "data")
 # Each rank runs through this shell so that its own exit status is seen, not only the launcher's.
 WRAPPER = 'rc=0; "$0" "$@" || rc=$?; echo "rank-exit ${OMPI_COMM_WORLD_RANK:-0} $rc" >&2; exit $rc'
 
@@ -313,6 +317,71 @@ class Catalogue(unittest.TestCase):
     def test_model_unknown_hookpoint(self):
         self.refused(self.extract('extract.hookpoints=["blocks.2.hook_resid_sideways"]'),
                      "blocks.2.hook_resid_sideways", readme="| model | unknown hookpoint |")
+
+    # ---- Hugging Face directories, GGUF, tokenizer.json (docs/models.md) ------------------------
+    def hf_dir(self, edit_config=None):
+        """A copy of the real tiny Hugging Face Llama (vocab 3000, 2 blocks) with config.json edited."""
+        path = self.path("hf-model")
+        shutil.copytree(os.path.join(DATA, "hf", "tiny-random-llama-2"), path)
+        with open(os.path.join(path, "config.json")) as fh:
+            config = json.load(fh)
+        if edit_config:
+            edit_config(config)
+        write(os.path.join(path, "config.json"), json.dumps(config))
+        return path
+
+    def extract_hf(self, model, *sets):
+        return self.extract(f"extract.model={model}", 'extract.hookpoints=["blocks.0.hook_resid_post"]', *sets)
+
+    def test_hf_unsupported_model_type(self):
+        model = self.hf_dir(lambda c: c.update(model_type="gpt2"))
+        self.refused(self.extract_hf(model), os.path.join(model, "config.json"), "'model_type' 'gpt2' is not supported",
+                     readme="| model | unsupported model_type |")
+
+    def test_hf_unsupported_rope_scaling(self):
+        model = self.hf_dir(lambda c: c.update(rope_scaling={"rope_type": "yarn", "factor": 4.0}))
+        self.refused(self.extract_hf(model), "config.json", "'rope_scaling' type 'yarn' is not supported",
+                     readme="| model | unsupported rope_scaling |")
+
+    def test_hf_shape_disagrees_with_config(self):
+        model = self.hf_dir(lambda c: c.update(intermediate_size=32))
+        self.refused(self.extract_hf(model), "model.safetensors", "'model.layers.0.mlp.gate_proj.weight'", "[64, 16]",
+                     "config.json implies [32, 16]", readme="| model | tensor shape disagrees with config.json |")
+
+    def test_hf_no_safetensors(self):
+        model = self.hf_dir()
+        os.remove(os.path.join(model, "model.safetensors"))
+        self.refused(self.extract_hf(model), model, "no model.safetensors", readme="| model | no safetensors in the directory |")
+
+    def test_hf_index_names_a_missing_shard(self):
+        model = self.hf_dir()
+        os.rename(os.path.join(model, "model.safetensors"), os.path.join(model, "model-00001-of-00002.safetensors"))
+        with open(os.path.join(model, "model-00001-of-00002.safetensors"), "rb") as fh:
+            names = [k for k in json.loads(fh.read(struct.unpack("<Q", fh.read(8))[0])) if k != "__metadata__"]
+        weight_map = {n: "model-00001-of-00002.safetensors" for n in names}
+        weight_map["lm_head.weight"] = "model-00002-of-00002.safetensors"
+        write(os.path.join(model, "model.safetensors.index.json"), json.dumps({"weight_map": weight_map}))
+        self.refused(self.extract_hf(model), "model.safetensors.index.json", "'weight_map.lm_head.weight'",
+                     "model-00002-of-00002.safetensors, which is not in", readme="| model | index names a missing shard |")
+
+    def test_gguf_unsupported_tensor_type(self):
+        version, metadata, tensors = hf.read_gguf(os.path.join(DATA, "stories260K_f32.gguf"), typed=True)
+        name, dims, _, raw = tensors[1]
+        q5_0 = (dims[0] * dims[1] // 32) * 22  # Q5_0 (ggml type 6): 22-byte blocks of 32
+        tensors[1] = (name, dims, 6, bytes(q5_0))
+        gguf = self.path("model.gguf")
+        hf.write_gguf(gguf, metadata, tensors, version=3)
+        self.refused(self.extract(f"extract.model={gguf}"), gguf, f"'{name}'", "Q5_0",
+                     readme="| model | GGUF tensor type unsupported |")
+
+    def test_tokenizer_json_unsupported_model(self):
+        tok = write(self.path("tokenizer.json"), json.dumps({"model": {"type": "WordPiece", "vocab": {"a": 0}}}))
+        self.refused(self.extract(f"extract.tokenizer={tok}"), tok, "'WordPiece'", readme="| model | tokenizer.json of an unsupported model |")
+
+    def test_tokenizer_larger_than_the_embedding(self):
+        tok = os.path.join(DATA, "hf", "tokenizers", "llama2", "tokenizer.json")
+        self.refused(self.extract_hf(self.hf_dir(), f"extract.tokenizer={tok}"), tok, "32000 tokens", "3000",
+                     readme="| model | vocabulary larger than the embedding |")
 
     # ---- safetensors (sparsify / SAELens directories) ------------------------------------------
     def sparsify_dir(self, weights_bytes):

@@ -5,7 +5,8 @@
 2. Interruption: SIGUSR1 through mpirun flushes the partial store and exits 75; SIGKILL leaves a
    partial store; either way the same command resumes and the result equals an uninterrupted run.
 3. Bad input: exit 2 on every rank with a message naming the key or file, and no store left behind.
-4. The CI twins of the quickstart and of the stories260K seeds study run end to end.
+4. The CI twins of the quickstart, of the stories260K seeds study and of the own-Hugging-Face-model
+   job (on stories260K converted to Hugging Face's layout) run end to end.
 """
 import csv
 import os
@@ -19,7 +20,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
-from universae_test import SOURCE, run_command, set_args, start, universae_command  # noqa: E402
+from universae_test import PYTHON, SOURCE, run_command, set_args, start, universae_command  # noqa: E402
 
 JOB = os.path.join(SOURCE, "jobs", "quickstart_ci.toml")
 SMALL = ["extract.max_documents=240", "extract.batch_tokens=1024",
@@ -175,6 +176,22 @@ class Jobs(unittest.TestCase):
             self.assertEqual(results[0][1], results[1][1])
             np.testing.assert_array_equal(results[0][2], results[1][2])
             np.testing.assert_array_equal(results[0][3], results[1][3])
+
+    def test_hf_model_ci_on_stories260k_in_hugging_face_layout(self):
+        job = os.path.join(SOURCE, "jobs", "hf_model_ci.toml")
+        with tempfile.TemporaryDirectory() as tmp:
+            model = os.path.join(tmp, "stories260K-hf")
+            run_command([PYTHON, os.path.join(SOURCE, "scripts", "hf_models.py"), "hf-from-llama2c",
+                         os.path.join(SOURCE, "..", "shared", "data", "stories260K.bin"), model], check=True)
+            out = os.path.join(tmp, "out")
+            run(out, 2, [f"extract.model={model}"], sub="run", job=job)
+            with h5py.File(os.path.join(out, "results.h5"), "r") as f:
+                pair, chance = f["pairs/seed0--seed1"], f["pairs/seed0--random_init"]
+                self.assertTrue(pair["lap"].attrs["certified"])
+                self.assertGreater(pair["decoder"].attrs["mcs_ab"], chance["decoder"].attrs["mcs_ab"] + 0.1)
+            with h5py.File(os.path.join(out, "activations.h5"), "r") as f:
+                self.assertEqual(f.attrs["model"], model)
+                self.assertEqual(len(f["doc_offsets"]) - 1, 600)
 
     def test_stories260k_seeds_ci_study(self):
         job = os.path.join(SOURCE, "jobs", "stories260k_seeds_ci.toml")

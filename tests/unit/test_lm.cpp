@@ -5,7 +5,7 @@
 #include "lm/documents.hpp"
 #include "lm/extract_plan.hpp"
 #include "lm/extract_stage.hpp"
-#include "lm/llama.hpp"
+#include "lm/model.hpp"
 #include "lm/tokenizer.hpp"
 
 namespace universae::lm {
@@ -46,7 +46,7 @@ TEST(Documents, SplitsEachFormat) {
 }
 
 TEST(Hookpoints, CanonicalNamesAliasesAndWildcards) {
-  LlamaConfig c;
+  ModelConfig c;
   c.n_layers = 5, c.dim = 64, c.hidden_dim = 172;
   EXPECT_EQ(parse_hook(c, "layers.3").name, "blocks.3.hook_resid_post");
   EXPECT_EQ(parse_hook(c, "layers.3.mlp").name, "blocks.3.hook_mlp_out");

@@ -1,0 +1,310 @@
+// The forward of every supported architecture (lm/model.hpp): one batched pass over all the
+// tokens of a batch, attention per sequence, hookpoints copied out as the residual stream passes.
+#include "lm/model.hpp"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <limits>
+#include <regex>
+
+#include "core/error.hpp"
+#include "io/activation_store.hpp"
+#include "lm/checkpoint.hpp"
+
+namespace universae::lm {
+namespace {
+
+// RMSNorm as Hugging Face computes it (in float32, then back to the compute type, then the weight),
+// which in float32 is llama2.c's x · rsqrt(mean(x²) + eps) · w; LayerNorm as torch.nn.LayerNorm.
+at::Tensor normalize(const at::Tensor& x, const Norm& n, const ModelConfig& c) {
+  if (c.norm == NormKind::kLayer) return at::layer_norm(x, {x.size(-1)}, n.weight, n.bias, c.norm_eps);
+  const at::Tensor xf = x.to(at::kFloat);
+  const at::Tensor y = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + static_cast<float>(c.norm_eps));
+  return y.to(x.scalar_type()) * n.weight;
+}
+
+// A weight stored in another type than the compute type (bfloat16 on disk, float32 compute; a
+// quantized GGUF block) is converted for the one product that needs it: the checkpoint stays a
+// shared mapping, once per node, and a rank holds one converted matrix at a time.
+at::Tensor linear(const at::Tensor& x, const Linear& l) {
+  const at::Tensor w = dense_weight(l, x.scalar_type());
+  return l.bias.defined() ? at::linear(x, w, l.bias) : at::matmul(x, w.t());
+}
+
+at::Tensor activate(const at::Tensor& x, Activation a) {
+  switch (a) {
+    case Activation::kSilu: return at::silu(x);
+    case Activation::kGelu: return at::gelu(x);
+    case Activation::kGeluTanh: return at::gelu(x, "tanh");
+  }
+  throw InternalError("activation");
+}
+
+// The rotary frequency of each rotated pair i: theta^(−2i/rotary_dims), as llama2.c and Hugging
+// Face compute it in float32, then Hugging Face's rope_scaling ("linear": divided by the factor;
+// "llama3": long wavelengths divided by the factor, short ones kept, a smooth blend between).
+std::vector<float> inverse_frequencies(const ModelConfig& c) {
+  const int64_t half = c.rotary_dims / 2;
+  std::vector<float> inv(static_cast<size_t>(half));
+  const RopeScaling& s = c.rope_scaling;
+  for (int64_t i = 0; i < half; ++i) {
+    float f = 1.0f / std::pow(static_cast<float>(c.rope_theta), static_cast<float>(2 * i) / static_cast<float>(c.rotary_dims));
+    if (s.type == "linear") f = static_cast<float>(f / s.factor);
+    if (s.type == "llama3") {
+      const double old_len = static_cast<double>(s.original_max_positions);
+      const double low_wavelen = old_len / s.low_freq_factor, high_wavelen = old_len / s.high_freq_factor;
+      const double wavelen = 2 * M_PI / f;
+      const float scaled = wavelen > low_wavelen ? static_cast<float>(f / s.factor) : f;
+      const double smooth = (old_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+      const bool medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+      f = medium ? static_cast<float>((1 - smooth) * scaled / s.factor + smooth * scaled) : scaled;
+    }
+    if (!c.rope_freq_factors.empty()) f /= c.rope_freq_factors[static_cast<size_t>(i)];
+    inv[static_cast<size_t>(i)] = f;
+  }
+  return inv;
+}
+
+// cos/sin of pos · inv_freq for every token at its position in its sequence: [T, 1, rotary/2].
+struct Rope {
+  at::Tensor cos, sin;
+};
+Rope rope_tables(const ModelConfig& c, std::vector<int64_t>& position, int64_t longest, at::ScalarType dtype) {
+  const int64_t half = c.rotary_dims / 2, T = static_cast<int64_t>(position.size());
+  const std::vector<float> inv = inverse_frequencies(c);
+  std::vector<float> cos_table(static_cast<size_t>(longest * half)), sin_table(cos_table.size());
+  for (int64_t pos = 0; pos < longest; ++pos)
+    for (int64_t i = 0; i < half; ++i) {
+      const float angle = static_cast<float>(pos) * inv[static_cast<size_t>(i)];
+      cos_table[static_cast<size_t>(pos * half + i)] = std::cos(angle);
+      sin_table[static_cast<size_t>(pos * half + i)] = std::sin(angle);
+    }
+  const at::Tensor pos = at::from_blob(position.data(), {T}, at::kLong);
+  // index_select copies, so the tables may go out of scope.
+  return {at::from_blob(cos_table.data(), {longest, half}, at::kFloat).index_select(0, pos).view({T, 1, half}).to(dtype),
+          at::from_blob(sin_table.data(), {longest, half}, at::kFloat).index_select(0, pos).view({T, 1, half}).to(dtype)};
+}
+
+// RoPE on the first rotary_dims of each head of x [T, heads, hs]; the rest passes through.
+at::Tensor rotate(const at::Tensor& x, const Rope& r, const ModelConfig& c) {
+  const int64_t T = x.size(0), heads = x.size(1), hs = x.size(2), rot = c.rotary_dims, half = rot / 2;
+  const at::Tensor part = rot == hs ? x : x.narrow(2, 0, rot);
+  at::Tensor rotated;
+  if (c.rope_pairs == RopePairs::kAdjacent) {
+    const at::Tensor pairs = part.reshape({T, heads, half, 2});
+    const at::Tensor x0 = pairs.select(-1, 0), x1 = pairs.select(-1, 1);
+    rotated = at::stack({x0 * r.cos - x1 * r.sin, x0 * r.sin + x1 * r.cos}, -1).reshape({T, heads, rot});
+  } else {
+    const at::Tensor x0 = part.narrow(2, 0, half), x1 = part.narrow(2, half, half);
+    rotated = at::cat({x0 * r.cos - x1 * r.sin, x1 * r.cos + x0 * r.sin}, -1);
+  }
+  return rot == hs ? rotated : at::cat({rotated, x.narrow(2, rot, hs - rot)}, -1);
+}
+
+// Causal self-attention one sequence at a time ([heads, n, n] scores, softmax in float32): q, k, v
+// [T, heads, hs]. `masked` [longest, longest]: true where a query may not see a key.
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const std::vector<int64_t>& lengths,
+                            const at::Tensor& masked, double scale) {
+  at::Tensor attended = at::empty(q.sizes(), q.options());
+  for (int64_t s = 0, o = 0; s < static_cast<int64_t>(lengths.size()); o += lengths[static_cast<size_t>(s)], ++s) {
+    const int64_t n = lengths[static_cast<size_t>(s)];
+    const at::Tensor qs = q.narrow(0, o, n).transpose(0, 1), ks = k.narrow(0, o, n).permute({1, 2, 0});
+    const at::Tensor scores = at::matmul(qs, ks).mul_(scale).masked_fill_(masked.narrow(0, 0, n).narrow(1, 0, n),
+                                                                        -std::numeric_limits<float>::infinity());
+    const at::Tensor p = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+    attended.narrow(0, o, n).copy_(at::matmul(p, v.narrow(0, o, n).transpose(0, 1)).transpose(0, 1));
+  }
+  return attended;
+}
+
+// The mask: a key after the query, or (sliding window) window or more positions before it.
+at::Tensor attention_mask(int64_t longest, int64_t window) {
+  at::Tensor masked = at::ones({longest, longest}, at::kBool).triu(1);
+  if (window > 0 && window < longest) masked.logical_or_(at::ones({longest, longest}, at::kBool).tril(-window));
+  return masked;
+}
+
+}  // namespace
+
+Hook parse_hook(const ModelConfig& c, const std::string& name) {
+  static const std::regex pattern(R"(blocks\.(\d+)\.(hook_resid_pre|hook_resid_mid|hook_resid_post|hook_mlp_out|mlp\.hook_post))");
+  std::smatch m;
+  const std::string canonical = io::canonical_hookpoint(name);  // sparsify's aliases
+  if (!std::regex_match(canonical, m, pattern))
+    throw UsageError("unknown hookpoint '" + name + "'; this model has blocks.L.{hook_resid_pre, hook_resid_mid, hook_resid_post, "
+                     "hook_mlp_out, mlp.hook_post} for L = 0.." + std::to_string(c.n_layers - 1) + " (or layers.L, layers.L.mlp)");
+  Hook h;
+  h.name = canonical;
+  h.layer = std::stoll(m[1].str());
+  if (h.layer >= c.n_layers)
+    throw UsageError("hookpoint '" + name + "': the model has " + std::to_string(c.n_layers) + " blocks (0.." +
+                     std::to_string(c.n_layers - 1) + ")");
+  const std::string site = m[2].str();
+  h.site = site == "hook_resid_pre"    ? HookSite::kResidPre
+           : site == "hook_resid_mid"  ? HookSite::kResidMid
+           : site == "hook_resid_post" ? HookSite::kResidPost
+           : site == "hook_mlp_out"    ? HookSite::kMlpOut
+                                       : HookSite::kMlpPost;
+  h.width = h.site == HookSite::kMlpPost ? c.hidden_dim : c.dim;
+  return h;
+}
+
+std::vector<std::string> hook_names(const ModelConfig& c) {
+  std::vector<std::string> names;
+  for (int64_t l = 0; l < c.n_layers; ++l)
+    for (const char* site : {"hook_resid_pre", "hook_resid_mid", "mlp.hook_post", "hook_mlp_out", "hook_resid_post"})
+      names.push_back("blocks." + std::to_string(l) + "." + site);
+  return names;
+}
+
+
+LanguageModel::~LanguageModel() = default;
+LanguageModel::LanguageModel(LanguageModel&&) noexcept = default;
+
+LanguageModel::LanguageModel(const std::string& path, ComputeDtype compute) : path_(path) {
+  Checkpoint ck = load_checkpoint(path, compute);
+  config_ = ck.config;
+  weights_ = std::make_unique<Weights>(std::move(ck.weights));
+}
+
+namespace {
+
+// One forward pass over a batch: the blocks up to `last_layer`, capturing hooks on the way.
+class Pass {
+ public:
+  Pass(const ModelConfig& c, const Weights& w, const std::vector<Hook>& hooks, LanguageModel::Output& out)
+      : c_(c), w_(w), hooks_(hooks), out_(out), compute_(w.final_norm.weight.scalar_type()) {}
+
+  // Returns the residual stream after block `last_layer` ([T, d], compute type).
+  at::Tensor run(std::vector<int64_t>& ids, const std::vector<int64_t>& lengths, int64_t last_layer, bool need_last_mlp) {
+    const auto T = static_cast<int64_t>(ids.size());
+    std::vector<int64_t> position(ids.size());
+    int64_t longest = 0, t = 0;
+    for (int64_t n : lengths) {
+      if (n < 1 || n > c_.seq_len) throw InternalError("forward: sequence length " + std::to_string(n) + " outside 1..seq_len");
+      for (int64_t p = 0; p < n && t < T; ++p, ++t) position[static_cast<size_t>(t)] = p;
+      longest = std::max(longest, n);
+    }
+    if (t != T) throw InternalError("forward: lengths do not add up to the tokens");
+    for (int64_t id : ids)
+      if (id < 0 || id >= c_.vocab_size) throw InternalError("token id " + std::to_string(id) + " outside the vocabulary");
+    T_ = T;
+    lengths_ = &lengths;
+    rope_ = rope_tables(c_, position, longest, compute_);
+    masked_ = attention_mask(longest, c_.sliding_window);
+    at::Tensor x = at::embedding(w_.embedding, at::from_blob(ids.data(), {T}, at::kLong)).to(compute_);  // [T, d]
+    for (int64_t l = 0; l <= last_layer; ++l) {
+      bool need_mlp = need_last_mlp || l < last_layer;
+      for (const Hook& h : hooks_)
+        need_mlp = need_mlp || (h.layer == l && h.site != HookSite::kResidPre && h.site != HookSite::kResidMid);
+      x = block(l, x, need_mlp);
+    }
+    return x;
+  }
+
+ private:
+  void capture(int64_t layer, HookSite site, const at::Tensor& x) {
+    for (size_t i = 0; i < hooks_.size(); ++i) {
+      if (hooks_[i].layer != layer || hooks_[i].site != site) continue;
+      auto& buffer = out_.captures[i];
+      buffer.resize(static_cast<size_t>(T_ * hooks_[i].width));
+      at::from_blob(buffer.data(), {T_, hooks_[i].width}, at::kFloat).copy_(x);
+    }
+  }
+
+  at::Tensor attention(const Block& b, const at::Tensor& a) {
+    const int64_t hs = c_.head_dim, kv_mul = c_.n_heads / c_.n_kv_heads;
+    at::Tensor q, k, v;
+    if (b.qkv.weight.defined()) {  // GPT-NeoX: per head [q, k, v]
+      const at::Tensor qkv = linear(a, b.qkv).view({T_, c_.n_heads, 3 * hs});
+      q = qkv.narrow(2, 0, hs), k = qkv.narrow(2, hs, hs), v = qkv.narrow(2, 2 * hs, hs);
+    } else {
+      q = linear(a, b.q).view({T_, c_.n_heads, hs});
+      k = linear(a, b.k).view({T_, c_.n_kv_heads, hs});
+      v = linear(a, b.v).view({T_, c_.n_kv_heads, hs});
+    }
+    q = rotate(q, rope_, c_), k = rotate(k, rope_, c_);
+    if (kv_mul > 1) k = k.repeat_interleave(kv_mul, 1), v = v.repeat_interleave(kv_mul, 1);  // query head j reads kv head j / kv_mul
+    const at::Tensor attended = causal_attention(q, k, v, *lengths_, masked_, 1.0 / std::sqrt(static_cast<double>(hs)));
+    return linear(attended.reshape({T_, c_.n_heads * hs}), b.o);
+  }
+
+  at::Tensor block(int64_t l, const at::Tensor& x, bool need_mlp) {
+    const Block& b = w_.blocks[static_cast<size_t>(l)];
+    capture(l, HookSite::kResidPre, x);
+    const at::Tensor attn = attention(b, normalize(x, b.attn_norm, c_));
+    const at::Tensor mid = x + attn;
+    capture(l, HookSite::kResidMid, mid);
+    if (!need_mlp) return mid;
+    const at::Tensor m = normalize(c_.parallel_residual ? x : mid, b.mlp_norm, c_);
+    const at::Tensor post = b.gate.weight.defined() ? activate(linear(m, b.gate), c_.activation) * linear(m, b.up)
+                                                    : activate(linear(m, b.up), c_.activation);
+    capture(l, HookSite::kMlpPost, post);
+    const at::Tensor mlp_out = linear(post, b.down);
+    capture(l, HookSite::kMlpOut, mlp_out);
+    // Hugging Face's GPT-NeoX adds mlp + attn + x in that order.
+    const at::Tensor out = c_.parallel_residual ? mlp_out + attn + x : mid + mlp_out;
+    capture(l, HookSite::kResidPost, out);
+    return out;
+  }
+
+  const ModelConfig& c_;
+  const Weights& w_;
+  const std::vector<Hook>& hooks_;
+  LanguageModel::Output& out_;
+  int64_t T_ = 0;
+  const std::vector<int64_t>* lengths_ = nullptr;
+  Rope rope_;
+  at::Tensor masked_;
+  at::ScalarType compute_;  // the norms are held in the compute type
+};
+
+at::Tensor logits_of(const at::Tensor& x, const Weights& w, const ModelConfig& c) {
+  return linear(normalize(x, w.final_norm, c), w.classifier).to(at::kFloat);
+}
+
+}  // namespace
+
+LanguageModel::Output LanguageModel::forward(const std::vector<int32_t>& tokens, const std::vector<int64_t>& lengths,
+                                             const std::vector<Hook>& hooks, bool loss) const {
+  Output out;
+  out.captures.resize(hooks.size());
+  if (tokens.empty()) return out;
+  std::vector<int64_t> ids(tokens.begin(), tokens.end());
+  int64_t last_layer = loss ? config_.n_layers - 1 : -1;
+  for (const Hook& h : hooks) last_layer = std::max(last_layer, h.layer);
+  const at::Tensor x = Pass(config_, *weights_, hooks, out).run(ids, lengths, last_layer, loss);
+  if (!loss) return out;
+
+  // Next-token loss at every position whose next token is in the same sequence.
+  std::vector<int64_t> rows, targets;
+  for (int64_t s = 0, o = 0; s < static_cast<int64_t>(lengths.size()); o += lengths[static_cast<size_t>(s)], ++s)
+    for (int64_t p = 0; p + 1 < lengths[static_cast<size_t>(s)]; ++p) rows.push_back(o + p), targets.push_back(ids[static_cast<size_t>(o + p + 1)]);
+  if (!rows.empty()) {
+    const at::Tensor r = at::from_blob(rows.data(), {static_cast<int64_t>(rows.size())}, at::kLong);
+    const at::Tensor y = at::from_blob(targets.data(), {static_cast<int64_t>(targets.size()), 1}, at::kLong);
+    const at::Tensor picked = at::log_softmax(logits_of(x.index_select(0, r), *weights_, config_), -1).gather(1, y);
+    out.nll_sum = -picked.to(at::kDouble).sum().item<double>();
+    out.nll_count = static_cast<int64_t>(rows.size());
+  }
+  return out;
+}
+
+std::vector<float> LanguageModel::next_logits(const std::vector<int32_t>& tokens) const {
+  Output unused;
+  std::vector<int64_t> ids(tokens.begin(), tokens.end());
+  const at::Tensor x = Pass(config_, *weights_, {}, unused).run(ids, {static_cast<int64_t>(ids.size())}, config_.n_layers - 1, true);
+  const at::Tensor logits = logits_of(x.narrow(0, x.size(0) - 1, 1), *weights_, config_).reshape({config_.vocab_size}).contiguous();
+  return {logits.data_ptr<float>(), logits.data_ptr<float>() + config_.vocab_size};
+}
+
+int32_t LanguageModel::argmax_next(const std::vector<int32_t>& tokens) const {
+  const std::vector<float> l = next_logits(tokens);
+  int32_t best = 0;  // the first maximum, as run.c's argmax
+  for (int32_t i = 1; i < static_cast<int32_t>(l.size()); ++i)
+    if (l[static_cast<size_t>(i)] > l[static_cast<size_t>(best)]) best = i;
+  return best;
+}
+
+}  // namespace universae::lm
