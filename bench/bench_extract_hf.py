@@ -169,7 +169,23 @@ def torch_rate(model, store):
     return len(tokens) / (time.time() - start)
 
 
+def gemm_scaling():
+    """This machine's own ceiling: GFLOP/s of one single-threaded sgemm process, and of two at once.
+    (Two vCPUs that are one physical core's hyperthreads share its vector units: then 2 ranks of any
+    GEMM-bound code cannot be much faster than 1.)"""
+    probe = ("import torch, time\ntorch.set_num_threads(1)\na, b = torch.randn(4096, 512), torch.randn(512, 1376)\n"
+             "for _ in range(3): a @ b\nt, n = time.time(), 0\nwhile time.time() - t < 6:\n    a @ b; n += 1\n"
+             "print(2 * 4096 * 512 * 1376 * n / (time.time() - t) / 1e9)")
+    one = float(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout)
+    pair = [subprocess.Popen([sys.executable, "-c", probe], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    two = sum(float(p.communicate()[0]) for p in pair)
+    return one, two
+
+
 def speed(args, tmp):
+    one, two = gemm_scaling()
+    print(f"sgemm [4096x512]·[512x1376], 1 thread: one process {one:.0f} GFLOP/s, two at once {two:.0f} GFLOP/s in all "
+          f"(the machine's 2-process ceiling: {two / one:.2f}x)")
     model = os.path.join(tmp, "llama-d512")
     write_llama(model, 512, 8, 8, 1376, 32000, "F32")
     settings = ['extract.hookpoints=["blocks.4.hook_resid_post"]', f"extract.max_documents={args.documents}"]
@@ -179,9 +195,15 @@ def speed(args, tmp):
         r = extract(args.binary, model, ranks, os.path.join(tmp, f"out{ranks}"), settings)
         rates[ranks] = r["rate"]
         print(f"{ranks:>5} {r['tokens']:>8} {r['rate']:>8.0f} {r['forward']:>7.1f}s")
+    bf16 = os.path.join(tmp, "llama-d512-bf16")
+    write_llama(bf16, 512, 8, 8, 1376, 32000, "BF16")
+    for compute in ("float32", "bfloat16"):
+        r = extract(args.binary, bf16, 1, os.path.join(tmp, "outbf"), settings + [f"extract.compute_dtype={compute}"])
+        print(f"    1 {r['tokens']:>8} {r['rate']:>8.0f} {r['forward']:>7.1f}s   (weights stored bfloat16, computed in {compute})")
     ref = torch_rate(model, os.path.join(tmp, "out1", "activations.h5"))
     print(f"PyTorch (same weights and sequences, one document per call, logits, 1 thread): {ref:.0f} tok/s")
-    print(f"universae 1 rank / PyTorch = {rates[1] / ref:.2f}x; 2 ranks / 1 rank = {rates[2] / rates[1]:.2f}x")
+    print(f"universae 1 rank / PyTorch = {rates[1] / ref:.2f}x; 2 ranks / 1 rank = {rates[2] / rates[1]:.2f}x "
+          f"(the machine's sgemm ceiling {two / one:.2f}x)")
 
 
 def memory(args, tmp):
@@ -191,7 +213,7 @@ def memory(args, tmp):
         size = write_llama(model, 2048, 12, 16, 5504, 32000, dtype)
         for ranks in (1, 2):
             r = extract(args.binary, model, ranks, os.path.join(tmp, "mem"),
-                        ['extract.hookpoints=["blocks.6.hook_resid_post"]', "extract.max_tokens=1200", "extract.loss=false",
+                        ['extract.hookpoints=["blocks.11.hook_resid_post"]', "extract.max_tokens=1200", "extract.loss=true",
                          "extract.batch_tokens=512"], sample=True)
             gib = 1024 ** 3
             print(f"{dtype:>8} {size / gib:>9.2f} G {ranks:>5} {r['tokens']:>7} {r['peak']['pss'] / gib:>7.2f} G "

@@ -22,13 +22,20 @@ packages=(
   libgtest-dev libgmock-dev libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libfmt-dev libspdlog-dev libicu-dev
   # Python references for the tests and the plotting scripts (use /usr/bin/python3)
   python3 python3-numpy python3-scipy python3-h5py python3-matplotlib python3-pandas python3-torch
+  # Hugging Face tokenizers (npm) for the tokenizer golden test
+  nodejs npm
   # a real single-node Slurm for the sweep tests
   slurmctld slurmd slurm-client munge
 )
 
+# What installed packages provide counts as present: NodeSource's nodejs provides npm (and conflicts
+# with Debian's npm, which apt could not install beside it).
+provided=$(dpkg-query -W -f='${db:Status-Abbrev}|${Provides}\n' 2>/dev/null |
+  awk -F'|' '$1 ~ /^ii/ {print $2}' | tr ',' '\n' | sed -E 's/\(.*\)//; s/^ +//; s/ +$//')
+
 missing=()
 for p in "${packages[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" && ! grep -qxF "$p" <<<"$provided"; then
     missing+=("$p")
   fi
 done

@@ -173,6 +173,8 @@ File create_store(const parallel::Comm& comm, const std::string& path, const Sto
   f.write_attr("/", "format_version", int64_t{1});
   f.write_attr("/", "model", L.model);
   f.write_attr("/", "tokenizer", L.tokenizer);
+  f.write_attr("/", "model_format", L.model_format);
+  f.write_attr("/", "model_architecture", L.model_architecture);
   f.write_attr("/", "inputs", L.inputs);
   f.write_attr("/", "hookpoints", L.hookpoints);
   f.write_attr("/", "seq_len", L.seq_len);

@@ -79,6 +79,7 @@ struct StoreLayout {
   core::FloatFormat dtype = core::FloatFormat::kFloat32;
   // Provenance: root attributes.
   std::string model, tokenizer;
+  std::string model_format, model_architecture;  // "huggingface" / "gguf" / "llama2.c"; "llama", "gpt_neox", ...
   std::vector<std::string> inputs, vocab;
   int64_t seq_len = 0, batch_tokens = 0;
   std::string extract_config, fingerprint;

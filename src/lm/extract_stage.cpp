@@ -118,6 +118,8 @@ io::StoreLayout store_layout(const config::Config& cfg, const Inputs& in, Extrac
   L.dtype = cfg.extract.dtype;
   L.model = cfg.extract.model;
   L.tokenizer = cfg.extract.tokenizer;
+  L.model_format = in.model->config().format;
+  L.model_architecture = in.model->config().architecture;
   L.inputs = cfg.extract.inputs;
   L.vocab = in.tokenizer->pieces();
   L.seq_len = in.seq_len;
