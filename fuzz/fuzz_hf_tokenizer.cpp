@@ -1,9 +1,11 @@
 // Hugging Face tokenizer.json: bytes 0-1 give the length of tokenizer.json, then tokenizer.json, then a
 // text. A file that loads must encode the text to ids inside its vocabulary and decode them (and ids
 // outside it, which contribute nothing); anything it cannot honour is a UsageError naming the file.
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "core/error.hpp"
 #include "fuzz/fuzz_common.hpp"

@@ -259,7 +259,7 @@ def main():
         config = fh.read()
     put("hf_config", "tiny_random_llama_2.json", config)
     llama = json.loads(config)
-    put("hf_config", "llama3_rope.json", json.dumps(dict(llama, head_dim=4, num_key_value_heads=2, rope_scaling={
+    put("hf_config", "llama3_rope.json", json.dumps(dict(llama, head_dim=4, rope_scaling={
         "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
         "original_max_position_embeddings": 64}, eos_token_id=[2, 1], mlp_bias=False)))
     put("hf_config", "mistral.json", json.dumps(dict(llama, model_type="mistral", sliding_window=4, hidden_act="gelu",

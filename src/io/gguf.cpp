@@ -545,11 +545,14 @@ void size_tensor(const Cursor& c, TensorInfo& t) {
   if (tt == nullptr) c.fail("ggml type " + std::to_string(t.ggml_type) + " is not one this reader knows");
   t.type = tensor_type(t.ggml_type);
   constexpr uint64_t kMax = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
-  uint64_t numel = 1;
+  // LibTorch multiplies the dimensions in order (numel, strides), so their product with a zero dimension
+  // counted as 1 must fit too: [2^62, 2^62, 0] holds no element, but is no tensor.
+  uint64_t numel = 1, extent = 1;
   for (int64_t d : t.ne) {
-    const uint64_t u = static_cast<uint64_t>(d);
-    if (u != 0 && numel > kMax / u) c.fail("shape " + shape_text(t.shape()) + " has more than 2^63 elements");
-    numel *= u;
+    const uint64_t u = std::max<uint64_t>(static_cast<uint64_t>(d), 1);
+    if (extent > kMax / u) c.fail("shape " + shape_text(t.shape()) + " has more than 2^63 elements");
+    extent *= u;
+    numel *= static_cast<uint64_t>(d);
   }
   const uint64_t block = static_cast<uint64_t>(tt->block_elements);
   const uint64_t row = t.ne.empty() ? 1 : static_cast<uint64_t>(t.ne[0]);

@@ -4,6 +4,8 @@
 // rows in llama2.c's adjacent-pair rotary order (llama.cpp's converter permutes Hugging Face's back).
 #include <ATen/ATen.h>
 
+#include <limits>
+
 #include "core/error.hpp"
 #include "io/gguf.hpp"
 #include "io/text_file.hpp"
@@ -40,13 +42,17 @@ ModelConfig read_config(const io::gguf::Reader& r) {
   c.eos = static_cast<int32_t>(r.find_int("tokenizer.ggml.eos_token_id").value_or(-1));
   const io::gguf::TensorInfo* embd = r.find("token_embd.weight");
   if (embd == nullptr) throw UsageError(r.path() + ": no tensor 'token_embd.weight'");
-  c.vocab_size = embd->shape().at(0);
+  if (embd->ne.size() != 2)
+    throw UsageError(r.path() + ": tensor 'token_embd.weight' has shape " + io::shape_text(embd->shape()) + " (expected [vocab, embedding_length])");
+  c.vocab_size = embd->shape()[0];
   c.tied_embeddings = r.find("output.weight") == nullptr;
+  // head_count · key_length is the width of q (and bounds k's and v's): it must be an int64 to be compared with a shape.
   if (c.dim <= 0 || c.n_heads <= 0 || c.n_kv_heads <= 0 || c.n_heads % c.n_kv_heads != 0 || c.head_dim <= 0 ||
-      c.rotary_dims % 2 != 0 || c.rotary_dims > c.head_dim || c.n_layers <= 0 || c.seq_len <= 0)
+      c.n_heads > std::numeric_limits<int64_t>::max() / c.head_dim || c.rotary_dims % 2 != 0 || c.rotary_dims > c.head_dim ||
+      c.n_layers <= 0 || c.seq_len <= 0)
     throw UsageError(r.path() + ": inconsistent llama.* hyperparameters (embedding_length " + std::to_string(c.dim) + ", head_count " +
-                     std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv_heads) + ", rope.dimension_count " +
-                     std::to_string(c.rotary_dims) + ")");
+                     std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv_heads) + ", key_length " + std::to_string(c.head_dim) +
+                     ", rope.dimension_count " + std::to_string(c.rotary_dims) + ")");
   return c;
 }
 
@@ -84,10 +90,10 @@ Checkpoint load_gguf(const std::string& path, ComputeDtype compute) {
   const Linear embedding = matrix("token_embd.weight", {c.vocab_size, d});
   // A quantized embedding is dequantized once (looked up row by row, it has no product to convert for).
   w.embedding = embedding.quantized >= 0 ? dense_weight(embedding, type) : embedding.weight;
-  w.blocks.resize(static_cast<size_t>(c.n_layers));
+  // A block is added as its tensors are found: a corrupt block_count is a missing tensor, not a huge allocation.
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
-    Block& b = w.blocks[static_cast<size_t>(l)];
+    Block& b = w.blocks.emplace_back();
     b.attn_norm.weight = get(p + "attn_norm.weight", {d});
     b.mlp_norm.weight = get(p + "ffn_norm.weight", {d});
     b.q = matrix(p + "attn_q.weight", {q, d});

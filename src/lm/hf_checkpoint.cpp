@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <memory>
 
@@ -104,7 +105,10 @@ RopeScaling rope_scaling_of(const ConfigJson& j) {
   if (type == "llama3") {
     s.low_freq_factor = number("low_freq_factor");
     s.high_freq_factor = number("high_freq_factor");
-    s.original_max_positions = static_cast<int64_t>(number("original_max_position_embeddings"));
+    const double original = number("original_max_position_embeddings");
+    if (!(original >= 1 && original <= 1e18))  // a length, held as an int64
+      j.bad(key + ".original_max_position_embeddings", "must be from 1 to 1e18 (is " + r["original_max_position_embeddings"].dump() + ")");
+    s.original_max_positions = static_cast<int64_t>(original);
   }
   return s;
 }
@@ -148,7 +152,9 @@ ModelConfig gpt_neox(const ConfigJson& j) {
   c.gated_mlp = false;
   c.parallel_residual = j.boolean("use_parallel_residual", true);
   c.rope_theta = j.has("rope_theta") ? j.number("rope_theta", 10000) : j.number("rotary_emb_base", 10000);
-  c.rotary_dims = static_cast<int64_t>(static_cast<double>(c.head_dim) * j.number("rotary_pct", 0.25));  // int() as transformers
+  const double rotary_pct = j.number("rotary_pct", 0.25);
+  if (!(rotary_pct >= 0 && rotary_pct <= 1)) j.bad("rotary_pct", "must be between 0 and 1 (is " + j.raw("rotary_pct").dump() + ")");
+  c.rotary_dims = static_cast<int64_t>(static_cast<double>(c.head_dim) * rotary_pct);  // int() as transformers
   c.rope_pairs = RopePairs::kHalves;
   c.rope_scaling = rope_scaling_of(j);
   if (c.rope_scaling.type == "llama3") j.bad("rope_scaling", "llama3 scaling is not read for gpt_neox");
@@ -174,6 +180,8 @@ ModelConfig read_config(const ConfigJson& j) {
     j.bad(type == "gpt_neox" ? "rotary_pct" : "head_dim", "gives " + std::to_string(c.rotary_dims) + " rotary dimensions per head (must be even, 2.." +
                                                               std::to_string(c.head_dim) + ")");
   if (type == "gpt_neox" && c.dim % c.n_heads != 0) j.bad("num_attention_heads", "must divide hidden_size");
+  if (c.n_heads > std::numeric_limits<int64_t>::max() / c.head_dim)  // q's width, compared with a shape as an int64
+    j.bad("head_dim", "times num_attention_heads is more than 2^63");
   return c;
 }
 
@@ -259,7 +267,7 @@ void load_llama_family(const Loader& in, const ModelConfig& c, const ConfigJson&
   w.embedding = in.get("model.embed_tokens.weight", {c.vocab_size, d});
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    Block& b = w.blocks[static_cast<size_t>(l)];
+    Block& b = w.blocks.emplace_back();
     b.attn_norm.weight = in.get(p + "input_layernorm.weight", {d});
     b.mlp_norm.weight = in.get(p + "post_attention_layernorm.weight", {d});
     b.q = Linear::of(in.get(p + "self_attn.q_proj.weight", {q, d}), in.optional(p + "self_attn.q_proj.bias", {q}, qkv_bias));
@@ -280,7 +288,7 @@ void load_gpt_neox(const Loader& in, const ModelConfig& c, const ConfigJson& j, 
   w.embedding = in.get("gpt_neox.embed_in.weight", {c.vocab_size, d});
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const std::string p = "gpt_neox.layers." + std::to_string(l) + ".";
-    Block& b = w.blocks[static_cast<size_t>(l)];
+    Block& b = w.blocks.emplace_back();
     b.attn_norm = {in.get(p + "input_layernorm.weight", {d}), in.get(p + "input_layernorm.bias", {d})};
     b.mlp_norm = {in.get(p + "post_attention_layernorm.weight", {d}), in.get(p + "post_attention_layernorm.bias", {d})};
     b.qkv = Linear::of(in.get(p + "attention.query_key_value.weight", {3 * d, d}), in.optional(p + "attention.query_key_value.bias", {3 * d}, bias));
@@ -300,7 +308,7 @@ Checkpoint load_huggingface(const std::string& dir, ComputeDtype compute) {
   ck.config = read_config(j);
   const TensorFiles files(dir);
   const Loader in(files, j.path(), compute == ComputeDtype::kBFloat16 ? at::kBFloat16 : at::kFloat);
-  ck.weights.blocks.resize(static_cast<size_t>(ck.config.n_layers));
+  // The loaders add a block as its tensors are found: a corrupt num_hidden_layers is a missing tensor, not a huge allocation.
   if (ck.config.architecture == "gpt_neox")
     load_gpt_neox(in, ck.config, j, ck.weights);
   else
