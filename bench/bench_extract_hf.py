@@ -28,7 +28,10 @@ import tempfile
 import threading
 import time
 
-import numpy as np
+# One thread everywhere, set before numpy and torch load OpenBLAS: its own pool otherwise takes every
+# core, whatever torch.set_num_threads says (the reference would run on 2 cores against 1).
+os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+import numpy as np  # noqa: E402
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(SOURCE, "..", "shared", "data")
@@ -170,9 +173,8 @@ def torch_rate(model, store):
 
 
 def gemm_scaling():
-    """This machine's own ceiling: GFLOP/s of one single-threaded sgemm process, and of two at once.
-    (Two vCPUs that are one physical core's hyperthreads share its vector units: then 2 ranks of any
-    GEMM-bound code cannot be much faster than 1.)"""
+    """This machine's own ceiling: GFLOP/s of one single-threaded sgemm process, and of two at once
+    (on a VM whose two vCPUs are one core's hyperthreads, 2 ranks of GEMM-bound code could not scale)."""
     probe = ("import torch, time\ntorch.set_num_threads(1)\na, b = torch.randn(4096, 512), torch.randn(512, 1376)\n"
              "for _ in range(3): a @ b\nt, n = time.time(), 0\nwhile time.time() - t < 6:\n    a @ b; n += 1\n"
              "print(2 * 4096 * 512 * 1376 * n / (time.time() - t) / 1e9)")
@@ -188,7 +190,9 @@ def speed(args, tmp):
           f"(the machine's 2-process ceiling: {two / one:.2f}x)")
     model = os.path.join(tmp, "llama-d512")
     write_llama(model, 512, 8, 8, 1376, 32000, "F32")
-    settings = ['extract.hookpoints=["blocks.4.hook_resid_post"]', f"extract.max_documents={args.documents}"]
+    # 1,024-token batches: about 40 of them, so that 2 ranks get equal shares (rounds of whole batches).
+    settings = ['extract.hookpoints=["blocks.4.hook_resid_post"]', f"extract.max_documents={args.documents}",
+                "extract.batch_tokens=1024"]
     print(f"{'ranks':>5} {'tokens':>8} {'tok/s':>8} {'forward':>8}")
     rates = {}
     for ranks in (1, 2):

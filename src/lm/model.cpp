@@ -281,13 +281,18 @@ LanguageModel::Output LanguageModel::forward(const std::vector<int32_t>& tokens,
   std::vector<int64_t> rows, targets;
   for (int64_t s = 0, o = 0; s < static_cast<int64_t>(lengths.size()); o += lengths[static_cast<size_t>(s)], ++s)
     for (int64_t p = 0; p + 1 < lengths[static_cast<size_t>(s)]; ++p) rows.push_back(o + p), targets.push_back(ids[static_cast<size_t>(o + p + 1)]);
-  if (!rows.empty()) {
-    const at::Tensor r = at::from_blob(rows.data(), {static_cast<int64_t>(rows.size())}, at::kLong);
-    const at::Tensor y = at::from_blob(targets.data(), {static_cast<int64_t>(targets.size()), 1}, at::kLong);
+  // In chunks of rows whose logits fit the cache (a [4096 × 32000] block would be 0.5 GB written and
+  // read twice); the sums are added in float64 in chunk order.
+  const auto n = static_cast<int64_t>(rows.size());
+  const int64_t chunk = std::max<int64_t>(16, (4 << 20) / std::max<int64_t>(1, config_.vocab_size));
+  for (int64_t begin = 0; begin < n; begin += chunk) {
+    const int64_t m = std::min(chunk, n - begin);
+    const at::Tensor r = at::from_blob(rows.data() + begin, {m}, at::kLong);
+    const at::Tensor y = at::from_blob(targets.data() + begin, {m, 1}, at::kLong);
     const at::Tensor picked = at::log_softmax(logits_of(x.index_select(0, r), *weights_, config_), -1).gather(1, y);
-    out.nll_sum = -picked.to(at::kDouble).sum().item<double>();
-    out.nll_count = static_cast<int64_t>(rows.size());
+    out.nll_sum -= picked.to(at::kDouble).sum().item<double>();
   }
+  out.nll_count = n;
   return out;
 }
 
