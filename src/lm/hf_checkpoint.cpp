@@ -134,6 +134,7 @@ ModelConfig llama_family(const ConfigJson& j, const std::string& type) {
   if (type == "qwen2" && j.boolean("use_sliding_window", false))
     j.bad("use_sliding_window", "true is not supported (Qwen2's per-layer sliding window)");
   if (j.boolean("mlp_bias", false) && type != "llama") j.bad("mlp_bias", "is only read for llama");
+  if (j.number("partial_rotary_factor", 1.0) != 1.0) j.bad("partial_rotary_factor", "must be 1 for " + type + " (RoPE over the whole head)");
   return c;
 }
 
@@ -152,8 +153,10 @@ ModelConfig gpt_neox(const ConfigJson& j) {
   c.gated_mlp = false;
   c.parallel_residual = j.boolean("use_parallel_residual", true);
   c.rope_theta = j.has("rope_theta") ? j.number("rope_theta", 10000) : j.number("rotary_emb_base", 10000);
-  const double rotary_pct = j.number("rotary_pct", 0.25);
-  if (!(rotary_pct >= 0 && rotary_pct <= 1)) j.bad("rotary_pct", "must be between 0 and 1 (is " + j.raw("rotary_pct").dump() + ")");
+  // Newer transformers write partial_rotary_factor where Pythia's files have rotary_pct.
+  const char* pct_key = j.has("partial_rotary_factor") ? "partial_rotary_factor" : "rotary_pct";
+  const double rotary_pct = j.number(pct_key, 0.25);
+  if (!(rotary_pct >= 0 && rotary_pct <= 1)) j.bad(pct_key, "must be between 0 and 1 (is " + j.raw(pct_key).dump() + ")");
   c.rotary_dims = static_cast<int64_t>(static_cast<double>(c.head_dim) * rotary_pct);  // int() as transformers
   c.rope_pairs = RopePairs::kHalves;
   c.rope_scaling = rope_scaling_of(j);
