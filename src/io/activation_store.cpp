@@ -1,5 +1,7 @@
 #include "io/activation_store.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <cmath>
@@ -8,6 +10,7 @@
 #include <regex>
 
 #include "core/error.hpp"
+#include "core/rng.hpp"
 #include "core/sharding.hpp"
 #include "core/version.hpp"
 #include "io/fingerprint.hpp"
@@ -15,6 +18,17 @@
 #include "parallel/log.hpp"
 
 namespace universae::io {
+
+std::string token_sequence_hash(const std::vector<int32_t>& tokens, const std::vector<int64_t>& doc_offsets,
+                                const std::vector<int64_t>& seq_offsets) {
+  auto bytes = [](const auto& v) { return std::string_view(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(v[0])); };
+  uint64_t h = core::fnv1a64("universae token sequence v1");
+  for (const std::string_view part : {bytes(tokens), bytes(doc_offsets), bytes(seq_offsets)}) {
+    h = core::fnv1a64(std::to_string(part.size()), h);  // the lengths too, so the three cannot trade bytes
+    h = core::fnv1a64(part, h);
+  }
+  return fmt::format("{:016x}", h);
+}
 
 std::string canonical_hookpoint(const std::string& name) {
   static const std::regex layer(R"(layers\.(\d+))"), mlp(R"(layers\.(\d+)\.mlp)");
@@ -60,6 +74,8 @@ ActivationStore::ActivationStore(const parallel::Comm& comm, const std::string& 
     if (dtype_ != "float32" && dtype_ != "float16" && dtype_ != "bfloat16")
       throw UsageError(path + ": " + dataset + " has dtype '" + dtype_ + "' (known: float32, float16, bfloat16)");
     if (f.has_attr("/", "model")) model_ = f.read_attr_string("/", "model");
+    if (f.has_attr("/", "token_sequence")) token_sequence_ = f.read_attr_string("/", "token_sequence");
+    if (f.has_attr("/", "tokenizer_identity")) tokenizer_identity_ = f.read_attr_string("/", "tokenizer_identity");
     has_tokens_ = f.exists("/tokens");
     if (has_tokens_ && f.shape("/tokens") != std::vector<int64_t>{n_tokens_})
       throw UsageError(path + ": /tokens must have one entry per activation row (" + std::to_string(n_tokens_) + ")");
@@ -175,6 +191,8 @@ File create_store(const parallel::Comm& comm, const std::string& path, const Sto
   f.write_attr("/", "tokenizer", L.tokenizer);
   f.write_attr("/", "model_format", L.model_format);
   f.write_attr("/", "model_architecture", L.model_architecture);
+  f.write_attr("/", "tokenizer_identity", L.tokenizer_identity);
+  f.write_attr("/", "token_sequence", token_sequence_hash(L.tokens, L.doc_offsets, L.seq_offsets));
   f.write_attr("/", "inputs", L.inputs);
   f.write_attr("/", "hookpoints", L.hookpoints);
   f.write_attr("/", "seq_len", L.seq_len);

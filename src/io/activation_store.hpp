@@ -45,6 +45,10 @@ class ActivationStore {
   int64_t n_tokens() const { return n_tokens_; }
   int64_t d() const { return d_; }
   const std::string& model() const { return model_; }
+  // What identifies the stored token sequence (stores of several models over the same documents must
+  // agree on both to be compared row by row); empty in stores written before 0.3.
+  const std::string& token_sequence() const { return token_sequence_; }
+  const std::string& tokenizer_identity() const { return tokenizer_identity_; }
   const std::string& stored_dtype() const { return dtype_; }
   bool has_tokens() const { return has_tokens_; }
   const std::vector<std::string>& vocab() const { return vocab_; }
@@ -61,7 +65,7 @@ class ActivationStore {
 
   struct Impl;
   std::unique_ptr<Impl> impl_;
-  std::string path_, hookpoint_, model_, dtype_ = "float32";
+  std::string path_, hookpoint_, model_, dtype_ = "float32", token_sequence_, tokenizer_identity_;
   int64_t n_tokens_ = 0, d_ = 0;
   bool has_tokens_ = false;
   std::vector<std::string> vocab_, hookpoints_;
@@ -69,6 +73,11 @@ class ActivationStore {
 };
 
 // What a new store holds, fixed when it is created (the extraction plan and its provenance).
+// A hash of the token ids and the document and sequence offsets (16 hex digits): equal exactly when
+// two stores hold the same token sequence, cut the same way.
+std::string token_sequence_hash(const std::vector<int32_t>& tokens, const std::vector<int64_t>& doc_offsets,
+                                const std::vector<int64_t>& seq_offsets);
+
 struct StoreLayout {
   std::vector<int32_t> tokens;        // [T] the sequences as run
   std::vector<int64_t> doc_offsets;   // [n_docs + 1]
@@ -80,6 +89,7 @@ struct StoreLayout {
   // Provenance: root attributes.
   std::string model, tokenizer;
   std::string model_format, model_architecture;  // "huggingface" / "gguf" / "llama2.c"; "llama", "gpt_neox", ...
+  std::string tokenizer_identity;                // io::input_identity of the tokenizer file
   std::vector<std::string> inputs, vocab;
   int64_t seq_len = 0, batch_tokens = 0;
   std::string extract_config, fingerprint;

@@ -120,6 +120,7 @@ io::StoreLayout store_layout(const config::Config& cfg, const Inputs& in, Extrac
   L.tokenizer = cfg.extract.tokenizer;
   L.model_format = in.model->config().format;
   L.model_architecture = in.model->config().architecture;
+  L.tokenizer_identity = io::input_identity(cfg.extract.tokenizer);
   L.inputs = cfg.extract.inputs;
   L.vocab = in.tokenizer->pieces();
   L.seq_len = in.seq_len;

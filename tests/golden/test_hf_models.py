@@ -105,6 +105,9 @@ class Stories260kLayouts(StoreCase):
         for name in ("gguf", "huggingface"):
             other = self.stores[name]
             np.testing.assert_array_equal(other["tokens"][()], base["tokens"][()])
+            # The same documents through the same tokenizer: the same token-sequence identity.
+            self.assertEqual(other.attrs["token_sequence"], base.attrs["token_sequence"])
+            self.assertEqual(other.attrs["tokenizer_identity"], base.attrs["tokenizer_identity"])
             for hook in base["activations"]:
                 err, where = worst_relative(other["activations"][hook][()], base["activations"][hook][()])
                 self.assertLessEqual(err, 1e-5, f"{name} {hook}: {err:.2e} at {where}")
@@ -128,6 +131,7 @@ class Stories260kLayouts(StoreCase):
     def test_q8_0_gguf_matches_numpy_dequantize_then_forward(self):
         with extract(os.path.join(self.tmp.name, "q8"), self.q8) as store:
             ref = hf.reference_forward_llama2c_layout(hf.gguf_dequantized_weights(self.q8), sequences(store))
+            self.assertEqual(store.attrs["token_sequence"], self.stores["llama2.c"].attrs["token_sequence"])
             self.assert_matches_reference(store, ref, 1e-5, "Q8_0 GGUF")
             # Quantization moves the activations: the test would not pass against the F32 weights.
             f32 = self.stores["llama2.c"]["activations"]["blocks.4.hook_resid_post"][()]
@@ -175,6 +179,8 @@ class BFloat16Weights(StoreCase):
 
 class PythiaWithItsTokenizer(StoreCase):
     def test_gpt_neox_tokenizer_json_on_two_ranks(self):
+        with tempfile.TemporaryDirectory() as t, extract(os.path.join(t, "s"), STORIES) as stories:
+            self.stories_sequence = stories.attrs["token_sequence"]
         tokenizer = os.path.join(DATA, "hf", "tokenizers", "gpt-neox", "tokenizer.json")
         with tempfile.TemporaryDirectory() as t:
             model = os.path.join(t, "pythia-like")
@@ -182,6 +188,9 @@ class PythiaWithItsTokenizer(StoreCase):
             with extract(os.path.join(t, "out"), model, tokenizer, 2) as store:
                 seqs = sequences(store)
                 self.assertTrue(all(s[0] == 0 for s in seqs), "every sequence starts with BOS = <|endoftext|> (0)")
+                # Another tokenizer, another token sequence over the same text.
+                self.assertNotEqual(store.attrs["token_sequence"], self.stories_sequence)
+                self.assertNotEqual(store.attrs["tokenizer_identity"], "")
                 self.assertEqual(len(store["vocab"]), 50277, "a large vocabulary is a dataset, not an attribute")
                 ref = hf.reference_forward(model, seqs)
                 self.assert_matches_reference(store, ref, 1e-5, "pythia-like, tokenizer.json, 2 ranks")
