@@ -6,6 +6,9 @@
    one better than the other way round. A rerun has nothing left to do but the summary; after a change of
    a compare key, every task's comparison runs again in its own compare step and the summary reuses them.
 2. Bad input: exit 2 with a message naming the key, task or option, and nothing written.
+3. A failed submission fails: with an sbatch (a stand-in on PATH) that accepts the first job and then
+   cannot reach the controller, `sweep --slurm` exits 1 with sbatch's message, submits nothing after the
+   failure, and cancels the job it already submitted.
 """
 import csv
 import itertools
@@ -120,6 +123,39 @@ class PaperSweeps(unittest.TestCase):
                 pair = f["pairs"][list(f["pairs"])[0]]["activation"]
                 self.assertEqual(pair.attrs["input"], "pre")
                 self.assertEqual(pair["paired"].attrs["mapping"], "many_to_one")
+
+
+class FailedSubmission(unittest.TestCase):
+    def test_sbatch_failure_fails_the_sweep_and_cancels_what_was_submitted(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            bin_dir, scripts = os.path.join(tmp, "bin"), os.path.join(tmp, "scripts")
+            os.mkdir(bin_dir)
+            calls = os.path.join(tmp, "calls.txt")
+            fakes = {
+                # The first submission succeeds (job 1001); every later one fails as sbatch does without a controller.
+                "sbatch": f'echo "sbatch $*" >> {calls}\n'
+                          f'if [ "$(grep -c ^sbatch {calls})" -eq 1 ]; then echo 1001; exit 0; fi\n'
+                          'echo "sbatch: error: Batch job submission failed: Unable to contact slurm controller" >&2; exit 1\n',
+                "scancel": f'echo "scancel $*" >> {calls}\n',
+            }
+            for name, body in fakes.items():
+                path = os.path.join(bin_dir, name)
+                with open(path, "w") as f:
+                    f.write("#!/bin/bash\n" + body)
+                os.chmod(path, 0o755)
+            env = dict(ENV, PATH=bin_dir + os.pathsep + os.environ["PATH"])
+            proc = universae(["sweep", TINY, "--slurm", scripts, "--set", f"run.output_dir={os.path.join(tmp, 'out')}"],
+                             env=env, timeout=300)
+            self.assertEqual(proc.returncode, 1, proc.stderr)
+            self.assertIn("Unable to contact slurm controller", proc.stderr)
+            self.assertIn("cancelled the jobs already submitted: 1001", proc.stderr)
+            self.assertNotIn("sweep: submitted", proc.stderr)
+            with open(calls) as f:
+                lines = f.read().splitlines()
+            self.assertEqual([line.split()[0] for line in lines], ["sbatch", "sbatch", "scancel"], lines)
+            self.assertEqual(lines[-1], "scancel 1001")
+            with open(os.path.join(scripts, "jobs.txt")) as f:
+                self.assertEqual(f.read().split(), [lines[0].split()[-1].removesuffix(".sbatch"), "1001"])
 
 
 class BadInput(unittest.TestCase):
