@@ -3,6 +3,7 @@
 #include "config/config.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <memory>
 #include <sstream>
@@ -251,7 +252,14 @@ class Table {
 bool produced_here(const Config& c, const std::string& path) { return c.has_stage(Stage::kExtract) && path == c.extract.store; }
 
 void run_keys(Table& t, Config& c) {
-  t.add("run.name", &c.run.name, std::string(), "job name (default: the job file's name)");
+  // The name reaches #SBATCH --job-name= lines and directory names: nothing a shell or sbatch reads specially.
+  t.add("run.name", &c.run.name, std::string(), "job name: letters, digits, '.', '_', '-', '+' (default: the job file's name)",
+        [](const std::string& v) {
+          for (const char ch : v)
+            if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '_' && ch != '-' && ch != '+')
+              return std::string("'") + v + "' may hold only letters, digits, '.', '_', '-' and '+' (it names Slurm jobs and folders)";
+          return std::string();
+        });
   t.add("run.output_dir", &c.run.output_dir, std::string(), "where every output goes (default: runs/<run.name>)").role(Role::kOutput);
   t.add("run.stages", &c.run.stages, {Stage::kTrain, Stage::kCompare},
         "stages `universae run` executes, in order: extract, train, compare");
@@ -668,7 +676,11 @@ Config load(const std::string& path, const std::vector<std::string>& overrides) 
   }
   for (const auto& o : overrides) apply_override(o, fields);
 
-  if (config.run.name.empty()) config.run.name = path.empty() ? "universae" : fs::path(path).stem().string();
+  if (config.run.name.empty()) {
+    config.run.name = path.empty() ? "universae" : fs::path(path).stem().string();
+    for (char& ch : config.run.name)  // the job file's name, with anything run.name may not hold as '_'
+      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '-' && ch != '+') ch = '_';
+  }
   if (config.run.output_dir.empty()) config.run.output_dir = "runs/" + config.run.name;
   if (config.extract.store.empty()) config.extract.store = config.run.output_dir + "/activations.h5";
   if (config.data.source == "extract") config.data.source = config.extract.store;

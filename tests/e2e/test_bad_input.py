@@ -142,6 +142,11 @@ class Catalogue(unittest.TestCase):
         path = self.job(f'[run]\noutput_dir = "{self.out}"\n[sae]\nn_latents = "many"\n')
         self.refused(["run", path], path, "'sae.n_latents'", "integer", readme="| config | value of the wrong type |")
 
+    def test_config_run_name_with_shell_characters(self):
+        path = self.job(f'[run]\noutput_dir = "{self.out}"\nname = "a$(x)b"\n')
+        self.refused(["run", path], "'run.name'", "'a$(x)b' may hold only letters, digits",
+                     readme="| config | run.name with characters Slurm or a shell reads |")
+
     def test_config_toml_syntax(self):
         path = self.job(f'[run]\noutput_dir = "{self.out}"\n[sae\nk = 3\n')
         self.refused(["run", path], path + ":3", "TOML syntax error", readme="| config | TOML syntax error |")
