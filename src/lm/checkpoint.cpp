@@ -39,16 +39,24 @@ at::Tensor dense_weight(const Linear& l, at::ScalarType dtype) {
   return l.weight.scalar_type() == dtype ? l.weight : l.weight.to(dtype);
 }
 
-Checkpoint load_checkpoint(const std::string& path, ComputeDtype compute) {
-  if (std::filesystem::is_directory(path)) return load_huggingface(path, compute);
+namespace {
+
+Checkpoint load_any(const std::string& path) {
+  if (std::filesystem::is_directory(path)) return load_huggingface(path);
   char magic[4] = {};
   std::ifstream in(path, std::ios::binary);
   if (!in) throw UsageError(path + ": cannot open the model (a Hugging Face model directory, a .gguf file or a llama2.c checkpoint)");
   in.read(magic, 4);
-  if (in && std::string(magic, 4) == "GGUF") return load_gguf(path, compute);
-  Checkpoint ck = load_llama2c(path);
-  if (compute == ComputeDtype::kBFloat16)  // the matrices convert as they are used (dense_weight)
-    for (at::Tensor* t : norms_and_biases(ck.weights)) *t = t->to(at::kBFloat16);
+  if (in && std::string(magic, 4) == "GGUF") return load_gguf(path);
+  return load_llama2c(path);
+}
+
+}  // namespace
+
+Checkpoint load_checkpoint(const std::string& path, ComputeDtype compute) {
+  Checkpoint ck = load_any(path);
+  const at::ScalarType type = compute == ComputeDtype::kBFloat16 ? at::kBFloat16 : at::kFloat;
+  for (at::Tensor* t : norms_and_biases(ck.weights)) *t = t->to(type);  // the matrices convert as they are used (dense_weight)
   return ck;
 }
 

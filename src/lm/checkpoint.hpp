@@ -6,7 +6,8 @@
 // Matrices (and the embedding) stay as stored: read-only views of the memory-mapped file in F32,
 // F16 or BF16, or a GGUF tensor's quantized blocks, so the ranks on a node share one copy in the page
 // cache; the forward converts each to the compute type when it multiplies by it (dense_weight).
-// Norm weights and biases, small, are converted to the compute type when loaded.
+// Norm weights and biases, small, are converted to the compute type once, by load_checkpoint for
+// every loader; the loaders themselves know nothing of the compute type.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -58,12 +59,13 @@ struct Checkpoint {
 // Every defined norm weight and bias (what is held in the compute type).
 std::vector<at::Tensor*> norms_and_biases(Weights& w);
 
-// Dispatches on what `path` is: a directory (Hugging Face), a file starting "GGUF", else llama2.c.
+// Dispatches on what `path` is: a directory (Hugging Face), a file starting "GGUF", else llama2.c;
+// then converts the norms and biases to the compute type.
 Checkpoint load_checkpoint(const std::string& path, ComputeDtype compute);
 
 Checkpoint load_llama2c(const std::string& path);
-Checkpoint load_huggingface(const std::string& dir, ComputeDtype compute);
-Checkpoint load_gguf(const std::string& path, ComputeDtype compute);
+Checkpoint load_huggingface(const std::string& dir);
+Checkpoint load_gguf(const std::string& path);
 
 // Checks that a loaded tensor has the shape the configuration implies: a UsageError naming the file,
 // the tensor and the configuration it disagrees with otherwise.

@@ -1,6 +1,6 @@
 // GGUF files (llama.cpp's format, versions 1–3) of the llama architecture: the hyperparameters from
-// the `llama.*` keys, the tensors by ggml's names (token_embd, blk.N.attn_q, ...), dequantized or
-// converted to the compute type on load (F32 in float32 is a view of the mapped file). GGUF stores q/k
+// the `llama.*` keys, the tensors by ggml's names (token_embd, blk.N.attn_q, ...), matrices as stored
+// in the mapped file (lm/checkpoint.hpp), norms as float32. GGUF stores q/k
 // rows in llama2.c's adjacent-pair rotary order (llama.cpp's converter permutes Hugging Face's back).
 #include <ATen/ATen.h>
 
@@ -58,12 +58,11 @@ ModelConfig read_config(const io::gguf::Reader& r) {
 
 }  // namespace
 
-Checkpoint load_gguf(const std::string& path, ComputeDtype compute) {
+Checkpoint load_gguf(const std::string& path) {
   const io::gguf::Reader r(path);
   Checkpoint ck;
   ck.config = read_config(r);
   const ModelConfig& c = ck.config;
-  const at::ScalarType type = compute == ComputeDtype::kBFloat16 ? at::kBFloat16 : at::kFloat;
   auto check = [&](const std::string& name, const std::vector<int64_t>& shape) -> const io::gguf::TensorInfo& {
     const io::gguf::TensorInfo* t = r.find(name);
     if (t == nullptr) throw UsageError(path + ": no tensor '" + name + "'");
@@ -72,11 +71,11 @@ Checkpoint load_gguf(const std::string& path, ComputeDtype compute) {
                        io::shape_text(shape));
     return *t;
   };
-  // Norm weights: converted to the compute type. Matrices and the embedding: as stored (views of the
-  // mapping; quantized blocks are dequantized when used, lm/checkpoint.hpp).
+  // Norm weights: as float32 (load_checkpoint converts them to the compute type). Matrices and the
+  // embedding: as stored (views of the mapping; quantized blocks are dequantized when used).
   auto get = [&](const std::string& name, const std::vector<int64_t>& shape) {
     check(name, shape);
-    return r.read_as(name, type);
+    return r.read(name);
   };
   auto matrix = [&](const std::string& name, const std::vector<int64_t>& shape) {
     const io::gguf::TensorInfo& t = check(name, shape);
@@ -89,7 +88,7 @@ Checkpoint load_gguf(const std::string& path, ComputeDtype compute) {
   Weights& w = ck.weights;
   const Linear embedding = matrix("token_embd.weight", {c.vocab_size, d});
   // A quantized embedding is dequantized once (looked up row by row, it has no product to convert for).
-  w.embedding = embedding.quantized >= 0 ? dense_weight(embedding, type) : embedding.weight;
+  w.embedding = embedding.quantized >= 0 ? dense_weight(embedding, at::kFloat) : embedding.weight;
   // A block is added as its tensors are found: a corrupt block_count is a missing tensor, not a huge allocation.
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";

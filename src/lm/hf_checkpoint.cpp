@@ -242,15 +242,13 @@ class TensorFiles {
 // Tensors by name, checked against the shape config.json implies, as views of the mapped files.
 class Loader {
  public:
-  Loader(const TensorFiles& files, const std::string& config_path, at::ScalarType compute)
-      : files_(files), config_path_(config_path), compute_(compute) {}
-  at::ScalarType compute() const { return compute_; }
+  Loader(const TensorFiles& files, const std::string& config_path) : files_(files), config_path_(config_path) {}
   at::Tensor get(const std::string& name, const std::vector<int64_t>& shape) const {
     const io::safetensors::Reader* r = files_.find(name);
     if (r == nullptr) throw UsageError(files_.dir() + ": tensor '" + name + "' is missing from the safetensors files");
     at::Tensor t = r->map(name);
     expect_shape(t, shape, r->path(), name, config_path_);
-    return t.scalar_type() == at::kDouble ? t.to(compute_) : t;  // F32, F16, BF16 stay mapped (lm/checkpoint.hpp)
+    return t;  // stays mapped, in its stored type (lm/checkpoint.hpp)
   }
   at::Tensor optional(const std::string& name, const std::vector<int64_t>& shape, bool wanted) const {
     return wanted ? get(name, shape) : at::Tensor();
@@ -259,7 +257,6 @@ class Loader {
  private:
   const TensorFiles& files_;
   std::string config_path_;
-  at::ScalarType compute_;
 };
 
 void load_llama_family(const Loader& in, const ModelConfig& c, const ConfigJson& j, Weights& w) {
@@ -305,18 +302,17 @@ void load_gpt_neox(const Loader& in, const ModelConfig& c, const ConfigJson& j, 
 
 }  // namespace
 
-Checkpoint load_huggingface(const std::string& dir, ComputeDtype compute) {
+Checkpoint load_huggingface(const std::string& dir) {
   const ConfigJson j(dir);
   Checkpoint ck;
   ck.config = read_config(j);
   const TensorFiles files(dir);
-  const Loader in(files, j.path(), compute == ComputeDtype::kBFloat16 ? at::kBFloat16 : at::kFloat);
+  const Loader in(files, j.path());
   // The loaders add a block as its tensors are found: a corrupt num_hidden_layers is a missing tensor, not a huge allocation.
   if (ck.config.architecture == "gpt_neox")
     load_gpt_neox(in, ck.config, j, ck.weights);
   else
     load_llama_family(in, ck.config, j, ck.weights);
-  for (at::Tensor* t : norms_and_biases(ck.weights)) *t = t->to(in.compute());
   return ck;
 }
 
