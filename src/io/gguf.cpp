@@ -18,6 +18,7 @@
 #include <system_error>
 
 #include "core/error.hpp"
+#include "io/mapped_file.hpp"
 #include "io/text_file.hpp"
 
 // This file is compiled with -ffp-contract=off (src/CMakeLists.txt): the kernels' d * q - m must round
@@ -30,48 +31,6 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "GGUF files are read as
 
 // The file, mapped read-only and shared: ranks on one node map the same page-cache pages, and F32
 // tensors are handed out as views that keep the mapping alive.
-class Mapping {
- public:
-  explicit Mapping(const std::string& path);
-  ~Mapping();
-  Mapping(const Mapping&) = delete;
-  Mapping& operator=(const Mapping&) = delete;
-  const uint8_t* data() const { return data_; }
-  uint64_t size() const { return size_; }
-
- private:
-  uint8_t* data_ = nullptr;
-  uint64_t size_ = 0;
-};
-
-Mapping::Mapping(const std::string& path) {
-  auto fail = [&](const std::string& what, int error) {
-    throw UsageError(path + ": " + what + " (" + std::error_code(error, std::generic_category()).message() + ")");
-  };
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("cannot open for reading", errno);
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int error = errno;
-    ::close(fd);
-    fail("cannot read its size", error);
-  }
-  if (!S_ISREG(st.st_mode) || st.st_size == 0) {
-    ::close(fd);
-    throw UsageError(path + ": not a GGUF file (" + (S_ISREG(st.st_mode) ? "empty" : "not a regular file") + ")");
-  }
-  size_ = static_cast<uint64_t>(st.st_size);
-  void* p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
-  const int error = errno;
-  ::close(fd);  // the mapping holds the file open
-  if (p == MAP_FAILED) fail("cannot memory-map", error);
-  data_ = static_cast<uint8_t*>(p);
-}
-
-Mapping::~Mapping() {
-  if (data_ != nullptr) ::munmap(data_, size_);
-}
-
 namespace {
 
 constexpr int64_t kQK_K = 256;
@@ -358,7 +317,7 @@ std::string shown_name(const std::string& name) {
 // Errors read "FILE: CONTEXT: WHAT", the context naming the key or tensor being read.
 class Cursor {
  public:
-  Cursor(const std::string& path, const Mapping& map) : path_(path), data_(map.data()), size_(map.size()) {}
+  Cursor(const std::string& path, const MappedFile& map) : path_(path), data_(map.data()), size_(map.size()) {}
 
   uint64_t pos() const { return pos_; }
   uint64_t left() const { return size_ - pos_; }
@@ -593,7 +552,7 @@ void place_tensors(Cursor& c, std::vector<TensorInfo>& tensors, uint64_t data_st
 
 }  // namespace
 
-Reader::Reader(std::string path) : path_(std::move(path)), map_(std::make_shared<const Mapping>(path_)) {
+Reader::Reader(std::string path) : path_(std::move(path)), map_(std::make_shared<const MappedFile>(path_, "a GGUF file")) {
   Cursor c(path_, *map_);
   version_ = read_preamble(c);
   const uint64_t length = c.length_bytes();
@@ -711,13 +670,7 @@ std::vector<int64_t> Reader::get_ints(const std::string& key) const {
   return out;
 }
 
-at::Tensor Reader::view(const TensorInfo& t, at::ScalarType dtype) const {
-  // from_blob wants void*: the view stays read-only memory (PROT_READ), as read() documents.
-  uint8_t* bytes = const_cast<uint8_t*>(map_->data()) + t.offset;
-  if (reinterpret_cast<uintptr_t>(bytes) % c10::elementSize(dtype) != 0) return at::Tensor();
-  std::shared_ptr<const Mapping> keep = map_;  // the deleter holds a reference: the mapping outlives the view
-  return at::from_blob(bytes, t.shape(), [keep](void*) {}, at::TensorOptions().dtype(dtype));
-}
+at::Tensor Reader::view(const TensorInfo& t, at::ScalarType dtype) const { return mapped_view(map_, t.offset, t.shape(), dtype); }
 
 at::Tensor dequantize_blocks(const at::Tensor& blocks, TensorType type, const std::vector<int64_t>& shape) {
   at::Tensor out = at::empty(shape, at::kFloat);
@@ -746,9 +699,7 @@ at::Tensor Reader::stored(const std::string& name) const {
     at::Tensor v = view(t, dtype);
     return v.defined() ? v : read_as(name, dtype, /*copy=*/true);  // misaligned: a copy
   }
-  std::shared_ptr<const Mapping> keep = map_;
-  return at::from_blob(const_cast<uint8_t*>(map_->data()) + t.offset, {static_cast<int64_t>(t.bytes)}, [keep](void*) {},
-                       at::TensorOptions().dtype(at::kByte));
+  return mapped_view(map_, t.offset, {static_cast<int64_t>(t.bytes)}, at::kByte);
 }
 
 at::Tensor Reader::read(const std::string& name, bool copy) const {
@@ -759,10 +710,7 @@ at::Tensor Reader::read(const std::string& name, bool copy) const {
     at::Tensor v = view(t, at::kFloat);
     if (v.defined()) return v;
   }
-  std::shared_ptr<const Mapping> keep = map_;
-  const at::Tensor blocks = at::from_blob(const_cast<uint8_t*>(map_->data()) + t.offset, {static_cast<int64_t>(t.bytes)},
-                                          [keep](void*) {}, at::TensorOptions().dtype(at::kByte));
-  return dequantize_blocks(blocks, t.type, t.shape());
+  return dequantize_blocks(mapped_view(map_, t.offset, {static_cast<int64_t>(t.bytes)}, at::kByte), t.type, t.shape());
 }
 
 at::Tensor Reader::read_as(const std::string& name, at::ScalarType dtype, bool copy) const {

@@ -20,6 +20,10 @@
 #include <string>
 #include <vector>
 
+namespace universae::io {
+class MappedFile;  // io/mapped_file.hpp
+}  // namespace universae::io
+
 namespace universae::io::gguf {
 
 // The tensor types read() converts to float32; every other ggml type is kOther (listed, never read).
@@ -73,7 +77,6 @@ struct TensorInfo {
   int64_t numel() const;
 };
 
-class Mapping;  // the read-only shared memory map of the file (gguf.cpp)
 
 class Reader {
  public:
@@ -127,7 +130,7 @@ class Reader {
   const Value& value_or_throw(const std::string& key) const;
 
   std::string path_;
-  std::shared_ptr<const Mapping> map_;
+  std::shared_ptr<const MappedFile> map_;
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;
   std::vector<std::string> keys_;

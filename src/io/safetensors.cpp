@@ -9,12 +9,8 @@
 #include <fstream>
 #include <limits>
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include "core/error.hpp"
+#include "io/mapped_file.hpp"
 #include "io/text_file.hpp"
 
 namespace universae::io::safetensors {
@@ -188,20 +184,14 @@ at::Tensor Reader::map(const std::string& name) const {
   if (t == nullptr) throw UsageError(path_ + ": no tensor '" + name + "'");
   if (t->dtype == DType::kOther)
     throw UsageError(path_ + ": tensor '" + name + "' has dtype " + t->dtype_string + " (supported: F32, F16, BF16, F64)");
-  if (!mapping_) {
-    const int fd = ::open(path_.c_str(), O_RDONLY);
-    if (fd < 0) throw UsageError(path_ + ": cannot open for reading");
-    struct stat st {};
-    const size_t size = ::fstat(fd, &st) == 0 ? static_cast<size_t>(st.st_size) : 0;
-    void* p = size >= data_start_ ? ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
-    ::close(fd);  // the mapping stays valid without the descriptor
-    if (p == MAP_FAILED) throw UsageError(path_ + ": cannot memory-map the file (changed since it was opened?)");
-    mapping_ = std::shared_ptr<const char>(static_cast<const char*>(p), [size](const char* q) { ::munmap(const_cast<char*>(q), size); });
-  }
-  // A zero-element tensor still needs a valid pointer; the deleter holds a reference to the mapping.
-  const std::shared_ptr<const char> keep = mapping_;
-  void* data = const_cast<char*>(mapping_.get() + data_start_ + t->begin);
-  return at::from_blob(data, t->shape, [keep](void*) {}, at::TensorOptions().dtype(scalar_type(t->dtype)));
+  if (!mapping_) mapping_ = std::make_shared<const MappedFile>(path_, "a safetensors file");
+  if (mapping_->size() < data_start_ + t->end) throw UsageError(path_ + ": shorter than when it was opened (changed since?)");
+  at::Tensor view = mapped_view(mapping_, data_start_ + t->begin, t->shape, scalar_type(t->dtype));
+  if (view.defined()) return view;
+  // The data section is 8-byte aligned as the Python library writes it; a file that is not gets a copy.
+  at::Tensor copy = at::empty(t->shape, scalar_type(t->dtype));
+  std::memcpy(copy.data_ptr(), mapping_->data() + data_start_ + t->begin, t->end - t->begin);
+  return copy;
 }
 
 at::Tensor Reader::read_rows(const std::string& name, int64_t begin, int64_t end) const {

@@ -16,6 +16,10 @@
 #include <string>
 #include <vector>
 
+namespace universae::io {
+class MappedFile;  // io/mapped_file.hpp
+}  // namespace universae::io
+
 namespace universae::io::safetensors {
 
 // The element types SAE weights come in (others are listed by the header check, never read).
@@ -59,7 +63,7 @@ class Reader {
   uint64_t data_start_ = 0;
   std::vector<TensorInfo> tensors_;
   std::map<std::string, std::string> metadata_;
-  mutable std::shared_ptr<const char> mapping_;  // the whole file, mapped on the first map()
+  mutable std::shared_ptr<const MappedFile> mapping_;  // the whole file, mapped on the first map()
 };
 
 struct Tensor {
