@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <memory>
 
 #include "core/error.hpp"
@@ -107,7 +108,7 @@ ExtractPlan tokenize_and_plan(const parallel::Comm& comm, const config::ExtractC
 }
 
 io::StoreLayout store_layout(const config::Config& cfg, const Inputs& in, ExtractPlan& plan, const std::vector<std::string>& names,
-                             const std::string& fingerprint) {
+                             const std::string& fingerprint, const std::string& tokenizer_identity) {
   io::StoreLayout L;
   L.tokens = std::move(plan.tokens);  // the plan keeps its offsets; the rows are read back from L
   L.doc_offsets = plan.doc_offsets;
@@ -120,7 +121,7 @@ io::StoreLayout store_layout(const config::Config& cfg, const Inputs& in, Extrac
   L.tokenizer = cfg.extract.tokenizer;
   L.model_format = in.model->config().format;
   L.model_architecture = in.model->config().architecture;
-  L.tokenizer_identity = io::input_identity(cfg.extract.tokenizer);
+  L.tokenizer_identity = tokenizer_identity;
   L.inputs = cfg.extract.inputs;
   L.vocab = in.tokenizer->pieces();
   L.seq_len = in.seq_len;
@@ -190,9 +191,11 @@ void mean_loss(const parallel::Comm& comm, const config::ExtractConfig& x, const
 
 }  // namespace
 
-std::string store_fingerprint(const config::Config& config) {
-  return config::fingerprint(config, config::Stage::kExtract, io::input_identity);
+std::string store_fingerprint(const config::Config& config, const config::Identity& identity) {
+  return config::fingerprint(config, config::Stage::kExtract, identity);
 }
+
+std::string store_fingerprint(const config::Config& config) { return store_fingerprint(config, io::input_identity); }
 
 std::vector<std::string> resolve_hookpoints(const std::vector<std::string>& requested, int64_t n_layers) {
   ModelConfig shape;  // only the block count matters for the names
@@ -214,7 +217,14 @@ ExtractResult run_extract_stage(const parallel::Comm& comm, const config::Config
   const config::ExtractConfig& x = cfg.extract;
   const auto start = Clock::now();
   const Inputs in = open_inputs(comm, x);
-  const std::string fingerprint = store_fingerprint(cfg);  // hashes the model and texts: once
+  // Hashes the model, tokenizer and texts once: the store records the tokenizer's identity too.
+  std::map<std::string, std::string> identities;
+  const config::Identity identity = [&identities](const std::string& path) {
+    auto it = identities.find(path);
+    if (it == identities.end()) it = identities.emplace(path, io::input_identity(path)).first;
+    return it->second;
+  };
+  const std::string fingerprint = store_fingerprint(cfg, identity);
   if (!fresh && io::reusable(x.store, fingerprint)) {
     log::info("extract: reusing the complete store {} (same extract settings and inputs; --fresh recomputes)", x.store);
     return result_from(io::File::open_read(comm, x.store));
@@ -237,7 +247,7 @@ ExtractResult run_extract_stage(const parallel::Comm& comm, const config::Config
             result.n_documents, result.n_sequences, in.seq_len, result.n_tokens, plan.n_batches(), x.batch_tokens,
             fmt::join(names, ", "));
 
-  const io::StoreLayout layout = store_layout(cfg, in, plan, names, fingerprint);
+  const io::StoreLayout layout = store_layout(cfg, in, plan, names, fingerprint, identity(x.tokenizer));
   if (fresh && comm.is_root()) std::filesystem::remove(x.store + ".partial");
   io::ActivationStoreWriter store(comm, x.store, layout);
   std::vector<double> batch_nll = run_batches(comm, x, in, plan, layout.tokens, store, result);

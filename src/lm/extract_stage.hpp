@@ -34,8 +34,10 @@ struct ExtractResult {
 };
 
 // What decides whether the store may be reused or a partial one resumed (io/fingerprint.hpp): the
-// extract keys and the identities of the model, tokenizer and texts.
+// extract keys and the identities of the model, tokenizer and texts (by io::input_identity, or by
+// `identity` when given).
 std::string store_fingerprint(const config::Config& config);
+std::string store_fingerprint(const config::Config& config, const config::Identity& identity);
 
 // The hookpoints of extract.hookpoints, "blocks.*.X" expanded over the model's blocks, canonical names.
 std::vector<std::string> resolve_hookpoints(const std::vector<std::string>& requested, int64_t n_layers);
