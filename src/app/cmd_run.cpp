@@ -17,7 +17,11 @@ namespace {
 
 int run_grid(const parallel::Comm& comm, const sweep::Study& study, bool fresh) {
   const auto& cfg = study.config();
-  if (study.has_stage(config::Stage::kExtract)) print_extracted(lm::run_extract_stage(comm, cfg, fresh));
+  if (study.has_stage(config::Stage::kExtract))
+    for (size_t e = 0; e < study.extractions().size(); ++e) {
+      if (study.extractions().size() > 1) log::info("{}", study.describe_extraction(e));
+      print_extracted(lm::run_extract_stage(comm, study.extraction_config(e), fresh));
+    }
   io::SummaryTable rows;
   std::vector<size_t> all;
   for (size_t i = 0; i < study.tasks().size(); ++i) {

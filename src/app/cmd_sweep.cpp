@@ -20,13 +20,18 @@ int run_step(const parallel::Comm& comm, const sweep::Study& study, const std::s
   const auto n = static_cast<int64_t>(study.tasks().size());
   if ((step == "train" || step == "compare") && (task < 0 || task >= n))
     throw UsageError("--step " + step + " needs --task I with 0 <= I < " + std::to_string(n) + " (the sweep's tasks)");
+  const auto n_extractions = static_cast<int64_t>(study.extractions().size());
+  if (step == "extract" && n_extractions > 1 && (task < 0 || task >= n_extractions))
+    throw UsageError("--step extract needs --task E with 0 <= E < " + std::to_string(n_extractions) + " (the sweep's extractions)");
   // A job's USR1 (--signal=B:USR1 before the time limit) is for training and extraction, which stop
   // at a safe point while they run (parallel/stop_signals.hpp). Anywhere else — a comparison, the
   // evaluation and writing after training — it would kill the process by default; ignored, the
   // work goes on to finish or to the time limit.
   std::signal(SIGUSR1, SIG_IGN);
   if (step == "extract") {
-    print_extracted(lm::run_extract_stage(comm, study.config(), false));
+    const size_t e = n_extractions > 1 ? static_cast<size_t>(task) : 0;
+    log::info("sweep: {}", study.describe_extraction(e));
+    print_extracted(lm::run_extract_stage(comm, study.extraction_config(e), false));
   } else if (step == "train") {
     const auto i = static_cast<size_t>(task);
     const config::Config cfg = study.task_config(i);

@@ -5,9 +5,16 @@
 #include <ATen/ops/tensor.h>
 
 #include <algorithm>
+#include <cmath>
+#include <tuple>
+#include <map>
+#include <numeric>
 
 #include "compare/repsim.hpp"
 #include "compare/statistics.hpp"
+#include "compare/subspaces.hpp"
+#include "core/rng.hpp"
+#include "core/sharding.hpp"
 #include "core/error.hpp"
 #include "io/activation_store.hpp"
 #include "io/sae_file.hpp"
@@ -17,6 +24,7 @@ namespace universae::compare {
 namespace {
 
 constexpr int64_t kTopExamples = 5;  // per latent, with ±2-token windows
+constexpr double kLanMinCorrelation = 0.1;  // compat lan2024: pairs at or below are dropped
 
 std::vector<float> to_float(const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); }
 
@@ -60,7 +68,7 @@ void write_correlation(PairContext& ctx) {
   f.write_vector(g + "/argmax_ba", io::DType::kInt64, c.argmax_ba);
   f.write_attr(g, "mean_max_corr_ab", c.mean_ab);
   f.write_attr(g, "mean_max_corr_ba", c.mean_ba);
-  f.write_attr(g, "n_tokens", ctx.activations->input.n_tokens);
+  f.write_attr(g, "n_tokens", ctx.activations->first().n_tokens);
   f.write_attr(g, "input", core::name_of(ctx.config.compare.correlation_input));
   f.write_attr(g, "seconds", c.seconds);
   write_mapping(f, g + "/mappings/many_to_one", p.many_to_one);
@@ -71,11 +79,92 @@ void write_correlation(PairContext& ctx) {
   write_mapping(f, paired, take(*p.chosen, p.kept));
   f.write_attr(paired, "mapping", p.chosen_name);
   f.write_attr(paired, "non_concept_filter", p.filtered);
-  f.write_attr(paired, "n_pairs_before_filter", static_cast<int64_t>(p.chosen->a.size()));
+  // lan2024 filters the many-to-one pairs before its 1-1 step and cut.
+  const core::Mapping& before = p.chosen_name == "lan2024" ? p.many_to_one : *p.chosen;
+  f.write_attr(paired, "n_pairs_before_filter", static_cast<int64_t>(before.a.size()));
 }
 
-// SVCCA/RSA/CKA/kNN of the kept pairs' decoder rows; semantic subspaces: the kept pairs whose A latent
-// fires on a category keyword, Test 2 drawing random subsets of the same size from all pairs of the mapping.
+// Test 2 as Lan et al. define it, for every metric: `config.permutations` draws of random subsets of
+// A's and B's latents of the subspace's sizes, each paired like the subspace (its correlation
+// recomputed, first B per A) and scored; a draw with fewer than 3 pairs scores NaN. The draws are
+// sharded over ranks (each draw's arithmetic is one rank's, so the null is the same for any rank count).
+struct SubsetDraws {
+  std::vector<std::vector<double>> scores;  // per metric (kRepSimMetrics order), per draw
+  std::vector<int64_t> a, b;                // the draws' latents, [draws × |A|], [draws × |B|]
+};
+
+SubsetDraws test2_draws(PairContext& ctx, const LatentSubsets& sizes, uint64_t seed) {
+  const auto& o = ctx.config.compare;
+  const core::Range mine = core::shard_range(o.permutations, ctx.comm.rank(), ctx.comm.size());
+  std::vector<LatentSubsets> draws;
+  for (int64_t p = mine.begin; p < mine.end; ++p) {
+    LatentSubsets d;
+    d.a = core::permutation(ctx.a.n_latents, seed, static_cast<uint64_t>(p));
+    d.b = core::permutation(ctx.b.n_latents, core::mix64(seed) >> 1, static_cast<uint64_t>(p));
+    d.a.resize(sizes.a.size()), d.b.resize(sizes.b.size());
+    std::sort(d.a.begin(), d.a.end()), std::sort(d.b.begin(), d.b.end());
+    draws.push_back(std::move(d));
+  }
+  const auto corr = subset_correlations(ctx.columns_a(), ctx.columns_b(), ctx.activations->first().n_tokens,
+                                        o.chunk_tokens, draws);
+  SubsetDraws out;
+  std::vector<std::vector<double>> local(kRepSimMetrics.size());
+  std::vector<int64_t> local_a, local_b;
+  for (size_t k = 0; k < draws.size(); ++k) {
+    const auto [pa, pb] = first_b_per_a(draws[k], corr[k]);
+    const at::Tensor x = ctx.decoder_a().index_select(0, at::tensor(pa, at::kLong));
+    const at::Tensor y = ctx.decoder_b().index_select(0, at::tensor(pb, at::kLong));
+    for (size_t m = 0; m < kRepSimMetrics.size(); ++m)
+      local[m].push_back(pa.size() >= 3 ? similarity_score(kRepSimMetrics[m], x, y, o) : std::nan(""));
+    local_a.insert(local_a.end(), draws[k].a.begin(), draws[k].a.end());
+    local_b.insert(local_b.end(), draws[k].b.begin(), draws[k].b.end());
+  }
+  for (auto& l : local) out.scores.push_back(ctx.comm.allgatherv(l));
+  out.a = ctx.comm.allgatherv(local_a), out.b = ctx.comm.allgatherv(local_b);
+  return out;
+}
+
+// One keyword category (Lan et al.'s semantic subspace): its latents in A and in B, found
+// independently; their pairs; Test 1, Test 2 and the mapping-subset variant for every metric.
+void write_subspace(PairContext& ctx, const ConceptCategory& cat, const at::Tensor& x_all, const at::Tensor& y_all,
+                    const std::string& pairing) {
+  const ActivationData& data = *ctx.activations;
+  const bool lan = ctx.config.compare.compat == config::Compat::kLan2024;
+  LatentSubsets s;
+  s.a = keyword_latents(data.top[ctx.i].tokens, data.top[ctx.i].windows, kTopExamples, data.input(ctx.i).vocab, cat, lan);
+  s.b = keyword_latents(data.top[ctx.j].tokens, data.top[ctx.j].windows, kTopExamples, data.input(ctx.j).vocab, cat, lan);
+  const std::string sg = ctx.group + "/activation/subspaces/" + cat.name;
+  io::File& f = ctx.file;
+  f.create_group(sg);
+  f.write_vector(sg + "/latents_a", io::DType::kInt64, s.a);
+  f.write_vector(sg + "/latents_b", io::DType::kInt64, s.b);
+  std::vector<int64_t> pa, pb;
+  if (s.a.size() >= 3 && s.b.size() >= 3) {
+    const auto corr = subset_correlations(ctx.columns_a(), ctx.columns_b(), data.first().n_tokens,
+                                          ctx.config.compare.chunk_tokens, {s});
+    std::tie(pa, pb) = first_b_per_a(s, corr[0]);
+  }
+  f.write_attr(sg, "n_pairs", static_cast<int64_t>(pa.size()));
+  f.write_vector(sg + "/pairs_a", io::DType::kInt64, pa);
+  f.write_vector(sg + "/pairs_b", io::DType::kInt64, pb);
+  if (pa.size() < 3) return;
+  const at::Tensor x = ctx.decoder_a().index_select(0, at::tensor(pa, at::kLong));
+  const at::Tensor y = ctx.decoder_b().index_select(0, at::tensor(pb, at::kLong));
+  std::vector<RepSimResult> results =
+      subspace_similarity(ctx.comm, x, y, x_all, y_all, ctx.name + "/" + cat.name, ctx.config.compare);
+  const SubsetDraws draws = test2_draws(ctx, s, core::mix64(results.front().seed ^ 0x5E3A2ull) >> 1);
+  for (size_t m = 0; m < results.size(); ++m) {
+    RepSimResult& r = results[m];
+    r.subset_null = draws.scores[m];
+    summarise_null(r.subset_null, r.score, ctx.config.compare, r.subset_null_mean, r.subset_null_std, r.subset_p_value);
+  }
+  const auto n_draws = static_cast<int64_t>(draws.scores.front().size());
+  f.write_table(sg + "/subset_draws_a", io::DType::kInt64, draws.a, {n_draws, static_cast<int64_t>(s.a.size())});
+  f.write_table(sg + "/subset_draws_b", io::DType::kInt64, draws.b, {n_draws, static_cast<int64_t>(s.b.size())});
+  write_repsim(f, sg, results, pairing);
+}
+
+// SVCCA/RSA/CKA/kNN of the kept pairs' decoder rows, then the semantic subspaces.
 void write_activation_repsim(PairContext& ctx) {
   const ActivationPairing& p = ctx.pairing();
   const ActivationData& data = *ctx.activations;
@@ -88,35 +177,33 @@ void write_activation_repsim(PairContext& ctx) {
                paired_similarity(ctx.comm, x_all.index_select(0, idx), y_all.index_select(0, idx), ctx.name + "/activation",
                                  ctx.config.compare),
                pairing);
-  for (const auto& cat : data.concepts) {
-    const std::vector<int64_t> rows = category_pairs(*p.chosen, p.kept, data.latent_strings[ctx.i], cat);
-    const std::string sg = g + "/subspaces/" + cat.name;
-    ctx.file.create_group(sg);
-    ctx.file.write_attr(sg, "n_pairs", static_cast<int64_t>(rows.size()));
-    ctx.file.write_vector(sg + "/pairs", io::DType::kInt64, rows);
-    if (rows.size() >= 3)
-      write_repsim(ctx.file, sg, subspace_similarity(ctx.comm, x_all, y_all, rows, ctx.name + "/" + cat.name, ctx.config.compare),
-                   pairing);
-  }
+  for (const auto& cat : data.concepts) write_subspace(ctx, cat, x_all, y_all, "semantic_subspace");
 }
 
 }  // namespace
-
-const ActivationInput& ActivationData::input_for(const io::SaeHeader& h) const {
-  const auto it = other_hookpoints.find(h.hookpoint);
-  return it == other_hookpoints.end() ? input : it->second;
-}
 
 const Correlation& PairContext::correlation() {
   if (correlation_) return *correlation_;
   const ActivationData& data = *activations;
   if (config.compare.correlation_input == config::CorrelationInput::kPre) {
     correlation_ = dense_correlation(comm, encoder_of(io::read_sae(comm, a.path)), encoder_of(io::read_sae(comm, b.path)),
-                                     data.input_for(a), data.input_for(b), config.compare.chunk_tokens, config.compare.tile_rows);
+                                     data.input(i), data.input(j), config.compare.chunk_tokens, config.compare.tile_rows);
   } else {
     correlation_ = sparse_correlation(comm, data.codes[i], data.codes[j], config.compare.tile_rows);
   }
   return *correlation_;
+}
+
+std::function<at::Tensor(int64_t, int64_t, const std::vector<int64_t>&)> PairContext::columns_a() {
+  if (config.compare.correlation_input == config::CorrelationInput::kCodes) return code_columns(activations->codes[i]);
+  if (!encoder_a_) encoder_a_ = encoder_of(io::read_sae(comm, a.path));
+  return pre_columns(*encoder_a_, activations->input(i));
+}
+
+std::function<at::Tensor(int64_t, int64_t, const std::vector<int64_t>&)> PairContext::columns_b() {
+  if (config.compare.correlation_input == config::CorrelationInput::kCodes) return code_columns(activations->codes[j]);
+  if (!encoder_b_) encoder_b_ = encoder_of(io::read_sae(comm, b.path));
+  return pre_columns(*encoder_b_, activations->input(j));
 }
 
 const ActivationPairing& PairContext::pairing() {
@@ -138,50 +225,101 @@ const ActivationPairing& PairContext::pairing() {
       break;
   }
   p.filtered = !activations->latent_strings[i].empty();
-  if (p.filtered) {
-    p.kept = filter_non_concept(*p.chosen, activations->latent_strings[i], activations->latent_strings[j]);
+  auto filter = [&](const core::Mapping& m) {
+    if (p.filtered) return filter_non_concept(m, activations->latent_ids[i], activations->latent_ids[j],
+                                              activations->latent_strings[i], activations->latent_strings[j],
+                                              activations->special_ids);
+    std::vector<int64_t> all(m.a.size());
+    std::iota(all.begin(), all.end(), int64_t{0});
+    return all;
+  };
+  if (lan && config.compare.activation_mapping == config::Mapping::kOneToOne) {
+    // Lan et al.'s code: the filter on the many-to-one pairs, then the first surviving B per A, then
+    // pairs with correlation <= 0.1 dropped. Every pair of the result is kept.
+    const core::Mapping first = core::one_to_one(take(p.many_to_one, filter(p.many_to_one)), true);
+    for (size_t e = 0; e < first.a.size(); ++e)
+      if (first.corr[e] > kLanMinCorrelation)
+        p.lan2024.a.push_back(first.a[e]), p.lan2024.b.push_back(first.b[e]), p.lan2024.corr.push_back(first.corr[e]);
+    p.chosen = &p.lan2024, p.chosen_name = "lan2024";
+    p.kept.resize(p.lan2024.a.size());
+    std::iota(p.kept.begin(), p.kept.end(), int64_t{0});
   } else {
-    for (size_t e = 0; e < p.chosen->a.size(); ++e) p.kept.push_back(static_cast<int64_t>(e));
+    p.kept = filter(*p.chosen);
   }
   return *pairing_;
 }
 
+namespace {
+
+// The store SAE `s` reads: its entry of compare.sae_activations (baselines read the first SAE's),
+// else compare.activations.
+std::string store_of(const config::CompareConfig& c, size_t s) {
+  if (c.sae_activations.empty()) return c.activations;
+  return c.sae_activations[s < c.sae_activations.size() ? s : 0];
+}
+
+}  // namespace
+
 ActivationData open_activation_data(const parallel::Comm& comm, const config::Config& config,
-                                    const std::vector<io::SaeHeader>& headers) {
-  const io::SaeHeader& first = headers[0];
-  std::string hookpoint = config.data.hookpoint;
-  if (hookpoint.empty() || hookpoint == "synthetic") hookpoint = first.hookpoint;
+                                    const std::vector<io::SaeHeader>& headers, size_t n_main) {
+  const auto& c = config.compare;
+  if (!c.sae_activations.empty() && c.sae_activations.size() != n_main)
+    throw UsageError("config key 'compare.sae_activations': needs one store per SAE of compare.saes (" + std::to_string(n_main) +
+                     "), got " + std::to_string(c.sae_activations.size()));
   ActivationData data;
-  data.input = open_activation_input(comm, config, hookpoint);
-  const ActivationInput& in = data.input;
-  if (in.source != "synthetic") {
-    for (const auto& h : headers) {
-      if (h.hookpoint == in.hookpoint || h.hookpoint.empty() || h.hookpoint == "synthetic" || data.other_hookpoints.count(h.hookpoint))
-        continue;
-      // An SAE whose hookpoint the store lacks reads the requested one (as every SAE did before). One the
-      // store has is opened like the first: a problem there (NaN, a bad shape) is an error, not a fallback.
-      const auto& have = in.store_hookpoints;
-      if (std::find(have.begin(), have.end(), io::canonical_hookpoint(h.hookpoint)) == have.end()) {
-        log::info("compare: {} was trained at '{}', which {} lacks; it reads '{}'", h.path, h.hookpoint, in.source, in.hookpoint);
-        continue;
+  std::map<std::pair<std::string, std::string>, size_t> opened;  // (store, hookpoint) → input
+  auto open = [&](const std::string& store, const std::string& hookpoint) {
+    const auto key = std::make_pair(store, hookpoint);
+    if (const auto it = opened.find(key); it != opened.end()) return it->second;
+    data.inputs.push_back(open_activation_input(comm, config, store, hookpoint));  // collective
+    return opened[key] = data.inputs.size() - 1;
+  };
+  for (size_t s = 0; s < headers.size(); ++s) {
+    const io::SaeHeader& h = headers[s];
+    const std::string store = store_of(c, s);
+    const bool own_hookpoint = !h.hookpoint.empty() && h.hookpoint != "synthetic";
+    // The first SAE reads data.hookpoint (else its own); the others their own (else the first's).
+    std::string hookpoint = s == 0 ? config.data.hookpoint : h.hookpoint;
+    if (hookpoint.empty() || hookpoint == "synthetic") hookpoint = s == 0 ? h.hookpoint : data.first().hookpoint;
+    if (store == "synthetic") hookpoint = "synthetic";
+    if (s > 0 && store != "synthetic") {
+      const auto have = io::store_hookpoints(comm, store);
+      if (std::find(have.begin(), have.end(), io::canonical_hookpoint(hookpoint)) == have.end()) {
+        if (!c.sae_activations.empty() && s < n_main) {  // its own store: it must hold the SAE's hookpoint
+          std::string list;
+          for (const auto& x : have) list += (list.empty() ? "" : ", ") + x;
+          throw UsageError(store + ": no activations at '" + hookpoint + "', the hookpoint " + h.path +
+                           " reads (compare.sae_activations); the store has: " + (list.empty() ? "none" : list));
+        }
+        // An SAE whose hookpoint the store lacks reads the first SAE's (as every SAE did before): said, not refused.
+        if (own_hookpoint)
+          log::info("compare: {} was trained at '{}', which {} lacks; it reads '{}'", h.path, h.hookpoint, store,
+                    data.first().hookpoint);
+        hookpoint = data.first().hookpoint;
       }
-      data.other_hookpoints.emplace(h.hookpoint, open_activation_input(comm, config, h.hookpoint));  // collective
     }
+    data.input_of.push_back(open(store, hookpoint));
   }
-  for (const auto& h : headers) {
-    const ActivationInput& hi = data.input_for(h);
+  for (size_t s = 0; s < headers.size(); ++s) {
+    const ActivationInput& hi = data.input(s);
+    const io::SaeHeader& h = headers[s];
     if (hi.d != h.d_in)
       throw UsageError(hi.source + ": activations at '" + hi.hookpoint + "' have d = " + std::to_string(hi.d) + " but " + h.path +
-                       " has d_in = " + std::to_string(h.d_in) + " (compare.activations, data.hookpoint)");
+                       " has d_in = " + std::to_string(h.d_in) + " (compare.activations, compare.sae_activations, data.hookpoint)");
   }
-  if (!in.vocab.empty() && !in.tokens.empty()) data.concepts = load_concepts(config.compare.concepts);
+  for (const ActivationInput& in : data.inputs)
+    if (const std::string difference = token_sequence_difference(data.first(), in); !difference.empty())
+      throw UsageError("compare: " + difference);
+  const ActivationInput& first = data.first();
+  if (!first.vocab.empty() && !first.tokens.empty()) data.concepts = load_concepts(c.concepts);
   return data;
 }
 
 void activation_pass(const parallel::Comm& comm, io::File& f, const config::Config& config, ActivationData& data,
                      const std::vector<io::SaeHeader>& headers, const std::vector<std::string>& names) {
-  const ActivationInput& in = data.input;
+  const ActivationInput& in = data.first();
   const bool strings = !in.vocab.empty() && !in.tokens.empty();
+  data.special_ids = in.special_ids;
   f.create_group("/activations");
   f.write_attr("/activations", "source", in.source);
   f.write_attr("/activations", "hookpoint", in.hookpoint);
@@ -189,24 +327,31 @@ void activation_pass(const parallel::Comm& comm, io::File& f, const config::Conf
   f.write_attr("/activations", "first_token", in.first_token);
   f.write_attr("/activations", "input", core::name_of(config.compare.correlation_input));
   f.write_attr("/activations", "chunk_tokens", config.compare.chunk_tokens);
+  f.write_attr("/activations", "stores", static_cast<int64_t>(data.inputs.size()));
   if (strings) f.write_strings("/activations/vocab", in.vocab);
   for (size_t s = 0; s < headers.size(); ++s) {
     const auto& h = headers[s];
+    const ActivationInput& own = data.input(s);
     const std::string g = "/saes/" + names[s];
-    core::SparseCodes codes =
-        encode_codes(comm, encoder_of(io::read_sae(comm, h.path)), data.input_for(h), config.compare.chunk_tokens, names[s]);
+    core::SparseCodes codes = encode_codes(comm, encoder_of(io::read_sae(comm, h.path)), own, config.compare.chunk_tokens, names[s]);
+    f.write_attr(g, "activations_source", own.source);
+    f.write_attr(g, "activations_hookpoint", own.hookpoint);
+    f.write_attr(g, "activations_model", own.model);
     f.write_vector(g + "/frequency", io::DType::kFloat64, firing_frequency(codes));
     f.write_attr(g, "frequency_source", "activations");
     const core::TopExamples top = core::top_examples(codes, kTopExamples);
-    const TopTokens tokens = top_tokens(top, in);
+    const TopTokens tokens = top_tokens(top, own);
     f.write_table(g + "/top_positions", io::DType::kInt64, top.positions, {h.n_latents, kTopExamples});
     f.write_table(g + "/top_values", io::DType::kFloat32, top.values, {h.n_latents, kTopExamples});
-    if (!in.tokens.empty()) {
+    if (!own.tokens.empty()) {
       f.write_table(g + "/top_tokens", io::DType::kInt64, tokens.tokens, {h.n_latents, kTopExamples});
       f.write_table(g + "/top_windows", io::DType::kInt64, tokens.windows, {h.n_latents, kTopExamples, 5});
     }
-    data.latent_strings.push_back(strings ? latent_top_strings(tokens.tokens, kTopExamples, in.vocab)
-                                          : std::vector<std::vector<std::string>>{});
+    const bool own_strings = !own.vocab.empty() && !own.tokens.empty();
+    data.latent_strings.push_back(strings && own_strings ? latent_top_strings(tokens.tokens, kTopExamples, own.vocab)
+                                                         : std::vector<std::vector<std::string>>{});
+    data.latent_ids.push_back(latent_top_ids(tokens.tokens, kTopExamples));
+    data.top.push_back(tokens);
     if (config.compare.correlation_input == config::CorrelationInput::kCodes) data.codes.push_back(std::move(codes));
   }
 }

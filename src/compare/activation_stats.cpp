@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <limits>
 
+#include "compare/concepts.hpp"
 #include "core/error.hpp"
 #include "io/activation_store.hpp"
 #include "data/synthetic.hpp"
@@ -30,18 +31,20 @@ core::SaeEncoderWeights slice_rows(const core::SaeEncoderWeights& w, core::Range
 
 }  // namespace
 
-ActivationInput open_activation_input(const parallel::Comm& comm, const config::Config& config, const std::string& hookpoint) {
+ActivationInput open_activation_input(const parallel::Comm& comm, const config::Config& config, const std::string& source,
+                                      const std::string& hookpoint) {
   ActivationInput in;
-  in.source = config.compare.activations;
+  in.source = source;
   const int64_t tokens = config.compare.activation_tokens;
   if (in.source == "synthetic") {
-    auto source = std::make_shared<data::SyntheticSource>(config.data.synthetic);
+    auto stream = std::make_shared<data::SyntheticSource>(config.data.synthetic);
     in.hookpoint = "synthetic";
     in.first_token = data::kHeldOutTokenOffset;
     in.n_tokens = tokens > 0 ? tokens : 65536;
-    in.d = source->d();
-    in.read = [source, first = in.first_token](int64_t t, int64_t count, float* out) { source->tokens(first + t, count, out); };
+    in.d = stream->d();
+    in.read = [stream, first = in.first_token](int64_t t, int64_t count, float* out) { stream->tokens(first + t, count, out); };
     in.seq_offsets = {0, in.n_tokens};
+    in.model = "synthetic";
     return in;
   }
   auto store = std::make_shared<io::ActivationStore>(comm, in.source, hookpoint);
@@ -49,7 +52,13 @@ ActivationInput open_activation_input(const parallel::Comm& comm, const config::
   in.store_hookpoints = store->hookpoints();
   in.d = store->d();
   in.n_tokens = tokens > 0 ? std::min(tokens, store->n_tokens()) : store->n_tokens();
+  in.model = store->model();
+  in.token_sequence = store->token_sequence();
   in.vocab = store->vocab();
+  in.special_ids = store->special_tokens();
+  if (in.special_ids.empty())  // a store before 0.3: the pieces that name a control token ("\n<s>\n" in llama2.c)
+    for (size_t t = 0; t < in.vocab.size(); ++t)
+      if (is_control_piece(in.vocab[t])) in.special_ids.push_back(static_cast<int64_t>(t));
   in.tokens = store->read_tokens();
   if (!in.tokens.empty()) in.tokens.resize(static_cast<size_t>(in.n_tokens));
   // Sequences cut at the tokens used.
@@ -198,6 +207,38 @@ std::string token_string(const std::vector<std::string>& vocab, int64_t token) {
   unsigned byte = 0;
   if (s.size() == 6 && std::sscanf(s.c_str(), "<0x%2X>", &byte) == 1) return std::string(1, static_cast<char>(byte));
   return s;
+}
+
+std::string token_sequence_difference(const ActivationInput& a, const ActivationInput& b) {
+  const std::string both = a.source + " and " + b.source;
+  if (a.source == b.source) return "";
+  if ((a.source == "synthetic") != (b.source == "synthetic")) return both + ": synthetic tokens against a store";
+  if (a.n_tokens != b.n_tokens)
+    return both + " hold different numbers of tokens (" + std::to_string(a.n_tokens) + " and " + std::to_string(b.n_tokens) +
+           "); extract both models from the same inputs with the same extract.seq_len and extract.max_documents";
+  if (a.tokens.empty() || b.tokens.empty()) {
+    if (!a.token_sequence.empty() && a.token_sequence == b.token_sequence) return "";
+    return both + ": cannot check that they hold the same tokens (" + (a.tokens.empty() ? a.source : b.source) +
+           " has no /tokens and no matching token-sequence hash)";
+  }
+  // Where a sequence starts: the last sequence offset at or before `t`.
+  auto place = [](const ActivationInput& in, int64_t t) {
+    const auto it = std::upper_bound(in.seq_offsets.begin(), in.seq_offsets.end(), t);
+    const int64_t seq = static_cast<int64_t>(it - in.seq_offsets.begin()) - 1;
+    return "sequence " + std::to_string(seq) + ", position " + std::to_string(t - in.seq_offsets[static_cast<size_t>(seq)]);
+  };
+  for (size_t t = 0; t < a.tokens.size(); ++t)
+    if (a.tokens[t] != b.tokens[t])
+      return both + " hold different token sequences: first difference at token " + std::to_string(t) + " (" +
+             place(a, static_cast<int64_t>(t)) + "): id " + std::to_string(a.tokens[t]) + " against " + std::to_string(b.tokens[t]) +
+             " (both models must read the same documents with the same tokenizer)";
+  if (a.seq_offsets != b.seq_offsets) {
+    size_t s = 0;
+    while (s < a.seq_offsets.size() && s < b.seq_offsets.size() && a.seq_offsets[s] == b.seq_offsets[s]) ++s;
+    return both + " cut the same tokens into different sequences: sequence " + std::to_string(s) +
+           " starts at a different token (extract.seq_len must be equal)";
+  }
+  return "";
 }
 
 TopTokens top_tokens(const core::TopExamples& top, const ActivationInput& in) {

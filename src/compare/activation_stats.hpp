@@ -30,12 +30,21 @@ struct ActivationInput {
   std::vector<int64_t> tokens;       // token ids [n_tokens], empty without
   std::vector<int64_t> seq_offsets;  // [n_seq + 1]
   std::vector<std::string> store_hookpoints;  // every hookpoint the store holds (empty for synthetic)
+  std::string model;           // the store's model (its path as extracted); "synthetic"
+  std::string token_sequence;  // the store's token sequence hash ("" before 0.3 or synthetic)
+  std::vector<int64_t> special_ids;  // control tokens (the store's /special_tokens, else vocab entries named like one)
 };
 
-// Collective. Opens compare.activations ("synthetic": the held-out data.synthetic tokens, or a store)
-// at `hookpoint`, compare.activation_tokens of it (0: the whole store; synthetic 65,536). A UsageError
+// Collective. Opens `source` ("synthetic": the held-out data.synthetic tokens, or a store path) at
+// `hookpoint`, compare.activation_tokens of it (0: the whole store; synthetic 65,536). A UsageError
 // on every rank for a bad store or hookpoint.
-ActivationInput open_activation_input(const parallel::Comm& comm, const config::Config& config, const std::string& hookpoint);
+ActivationInput open_activation_input(const parallel::Comm& comm, const config::Config& config, const std::string& source,
+                                      const std::string& hookpoint);
+
+// "" when `a` and `b` hold the same token sequence (ids and sequence cuts) over their first
+// min(n) tokens and the same number of tokens; else what differs, naming both sources and the first
+// differing position. Stores without token ids compare their token-sequence hashes.
+std::string token_sequence_difference(const ActivationInput& a, const ActivationInput& b);
 
 // Collective. The SAE's codes on every token of the input, on every rank.
 core::SparseCodes encode_codes(const parallel::Comm& comm, const core::SaeEncoderWeights& sae, const ActivationInput& input,

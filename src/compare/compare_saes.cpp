@@ -42,10 +42,15 @@ Inputs read_inputs(const parallel::Comm& comm, const config::Config& cfg) {
   in.n_main = c.saes.size();
   for (const auto& path : c.saes) in.headers.push_back(io::read_sae_header(comm, path));
   for (const auto& path : c.baselines) in.headers.push_back(io::read_sae_header(comm, path));
-  for (const auto& h : in.headers)
-    if (h.d_in != in.headers[0].d_in)
-      throw UsageError(h.path + ": d_in " + std::to_string(h.d_in) + " differs from " + in.headers[0].path + " (" +
-                       std::to_string(in.headers[0].d_in) + "); weight similarity needs one input space");
+  // Without activations only weight-space statistics exist, and they need one input space. With them,
+  // SAEs of other widths are compared by their activations (PairContext::weight_space_skipped).
+  if (!c.has_activations())
+    for (const auto& h : in.headers)
+      if (h.d_in != in.headers[0].d_in)
+        throw UsageError(h.path + ": d_in " + std::to_string(h.d_in) + " differs from " + in.headers[0].path + " (" +
+                         std::to_string(in.headers[0].d_in) +
+                         "); weight similarity needs one input space (with compare.activations or compare.sae_activations, "
+                         "SAEs of different widths are compared by their activations)");
   return in;
 }
 
@@ -93,9 +98,10 @@ std::vector<PairMatching> compare_pairs(const parallel::Comm& comm, const config
   for (const auto& [i, j] : in.pairs) {
     const std::string group = results.add_pair(in.names[i], in.names[j], j >= in.n_main);
     PairContext ctx(comm, cfg, results.file(), group, in.headers, i, j, activations);
+    if (!ctx.weight_space_skipped.empty()) results.file().write_attr(group, "weight_space_skipped", ctx.weight_space_skipped);
     for (const Statistic& s : pair_statistics())
       if (s.applies(ctx)) s.write(ctx);
-    if (cfg.compare.hungarian && j < in.n_main)
+    if (cfg.compare.hungarian && j < in.n_main && ctx.weight_space_skipped.empty())
       matchings.push_back({static_cast<int64_t>(i), static_cast<int64_t>(j), *ctx.side(Side::kDecoder).matching,
                            *ctx.side(Side::kEncoder).matching});
     progress.update(++done);
@@ -133,7 +139,7 @@ io::SummaryTable compare_with(const parallel::Comm& comm, const config::Config& 
                               const std::string& fingerprint) {
   Inputs in = read_inputs(comm, cfg);
   std::optional<ActivationData> activations;
-  if (!cfg.compare.activations.empty()) activations = open_activation_data(comm, cfg, in.headers);
+  if (cfg.compare.has_activations()) activations = open_activation_data(comm, cfg, in.headers, in.n_main);
   const std::string out_dir = fs::path(out_path).parent_path().string();
   io::ensure_directory(comm, out_dir);
   if (cfg.compare.baseline_random) add_random_baseline(comm, cfg, out_dir, in);
@@ -143,7 +149,9 @@ io::SummaryTable compare_with(const parallel::Comm& comm, const config::Config& 
     write_saes(comm, results, in, activations.has_value());
     if (activations) activation_pass(comm, results.file(), cfg, *activations, in.headers, in.names);
     const auto matchings = compare_pairs(comm, cfg, results, in, activations ? &*activations : nullptr);
-    if (cfg.compare.hungarian && in.n_main >= 3) write_overlap(results.file(), cfg, in, matchings);
+    // The N-seed overlap needs every pair's matching (none is skipped for a different input space).
+    const size_t main_pairs = in.n_main * (in.n_main - 1) / 2;
+    if (cfg.compare.hungarian && in.n_main >= 3 && matchings.size() == main_pairs) write_overlap(results.file(), cfg, in, matchings);
     results.commit(summary_columns());
   }
   io::SummaryTable summary = io::read_summary(comm, out_path);

@@ -54,10 +54,14 @@ std::vector<ConceptCategory> load_concepts(const std::string& path_in) {
 }
 
 bool is_non_concept(const std::string& token) {
-  static const std::set<std::string> junk = {"", " ", "\n", "\\n", ".", ",", "!", "?", "-",
-                                             "<s>", "</s>", "<unk>", "<pad>", "<bos>", "<eos>",
-                                             "<|endoftext|>", "<|begin_of_text|>", "<|end_of_text|>"};
+  static const std::set<std::string> junk = {"", " ", "\n", "\\n", ".", ",", "!", "?", "-"};
   return junk.count(token) > 0;
+}
+
+bool is_control_piece(const std::string& piece) {
+  static const std::set<std::string> control = {"<s>", "</s>", "<unk>", "<pad>", "<bos>", "<eos>",
+                                                "<|endoftext|>", "<|begin_of_text|>", "<|end_of_text|>"};
+  return control.count(strip(piece)) > 0;
 }
 
 std::vector<std::vector<std::string>> latent_top_strings(const std::vector<int64_t>& top_tokens, int64_t count,
@@ -72,13 +76,29 @@ std::vector<std::vector<std::string>> latent_top_strings(const std::vector<int64
   return out;
 }
 
-std::vector<int64_t> filter_non_concept(const core::Mapping& m, const std::vector<std::vector<std::string>>& sa,
-                                        const std::vector<std::vector<std::string>>& sb) {
+std::vector<std::vector<int64_t>> latent_top_ids(const std::vector<int64_t>& top_tokens, int64_t count) {
+  const size_t n = top_tokens.size() / static_cast<size_t>(count);
+  std::vector<std::vector<int64_t>> out(n);
+  for (size_t i = 0; i < n; ++i)
+    for (int64_t r = 0; r < count; ++r) {
+      const int64_t t = top_tokens[i * static_cast<size_t>(count) + static_cast<size_t>(r)];
+      if (t >= 0) out[i].push_back(t);
+    }
+  return out;
+}
+
+std::vector<int64_t> filter_non_concept(const core::Mapping& m, const std::vector<std::vector<int64_t>>& ia,
+                                        const std::vector<std::vector<int64_t>>& ib,
+                                        const std::vector<std::vector<std::string>>& sa,
+                                        const std::vector<std::vector<std::string>>& sb, const std::vector<int64_t>& special) {
+  auto control = [&](int64_t id) { return std::find(special.begin(), special.end(), id) != special.end(); };
   std::vector<int64_t> out;
   for (size_t e = 0; e < m.a.size(); ++e) {
-    const auto& x = sa[static_cast<size_t>(m.a[e])];
-    const auto& y = sb[static_cast<size_t>(m.b[e])];
-    const bool junk = std::any_of(x.begin(), x.end(), is_non_concept) || std::any_of(y.begin(), y.end(), is_non_concept);
+    const auto a = static_cast<size_t>(m.a[e]), b = static_cast<size_t>(m.b[e]);
+    const auto& x = sa[a];
+    const auto& y = sb[b];
+    const bool junk = std::any_of(x.begin(), x.end(), is_non_concept) || std::any_of(y.begin(), y.end(), is_non_concept) ||
+                      std::any_of(ia[a].begin(), ia[a].end(), control) || std::any_of(ib[b].begin(), ib[b].end(), control);
     const bool share = std::any_of(x.begin(), x.end(), [&](const std::string& s) {
       return std::find(y.begin(), y.end(), s) != y.end();
     });
@@ -87,18 +107,5 @@ std::vector<int64_t> filter_non_concept(const core::Mapping& m, const std::vecto
   return out;
 }
 
-std::vector<int64_t> category_pairs(const core::Mapping& m, const std::vector<int64_t>& among,
-                                    const std::vector<std::vector<std::string>>& sa, const ConceptCategory& category) {
-  std::vector<int64_t> out;
-  for (int64_t e : among) {
-    const auto& x = sa[static_cast<size_t>(m.a[static_cast<size_t>(e)])];
-    const bool member = std::any_of(x.begin(), x.end(), [&](const std::string& s) {
-      const std::string t = lower(strip(s));
-      return std::find(category.keywords.begin(), category.keywords.end(), t) != category.keywords.end();
-    });
-    if (member) out.push_back(e);
-  }
-  return out;
-}
 
 }  // namespace universae::compare

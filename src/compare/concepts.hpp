@@ -19,21 +19,25 @@ struct ConceptCategory {
 // "" reads the built-in configs/concepts.toml of this source tree.
 std::vector<ConceptCategory> load_concepts(const std::string& path);
 
-// "", " ", "\n", "\\n", ".", ",", "!", "?", "-", and BOS / EOS / padding tokens.
+// Text that carries no concept (Lan et al.'s list): "", " ", "\n", "\\n", ".", ",", "!", "?", "-".
 bool is_non_concept(const std::string& token);
+// A piece naming a control token once whitespace is stripped: <s>, </s>, <unk>, <pad>, <bos>, <eos>,
+// <|endoftext|>, <|begin_of_text|>, <|end_of_text|> (llama2.c's BOS piece is "\n<s>\n").
+bool is_control_piece(const std::string& piece);
 
 // Per latent, the strings of its top tokens (absent ones skipped).
 std::vector<std::vector<std::string>> latent_top_strings(const std::vector<int64_t>& top_tokens, int64_t count,
                                                          const std::vector<std::string>& vocab);
+// Per latent, its top token ids (absent ones skipped).
+std::vector<std::vector<int64_t>> latent_top_ids(const std::vector<int64_t>& top_tokens, int64_t count);
 
-// Indices into `m` of the pairs where neither latent has a non-concept top token and the two share one.
-std::vector<int64_t> filter_non_concept(const core::Mapping& m, const std::vector<std::vector<std::string>>& strings_a,
-                                 const std::vector<std::vector<std::string>>& strings_b);
+// Indices into `m` of the pairs where neither latent has a non-concept top token (a control token by
+// id, or text without a concept) and the two share a top token string (METHODS.md §5).
+std::vector<int64_t> filter_non_concept(const core::Mapping& m, const std::vector<std::vector<int64_t>>& ids_a,
+                                        const std::vector<std::vector<int64_t>>& ids_b,
+                                        const std::vector<std::vector<std::string>>& strings_a,
+                                        const std::vector<std::vector<std::string>>& strings_b,
+                                        const std::vector<int64_t>& special_ids);
 
-// Of the pairs `among` (indices into `m`), those whose A latent has a top token (stripped,
-// lower-cased) in `category`.
-std::vector<int64_t> category_pairs(const core::Mapping& m, const std::vector<int64_t>& among,
-                                    const std::vector<std::vector<std::string>>& strings_a,
-                                    const ConceptCategory& category);
 
 }  // namespace universae::compare

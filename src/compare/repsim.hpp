@@ -26,10 +26,23 @@ struct RepSimResult {
   int64_t n_pairs = 0;
   bool subsampled = false;
   double seconds = 0;  // preparation, score and permutations, on rank 0
-  // Test 2 (subspaces only): scores of random subsets of the same size drawn from all pairs.
+  // Subspaces only. Test 2 as Lan et al. define it: random subsets of A's and B's latents of the
+  // subspace's sizes, paired like the subspace (draws that yield fewer than 3 pairs are left out).
   std::vector<double> subset_null;
   double subset_null_mean = 0, subset_null_std = 0, subset_p_value = 1;
+  // The variant universae computed before: random subsets of the subspace's size drawn from all
+  // pairs of the whole-space mapping.
+  std::vector<double> mapping_subset_null;
+  double mapping_subset_null_mean = 0, mapping_subset_null_std = 0, mapping_subset_p_value = 1;
 };
+
+// The score of one metric of kRepSimMetrics on paired rows (no permutation test).
+double similarity_score(const std::string& metric, const at::Tensor& x, const at::Tensor& y, const config::CompareConfig& config);
+
+// Mean, standard deviation and p-value of `null` (NaN entries left out) against `observed`:
+// (1 + #{null >= observed}) / (N + 1), or with compat lan2024 mean(null >= observed).
+void summarise_null(const std::vector<double>& null, double observed, const config::CompareConfig& config, double& mean,
+                    double& std, double& p_value);
 
 // Collective. x, y: the paired rows (row r of x with row r of y), the same on every rank. Uses
 // compare.permutations, repsim_max_pairs (more pairs: a seeded random subset, RSA and kNN are O(n²)),
@@ -37,10 +50,11 @@ struct RepSimResult {
 std::vector<RepSimResult> paired_similarity(const parallel::Comm& comm, const at::Tensor& x, const at::Tensor& y,
                                             const std::string& pair_name, const config::CompareConfig& config);
 
-// Collective. A subspace: the pairs `rows` of (x_all, y_all). Test 1 as paired_similarity on those
-// rows, plus Test 2: `options.permutations` random subsets of rows.size() pairs of all of x_all.
-std::vector<RepSimResult> subspace_similarity(const parallel::Comm& comm, const at::Tensor& x_all,
-                                              const at::Tensor& y_all, const std::vector<int64_t>& rows,
-                                              const std::string& name, const config::CompareConfig& config);
+// Collective. A subspace's paired rows (x, y): Test 1 as paired_similarity, plus the mapping-subset
+// variant of Test 2: `config.permutations` random subsets of x.size(0) pairs of (x_all, y_all), the
+// whole-space mapping's pairs (Test 2 itself needs the activations: compare/activation_statistics.cpp).
+std::vector<RepSimResult> subspace_similarity(const parallel::Comm& comm, const at::Tensor& x, const at::Tensor& y,
+                                              const at::Tensor& x_all, const at::Tensor& y_all, const std::string& name,
+                                              const config::CompareConfig& config);
 
 }  // namespace universae::compare

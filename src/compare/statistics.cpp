@@ -80,7 +80,22 @@ PairContext::PairContext(const parallel::Comm& comm_, const config::Config& conf
       b(headers[j_]),
       i(i_),
       j(j_),
-      activations(activations_) {}
+      activations(activations_),
+      weight_space_skipped(weight_space_problem(headers, i_, j_, activations_)) {}
+
+std::string weight_space_problem(const std::vector<io::SaeHeader>& headers, size_t i, size_t j, const ActivationData* activations) {
+  const io::SaeHeader &a = headers[i], &b = headers[j];
+  if (a.d_in != b.d_in)
+    return "different input widths (d_in " + std::to_string(a.d_in) + " and " + std::to_string(b.d_in) +
+           "): decoder directions of different spaces have no cosine";
+  if (activations) {
+    const ActivationInput &x = activations->input(i), &y = activations->input(j);
+    if (x.model != y.model)
+      return "different models' streams (" + x.source + " from " + x.model + ", " + y.source + " from " + y.model +
+             "): their bases need not correspond, so only activation statistics compare them";
+  }
+  return "";
+}
 
 const SideResult& PairContext::side(Side s) {
   auto& slot = sides_[s == Side::kDecoder ? 0 : 1];
@@ -119,6 +134,7 @@ void write_repsim(io::File& f, const std::string& parent, const std::vector<RepS
     f.write_attr(g, "null_mean", r.null_mean);
     f.write_attr(g, "null_std", r.null_std);
     f.write_attr(g, "p_value", r.p_value);
+    f.write_attr(g, "excess", r.score - r.null_mean);  // above chance: at a few hundred pairs the null mean is high
     f.write_attr(g, "permutations", static_cast<int64_t>(r.null.size()));
     f.write_attr(g, "n_pairs", r.n_pairs);
     f.write_attr(g, "seed", static_cast<int64_t>(r.seed));
@@ -126,11 +142,17 @@ void write_repsim(io::File& f, const std::string& parent, const std::vector<RepS
     f.write_attr(g, "pairing", pairing);
     f.write_attr(g, "seconds", r.seconds);
     f.write_vector(g + "/null", io::DType::kFloat64, r.null);
-    if (!r.subset_null.empty()) {  // Test 2 of a subspace
+    if (!r.subset_null.empty()) {  // Test 2 of a subspace (NaN: a draw with fewer than 3 pairs)
       f.write_attr(g, "subset_null_mean", r.subset_null_mean);
       f.write_attr(g, "subset_null_std", r.subset_null_std);
       f.write_attr(g, "subset_p_value", r.subset_p_value);
       f.write_vector(g + "/subset_null", io::DType::kFloat64, r.subset_null);
+    }
+    if (!r.mapping_subset_null.empty()) {  // its variant on the whole-space mapping's pairs
+      f.write_attr(g, "mapping_subset_null_mean", r.mapping_subset_null_mean);
+      f.write_attr(g, "mapping_subset_null_std", r.mapping_subset_null_std);
+      f.write_attr(g, "mapping_subset_p_value", r.mapping_subset_p_value);
+      f.write_vector(g + "/mapping_subset_null", io::DType::kFloat64, r.mapping_subset_null);
     }
   }
 }
@@ -144,7 +166,10 @@ std::vector<Column> repsim_columns(const std::string& object, const std::string&
     if (std::find(shown.begin(), shown.end(), metric) != shown.end())
       display = Display{table, metric + " (p)", 18, Display::Style::kScoreP};
     out.push_back(column(prefix + metric, at, "score", metric + " of " + what, display));
-    out.push_back(column(prefix + metric + "_p", at, "p_value", "its permutation-test p-value (1/(permutations+1) at least)"));
+    out.push_back(column(prefix + metric + "_p", at, "p_value",
+                         "its permutation-test p-value (1/(permutations+1) at least; compat lan2024: mean(null >= score))"));
+    out.push_back(column(prefix + metric + "_excess", at, "excess",
+                         "the score minus its permutation null's mean (the chance level at this many pairs)"));
   }
   return out;
 }
@@ -154,7 +179,7 @@ Statistic max_cosine_statistic() {
   const auto fixed6 = Display::Style::kFixed6;
   return {"max_cosine",
           "decoder and encoder rows of both SAEs",
-          [](PairContext&) { return true; },
+          [](PairContext& ctx) { return ctx.weight_space_skipped.empty(); },
           [](PairContext& ctx) {
             for (const Side s : {Side::kDecoder, Side::kEncoder}) write_max_cosine(ctx.file, ctx.group + "/" + side_name(s), ctx.side(s));
           },
@@ -170,7 +195,7 @@ Statistic hungarian_statistic() {
   using S = Display::Style;
   return {"hungarian",
           "the decoder and encoder similarity passes' top-K candidates",
-          [](PairContext& ctx) { return ctx.config.compare.hungarian; },
+          [](PairContext& ctx) { return ctx.config.compare.hungarian && ctx.weight_space_skipped.empty(); },
           [](PairContext& ctx) {
             write_lap(ctx.file, ctx.group + "/lap", *ctx.side(Side::kDecoder).matching, *ctx.side(Side::kEncoder).matching,
                       ctx.config.compare.shared_threshold);
@@ -192,7 +217,8 @@ Statistic paired_decoder_statistic() {
   return {"paired_decoders",
           "the Hungarian decoder matching and both SAEs' decoder rows",
           [](PairContext& ctx) {
-            return ctx.config.compare.hungarian && ctx.config.compare.repsim && std::min(ctx.a.n_latents, ctx.b.n_latents) >= 3;
+            return ctx.config.compare.hungarian && ctx.config.compare.repsim && ctx.weight_space_skipped.empty() &&
+                   std::min(ctx.a.n_latents, ctx.b.n_latents) >= 3;
           },
           [](PairContext& ctx) {
             const Matching& m = *ctx.side(Side::kDecoder).matching;

@@ -42,23 +42,31 @@ struct SideResult {
   double pass_seconds = 0;           // the tile pass (GEMMs + top-K lists)
 };
 
-// What the activation pass leaves for the pairs: every SAE's codes on the input and its top tokens.
+// What the activation pass leaves for the pairs: every SAE's input, codes and top tokens.
 struct ActivationData {
-  ActivationInput input;  // the first SAE's hookpoint (tokens, vocab and sequences are the store's)
-  std::map<std::string, ActivationInput> other_hookpoints;  // SAEs trained at other hookpoints of the same store
+  // The distinct inputs (store, hookpoint) the SAEs read: each SAE encodes the activations of its own
+  // store (compare.sae_activations, else compare.activations) at the hookpoint it was trained on. All
+  // hold the same token sequence (checked when opened).
+  std::vector<ActivationInput> inputs;
+  std::vector<size_t> input_of;                              // per SAE: its index in `inputs`
   std::vector<core::SparseCodes> codes;                      // per SAE (compare.correlation_input = codes)
   std::vector<std::vector<std::vector<std::string>>> latent_strings;  // per SAE, per latent: top token strings
+  std::vector<std::vector<std::vector<int64_t>>> latent_ids;          // per SAE, per latent: top token ids
+  std::vector<TopTokens> top;                                          // per SAE: top token ids and ±2 windows
+  std::vector<int64_t> special_ids;  // the first input's control tokens (every input holds the same ids)
   std::vector<ConceptCategory> concepts;
-  // Each SAE is encoded on the activations of the hookpoint it was trained on.
-  const ActivationInput& input_for(const io::SaeHeader& h) const;
+  const ActivationInput& first() const { return inputs[input_of[0]]; }  // the first SAE's: tokens and vocab
+  // A random-init baseline added after the inputs were opened reads the first SAE's (its shape's) input.
+  const ActivationInput& input(size_t sae) const { return inputs[input_of[sae < input_of.size() ? sae : 0]]; }
 };
 
 // The activation-paired latents of a pair (METHODS.md §5): the four mappings, the chosen one, and the
 // pairs the non-concept filter keeps.
 struct ActivationPairing {
   core::Mapping many_to_one, one_to_one_best, one_to_one_first, mutual;
+  core::Mapping lan2024;       // compat lan2024: filter, then first B per A, then correlation > 0.1
   const core::Mapping* chosen = nullptr;
-  std::string chosen_name;     // many_to_one, one_to_one_best, one_to_one_first or mutual
+  std::string chosen_name;     // many_to_one, one_to_one_best, one_to_one_first, mutual or lan2024
   std::vector<int64_t> kept;   // indices into *chosen
   bool filtered = false;       // the non-concept filter ran (the store has token strings)
 };
@@ -76,18 +84,26 @@ class PairContext {
   const io::SaeHeader &a, &b;
   const size_t i, j;                // the SAEs' places in the comparison
   ActivationData* const activations;  // nullptr without compare.activations
+  // Why weight-space statistics (max cosine, Hungarian, paired decoders, overlap) do not apply to this
+  // pair: "" when both SAEs read the same model's stream with the same width; else the reason, written
+  // to the pair's group as `weight_space_skipped`.
+  const std::string weight_space_skipped;
 
   const SideResult& side(Side s);      // the similarity pass of one side, reduced to its results
   const at::Tensor& decoder_a();       // whole W_dec, read on first use
   const at::Tensor& decoder_b();
   const Correlation& correlation();    // activation correlation maxima (codes or pre)
   const ActivationPairing& pairing();  // mappings of the correlation, filtered
+  // What the pair correlates (codes or dense relu(pre), compare.correlation_input), column by column.
+  std::function<at::Tensor(int64_t, int64_t, const std::vector<int64_t>&)> columns_a();
+  std::function<at::Tensor(int64_t, int64_t, const std::vector<int64_t>&)> columns_b();
 
  private:
   std::optional<SideResult> sides_[2];
   at::Tensor decoder_a_, decoder_b_;
   std::optional<Correlation> correlation_;
   std::optional<ActivationPairing> pairing_;
+  std::optional<core::SaeEncoderWeights> encoder_a_, encoder_b_;  // for dense relu(pre) columns
 };
 
 struct Column {
@@ -112,6 +128,9 @@ const std::vector<Statistic>& pair_statistics();
 // Every statistic's summary columns, in registry order (written to /summary_columns).
 std::vector<io::SummaryColumn> summary_columns();
 
+// "" when SAEs i and j can be compared in weight space (see PairContext::weight_space_skipped).
+std::string weight_space_problem(const std::vector<io::SaeHeader>& headers, size_t i, size_t j, const ActivationData* activations);
+
 // Registry entries defined beside their kernels' drivers (statistics.cpp assembles the list).
 Statistic max_cosine_statistic();
 Statistic hungarian_statistic();
@@ -119,12 +138,12 @@ Statistic paired_decoder_statistic();
 Statistic activation_correlation_statistic();
 Statistic activation_repsim_statistic();
 
-// The activation pass, before the pairs (collective): the input (compare.activations at the first SAE's
-// hookpoint, and the store's other hookpoints that SAEs were trained on), checked against every SAE
-// before any output exists; then every SAE encoded once, its frequency and top examples written to
-// /saes/<name> and its codes kept for the pairs.
+// The activation pass, before the pairs (collective): every SAE's input (its store, compare.activations
+// or its entry of compare.sae_activations, at the hookpoint it was trained on), checked against the SAE
+// and against the first SAE's tokens before any output exists; then every SAE encoded once, its
+// frequency and top examples written to /saes/<name> and its codes kept for the pairs.
 ActivationData open_activation_data(const parallel::Comm& comm, const config::Config& config,
-                                    const std::vector<io::SaeHeader>& headers);
+                                    const std::vector<io::SaeHeader>& headers, size_t n_main);
 void activation_pass(const parallel::Comm& comm, io::File& f, const config::Config& config, ActivationData& data,
                      const std::vector<io::SaeHeader>& headers, const std::vector<std::string>& names);
 

@@ -273,6 +273,19 @@ void run_keys(Table& t, Config& c) {
             return "'" + key + "' is not a [grid] key";
         return std::string();
       });
+  t.add<std::vector<std::string>>(
+      "run.across_every", &c.run.across_every, {},
+      "[grid] keys free to differ in run.compare_across's pairs: with compare_across = [\"extract.model\"] and "
+      "[\"data.hookpoint\"] here, every layer of one model against every layer of the other (Lan et al.)",
+      [&c](const std::vector<std::string>& keys) {
+        for (const auto& key : keys) {
+          if (std::none_of(c.grid.begin(), c.grid.end(), [&](const GridAxis& a) { return a.key == key; }))
+            return "'" + key + "' is not a [grid] key";
+          if (std::find(c.run.compare_across.begin(), c.run.compare_across.end(), key) != c.run.compare_across.end())
+            return "'" + key + "' is also in run.compare_across";
+        }
+        return std::string();
+      });
 }
 
 void extract_keys(Table& t, Config& c) {
@@ -455,6 +468,18 @@ void compare_activation_keys(Table& t, Config& c) {
                        return v.empty() || v == "synthetic" || produced_here(c, v) ? "" : must_exist(v);
                      })
       .role(Role::kInput);
+  t.add<std::vector<std::string>>(
+       "compare.sae_activations", &x.sae_activations, {},
+       "one activation store per SAE of compare.saes, in order (SAEs of different models over the same tokens); "
+       "each SAE encodes its own store's activations",
+       [&c](const std::vector<std::string>& v) {
+         for (const auto& s : v) {
+           if (s.empty() || s == "synthetic") return std::string("needs a store path per SAE (\"synthetic\" goes in compare.activations)");
+           if (s != "extract" && !produced_here(c, s) && !must_exist(s).empty()) return must_exist(s);
+         }
+         return std::string();
+       })
+      .role(Role::kInput);
   t.add("compare.activation_tokens", &x.activation_tokens, int64_t{0},
         "tokens for activation statistics (0: whole store; synthetic 65,536)", at_least<int64_t>(0));
   t.add("compare.correlation_input", &x.correlation_input, CorrelationInput::kCodes,
@@ -575,9 +600,10 @@ GridAxis read_axis(const std::string& key, const toml::node& node, const Fields&
   find_field(key, fields, where + " [grid]");  // an unknown key: "did you mean"
   const auto* values = node.as_array();
   if (!values || values->empty()) throw UsageError(where + ": [grid] key '" + key + "' must be a non-empty list of values");
-  if (key.rfind("extract.", 0) == 0 || key.rfind("run.", 0) == 0 || key.rfind("sweep.", 0) == 0)
+  if ((key.rfind("extract.", 0) == 0 && key != "extract.model") || key.rfind("run.", 0) == 0 || key.rfind("sweep.", 0) == 0)
     throw UsageError(where + ": [grid] key '" + key +
-                     "': the grid varies data, sae, train and compare keys (one extraction serves every task)");
+                     "': the grid varies extract.model (one extraction per model, over the same documents) and data, sae, "
+                     "train and compare keys");
   GridAxis axis{key, {}};
   for (const auto& v : *values) {
     std::ostringstream literal;
@@ -685,6 +711,8 @@ Config load(const std::string& path, const std::vector<std::string>& overrides) 
   if (config.extract.store.empty()) config.extract.store = config.run.output_dir + "/activations.h5";
   if (config.data.source == "extract") config.data.source = config.extract.store;
   if (config.compare.activations == "extract") config.compare.activations = config.extract.store;
+  for (auto& store : config.compare.sae_activations)
+    if (store == "extract") store = config.extract.store;
   validate(config);
   return config;
 }
@@ -696,19 +724,49 @@ void validate(const Config& c) {
       throw UsageError("config key '" + f->key() + "': " + problem);
 }
 
+namespace {
+
+// A grid value as a folder-safe label. Paths (a model file or directory) are named by their last
+// component without extension when that names each value of the axis apart.
+std::vector<std::string> axis_labels(const GridAxis& axis) {
+  auto clean = [](std::string label) {
+    if (label.size() >= 2 && (label.front() == '"' || label.front() == '\'') && label.back() == label.front())
+      label = label.substr(1, label.size() - 2);
+    return label;
+  };
+  auto safe = [](std::string label) {
+    for (char& ch : label)
+      if (ch == '/' || ch == ' ' || ch == '[' || ch == ']' || ch == '"' || ch == '\'' || ch == ',' || ch == '=') ch = '_';
+    return label;
+  };
+  std::vector<std::string> full, short_names;
+  for (const auto& v : axis.values) {
+    const std::string value = clean(v);
+    full.push_back(safe(value));
+    fs::path path = fs::path(value).lexically_normal();
+    if (path.has_filename() == false) path = path.parent_path();
+    short_names.push_back(safe(value.find('/') == std::string::npos ? value : path.stem().string()));
+  }
+  std::vector<std::string> sorted = short_names;
+  std::sort(sorted.begin(), sorted.end());
+  const bool distinct = std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end() &&
+                        std::none_of(short_names.begin(), short_names.end(), [](const std::string& s) { return s.empty(); });
+  return distinct ? short_names : full;
+}
+
+}  // namespace
+
 std::vector<GridTask> expand_grid(const Config& config) {
   std::vector<GridTask> tasks(1);
   for (const auto& axis : config.grid) {
     std::vector<GridTask> next;
     const std::string name = axis.key.substr(axis.key.rfind('.') + 1);
+    const std::vector<std::string> labels = axis_labels(axis);
     for (const auto& task : tasks)
-      for (const auto& value : axis.values) {
+      for (size_t v = 0; v < axis.values.size(); ++v) {
         GridTask t = task;
-        std::string label = value;
-        if (label.size() >= 2 && (label.front() == '"' || label.front() == '\'') && label.back() == label.front())
-          label = label.substr(1, label.size() - 2);
-        for (char& ch : label)
-          if (ch == '/' || ch == ' ' || ch == '[' || ch == ']' || ch == '"' || ch == '\'' || ch == ',') ch = '_';
+        const std::string& value = axis.values[v];
+        const std::string& label = labels[v];
         t.id += (t.id.empty() ? "" : ",") + name + "=" + label;
         t.sets.push_back(axis.key + "=" + value);
         t.labels.push_back(label);

@@ -31,6 +31,7 @@ struct RunConfig {
   std::vector<Stage> stages;
   int64_t threads{};
   std::vector<std::string> compare_across;
+  std::vector<std::string> across_every;  // [grid] keys left free in compare_across's pairs (layer × layer)
 };
 
 // One axis of a [grid] table: a config key and the values it takes (TOML literals, as for --set).
@@ -136,6 +137,7 @@ struct CompareConfig {
   Compat compat{};
   int64_t seed{};
   std::string activations;   // "" none, "synthetic", or a store path ("extract" resolves to extract.store)
+  std::vector<std::string> sae_activations;  // one store per SAE of `saes` (models compared token by token); empty: `activations`
   int64_t activation_tokens{};
   CorrelationInput correlation_input{};
   Mapping activation_mapping{};
@@ -143,6 +145,8 @@ struct CompareConfig {
   int64_t chunk_tokens{};
   bool baseline_random{};
   std::vector<std::string> baselines;
+  // Activation statistics are on: one store for every SAE, or one store per SAE.
+  bool has_activations() const { return !activations.empty() || !sae_activations.empty(); }
 };
 
 // What one kind of sweep job asks for (universae sweep: #SBATCH lines with --slurm, ranks with --local).

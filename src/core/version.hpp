@@ -5,7 +5,7 @@
 
 namespace universae::build {
 
-extern const char* const kVersion;     // "0.3.0" (docs/changelog.md)
+extern const char* const kVersion;     // "0.4.0" (docs/changelog.md)
 extern const char* const kGitSha;      // 12 hex digits of the commit built, or "unknown"
 extern const char* const kSourceDir;   // the source tree this binary was built from
 

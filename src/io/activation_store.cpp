@@ -44,6 +44,21 @@ struct ActivationStore::Impl {
   std::string dataset;
 };
 
+std::vector<std::string> store_hookpoints(const parallel::Comm& comm, const std::string& path) {
+  parallel::Comm self = comm.split(comm.rank(), 0);
+  io::File f = io::File::open_read(self, path);
+  std::string error;
+  std::vector<std::string> hookpoints;
+  if (!f.has_attr("/", "complete") || !f.read_attr_bool("/", "complete"))
+    error = path + ": incomplete activation store (the extraction writing it did not finish)";
+  else if (!f.exists("/activations") || !f.is_group("/activations"))
+    error = path + ": not an activation store (no /activations group)";
+  else
+    hookpoints = f.children("/activations");
+  parallel::agree_on_error(comm, error);
+  return hookpoints;
+}
+
 ActivationStore::~ActivationStore() = default;
 ActivationStore::ActivationStore(ActivationStore&&) noexcept = default;
 
@@ -76,6 +91,12 @@ ActivationStore::ActivationStore(const parallel::Comm& comm, const std::string& 
     if (f.has_attr("/", "model")) model_ = f.read_attr_string("/", "model");
     if (f.has_attr("/", "token_sequence")) token_sequence_ = f.read_attr_string("/", "token_sequence");
     if (f.has_attr("/", "tokenizer_identity")) tokenizer_identity_ = f.read_attr_string("/", "tokenizer_identity");
+    if (f.exists("/special_tokens")) {
+      const auto n = f.shape("/special_tokens");
+      if (n.size() != 1) throw UsageError(path + ": /special_tokens must be a vector of token ids");
+      special_tokens_.resize(static_cast<size_t>(n[0]));
+      if (n[0] > 0) f.read_rows("/special_tokens", {0, n[0]}, special_tokens_.data());
+    }
     has_tokens_ = f.exists("/tokens");
     if (has_tokens_ && f.shape("/tokens") != std::vector<int64_t>{n_tokens_})
       throw UsageError(path + ": /tokens must have one entry per activation row (" + std::to_string(n_tokens_) + ")");
@@ -193,6 +214,7 @@ File create_store(const parallel::Comm& comm, const std::string& path, const Sto
   f.write_attr("/", "model_architecture", L.model_architecture);
   f.write_attr("/", "tokenizer_identity", L.tokenizer_identity);
   f.write_attr("/", "token_sequence", token_sequence_hash(L.tokens, L.doc_offsets, L.seq_offsets));
+  if (!L.special_tokens.empty()) f.write_vector("/special_tokens", DType::kInt64, L.special_tokens);
   f.write_attr("/", "inputs", L.inputs);
   f.write_attr("/", "hookpoints", L.hookpoints);
   f.write_attr("/", "seq_len", L.seq_len);

@@ -28,6 +28,10 @@ class File;
 // `layers.L.mlp` → blocks.L.hook_mlp_out.
 std::string canonical_hookpoint(const std::string& name);
 
+// Collective: the hookpoints a store holds (the children of /activations), without reading rows. A
+// UsageError on every rank when it is not a complete store.
+std::vector<std::string> store_hookpoints(const parallel::Comm& comm, const std::string& path);
+
 class ActivationStore {
  public:
   // Collective: checks `complete`, the hookpoint's dataset and the shapes, then reads every row
@@ -50,6 +54,8 @@ class ActivationStore {
   const std::string& token_sequence() const { return token_sequence_; }
   const std::string& tokenizer_identity() const { return tokenizer_identity_; }
   const std::string& stored_dtype() const { return dtype_; }
+  // The tokenizer's control-token ids (BOS, EOS, padding, unknown); empty in stores before 0.3.
+  const std::vector<int64_t>& special_tokens() const { return special_tokens_; }
   bool has_tokens() const { return has_tokens_; }
   const std::vector<std::string>& vocab() const { return vocab_; }
   // Sequence boundaries [n_seq + 1] (one sequence over everything when the store has none).
@@ -69,7 +75,7 @@ class ActivationStore {
   int64_t n_tokens_ = 0, d_ = 0;
   bool has_tokens_ = false;
   std::vector<std::string> vocab_, hookpoints_;
-  std::vector<int64_t> seq_offsets_;
+  std::vector<int64_t> seq_offsets_, special_tokens_;
 };
 
 // What a new store holds, fixed when it is created (the extraction plan and its provenance).
@@ -90,6 +96,7 @@ struct StoreLayout {
   std::string model, tokenizer;
   std::string model_format, model_architecture;  // "huggingface" / "gguf" / "llama2.c"; "llama", "gpt_neox", ...
   std::string tokenizer_identity;                // io::input_identity of the tokenizer file
+  std::vector<int64_t> special_tokens;           // control-token ids (/special_tokens)
   std::vector<std::string> inputs, vocab;
   int64_t seq_len = 0, batch_tokens = 0;
   std::string extract_config, fingerprint;

@@ -128,6 +128,10 @@ std::string describe_results(const parallel::Comm& comm, const File& f) {
       out += fmt::format("    {:<16} {} n_latents {} d_in {} k {} seed {}  ({})\n", name, attr_text(f, g, "architecture"),
                          attr_text(f, g, "n_latents"), attr_text(f, g, "d_in"), attr_text(f, g, "k"),
                          attr_text(f, g, "seed"), attr_text(f, g, "path"));
+      if (f.has_attr(g, "activations_source") && f.exists("/activations") && f.has_attr("/activations", "stores") &&
+          f.read_attr_int("/activations", "stores") > 1)
+        out += fmt::format("    {:<16} reads {} at {} (model {})\n", "", attr_text(f, g, "activations_source"),
+                           attr_text(f, g, "activations_hookpoint"), attr_text(f, g, "activations_model"));
     }
   }
   if (f.exists("/activations"))
@@ -135,6 +139,9 @@ std::string describe_results(const parallel::Comm& comm, const File& f) {
                        f.read_attr_string("/activations", "source"), f.read_attr_string("/activations", "input"),
                        f.read_attr_string("/activations", "hookpoint"));
   if (!f.exists("/pairs")) return out;
+  for (const auto& pair : f.children("/pairs"))
+    if (f.has_attr("/pairs/" + pair, "weight_space_skipped"))
+      out += fmt::format("  {}: no weight-space statistics: {}\n", pair, f.read_attr_string("/pairs/" + pair, "weight_space_skipped"));
   if (!f.exists("/summary_columns")) {  // written before the column table existed
     out += "  (no /summary_columns: written by universae before 0.2; its groups follow)\n";
     describe_tree(f, "/pairs", 1, out);

@@ -164,12 +164,24 @@ SummaryTable read_summary(const parallel::Comm& comm, const std::string& path) {
 
 bool has_summary_columns(const std::string& path) { return has_object(path, kColumnsGroup); }
 
+namespace {
+
+// RFC 4180: a field holding a comma, a quote or a line break is quoted, its quotes doubled.
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+}  // namespace
+
 std::string summary_csv(const SummaryTable& table, bool with_scope) {
   std::string out = with_scope ? "scope,a,b,baseline" : "pair,a,b,baseline";
   for (const auto& c : table.columns) out += "," + c.name;
   out += "\n";
   for (const auto& r : table.rows) {
-    out += (with_scope ? "\"" + r.scope + "\"" : r.pair) + "," + r.a + "," + r.b + "," + (r.baseline ? "1" : "0");
+    out += csv_field(with_scope ? r.scope : r.pair) + "," + csv_field(r.a) + "," + csv_field(r.b) + "," + (r.baseline ? "1" : "0");
     for (double v : r.values) out += std::isnan(v) ? "," : fmt::format(",{:.9g}", v);
     out += "\n";
   }

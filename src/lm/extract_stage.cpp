@@ -124,6 +124,7 @@ io::StoreLayout store_layout(const config::Config& cfg, const Inputs& in, Extrac
   L.tokenizer_identity = tokenizer_identity;
   L.inputs = cfg.extract.inputs;
   L.vocab = in.tokenizer->pieces();
+  for (int32_t id : in.tokenizer->special_ids()) L.special_tokens.push_back(id);
   L.seq_len = in.seq_len;
   L.batch_tokens = cfg.extract.batch_tokens;
   L.extract_config = config::to_toml(cfg, {"extract"});

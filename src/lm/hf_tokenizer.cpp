@@ -582,6 +582,7 @@ struct AddedToken {
   std::string content;
   int32_t id = 0;
   bool single_word = false, lstrip = false, rstrip = false, normalized = false;
+  bool special = false;  // a control token (BOS, EOS, padding, ...), not text
 };
 
 // A piece of the input: text still to tokenize, or an added token already found (id >= 0).
@@ -655,6 +656,7 @@ class AddedTokens {
       if (t.content.empty() || id_of_content_.count(t.content)) continue;  // the library skips these too
       t.id = assign_id(t.content, vocab);
       t.single_word = flag(list[i], "single_word", false), t.lstrip = flag(list[i], "lstrip", false);
+      t.special = flag(list[i], "special", false);
       t.rstrip = flag(list[i], "rstrip", false), t.normalized = flag(list[i], "normalized", false);
       // A normalized token is looked for in normalized text, so its pattern is normalized too.
       if (t.normalized) normalized_.add(normalizer.apply(t.content), static_cast<int32_t>(tokens_.size()));
@@ -1077,6 +1079,14 @@ std::string HfTokenizer::decode(const std::vector<int32_t>& ids) const {
 
 std::optional<int32_t> HfTokenizer::bos() const { return impl_->bos; }
 std::optional<int32_t> HfTokenizer::eos() const { return impl_->eos; }
+std::vector<int32_t> HfTokenizer::special_ids() const {
+  std::vector<int32_t> ids;
+  for (const AddedToken& a : impl_->added.tokens())
+    if (a.special) ids.push_back(a.id);
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
 const std::vector<std::string>& HfTokenizer::pieces() const { return impl_->pieces; }
 int64_t HfTokenizer::size() const { return static_cast<int64_t>(impl_->pieces.size()); }
 const std::string& HfTokenizer::path() const { return impl_->path; }

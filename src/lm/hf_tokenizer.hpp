@@ -43,6 +43,8 @@ class HfTokenizer {
 
   std::optional<int32_t> bos() const;
   std::optional<int32_t> eos() const;
+  // The ids of added tokens marked special (BOS, EOS, padding, unknown, chat markers), ascending.
+  std::vector<int32_t> special_ids() const;
 
   // Hugging Face's decode(ids, skip_special_tokens=False) through the file's decoder (ByteLevel,
   // Metaspace; Replace, ByteFallback, Fuse, Strip and Sequence of them); without a decoder the

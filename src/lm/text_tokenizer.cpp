@@ -1,6 +1,7 @@
 // Opening a tokenizer by what its file is, and tokenizer.json behind the TextTokenizer interface.
 #include "lm/text_tokenizer.hpp"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "core/error.hpp"
@@ -35,6 +36,13 @@ class HfTextTokenizer : public TextTokenizer {
   const std::vector<std::string>& pieces() const override { return hf_.pieces(); }
   int32_t bos() const override { return bos_; }
   int32_t eos() const override { return eos_; }
+  std::vector<int32_t> special_ids() const override {
+    std::vector<int32_t> ids = hf_.special_ids();
+    for (int32_t id : {bos_, eos_})  // BOS/EOS named by config.json need not be marked special
+      if (id >= 0 && std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+    std::sort(ids.begin(), ids.end());
+    return ids;
+  }
   const std::string& path() const override { return hf_.path(); }
 
  private:

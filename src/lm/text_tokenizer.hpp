@@ -24,6 +24,8 @@ class TextTokenizer {
   virtual const std::vector<std::string>& pieces() const = 0;
   virtual int32_t bos() const = 0;  // -1: none
   virtual int32_t eos() const = 0;
+  // Control tokens (BOS, EOS, padding, unknown): what the non-concept filter refuses by id.
+  virtual std::vector<int32_t> special_ids() const = 0;
   virtual const std::string& path() const = 0;
   int64_t size() const { return static_cast<int64_t>(pieces().size()); }
 };

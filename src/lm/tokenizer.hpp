@@ -28,6 +28,7 @@ class Tokenizer : public TextTokenizer {
   // run.c's printing: each token's text after its predecessor, single non-printable bytes dropped.
   std::string render(const std::vector<int32_t>& context, const std::vector<int32_t>& ids) const override;
   int32_t bos() const override { return kBos; }
+  std::vector<int32_t> special_ids() const override { return {kUnk, kBos, kEos}; }
   int32_t eos() const override { return kEos; }
   // The text token `token` adds after `previous`, as run.c prints it: a leading space is dropped
   // after BOS, and byte-fallback pieces become their byte.

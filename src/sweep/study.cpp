@@ -12,9 +12,54 @@
 
 namespace universae::sweep {
 
+namespace {
+
+bool is_extract_key(const std::string& key) { return key.rfind("extract.", 0) == 0; }
+
+}  // namespace
+
 Study::Study(std::string job, std::vector<std::string> overrides, config::Config config)
     : job_(std::move(job)), overrides_(std::move(overrides)), config_(std::move(config)), tasks_(config::expand_grid(config_)) {
   if (tasks_.empty()) tasks_.push_back({});  // no grid: one task, the job itself
+  // Tasks with the same extract.* values share an extraction; without such an axis there is one.
+  const auto& grid = config_.grid;
+  std::map<std::string, size_t> seen;
+  for (size_t t = 0; t < tasks_.size(); ++t) {
+    Extraction e;
+    for (size_t a = 0; a < grid.size(); ++a)
+      if (is_extract_key(grid[a].key)) {
+        const std::string name = grid[a].key.substr(grid[a].key.rfind('.') + 1);
+        e.id += (e.id.empty() ? "" : ",") + name + "=" + tasks_[t].labels[a];
+        e.sets.push_back(tasks_[t].sets[a]);
+      }
+    auto [it, fresh] = seen.emplace(e.id, extractions_.size());
+    if (fresh) {
+      const std::filesystem::path store(config_.extract.store);
+      e.store = e.id.empty() ? store.string()
+                             : (store.parent_path() / "extract" / e.id.substr(e.id.find('=') + 1) / store.filename()).string();
+      extractions_.push_back(std::move(e));
+    }
+    extractions_[it->second].tasks.push_back(t);
+    extraction_of_.push_back(it->second);
+  }
+}
+
+config::Config Study::extraction_config(size_t e) const {
+  const Extraction& x = extractions_.at(e);
+  if (x.id.empty()) return config_;
+  std::vector<std::string> sets = overrides_;
+  sets.insert(sets.end(), x.sets.begin(), x.sets.end());
+  sets.push_back("extract.store=" + x.store);
+  try {
+    return config::load(job_, sets);
+  } catch (const UsageError& err) {
+    throw UsageError(describe_extraction(e) + ": " + err.what());
+  }
+}
+
+std::string Study::describe_extraction(size_t e) const {
+  const std::string n = std::to_string(e + 1) + "/" + std::to_string(extractions_.size());
+  return extractions_[e].id.empty() ? "extraction " + n : "extraction " + n + " (" + extractions_[e].id + ")";
 }
 
 config::Config Study::task_config(size_t i) const {
@@ -23,7 +68,7 @@ config::Config Study::task_config(size_t i) const {
   std::vector<std::string> sets = overrides_;
   sets.insert(sets.end(), task.sets.begin(), task.sets.end());
   sets.push_back("run.output_dir=" + (std::filesystem::path(config_.run.output_dir) / task.id).string());
-  sets.push_back("extract.store=" + config_.extract.store);
+  sets.push_back("extract.store=" + extractions_[extraction_of_[i]].store);
   try {
     return config::load(job_, sets);
   } catch (const UsageError& e) {
@@ -49,7 +94,16 @@ bool Study::compared(const config::Config& task) const {
   return io::reusable((std::filesystem::path(task.run.output_dir) / "results.h5").string(), compare::compare_fingerprint(cfg));
 }
 
-bool Study::extracted() const { return io::reusable(config_.extract.store, lm::store_fingerprint(config_)); }
+bool Study::extracted(size_t e) const {
+  const config::Config cfg = extraction_config(e);
+  return io::reusable(cfg.extract.store, lm::store_fingerprint(cfg));
+}
+
+bool Study::extracted() const {
+  for (size_t e = 0; e < extractions_.size(); ++e)
+    if (!extracted(e)) return false;
+  return true;
+}
 
 io::SummaryTable Study::compare_task(const parallel::Comm& comm, const config::Config& task, const config::GridTask& id,
                                      bool fresh) const {
@@ -62,30 +116,44 @@ io::SummaryTable Study::compare_across(const parallel::Comm& comm, const std::ve
   io::SummaryTable rows;
   if (config_.run.compare_across.empty()) return rows;
   const auto& grid = config_.grid;
+  const auto& every = config_.run.across_every;
+  auto axis_of = [&](const std::string& key) {
+    return static_cast<size_t>(std::find_if(grid.begin(), grid.end(), [&](const config::GridAxis& a) { return a.key == key; }) -
+                               grid.begin());
+  };
   std::map<size_t, config::Config> configs;  // each task's config read once, not once per pair it is in
   for (size_t t : tasks) configs.emplace(t, task_config(t));
   for (const auto& key : config_.run.compare_across) {
-    const auto axis = static_cast<size_t>(
-        std::find_if(grid.begin(), grid.end(), [&](const config::GridAxis& a) { return a.key == key; }) - grid.begin());
+    const size_t axis = axis_of(key);
+    std::vector<size_t> free{axis};  // axes whose values may differ within a group, and name the SAEs
+    for (const auto& k : every) free.push_back(axis_of(k));
+    auto is_free = [&](size_t a) { return std::find(free.begin(), free.end(), a) != free.end(); };
     std::map<std::string, std::vector<size_t>> groups;
     for (size_t t : tasks) {
       std::string group;
       for (size_t a = 0; a < grid.size(); ++a)
-        if (a != axis)
+        if (!is_free(a))
           group += (group.empty() ? "" : ",") + grid[a].key.substr(grid[a].key.rfind('.') + 1) + "=" + tasks_[t].labels[a];
       groups[group.empty() ? "all" : group].push_back(t);
     }
+    auto name_of = [&](size_t t) {
+      std::string name;
+      for (size_t a : free) name += (name.empty() ? "" : "@") + tasks_[t].labels[a];  // model@layer
+      return name;
+    };
     // Pair (i, j) compares task i's first seed with task j's second: the same seed would start both
     // SAEs from the same random directions, and an SAE keeps part of its initialisation.
     const std::string short_key = key.substr(key.rfind('.') + 1);
     for (const auto& [group, members] : groups) {
       for (size_t i = 0; i < members.size(); ++i)
         for (size_t j = i + 1; j < members.size(); ++j) {
+          if (tasks_[members[i]].labels[axis] == tasks_[members[j]].labels[axis]) continue;  // another key's pair
           const config::Config& first = configs.at(members[i]);
-          const auto a = train::sae_output_paths(first), b = train::sae_output_paths(configs.at(members[j]));
+          const config::Config& second = configs.at(members[j]);
+          const auto a = train::sae_output_paths(first), b = train::sae_output_paths(second);
           const std::vector<std::string> saes{a.front(), b.size() > 1 ? b[1] : b.front()};
           if (b.size() == 1) log::warn("across {}: one seed per task, so both SAEs share their initialisation", short_key);
-          const std::vector<std::string> names{tasks_[members[i]].labels[axis], tasks_[members[j]].labels[axis]};
+          const std::vector<std::string> names{name_of(members[i]), name_of(members[j])};
           config::Config across = first;
           across.run.output_dir = (std::filesystem::path(config_.run.output_dir) / ("across_" + short_key) / group /
                                    (names[0] + "--" + names[1]))
@@ -93,6 +161,10 @@ io::SummaryTable Study::compare_across(const parallel::Comm& comm, const std::ve
           across.compare.saes = saes;
           across.compare.names = names;
           across.compare.baseline_random = false;
+          // Tasks of different extractions (models): each SAE encodes its own model's store.
+          if (first.extract.store != second.extract.store && first.compare.activations == first.extract.store &&
+              second.compare.activations == second.extract.store)
+            across.compare.sae_activations = {first.extract.store, second.extract.store};
           log::info("across {} ({}): {} vs {}", short_key, group, saes[0], saes[1]);
           rows.append(compare::run_compare_stage(comm, across, saes, fresh), "across " + short_key + ": " + group);
         }

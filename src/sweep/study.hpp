@@ -2,7 +2,8 @@
 // across tasks. `universae run` runs a study in one process; `universae sweep` runs the same steps as
 // separate jobs (sweep/sweep.hpp), so both write the same files in the same places:
 //
-//   <run.output_dir>/activations.h5            the one extraction every task reads
+//   <run.output_dir>/activations.h5            the one extraction every task reads, or with an
+//   <run.output_dir>/extract/<model>/activations.h5   extract.model axis, one per model (same documents)
 //   <run.output_dir>/<task id>/saes/seed*.h5   each task's SAEs, and its results.h5
 //   <run.output_dir>/across_<key>/<group>/<a--b>/results.h5   task pairs differing only in <key>
 //   <run.output_dir>/study_summary.csv         one row per compared pair
@@ -20,6 +21,14 @@
 
 namespace universae::sweep {
 
+// One extraction of a study: every task reads the one extraction of its extract.* grid values.
+struct Extraction {
+  std::string id;                 // "" without an extract.model axis, else "model=<label>"
+  std::vector<std::string> sets;  // the extract.* grid values, as --set overrides
+  std::string store;              // the activation store it writes
+  std::vector<size_t> tasks;      // the tasks reading it
+};
+
 class Study {
  public:
   // `config` is config::load(job, overrides).
@@ -31,7 +40,13 @@ class Study {
   const std::vector<config::GridTask>& tasks() const { return tasks_; }
   bool has_stage(config::Stage stage) const { return config_.has_stage(stage); }
 
-  // Task i's config: the grid's values, outputs in <run.output_dir>/<id>, the study's one store.
+  const std::vector<Extraction>& extractions() const { return extractions_; }
+  // Extraction e's config (its model and store); validated.
+  config::Config extraction_config(size_t e) const;
+  // "extraction 2/3 (model=rot)".
+  std::string describe_extraction(size_t e) const;
+
+  // Task i's config: the grid's values, outputs in <run.output_dir>/<id>, its extraction's store.
   // Validated (config::load): a bad combination is a UsageError naming the task.
   config::Config task_config(size_t i) const;
   // "task 3/12 (n_latents=512,k=8)".
@@ -41,14 +56,17 @@ class Study {
   // fingerprint the current settings and inputs make, i.e. would be reused.
   bool trained(const config::Config& task) const;
   bool compared(const config::Config& task) const;
-  bool extracted() const;
+  bool extracted(size_t e) const;
+  bool extracted() const;  // every extraction
 
   // Collective. The task's SAEs compared with each other (a complete results file is reused); the
   // rows' scope is the task id (the job's name without a grid).
   io::SummaryTable compare_task(const parallel::Comm& comm, const config::Config& task, const config::GridTask& id,
                                 bool fresh) const;
   // Collective. For each run.compare_across key, the tasks among `tasks` (indices) whose other grid
-  // values are equal, pairwise: task i's first seed against task j's second; scope "across KEY: GROUP".
+  // values are equal (run.across_every's keys may differ too), pairwise when they differ in the key:
+  // task i's first seed against task j's second, each on its own extraction's store; scope
+  // "across KEY: GROUP".
   io::SummaryTable compare_across(const parallel::Comm& comm, const std::vector<size_t>& tasks, bool fresh) const;
 
   std::string summary_path() const;  // <run.output_dir>/study_summary.csv
@@ -58,6 +76,8 @@ class Study {
   std::vector<std::string> overrides_;
   config::Config config_;
   std::vector<config::GridTask> tasks_;
+  std::vector<Extraction> extractions_;
+  std::vector<size_t> extraction_of_;  // per task
 };
 
 }  // namespace universae::sweep

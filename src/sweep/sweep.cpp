@@ -157,7 +157,13 @@ Plan make_plan(const Study& study, const LaunchOptions& opts) {
     else
       todo.push_back(i);
   }
-  if (study.has_stage(config::Stage::kExtract) && !study.extracted()) p.steps.push_back({"extract", false, {}, &cfg.sweep.extract});
+  if (study.has_stage(config::Stage::kExtract)) {
+    // One job, or with several models an array: one task per extraction not yet complete.
+    std::vector<size_t> missing;
+    for (size_t e = 0; e < study.extractions().size(); ++e)
+      if (!study.extracted(e)) missing.push_back(e);
+    if (!missing.empty()) p.steps.push_back({"extract", study.extractions().size() > 1, missing, &cfg.sweep.extract});
+  }
   // A task is retrained only when its SAEs are incomplete (the train step reuses complete ones), but
   // it is in both arrays so that compare element i always has its train element i.
   if (train && !todo.empty()) p.steps.push_back({"train", true, todo, &cfg.sweep.train});
@@ -177,6 +183,12 @@ nlohmann::json manifest(const Study& study, const Plan& p, const LaunchOptions& 
                      {"trained", static_cast<bool>(p.trained[i])},
                      {"compared", static_cast<bool>(p.compared[i])}});
   }
+  nlohmann::json extractions = nlohmann::json::array();
+  for (size_t e = 0; e < study.extractions().size(); ++e) {
+    const auto& x = study.extractions()[e];
+    extractions.push_back({{"index", e}, {"id", x.id}, {"sets", x.sets}, {"store", fs::absolute(x.store).string()},
+                           {"tasks", x.tasks}});
+  }
   nlohmann::json steps = nlohmann::json::array();
   for (const auto& s : p.steps) {
     nlohmann::json step{{"name", s.name}, {"ranks", s.resources->ranks}};
@@ -193,6 +205,7 @@ nlohmann::json manifest(const Study& study, const Plan& p, const LaunchOptions& 
           {"workdir", p.workdir.string()},
           {"output_dir", p.output_dir.string()},
           {"tasks", tasks},
+          {"extractions", extractions},
           {"steps", steps}};
 }
 
@@ -214,7 +227,8 @@ void write_step_scripts(const Study& study, const Plan& p, const LaunchOptions& 
   for (const auto& step : p.steps) {
     const std::string log = (dir / "logs" / (step.name + (step.array ? "-%a" : "") + ".log")).string();
     const std::string description =
-        step.name == "extract"   ? "extraction: the activation store every task reads"
+        step.name == "extract"   ? (step.array ? "extraction: one array task per model (index = extraction in manifest.json)"
+                                               : "extraction: the activation store every task reads")
         : step.name == "train"   ? "training: one array task per grid task (index = task index in manifest.json)"
         : step.name == "compare" ? "comparison: each task's SAEs compared, after that task's training"
                                  : "summary: across-task comparisons and study_summary.csv, after every comparison";
@@ -305,7 +319,9 @@ int launch_local(const Study& study, const Plan& p, const LaunchOptions& opts) {
   std::vector<bool> failed(study.tasks().size(), false);
   int failures = 0;
   auto run = [&](const Step& step, int64_t task) -> int {
-    const std::string what = task < 0 ? step.name : step.name + " " + study.describe(static_cast<size_t>(task));
+    const std::string what = task < 0               ? step.name
+                             : step.name == "extract" ? study.describe_extraction(static_cast<size_t>(task))
+                                                      : step.name + " " + study.describe(static_cast<size_t>(task));
     const fs::path log = dir / "logs" / (step.name + (task < 0 ? "" : "-" + std::to_string(task)) + ".log");
     std::string launcher = cfg.sweep.local_launcher;
     launcher.replace(launcher.find("{ranks}"), 7, std::to_string(step.resources->ranks));
@@ -338,6 +354,17 @@ int launch_local(const Study& study, const Plan& p, const LaunchOptions& opts) {
         return 1;
       }
       failures += rc != 0;
+      continue;
+    }
+    if (step.name == "extract") {  // one run per model; every task needs its model's store
+      for (size_t e : step.tasks) {
+        const int rc = run(step, static_cast<int64_t>(e));
+        if (rc == 75) return 75;
+        if (rc != 0) {
+          log::error("sweep: the tasks of {} need its store; fix it and run the same command again", study.describe_extraction(e));
+          return 1;
+        }
+      }
       continue;
     }
     // Arrays run task by task in the order Slurm would start them; a task whose training failed

@@ -286,6 +286,33 @@ class Catalogue(unittest.TestCase):
         self.refused(self.compare(self.sae, self.sae, extra=["--activations", store, "--set", f"data.hookpoint={HOOK}"]),
                      store, "16", readme="| store | width differs from the SAEs |")
 
+    def test_stores_of_different_token_sequences(self):
+        """One store per SAE (models compared token by token) must hold the same tokens."""
+        first = make_store(self.path("a.h5"), d=64)
+        def edit(f):
+            f["tokens"][100] = 6 if f["tokens"][100] != 6 else 5
+        second = make_store(self.path("b.h5"), d=64, edit=edit)
+        self.refused(self.compare(self.sae, self.sae, extra=["--activations", first, "--activations", second,
+                                                             "--set", f"data.hookpoint={HOOK}"]),
+                     first, second, "first difference at token 100", readme="| store | stores of different token sequences |")
+
+    def test_store_per_sae_without_its_hookpoint(self):
+        first = make_store(self.path("a.h5"), d=64)
+        second = make_store(self.path("b.h5"), d=64, edit=lambda f: f.move(f"activations/{HOOK}", "activations/blocks.1.hook_resid_post"))
+        self.refused(self.compare(self.sae, self.sae, extra=["--activations", first, "--activations", second,
+                                                             "--set", f"data.hookpoint={HOOK}"]),
+                     second, HOOK, "blocks.1.hook_resid_post", readme="| store | an SAE's own store lacks its hookpoint |")
+
+    def test_activations_neither_one_nor_one_per_sae(self):
+        store = make_store(self.path("a.h5"), d=64)
+        self.refused(self.compare(self.sae, self.sae, self.sae, extra=["--activations", store, "--activations", store]),
+                     "one per --sae (3), got 2", readme="| CLI | `--activations` neither once nor once per `--sae` |")
+
+    def test_config_compare_across_not_on_the_grid(self):
+        path = self.job('[run]\nstages = ["train"]\ncompare_across = ["extract.model"]\n[grid]\n"sae.k" = [4, 8]\n')
+        self.refused(["run", path], "run.compare_across", "'extract.model' is not a [grid] key",
+                     readme="| config | compare_across on a key not on the grid |")
+
     # ---- text and model inputs -----------------------------------------------------------------
     def test_text_input_missing(self):
         missing = self.path("corpus.txt")

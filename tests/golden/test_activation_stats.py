@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from universae_test import SCRIPTS, SOURCE, universae  # noqa: E402
 
 sys.path.insert(0, SCRIPTS)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tests/golden: lan2024_reference
 import universae_ref as ref  # noqa: E402
 
 HOOK = "blocks.0.hook_resid_post"
@@ -173,6 +174,7 @@ class ActivationStatistics(unittest.TestCase):
         for ranks in (1, 2, 3):
             out = self.compare(ranks, os.path.join(self.tmp.name, f"np{ranks}", "results.h5"))
             outputs.append(out)
+            scored = 0
             with h5py.File(out, "r") as f:
                 vocab = [v.decode() if isinstance(v, bytes) else v for v in f["activations/vocab"][()]]
                 self.assertEqual(vocab, VOCAB)
@@ -206,7 +208,8 @@ class ActivationStatistics(unittest.TestCase):
                         self.assertEqual(p.attrs["mapping"], "one_to_one_best")
                         self.assertEqual(list(zip(p["a"][()].tolist(), p["b"][()].tolist())), kept, f"{a}--{b}")
                         self.assertEqual(p.attrs["n_pairs_before_filter"], len(maps["one_to_one_best"]))
-                        self.check_paired_similarity(f, a, b, kept, strings)
+                        scored += self.check_paired_similarity(f, a, b, kept, strings) or 0
+            self.assertGreater(scored, 0, "no semantic subspace was scored: the check would mean nothing")
         # Identical at every rank count.
         with h5py.File(outputs[0], "r") as f1:
             for out in outputs[1:]:
@@ -232,24 +235,54 @@ class ActivationStatistics(unittest.TestCase):
             self.assertEqual(len(null), 40)
             self.assertAlmostEqual(m.attrs["p_value"], (1 + np.sum(null >= m.attrs["score"])) / 41, delta=1e-15)
             self.assertEqual(m.attrs["pairing"], "activation_one_to_one_best_filtered")
-        # Semantic subspaces: kept pairs whose A latent has a category keyword among its top tokens.
+        # Semantic subspaces (Lan et al.): keyword latents found in A and in B independently, with the
+        # matching rule of their code (tests/golden/lan2024_reference.py) applied to the ±2-token windows
+        # universae stored (checked against the tokens above); pairs: each B of the subset takes its most
+        # correlated A of the subset (numpy corrcoef on the codes), each A its first B.
         import tomllib  # noqa: F401  (Python >= 3.11 on Debian 12)
+        import lan2024_reference as lan
         with open(os.path.join(SOURCE, "configs", "concepts.toml"), "rb") as fh:
             categories = tomllib.load(fh)["categories"]
         self.assertEqual(sorted(g["subspaces"].keys()), sorted(categories))
+
+        def seqs(name):  # per latent, (window text, top token) of each example, escaped as their code does
+            esc = lambda t: ref.piece(VOCAB, t).replace("\n", "\\n")  # noqa: E731
+            s_ = f[f"saes/{name}"]
+            return [[("".join(esc(t) for t in win if t >= 0), esc(top)) for top, win in zip(tops, wins) if top >= 0]
+                    for tops, wins in zip(s_["top_tokens"][()], s_["top_windows"][()])]
+
+        seqs_a, seqs_b = seqs(a), seqs(b)
+        scored = 0
         for cat, words in categories.items():
-            words = {w.strip().lower() for w in words}
-            rows = [e for e, (p, _) in enumerate(kept) if {s.strip().lower() for s in strings[a][p]} & words]
+            want_a, want_b = lan.lan_semantic_latents(seqs_a, seqs_b, [w.lower() for w in words], order="sorted")
             sg = g[f"subspaces/{cat}"]
-            self.assertEqual(sg.attrs["n_pairs"], len(rows), f"{a}--{b} {cat}")
-            if len(rows) >= 3:
-                Xs, Ys = X[rows], Y[rows]
+            self.assertEqual(sg["latents_a"][()].tolist(), want_a, f"{a}--{b} {cat}")
+            self.assertEqual(sg["latents_b"][()].tolist(), want_b, f"{a}--{b} {cat}")
+            pairs = None
+            if len(want_a) >= 3 and len(want_b) >= 3:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    c = np.corrcoef(self.z[a][:, want_a].T, self.z[b][:, want_b].T)[: len(want_a), len(want_a):]
+                c[np.isnan(c)] = 0
+                pairs, seen = [], set()
+                for j, i in enumerate(c.argmax(0)):
+                    if i not in seen:
+                        seen.add(i)
+                        pairs.append((want_a[i], want_b[j]))
+            got = list(zip(sg["pairs_a"][()].tolist(), sg["pairs_b"][()].tolist()))
+            self.assertEqual(got, pairs or [], f"{a}--{b} {cat}")
+            if pairs and len(pairs) >= 3:
+                Xs = self.saes[a]["W_dec"][[p for p, _ in pairs]]
+                Ys = self.saes[b]["W_dec"][[q for _, q in pairs]]
                 self.assertAlmostEqual(sg["rsa"].attrs["score"], ref.rsa(Xs, Ys), delta=1e-9)
                 self.assertAlmostEqual(sg["cka"].attrs["score"], ref.linear_cka(Xs, Ys), delta=1e-9)
-                sub = sg["svcca/subset_null"][()]
-                self.assertEqual(len(sub), 40)
-                self.assertAlmostEqual(sg["svcca"].attrs["subset_p_value"],
-                                       (1 + np.sum(sub >= sg["svcca"].attrs["score"])) / 41, delta=1e-15)
+                for test in ("subset", "mapping_subset"):
+                    sub = sg[f"svcca/{test}_null"][()]
+                    self.assertEqual(len(sub), 40)
+                    ok = sub[~np.isnan(sub)]
+                    self.assertAlmostEqual(sg["svcca"].attrs[f"{test}_p_value"],
+                                           (1 + np.sum(ok >= sg["svcca"].attrs["score"])) / (len(ok) + 1), delta=1e-15)
+                scored += 1
+        return scored
 
     def test_dense_pre_correlation(self):
         for ranks in (1, 3):

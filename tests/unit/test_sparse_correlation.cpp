@@ -6,6 +6,7 @@
 #include <cmath>
 #include <random>
 
+#include "compare/concepts.hpp"
 #include "core/sparse_correlation.hpp"
 
 using namespace universae::core;
@@ -147,4 +148,23 @@ TEST(SparseCorrelation, MappingsFollowTheirDefinitions) {
   const Mapping m = mutual(max_ab, arg_ab, arg_ba);
   EXPECT_EQ(m.a, (std::vector<int64_t>{4}));
   EXPECT_EQ(m.b, (std::vector<int64_t>{1}));
+}
+
+// The non-concept filter refuses control tokens by id (llama2.c's BOS piece is "\n<s>\n", which no
+// string list matches), punctuation by string, and pairs that share no top token.
+TEST(NonConceptFilter, ControlTokensByIdPunctuationByString) {
+  using universae::compare::filter_non_concept;
+  Mapping m;
+  m.a = {0, 1, 2, 3};
+  m.b = {0, 1, 2, 3};
+  m.corr = {0.9, 0.9, 0.9, 0.9};
+  const std::vector<std::vector<int64_t>> ids_a = {{1, 1}, {5, 6}, {5, 7}, {8}}, ids_b = {{1}, {5}, {5, 7}, {9}};
+  const std::vector<std::vector<std::string>> s_a = {{"\n<s>\n", "\n<s>\n"}, {" cat", "."}, {" cat", " dog"}, {" sun"}};
+  const std::vector<std::vector<std::string>> s_b = {{"\n<s>\n"}, {" cat"}, {" cat", " dog"}, {" moon"}};
+  // Pair 0 fires only on BOS (id 1): refused by id although its strings are shared and not in any list.
+  EXPECT_EQ(filter_non_concept(m, ids_a, ids_b, s_a, s_b, {0, 1, 2}), (std::vector<int64_t>{2}));
+  // Without the control ids the BOS pair passes: the bug the ids fix.
+  EXPECT_EQ(filter_non_concept(m, ids_a, ids_b, s_a, s_b, {}), (std::vector<int64_t>{0, 2}));
+  EXPECT_TRUE(universae::compare::is_control_piece("\n<s>\n"));
+  EXPECT_FALSE(universae::compare::is_control_piece("<s>x"));
 }

@@ -1,8 +1,14 @@
 // sweep/slurm_plan.hpp: Slurm's array syntax and the jobs' dependencies, for every shape of plan a
-// sweep makes (a rerun plans only the steps left).
+// sweep makes (a rerun plans only the steps left); sweep/study.hpp: a study's extractions.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
+#include "config/config.hpp"
+#include "core/error.hpp"
 #include "sweep/slurm_plan.hpp"
+#include "sweep/study.hpp"
 
 using namespace universae::sweep;
 
@@ -25,4 +31,55 @@ TEST(SweepPlan, DependenciesFollowTheStepsLeft) {
 TEST(SweepPlan, SubmissionLinesNameTheDependency) {
   EXPECT_EQ(submission_lines({"train", "compare"}),
             "train=$(submit train)\ncompare=$(submit compare --dependency=aftercorr:$train --kill-on-invalid-dep=yes)\n");
+}
+
+// A study with extract.model on its grid: one extraction per model, named by the model file's stem,
+// each in its own store; every task reads its model's store; the across-model pairs' SAE names are
+// model@layer with run.across_every.
+TEST(StudyExtractions, OneStorePerModelOnTheGrid) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / "universae_test_study";
+  fs::create_directories(dir / "models");
+  for (const char* m : {"alpha.bin", "beta.gguf"}) std::ofstream(dir / "models" / m) << "x";
+  const fs::path job = dir / "job.toml";
+  std::ofstream(job) << "[run]\nstages = [\"extract\", \"train\"]\noutput_dir = \"" << (dir / "out").string()
+                     << "\"\ncompare_across = [\"extract.model\"]\nacross_every = [\"data.hookpoint\"]\n"
+                     << "[extract]\ntokenizer = \"" << (dir / "models" / "alpha.bin").string() << "\"\n"
+                     << "inputs = [\"" << (dir / "models" / "alpha.bin").string() << "\"]\n"
+                     << "[data]\nsource = \"extract\"\n[grid]\n\"extract.model\" = [\"" << (dir / "models" / "alpha.bin").string()
+                     << "\", \"" << (dir / "models" / "beta.gguf").string() << "\"]\n\"data.hookpoint\" = [\"blocks.0.hook_resid_post\", "
+                     << "\"blocks.1.hook_resid_post\"]\n";
+  const Study study(job.string(), {}, universae::config::load(job.string(), {}));
+  ASSERT_EQ(study.tasks().size(), 4u);
+  ASSERT_EQ(study.extractions().size(), 2u);
+  const auto& e = study.extractions();
+  EXPECT_EQ(e[0].id, "model=alpha");
+  EXPECT_EQ(e[1].id, "model=beta");
+  EXPECT_EQ(e[0].store, (dir / "out" / "extract" / "alpha" / "activations.h5").string());
+  EXPECT_EQ(e[1].store, (dir / "out" / "extract" / "beta" / "activations.h5").string());
+  EXPECT_EQ(study.extraction_config(1).extract.model, (dir / "models" / "beta.gguf").string());
+  for (size_t t = 0; t < study.tasks().size(); ++t) {
+    const auto cfg = study.task_config(t);
+    const bool beta = study.tasks()[t].id.find("model=beta") != std::string::npos;
+    EXPECT_EQ(cfg.extract.store, e[beta ? 1 : 0].store) << study.tasks()[t].id;
+    EXPECT_EQ(cfg.data.source, cfg.extract.store) << study.tasks()[t].id;
+    EXPECT_EQ(cfg.extract.model, beta ? (dir / "models" / "beta.gguf").string() : (dir / "models" / "alpha.bin").string());
+  }
+  EXPECT_EQ(e[0].tasks.size() + e[1].tasks.size(), 4u);
+  fs::remove_all(dir);
+}
+
+// extract.model is the one extract key a grid may vary; the rest would need one extraction per value
+// of something the stores must share.
+TEST(StudyExtractions, OtherExtractKeysAreNotGridAxes) {
+  namespace fs = std::filesystem;
+  const fs::path job = fs::temp_directory_path() / "universae_test_grid_extract.toml";
+  std::ofstream(job) << "[grid]\n\"extract.seq_len\" = [64, 128]\n";
+  try {
+    universae::config::load(job.string(), {});
+    FAIL() << "extract.seq_len accepted as a grid axis";
+  } catch (const universae::UsageError& err) {
+    EXPECT_NE(std::string(err.what()).find("extract.seq_len"), std::string::npos) << err.what();
+  }
+  fs::remove(job);
 }

@@ -1,0 +1,182 @@
+"""Golden test: compare.compat = "lan2024" against a numpy port of Lan et al.'s own scoring code.
+
+tests/golden/lan2024_reference.py ports wlg1/univ_feat_geom (the notebooks behind the paper: the
+correlation mapping of every B latent to its most correlated A latent, the non-concept filter on
+top-token strings, the 1-1 step that keeps the first B of every A, the cut at correlation 0.1,
+SVCCA with their PCA cut, RSA, and p = mean(null >= score)). Both sides read the same activation
+store and SAEs (written here with h5py; the data of test_activation_stats.py): universae through
+`universae compare`, the port through numpy on the SAEs' codes, the activations their Gemma
+pipeline correlates (sae.encode). Checked: the identical set of pairs, SVCCA and RSA within 1e-6,
+and p-values recomputed from the stored nulls with their formula.
+
+One deliberate difference: universae refuses control tokens by id (the store's /special_tokens,
+else the pieces that name one), where their code compares decoded strings ("<bos>", "<|endoftext|>"):
+the port is given their list plus the control tokens' strings, which is what comparing ids means.
+"""
+import os
+import sys
+import tempfile
+import unittest
+
+import h5py
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))  # tests/
+import lan2024_reference as lan  # noqa: E402
+import test_activation_stats as stats  # noqa: E402  (its store, SAEs and references)
+from universae_test import universae  # noqa: E402
+
+ref = stats.ref
+
+
+SEQ = 100  # their code reads [batch, seq] arrays: sequences of one length
+# Categories over the test vocabulary, wide enough that each has at least 3 keyword latents on both sides.
+CONCEPTS = {"nouns": ["day", "may", "king", "rain", "joy"], "verbs": ["cat", "dog", "sat", "ran", "went"],
+            "adjectives": ["red", "blue", "big", "small", "happy", "sad"],
+            "places": ["home", "park", "ball", "said", "mom", "friend", "the"], "none": ["zebra"]}
+
+
+def make_data(rng, T=3000, d=12):
+    """test_activation_stats' data (latents follow token identities) with sequences of SEQ tokens."""
+    V = len(stats.VOCAB)
+    E = rng.standard_normal((V, d))
+    offsets = np.arange(0, T + 1, SEQ)
+    tokens = rng.integers(3, V, size=T)
+    tokens[offsets[:-1]] = 1  # BOS at every sequence start
+    prev = np.roll(tokens, 1)
+    x = E[tokens] + 0.4 * E[prev] + 0.3 * rng.standard_normal((T, d))
+    return E, tokens, offsets, x.astype(np.float32)
+
+
+def decoded(vocab, tokens):
+    return [ref.piece(vocab, int(t)) for t in tokens]
+
+
+class Lan2024(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        tmp = cls.tmp.name
+        rng = np.random.default_rng(7)
+        E, cls.tokens, cls.offsets, cls.x = make_data(rng)
+        cls.store = os.path.join(tmp, "store.h5")
+        stats.write_store(cls.store, cls.tokens, cls.offsets, cls.x)
+        cls.concepts = os.path.join(tmp, "concepts.toml")
+        with open(cls.concepts, "w") as fh:
+            fh.write("[categories]\n" + "".join(f"{name} = {words!r}\n".replace("'", '"') for name, words in CONCEPTS.items()))
+        cls.saes, cls.paths = {}, []
+        for name, n in (("a", 40), ("b", 32)):
+            cls.saes[name] = stats.sae_arrays(rng, E, n, "topk")
+            cls.paths.append(os.path.join(tmp, f"{name}.h5"))
+            stats.write(cls.paths[-1], cls.saes[name])
+        x64 = cls.x.astype(np.float64)
+        cls.z = {n: ref.encode(x64, s) for n, s in cls.saes.items()}
+        cls.out = os.path.join(tmp, "out", "results.h5")
+        args = ["compare", "--activations", cls.store, "--out", cls.out, "--set", "data.hookpoint=" + stats.HOOK,
+                "--set", "compare.compat=lan2024", "--set", "compare.correlation_input=codes",
+                "--set", "compare.activation_mapping=one_to_one", "--set", "compare.permutations=60",
+                "--set", "compare.hungarian=false", "--set", f"compare.concepts={cls.concepts}"]
+        for p in cls.paths:
+            args += ["--sae", p]
+        cls.proc = universae(args, 2, timeout=300, cwd=None)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_preconditions(self):
+        """Every latent fires on 0 or at least 6 tokens with distinct 5th and 6th values, so the top 5
+        are the same whichever way ties among zeros are broken (their torch.topk is unspecified)."""
+        for name, z in self.z.items():
+            fires = (z > 0).sum(0)
+            self.assertTrue(np.all((fires == 0) | (fires >= 6)), f"{name}: {fires}")
+            s = -np.sort(-z, axis=0)
+            live = fires > 0
+            self.assertTrue(np.all(s[4, live] - s[5, live] > stats.GAP), name)
+
+    def test_same_pairs_and_scores(self):
+        self.assertEqual(self.proc.returncode, 0, self.proc.stderr)
+        vocab = stats.VOCAB
+        strings = [decoded(vocab, self.tokens)]  # one "batch row" of T tokens: flat positions index it
+        # (the filter reads top tokens only, never windows, so sequence cuts do not matter here)
+        za, zb = self.z["a"], self.z["b"]
+        inds, vals = lan.lan_batched_correlation(za, zb)
+        top_a = lan.lan_top_token_labels(za, strings)
+        top_b = lan.lan_top_token_labels(zb, strings)
+        control = [ref.piece(vocab, t) for t in range(len(vocab)) if vocab[t].strip() in ("<unk>", "<s>", "</s>")]
+        words = tuple(lan.NONCONCEPT_WORDS_PYTHIA) + tuple(control)
+        want = lan.lan_pair_latents(inds, vals, top_a, top_b, one_to_one=True, nonconcept_words=words)
+        self.assertGreater(want["num_feat_kept"], 5, "too few pairs for a meaningful check")
+        self.assertLess(want["num_feat_kept"], len(inds), "the filter and cut should drop something")
+        with h5py.File(self.out, "r") as f:
+            g = f["pairs/a--b/activation"]
+            paired = g["paired"]
+            self.assertEqual(paired.attrs["mapping"], "lan2024")
+            got = sorted(zip(paired["a"][()].tolist(), paired["b"][()].tolist()))
+            self.assertEqual(got, sorted(zip(want["pairs_a"], want["pairs_b"])))
+            W_a, W_b = self.saes["a"]["W_dec"], self.saes["b"]["W_dec"]
+            X, Y = W_a[want["pairs_a"]], W_b[want["pairs_b"]]
+            svcca, rsa = g["svcca"], g["rsa"]
+            self.assertAlmostEqual(svcca.attrs["score"], lan.lan_svcca(X, Y), delta=1e-6)
+            self.assertAlmostEqual(rsa.attrs["score"], lan.lan_rsa(X, Y), delta=1e-6)
+            for metric in (svcca, rsa):
+                null = metric["null"][()]
+                self.assertEqual(len(null), 60)
+                self.assertAlmostEqual(metric.attrs["p_value"], lan.lan_pvalue(null, metric.attrs["score"]), delta=1e-12)
+                self.assertAlmostEqual(metric.attrs["excess"], metric.attrs["score"] - null.mean(), delta=1e-9)
+
+    def test_semantic_subspaces(self):
+        """Keyword latents found in A and in B independently (the top token is the keyword, a whole
+        word of its s−2 … s+1 window), correlation recomputed within the subsets, first B per A; Test 1
+        and p as their code; Test 2 as their paper defines it, draw by draw (the draws are stored)."""
+        self.assertEqual(self.proc.returncode, 0, self.proc.stderr)
+        vocab = stats.VOCAB
+        rows = [decoded(vocab, self.tokens[s:s + SEQ]) for s in range(0, len(self.tokens), SEQ)]
+        za, zb = self.z["a"], self.z["b"]
+        W_a, W_b = self.saes["a"]["W_dec"], self.saes["b"]["W_dec"]
+        seqs_a, seqs_b = lan.lan_top_seqs_all(za, rows), lan.lan_top_seqs_all(zb, rows)
+        scored = 0
+        with h5py.File(self.out, "r") as f:
+            for name, keywords in CONCEPTS.items():
+                g = f[f"pairs/a--b/activation/subspaces/{name}"]
+                want_a, want_b = lan.lan_semantic_latents(seqs_a, seqs_b, keywords, order="sorted")
+                self.assertEqual(g["latents_a"][()].tolist(), want_a, name)
+                self.assertEqual(g["latents_b"][()].tolist(), want_b, name)
+                pairs = lan.lan_subset_pairs(za, zb, want_a, want_b)
+                if pairs is None:
+                    self.assertLess(g.attrs["n_pairs"], 3, name)
+                    continue
+                self.assertEqual(sorted(zip(g["pairs_a"][()].tolist(), g["pairs_b"][()].tolist())),
+                                 sorted(zip(*pairs)), name)
+                X, Y = W_a[pairs[0]], W_b[pairs[1]]
+                draws = list(zip(g["subset_draws_a"][()], g["subset_draws_b"][()]))
+                self.assertEqual(len(draws), 60)
+                for metric, fn in (("svcca", lan.lan_svcca), ("rsa", lan.lan_rsa)):
+                    m = g[metric]
+                    self.assertAlmostEqual(m.attrs["score"], fn(X, Y), delta=1e-6, msg=f"{name} {metric}")
+                    self.assertAlmostEqual(m.attrs["p_value"], lan.lan_pvalue(m["null"][()], m.attrs["score"]), delta=1e-12)
+                    want_null = lan.paper_test2_random_subsets(za, zb, W_a, W_b, len(want_a), len(want_b), fn,
+                                                               subsets=draws)
+                    np.testing.assert_allclose(m["subset_null"][()], want_null, atol=1e-6, err_msg=f"{name} {metric}")
+                    null = np.asarray(want_null)
+                    self.assertAlmostEqual(m.attrs["subset_p_value"], lan.lan_pvalue(null[~np.isnan(null)], m.attrs["score"]),
+                                           delta=1e-12)
+                    self.assertEqual(len(m["mapping_subset_null"][()]), 60)
+                scored += 1
+        self.assertGreaterEqual(scored, 2, "at least two categories must be scored for the check to mean something")
+
+    def test_top_tokens_are_theirs(self):
+        """The top-5 positions both sides read the filter's strings from (as sets: order is by value)."""
+        with h5py.File(self.out, "r") as f:
+            for name in ("a", "b"):
+                got = f[f"saes/{name}/top_positions"][()]
+                want = lan.lan_top_positions(self.z[name])
+                fires = (self.z[name] > 0).sum(0)
+                for i in np.flatnonzero(fires > 0):
+                    self.assertEqual(set(got[i].tolist()), set(want[i].tolist()), f"{name} latent {i}")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
