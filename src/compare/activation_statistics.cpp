@@ -333,13 +333,19 @@ void activation_pass(const parallel::Comm& comm, io::File& f, const config::Conf
     const auto& h = headers[s];
     const ActivationInput& own = data.input(s);
     const std::string g = "/saes/" + names[s];
-    core::SparseCodes codes = encode_codes(comm, encoder_of(io::read_sae(comm, h.path)), own, config.compare.chunk_tokens, names[s]);
+    const core::SaeEncoderWeights encoder = encoder_of(io::read_sae(comm, h.path));
+    core::SparseCodes codes = encode_codes(comm, encoder, own, config.compare.chunk_tokens, names[s]);
     f.write_attr(g, "activations_source", own.source);
     f.write_attr(g, "activations_hookpoint", own.hookpoint);
     f.write_attr(g, "activations_model", own.model);
     f.write_vector(g + "/frequency", io::DType::kFloat64, firing_frequency(codes));
     f.write_attr(g, "frequency_source", "activations");
-    const core::TopExamples top = core::top_examples(codes, kTopExamples);
+    // Lan et al. read top tokens from the activations they correlate: relu(pre) in `pre` mode.
+    const bool from_pre = config.compare.compat == config::Compat::kLan2024 &&
+                          config.compare.correlation_input == config::CorrelationInput::kPre;
+    const core::TopExamples top = from_pre ? dense_top_examples(comm, encoder, own, config.compare.chunk_tokens, kTopExamples, names[s])
+                                           : core::top_examples(codes, kTopExamples);
+    f.write_attr(g, "top_examples_of", std::string(from_pre ? "pre" : "codes"));
     const TopTokens tokens = top_tokens(top, own);
     f.write_table(g + "/top_positions", io::DType::kInt64, top.positions, {h.n_latents, kTopExamples});
     f.write_table(g + "/top_values", io::DType::kFloat32, top.values, {h.n_latents, kTopExamples});

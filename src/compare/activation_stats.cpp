@@ -99,6 +99,61 @@ core::SparseCodes encode_codes(const parallel::Comm& comm, const core::SaeEncode
   return codes;
 }
 
+core::TopExamples dense_top_examples(const parallel::Comm& comm, const core::SaeEncoderWeights& sae, const ActivationInput& in,
+                                     int64_t chunk_tokens, int64_t count, const std::string& name) {
+  const int64_t n = sae.W_enc.size(0), chunks = core::ceil_div(in.n_tokens, chunk_tokens);
+  const core::Range mine = core::shard_range(chunks, comm.rank(), comm.size());
+  // This rank's best `count` per latent, kept sorted (value descending; tokens arrive in order, so
+  // a tie keeps the earlier token ahead).
+  std::vector<float> values(static_cast<size_t>(n * count), 0.0f);
+  std::vector<int64_t> positions(static_cast<size_t>(n * count), -1);
+  std::vector<float> buffer;
+  log::Progress progress("top examples (pre) " + name, in.n_tokens, "tok");
+  for (int64_t c = mine.begin; c < mine.end; ++c) {
+    const int64_t first = c * chunk_tokens, rows = std::min(chunk_tokens, in.n_tokens - first);
+    buffer.resize(static_cast<size_t>(rows * in.d));
+    in.read(first, rows, buffer.data());
+    const at::Tensor pre = core::dense_pre(sae, at::from_blob(buffer.data(), {rows, in.d}, at::kFloat)).contiguous();
+    const float* p = pre.data_ptr<float>();
+    for (int64_t t = 0; t < rows; ++t)
+      for (int64_t l = 0; l < n; ++l) {
+        const float v = p[t * n + l];
+        float* vs = values.data() + l * count;
+        if (v <= 0.0f || (positions[static_cast<size_t>(l * count + count - 1)] >= 0 && vs[count - 1] >= v)) continue;
+        int64_t* ps = positions.data() + l * count;
+        int64_t slot = count - 1;
+        while (slot > 0 && (ps[slot - 1] < 0 || vs[slot - 1] < v)) --slot;
+        for (int64_t s = count - 1; s > slot; --s) vs[s] = vs[s - 1], ps[s] = ps[s - 1];
+        vs[slot] = v, ps[slot] = first + t;
+      }
+    progress.update(std::min(in.n_tokens, (c - mine.begin + 1) * chunk_tokens * comm.size()));
+  }
+  progress.finish();
+  // Every rank's candidates, merged per latent by (value descending, token ascending).
+  const std::vector<float> all_values = comm.allgatherv(values);
+  const std::vector<int64_t> all_positions = comm.allgatherv(positions);
+  const auto ranks = static_cast<int64_t>(all_values.size()) / (n * count);
+  core::TopExamples top;
+  top.count = count;
+  top.positions.assign(static_cast<size_t>(n * count), -1);
+  top.values.assign(static_cast<size_t>(n * count), 0.0f);
+  std::vector<std::pair<float, int64_t>> candidates;
+  for (int64_t l = 0; l < n; ++l) {
+    candidates.clear();
+    for (int64_t r = 0; r < ranks; ++r)
+      for (int64_t s = 0; s < count; ++s) {
+        const auto e = static_cast<size_t>((r * n + l) * count + s);
+        if (all_positions[e] >= 0) candidates.emplace_back(all_values[e], all_positions[e]);
+      }
+    std::sort(candidates.begin(), candidates.end(),
+              [](const auto& x, const auto& y) { return x.first != y.first ? x.first > y.first : x.second < y.second; });
+    for (size_t s = 0; s < candidates.size() && s < static_cast<size_t>(count); ++s)
+      top.values[static_cast<size_t>(l * count) + s] = candidates[s].first,
+      top.positions[static_cast<size_t>(l * count) + s] = candidates[s].second;
+  }
+  return top;
+}
+
 std::vector<double> firing_frequency(const core::SparseCodes& codes) {
   std::vector<int64_t> fires(static_cast<size_t>(codes.n_latents), 0);
   for (size_t e = 0; e < codes.rows.latents.size(); ++e) fires[static_cast<size_t>(codes.rows.latents[e])] += codes.rows.values[e] > 0;

@@ -52,6 +52,13 @@ core::SparseCodes encode_codes(const parallel::Comm& comm, const core::SaeEncode
 
 std::vector<double> firing_frequency(const core::SparseCodes& codes);
 
+// Collective. Top activating examples of the dense relu(pre) activations (what Lan et al. correlate and
+// read top tokens from for TopK SAEs): per latent its `count` largest positive values over the input
+// (ties: the earlier token), positions −1 where fewer are positive. Tokens are sharded in fixed
+// chunks; the result is the same on every rank and for any rank count.
+core::TopExamples dense_top_examples(const parallel::Comm& comm, const core::SaeEncoderWeights& sae, const ActivationInput& input,
+                                     int64_t chunk_tokens, int64_t count, const std::string& name);
+
 struct Correlation {
   std::vector<double> max_ab, max_ba;  // [n_a], [n_b]
   std::vector<int64_t> argmax_ab, argmax_ba;

@@ -81,6 +81,12 @@ class Lan2024(unittest.TestCase):
         for p in cls.paths:
             args += ["--sae", p]
         cls.proc = universae(args, 2, timeout=300, cwd=None)
+        # Their Pythia path: the dense relu(pre) activations, correlated and read for top tokens.
+        cls.pre = {n: ref.dense_pre(x64, s) for n, s in cls.saes.items()}
+        cls.out_pre = os.path.join(tmp, "pre", "results.h5")
+        pre_args = [a if a != cls.out else cls.out_pre for a in args]
+        pre_args[pre_args.index("compare.correlation_input=codes")] = "compare.correlation_input=pre"
+        cls.proc_pre = universae(pre_args, 3, timeout=300, cwd=None)
 
     @classmethod
     def tearDownClass(cls):
@@ -97,11 +103,28 @@ class Lan2024(unittest.TestCase):
             self.assertTrue(np.all(s[4, live] - s[5, live] > stats.GAP), name)
 
     def test_same_pairs_and_scores(self):
-        self.assertEqual(self.proc.returncode, 0, self.proc.stderr)
+        self.check_whole_space(self.proc, self.out, self.z)
+
+    def test_same_pairs_and_scores_on_pre_activations(self):
+        """Their Pythia path: pre-activations correlated, top tokens read from them too (3 ranks)."""
+        for name, pre in self.pre.items():
+            s = -np.sort(-pre, axis=0)
+            self.assertTrue(np.all(s[4] - s[5] > stats.GAP), f"{name}: near-tied 5th and 6th pre-activations")
+        self.check_whole_space(self.proc_pre, self.out_pre, self.pre)
+        with h5py.File(self.out_pre, "r") as f:
+            self.assertEqual(f["saes/a"].attrs["top_examples_of"], "pre")
+            for name in ("a", "b"):
+                got = f[f"saes/{name}/top_positions"][()]
+                want = lan.lan_top_positions(self.pre[name])
+                for i in range(len(got)):
+                    self.assertEqual(set(got[i].tolist()), set(want[i].tolist()), f"{name} latent {i}")
+
+    def check_whole_space(self, proc, out, acts):
+        self.assertEqual(proc.returncode, 0, proc.stderr)
         vocab = stats.VOCAB
         strings = [decoded(vocab, self.tokens)]  # one "batch row" of T tokens: flat positions index it
         # (the filter reads top tokens only, never windows, so sequence cuts do not matter here)
-        za, zb = self.z["a"], self.z["b"]
+        za, zb = acts["a"], acts["b"]
         inds, vals = lan.lan_batched_correlation(za, zb)
         top_a = lan.lan_top_token_labels(za, strings)
         top_b = lan.lan_top_token_labels(zb, strings)
@@ -110,7 +133,9 @@ class Lan2024(unittest.TestCase):
         want = lan.lan_pair_latents(inds, vals, top_a, top_b, one_to_one=True, nonconcept_words=words)
         self.assertGreater(want["num_feat_kept"], 5, "too few pairs for a meaningful check")
         self.assertLess(want["num_feat_kept"], len(inds), "the filter and cut should drop something")
-        with h5py.File(self.out, "r") as f:
+        print(f"\n  {out}: {len(inds)} B latents, {want['num_feat_after_rmv_kw']} after the filter, "
+              f"{want['num_feat_1_to_1']} after 1-1, {want['num_feat_kept']} after the 0.1 cut", flush=True)
+        with h5py.File(out, "r") as f:
             g = f["pairs/a--b/activation"]
             paired = g["paired"]
             self.assertEqual(paired.attrs["mapping"], "lan2024")
