@@ -9,6 +9,9 @@ store and SAEs (written here with h5py; the data of test_activation_stats.py): u
 pipeline correlates (sae.encode). Checked: the identical set of pairs, SVCCA and RSA within 1e-6,
 and p-values recomputed from the stored nulls with their formula.
 
+CrossWidth: SAEs of two "models" of different widths, each encoding its own store, against numpy's
+corrcoef of each SAE's own codes and the references of scripts/universae_ref.py.
+
 One deliberate difference: universae refuses control tokens by id (the store's /special_tokens,
 else the pieces that name one), where their code compares decoded strings ("<bos>", "<|endoftext|>"):
 the port is given their list plus the control tokens' strings, which is what comparing ids means.
@@ -201,6 +204,75 @@ class Lan2024(unittest.TestCase):
                 fires = (self.z[name] > 0).sum(0)
                 for i in np.flatnonzero(fires > 0):
                     self.assertEqual(set(got[i].tolist()), set(want[i].tolist()), f"{name} latent {i}")
+
+
+class CrossWidth(unittest.TestCase):
+    """Two models of different widths over the same tokens: SAE a on the d = 12 store, SAE w on a d = 20
+    store (the same rows through a fixed linear map, plus noise), each given its own store. Everything
+    activation-based against numpy on each SAE's own codes: correlation maxima both ways, the mappings,
+    SVCCA/RSA/CKA of the activation-paired decoder rows (12 against 20 columns); weight-space statistics
+    are left out with the reason written."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        tmp = cls.tmp.name
+        rng = np.random.default_rng(11)
+        E, cls.tokens, cls.offsets, cls.x = make_data(rng)
+        M = rng.standard_normal((20, 12)) / np.sqrt(12)
+        cls.x_w = (cls.x.astype(np.float64) @ M.T + 0.05 * rng.standard_normal((len(cls.x), 20))).astype(np.float32)
+        cls.stores = [os.path.join(tmp, "a.h5"), os.path.join(tmp, "w.h5")]
+        stats.write_store(cls.stores[0], cls.tokens, cls.offsets, cls.x)
+        stats.write_store(cls.stores[1], cls.tokens, cls.offsets, cls.x_w)
+        cls.sae_a = stats.sae_arrays(rng, E, 40, "topk")
+        cls.sae_w = stats.sae_arrays(rng, E @ M.T, 36, "topk", d=20)
+        cls.paths = [os.path.join(tmp, "a_sae.h5"), os.path.join(tmp, "w_sae.h5")]
+        for path, sae in zip(cls.paths, (cls.sae_a, cls.sae_w)):
+            stats.write(path, sae)
+            with h5py.File(path, "a") as f:  # each SAE names the hookpoint its own store holds
+                f.attrs["hookpoint"] = stats.HOOK
+        cls.z_a = ref.encode(cls.x.astype(np.float64), cls.sae_a)
+        cls.z_w = ref.encode(cls.x_w.astype(np.float64), cls.sae_w)
+        cls.out = os.path.join(tmp, "out", "results.h5")
+        cls.proc = universae(["compare", "--sae", cls.paths[0], "--activations", cls.stores[0], "--sae", cls.paths[1],
+                              "--activations", cls.stores[1], "--out", cls.out, "--set", "data.hookpoint=" + stats.HOOK,
+                              "--set", "compare.permutations=30"], 2, timeout=300, cwd=None)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_activation_statistics_across_widths(self):
+        self.assertEqual(self.proc.returncode, 0, self.proc.stderr)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            c = np.corrcoef(self.z_a.T, self.z_w.T)[:40, 40:]
+        c[np.isnan(c)] = 0
+        self.assertTrue(stats.gap_ok(c, 0) and stats.gap_ok(c, 1), "near-tied maxima in the reference")
+        with h5py.File(self.out, "r") as f:
+            pair = f["pairs/a_sae--w_sae"]
+            self.assertIn("different input widths (d_in 12 and 20)", pair.attrs["weight_space_skipped"])
+            for group in ("decoder", "encoder", "lap", "svcca"):
+                self.assertNotIn(group, pair)
+            g = pair["activation"]
+            np.testing.assert_allclose(g["max_corr_ab"][()], c.max(1), atol=1e-5)
+            np.testing.assert_allclose(g["max_corr_ba"][()], c.max(0), atol=1e-5)
+            np.testing.assert_array_equal(g["argmax_ab"][()], c.argmax(1))
+            np.testing.assert_array_equal(g["argmax_ba"][()], c.argmax(0))
+            self.assertGreater(g.attrs["mean_max_corr_ab"], 0.5)  # the map keeps what the latents follow
+            want = ref.mappings(c)
+            for name, pairs in want.items():
+                m = g[f"mappings/{name}"]
+                self.assertEqual(sorted(zip(m["a"][()].tolist(), m["b"][()].tolist())), sorted(pairs), name)
+            paired = g["paired"]
+            kept = list(zip(paired["a"][()].tolist(), paired["b"][()].tolist()))
+            self.assertGreaterEqual(len(kept), 3)
+            X = self.sae_a["W_dec"][[p for p, _ in kept]]
+            Y = self.sae_w["W_dec"][[q for _, q in kept]]
+            self.assertEqual((X.shape[1], Y.shape[1]), (12, 20))
+            self.assertAlmostEqual(g["svcca"].attrs["score"], ref.svcca(X, Y), delta=1e-4)
+            self.assertAlmostEqual(g["rsa"].attrs["score"], ref.rsa(X, Y), delta=1e-9)
+            self.assertAlmostEqual(g["cka"].attrs["score"], ref.linear_cka(X, Y), delta=1e-9)
+            self.assertEqual(f["saes/w_sae"].attrs["activations_source"], self.stores[1])
 
 
 if __name__ == "__main__":

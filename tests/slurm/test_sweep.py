@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
-from universae_test import BINARY, MPIEXEC, SOURCE, set_args, universae  # noqa: E402
+from universae_test import BINARY, MPIEXEC, PYTHON, SCRIPTS, SOURCE, set_args, universae  # noqa: E402
 
 CLUSTER = os.path.join(SOURCE, "slurm", "local-cluster.sh")
 STATE = os.environ.get("SLURM_LOCAL_DIR", os.path.join(SOURCE, ".slurm-local"))
@@ -153,7 +153,7 @@ class SweepOnSlurm(unittest.TestCase):
 
             table = read(os.path.join(out, "study_summary.csv")).splitlines()
             self.assertEqual(len(table), 4, table)  # header, two tasks, one across-layer pair
-            self.assertTrue(table[3].startswith('"across hookpoint: all",' + ",".join(LAYERS)), table[3])
+            self.assertTrue(table[3].startswith("across hookpoint: all," + ",".join(LAYERS)), table[3])
             for h in LAYERS:
                 with h5py.File(os.path.join(out, f"hookpoint={h}", "results.h5"), "r") as f:
                     self.assertTrue(f.attrs["complete"])
@@ -179,6 +179,44 @@ class SweepOnSlurm(unittest.TestCase):
             self.assertNotIn("submit extract", submit)
             self.assertFalse(os.path.exists(os.path.join(scripts, "extract.sbatch")))  # not left to be resubmitted by hand
             self.assertIn("#SBATCH --array=2\n", read(os.path.join(scripts, "train.sbatch")))
+
+    def test_two_models_extract_as_an_array_and_compare_across(self):
+        """extract.model on the grid: one extraction per model as an array job that training waits for,
+        each task on its model's store, and the across-model comparison on both stores."""
+        with tempfile.TemporaryDirectory() as tmp:
+            twin = os.path.join(tmp, "twins", "stories260K_rotated.bin")
+            subprocess.run([PYTHON, os.path.join(SCRIPTS, "model_twins.py"), "rotated", twin, "--seed", "5"],
+                           check=True, capture_output=True)
+            text = read(SWEEP)
+            text = text.replace('model = "../shared/data/stories260K.bin"\n', "")
+            text = text.replace('compare_across = ["data.hookpoint"]', 'compare_across = ["extract.model"]')
+            text = re.sub(r'"data.hookpoint" = \[[^\]]*\]',
+                          f'"extract.model" = ["../shared/data/stories260K.bin", "{twin}"]', text)
+            text = text.replace('source = "extract"', f'source = "extract"\nhookpoint = "{LAYERS[1]}"')
+            sweep = os.path.join(tmp, "models.toml")
+            with open(sweep, "w") as f:
+                f.write(text)
+            scripts, out = os.path.join(tmp, "scripts"), os.path.join(tmp, "out")
+            submitted = universae(["sweep", sweep, "--slurm", scripts, "--set", f"run.output_dir={out}"], env=ENV, check=True)
+            self.assertIn("2 task(s), 0 complete; steps: extract[0-1] → train[0-1] → compare[0-1] → summary", submitted.stderr)
+            self.assertIn("#SBATCH --array=0-1\n", read(os.path.join(scripts, "extract.sbatch")))
+            jobs = job_ids(scripts)
+            wait_for(list(jobs.values()))
+            for e in (0, 1):
+                self.assertEqual(job_state(f"{jobs['extract']}_{e}")["JobState"], "COMPLETED")
+            self.assertEqual(job_state(jobs["summary"])["JobState"], "COMPLETED")
+            manifest = json.load(open(os.path.join(scripts, "manifest.json")))
+            self.assertEqual([x["id"] for x in manifest["extractions"]], ["model=stories260K", "model=stories260K_rotated"])
+            stores = [os.path.join(out, "extract", m, "activations.h5") for m in ("stories260K", "stories260K_rotated")]
+            with h5py.File(stores[0], "r") as a, h5py.File(stores[1], "r") as b:
+                self.assertEqual(a.attrs["token_sequence"], b.attrs["token_sequence"])
+            results = os.path.join(out, "across_model", "all", "stories260K--stories260K_rotated", "results.h5")
+            with h5py.File(results, "r") as f:
+                self.assertEqual(sorted(f["saes"][s].attrs["activations_source"] for s in f["saes"]), sorted(stores))
+                self.assertIn("weight_space_skipped", f["pairs/stories260K--stories260K_rotated"].attrs)
+            table = read(os.path.join(out, "study_summary.csv")).splitlines()
+            self.assertEqual(len(table), 4, table)  # header, two tasks, one across-model pair
+            self.assertTrue(table[3].startswith("across model: all,stories260K,stories260K_rotated"), table[3])
 
     def test_preempted_training_checkpoints_requeues_and_matches(self):
         with tempfile.TemporaryDirectory() as tmp:
