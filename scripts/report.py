@@ -574,7 +574,7 @@ def figure_frequency(saes, out, limit=12):
         f = np.asarray(s.frequency)
         alive = f[f > 0]
         label = os.path.relpath(path, common) if s.path else s.sae  # the SAE file below the sweep's directory
-        ax.hist(np.log10(alive), bins=bins, histtype="step", label=f"{label} ({int((f == 0).sum())} never fired)")
+        ax.hist(np.log10(alive), bins=bins, histtype="step", label=f"{label} ({int((f == 0).sum())} never fired on the compared tokens)")
     ax.set_xlabel("log10 firing frequency (fraction of tokens)")
     ax.set_ylabel("latents")
     if max(len(label) for label in ax.get_legend_handles_labels()[1]) > 40:

@@ -1,6 +1,8 @@
 // universae compare: weight similarity of every pair of SAE files → results.h5 + summary.csv.
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
+
 #include "app/commands.hpp"
 #include "app/summary.hpp"
 #include "compare/compare_saes.hpp"
@@ -39,7 +41,7 @@ void add_compare(CLI::App& app, Action& action) {
   cmd->add_option("--baseline", opts->baselines, "a baseline SAE file, compared with the first SAE (repeatable)");
   cmd->add_option("--set", opts->overrides, "override a config key: section.key=value (repeatable)");
   cmd->add_flag("--fresh", opts->fresh, "recompute even when a complete results file with the same settings and inputs exists");
-  cmd->footer(config_keys_help());
+  cmd->footer(config_keys_help({"run", "data", "compare"}, false));
   cmd->callback([opts, &action] {
     if (opts->config.empty() && opts->saes.empty())
       throw CLI::ValidationError("compare", "give a CONFIG file or at least two --sae files");
@@ -48,9 +50,10 @@ void add_compare(CLI::App& app, Action& action) {
       if (!opts->saes.empty()) cfg.compare.saes = opts->saes;
       if (opts->activations.size() == 1) {
         cfg.compare.activations = opts->activations[0];
+        cfg.compare.sae_activations.clear();
       } else if (!opts->activations.empty()) {
-        if (opts->activations.size() != opts->saes.size())
-          throw UsageError("--activations: give one store for all SAEs or one per --sae (" + std::to_string(opts->saes.size()) +
+        if (opts->activations.size() != cfg.compare.saes.size())
+          throw UsageError("--activations: give one store for all SAEs or one per SAE (" + std::to_string(cfg.compare.saes.size()) +
                            "), got " + std::to_string(opts->activations.size()));
         cfg.compare.sae_activations = opts->activations;
       }
@@ -60,6 +63,7 @@ void add_compare(CLI::App& app, Action& action) {
         throw UsageError(opts->config + ": compare.saes is empty; name the SAE files there or with --sae");
       print_pairs(opts->out.empty() ? compare::run_compare_stage(comm, cfg, {}, opts->fresh)
                                     : compare::compare_saes(comm, cfg, opts->out));
+      save_resolved_config(comm, cfg, opts->out.empty() ? cfg.run.output_dir : std::filesystem::path(opts->out).parent_path().string());
       return 0;
     };
   });

@@ -3,6 +3,8 @@
 // universae tokenize: the ids a tokenizer gives a text.
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
+
 #include <cmath>
 #include <climits>
 #include <cstdio>
@@ -31,11 +33,12 @@ void add_extract(CLI::App& app, Action& action) {
   cmd->add_option("config", opts->config, "config file (TOML) with an [extract] section")->required();
   cmd->add_option("--set", opts->overrides, "override a config key: section.key=value (repeatable)");
   cmd->add_flag("--fresh", opts->fresh, "recompute even when a complete store with the same extract config exists");
-  cmd->footer(config_keys_help());
+  cmd->footer(config_keys_help({"run", "extract"}, true));
   cmd->callback([opts, &action] {
     action = [opts](const parallel::Comm& comm) {
       const config::Config cfg = load_config(opts->config, opts->overrides);
       print_extracted(lm::run_extract_stage(comm, cfg, opts->fresh));
+      save_resolved_config(comm, cfg, std::filesystem::path(cfg.extract.store).parent_path().string());
       return 0;
     };
   });

@@ -38,6 +38,7 @@ int run_grid(const parallel::Comm& comm, const sweep::Study& study, bool fresh) 
     rows.append(study.compare_across(comm, all, fresh));
   if (comm.is_root()) write_study_summary(rows, study.summary_path());
   print_study(rows);
+  save_resolved_config(comm, cfg, cfg.run.output_dir);
   log::info("outputs in {} (study table: {})", cfg.run.output_dir, study.summary_path());
   return 0;
 }
@@ -57,7 +58,7 @@ void add_run(CLI::App& app, Action& action) {
   cmd->add_option("job", opts->job, "job file (TOML), e.g. jobs/quickstart.toml")->required();
   cmd->add_option("--set", opts->overrides, "override a config key: section.key=value (repeatable)");
   cmd->add_flag("--fresh", opts->fresh, "recompute every stage even when its outputs are complete");
-  cmd->footer(config_keys_help());
+  cmd->footer(config_keys_help({"run", "extract", "data", "sae", "train", "compare"}, true));
   cmd->callback([opts, &action] {
     action = [opts](const parallel::Comm& comm) {
       const config::Config cfg = load_config(opts->job, opts->overrides);
@@ -72,6 +73,7 @@ void add_run(CLI::App& app, Action& action) {
       }
       print_trained(trained, cfg.data.source == "synthetic");
       print_pairs(pairs);
+      save_resolved_config(comm, cfg, cfg.run.output_dir);
       log::info("outputs in {}", cfg.run.output_dir);
       return 0;
     };

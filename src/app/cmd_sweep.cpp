@@ -96,8 +96,9 @@ void add_sweep(CLI::App& app, Action& action, LocalAction& launcher) {
       "\nExit codes: 0 done (or submitted), 2 bad input (nothing written or submitted), 1 a local step failed (the\n"
       "others ran; its log is named), 75 a local step was stopped by a signal after saving its progress.\n"
       "Resources per step ([sweep.extract], [sweep.train], [sweep.compare]) and the cluster's env file (sweep.cluster)\n"
-      "are config keys; see slurm/README.md." +
-      config_keys_help());
+      "are config keys; see slurm/README.md.\n"
+      "Config sections it reads: every one ([run], [extract], [data], [sae], [train], [compare], [sweep]); the keys:\n"
+      "universae keys [SECTION ...].");
   cmd->callback([opts, &action, &launcher] {
     if (!opts->step.empty()) {
       action = [opts](const parallel::Comm& comm) {

@@ -31,11 +31,18 @@ void add_extract(CLI::App& app, Action& action);
 void add_generate(CLI::App& app, Action& action);
 void add_tokenize(CLI::App& app, Action& action);
 void add_sweep(CLI::App& app, Action& action, LocalAction& launcher);
+void add_keys(CLI::App& app, LocalAction& local);
 
 // Loads, validates and logs the resolved config, and sets the threads per rank.
 config::Config load_config(const std::string& path, const std::vector<std::string>& overrides);
 
-// The config keys with defaults, for --help footers.
-std::string config_keys_help();
+// After a command succeeds: <dir>/config.resolved.toml, every key as the run used it (the console shows
+// it only with -v; every output file also stores it).
+void save_resolved_config(const parallel::Comm& comm, const config::Config& config, const std::string& dir);
+
+// A command's --help footer: the config sections it reads (the keys themselves: `universae keys`) and
+// its exit codes (75 only for commands that checkpoint).
+std::string config_keys_help(const std::vector<std::string>& sections, bool checkpoints);
+std::string exit_codes_help();
 
 }  // namespace universae::app

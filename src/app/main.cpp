@@ -40,9 +40,9 @@ int main(int argc, char** argv) {
                "universality statistics, MPI-parallel (run under mpirun -n N, srun, or as one process)."};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("universae ") + build::kVersion + " (" + build::kGitSha + ")");
-  app.footer("Exit codes: 0 success, 2 bad input or usage (the message names the file, key or value), 1 internal failure,\n"
-             "75 training or extraction stopped on SIGTERM/SIGUSR1 after saving its progress (run the same command to resume).\n"
-             "Run 'universae COMMAND --help' for a command's options.");
+  app.add_flag_callback("-v,--verbose", [] { log::set_verbose(true); },
+                        "also print the resolved config and solver internals (any position: universae compare ... -v)");
+  app.fallthrough();  // -v after the subcommand too
   app::Action action;
   app::LocalAction local;
   app::add_run(app, action);
@@ -55,6 +55,13 @@ int main(int argc, char** argv) {
   app::add_generate(app, action);
   app::add_tokenize(app, action);
   app::add_sweep(app, action, local);
+  app::add_keys(app, local);
+  // Set after the subcommands are added, which copy the footer they are given: each prints its own.
+  for (CLI::App* sub : app.get_subcommands({}))
+    if (sub->get_footer().empty()) sub->footer(app::exit_codes_help());
+  app.footer("Exit codes: 0 success, 2 bad input or usage (the message names the file, key or value), 1 internal failure,\n"
+             "75 training or extraction stopped on SIGTERM/SIGUSR1 after saving its progress (run the same command to resume).\n"
+             "Run 'universae COMMAND --help' for a command's options, 'universae keys' for every config key.");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

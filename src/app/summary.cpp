@@ -16,11 +16,13 @@ namespace universae::app {
 
 void print_trained(const std::vector<train::TrainedSae>& trained, bool synthetic) {
   if (!log::enabled() || trained.empty()) return;
-  fmt::print("\n{:<8} {:>10} {:>8} {:>8} {:>14}   {}\n", "seed", synthetic ? "GT MMCS" : "", "FVU", "L0",
-             "never fired", "file");
+  // FVU, L0 and "never fired" are measured on the held-out tokens (train.eval_tokens); the report's
+  // firing frequencies are over the compared tokens.
+  fmt::print("\n{:<8} {}{:>8} {:>8} {:>24}   {}\n", "seed", synthetic ? fmt::format("{:>10} ", "GT MMCS") : "", "FVU", "L0",
+             "never fired (held-out)", "file");
   for (const auto& t : trained)
-    fmt::print("{:<8} {:>10} {:>8.4f} {:>8.2f} {:>13.1f}%   {}{}\n", t.seed,
-               synthetic ? fmt::format("{:.4f}", t.ground_truth_mmcs) : "", t.fvu, t.l0, 100 * t.dead_fraction, t.path,
+    fmt::print("{:<8} {}{:>8.4f} {:>8.2f} {:>23.1f}%   {}{}\n", t.seed,
+               synthetic ? fmt::format("{:>10.4f} ", t.ground_truth_mmcs) : "", t.fvu, t.l0, 100 * t.dead_fraction, t.path,
                t.reused ? " (reused)" : "");
   std::fflush(stdout);
 }

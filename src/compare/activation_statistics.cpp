@@ -87,7 +87,8 @@ void write_correlation(PairContext& ctx) {
 // Test 2 as Lan et al. define it, for every metric: `config.permutations` draws of random subsets of
 // A's and B's latents of the subspace's sizes, each paired like the subspace (its correlation
 // recomputed, first B per A) and scored; a draw with fewer than 3 pairs scores NaN. The draws are
-// sharded over ranks (each draw's arithmetic is one rank's, so the null is the same for any rank count).
+// sharded over ranks: each is drawn from (seed, draw) and computed by one rank, so the null does not
+// depend on the rank count beyond the rounding of the correlation sums.
 struct SubsetDraws {
   std::vector<std::vector<double>> scores;  // per metric (kRepSimMetrics order), per draw
   std::vector<int64_t> a, b;                // the draws' latents, [draws × |A|], [draws × |B|]
@@ -95,6 +96,7 @@ struct SubsetDraws {
 
 SubsetDraws test2_draws(PairContext& ctx, const LatentSubsets& sizes, uint64_t seed) {
   const auto& o = ctx.config.compare;
+  const at::Tensor &dec_a = ctx.decoder_a(), &dec_b = ctx.decoder_b();  // collective reads: before any rank-dependent loop
   const core::Range mine = core::shard_range(o.permutations, ctx.comm.rank(), ctx.comm.size());
   std::vector<LatentSubsets> draws;
   for (int64_t p = mine.begin; p < mine.end; ++p) {
@@ -105,15 +107,23 @@ SubsetDraws test2_draws(PairContext& ctx, const LatentSubsets& sizes, uint64_t s
     std::sort(d.a.begin(), d.a.end()), std::sort(d.b.begin(), d.b.end());
     draws.push_back(std::move(d));
   }
-  const auto corr = subset_correlations(ctx.columns_a(), ctx.columns_b(), ctx.activations->first().n_tokens,
-                                        o.chunk_tokens, draws);
+  const ColumnSource columns_a = ctx.columns_a(), columns_b = ctx.columns_b();  // collective (reads the encoders)
+  const auto corr = subset_correlations(columns_a, columns_b, ctx.activations->first().n_tokens, o.chunk_tokens, draws);
   SubsetDraws out;
   std::vector<std::vector<double>> local(kRepSimMetrics.size());
   std::vector<int64_t> local_a, local_b;
   for (size_t k = 0; k < draws.size(); ++k) {
-    const auto [pa, pb] = first_b_per_a(draws[k], corr[k]);
-    const at::Tensor x = ctx.decoder_a().index_select(0, at::tensor(pa, at::kLong));
-    const at::Tensor y = ctx.decoder_b().index_select(0, at::tensor(pb, at::kLong));
+    auto [pa, pb] = first_b_per_a(draws[k], corr[k]);
+    if (static_cast<int64_t>(pa.size()) > o.repsim_max_pairs) {  // as Test 1 scores its pairs: a seeded subset
+      std::vector<int64_t> pick = core::permutation(static_cast<int64_t>(pa.size()), seed ^ k, ~uint64_t{0});
+      pick.resize(static_cast<size_t>(o.repsim_max_pairs));
+      std::sort(pick.begin(), pick.end());
+      std::vector<int64_t> sa, sb;
+      for (int64_t r : pick) sa.push_back(pa[static_cast<size_t>(r)]), sb.push_back(pb[static_cast<size_t>(r)]);
+      pa.swap(sa), pb.swap(sb);
+    }
+    const at::Tensor x = dec_a.index_select(0, at::tensor(pa, at::kLong));
+    const at::Tensor y = dec_b.index_select(0, at::tensor(pb, at::kLong));
     for (size_t m = 0; m < kRepSimMetrics.size(); ++m)
       local[m].push_back(pa.size() >= 3 ? similarity_score(kRepSimMetrics[m], x, y, o) : std::nan(""));
     local_a.insert(local_a.end(), draws[k].a.begin(), draws[k].a.end());
@@ -138,12 +148,18 @@ void write_subspace(PairContext& ctx, const ConceptCategory& cat, const at::Tens
   f.create_group(sg);
   f.write_vector(sg + "/latents_a", io::DType::kInt64, s.a);
   f.write_vector(sg + "/latents_b", io::DType::kInt64, s.b);
+  // The pairs: rank 0's, broadcast, so every rank takes the same branches after them.
   std::vector<int64_t> pa, pb;
-  if (s.a.size() >= 3 && s.b.size() >= 3) {
-    const auto corr = subset_correlations(ctx.columns_a(), ctx.columns_b(), data.first().n_tokens,
-                                          ctx.config.compare.chunk_tokens, {s});
+  const ColumnSource columns_a = ctx.columns_a(), columns_b = ctx.columns_b();  // collective (reads the encoders)
+  if (s.a.size() >= 3 && s.b.size() >= 3 && ctx.comm.is_root()) {
+    const auto corr = subset_correlations(columns_a, columns_b, data.first().n_tokens, ctx.config.compare.chunk_tokens, {s});
     std::tie(pa, pb) = first_b_per_a(s, corr[0]);
   }
+  auto n_pairs = static_cast<int64_t>(pa.size());
+  ctx.comm.broadcast(&n_pairs, 1, 0);
+  pa.resize(static_cast<size_t>(n_pairs)), pb.resize(static_cast<size_t>(n_pairs));
+  ctx.comm.broadcast(pa.data(), n_pairs, 0);
+  ctx.comm.broadcast(pb.data(), n_pairs, 0);
   f.write_attr(sg, "n_pairs", static_cast<int64_t>(pa.size()));
   f.write_vector(sg + "/pairs_a", io::DType::kInt64, pa);
   f.write_vector(sg + "/pairs_b", io::DType::kInt64, pb);
@@ -159,8 +175,10 @@ void write_subspace(PairContext& ctx, const ConceptCategory& cat, const at::Tens
     summarise_null(r.subset_null, r.score, ctx.config.compare, r.subset_null_mean, r.subset_null_std, r.subset_p_value);
   }
   const auto n_draws = static_cast<int64_t>(draws.scores.front().size());
-  f.write_table(sg + "/subset_draws_a", io::DType::kInt64, draws.a, {n_draws, static_cast<int64_t>(s.a.size())});
-  f.write_table(sg + "/subset_draws_b", io::DType::kInt64, draws.b, {n_draws, static_cast<int64_t>(s.b.size())});
+  if (n_draws > 0) {
+    f.write_table(sg + "/subset_draws_a", io::DType::kInt64, draws.a, {n_draws, static_cast<int64_t>(s.a.size())});
+    f.write_table(sg + "/subset_draws_b", io::DType::kInt64, draws.b, {n_draws, static_cast<int64_t>(s.b.size())});
+  }
   write_repsim(f, sg, results, pairing);
 }
 
@@ -173,10 +191,12 @@ void write_activation_repsim(PairContext& ctx) {
   const at::Tensor y_all = ctx.decoder_b().index_select(0, at::tensor(p.chosen->b, at::kLong));
   const at::Tensor idx = at::tensor(p.kept, at::kLong);
   const std::string pairing = "activation_" + p.chosen_name + (p.filtered ? "_filtered" : "");
-  write_repsim(ctx.file, g,
-               paired_similarity(ctx.comm, x_all.index_select(0, idx), y_all.index_select(0, idx), ctx.name + "/activation",
-                                 ctx.config.compare),
-               pairing);
+  if (p.kept.size() >= 3)
+    write_repsim(ctx.file, g,
+                 paired_similarity(ctx.comm, x_all.index_select(0, idx), y_all.index_select(0, idx), ctx.name + "/activation",
+                                   ctx.config.compare),
+                 pairing);
+  // Subspaces find their own latents: they do not need the whole-space pairs.
   for (const auto& cat : data.concepts) write_subspace(ctx, cat, x_all, y_all, "semantic_subspace");
 }
 
@@ -194,13 +214,13 @@ const Correlation& PairContext::correlation() {
   return *correlation_;
 }
 
-std::function<at::Tensor(int64_t, int64_t, const std::vector<int64_t>&)> PairContext::columns_a() {
+ColumnSource PairContext::columns_a() {
   if (config.compare.correlation_input == config::CorrelationInput::kCodes) return code_columns(activations->codes[i]);
   if (!encoder_a_) encoder_a_ = encoder_of(io::read_sae(comm, a.path));
   return pre_columns(*encoder_a_, activations->input(i));
 }
 
-std::function<at::Tensor(int64_t, int64_t, const std::vector<int64_t>&)> PairContext::columns_b() {
+ColumnSource PairContext::columns_b() {
   if (config.compare.correlation_input == config::CorrelationInput::kCodes) return code_columns(activations->codes[j]);
   if (!encoder_b_) encoder_b_ = encoder_of(io::read_sae(comm, b.path));
   return pre_columns(*encoder_b_, activations->input(j));
@@ -224,7 +244,8 @@ const ActivationPairing& PairContext::pairing() {
       p.chosen_name = lan ? "one_to_one_first" : "one_to_one_best";
       break;
   }
-  p.filtered = !activations->latent_strings[i].empty();
+  // The filter reads both latents' top token strings: it runs only when both SAEs' stores have them.
+  p.filtered = !activations->latent_strings[i].empty() && !activations->latent_strings[j].empty();
   auto filter = [&](const core::Mapping& m) {
     if (p.filtered) return filter_non_concept(m, activations->latent_ids[i], activations->latent_ids[j],
                                               activations->latent_strings[i], activations->latent_strings[j],
@@ -269,7 +290,7 @@ ActivationData open_activation_data(const parallel::Comm& comm, const config::Co
   ActivationData data;
   std::map<std::pair<std::string, std::string>, size_t> opened;  // (store, hookpoint) → input
   auto open = [&](const std::string& store, const std::string& hookpoint) {
-    const auto key = std::make_pair(store, hookpoint);
+    const auto key = std::make_pair(store, store == "synthetic" ? hookpoint : io::canonical_hookpoint(hookpoint));
     if (const auto it = opened.find(key); it != opened.end()) return it->second;
     data.inputs.push_back(open_activation_input(comm, config, store, hookpoint));  // collective
     return opened[key] = data.inputs.size() - 1;
@@ -382,7 +403,7 @@ Statistic activation_correlation_statistic() {
 Statistic activation_repsim_statistic() {
   return {"activation_repsim",
           "the activation pairing and both SAEs' decoder rows",
-          [](PairContext& ctx) { return ctx.activations != nullptr && ctx.config.compare.repsim && ctx.pairing().kept.size() >= 3; },
+          [](PairContext& ctx) { return ctx.activations != nullptr && ctx.config.compare.repsim; },
           write_activation_repsim,
           repsim_columns("activation", "activation_", "the activation-paired decoder rows", "pair (activations)", {"svcca", "rsa"})};
 }

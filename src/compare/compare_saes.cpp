@@ -151,7 +151,13 @@ io::SummaryTable compare_with(const parallel::Comm& comm, const config::Config& 
     const auto matchings = compare_pairs(comm, cfg, results, in, activations ? &*activations : nullptr);
     // The N-seed overlap needs every pair's matching (none is skipped for a different input space).
     const size_t main_pairs = in.n_main * (in.n_main - 1) / 2;
-    if (cfg.compare.hungarian && in.n_main >= 3 && matchings.size() == main_pairs) write_overlap(results.file(), cfg, in, matchings);
+    if (cfg.compare.hungarian && in.n_main >= 3 && matchings.size() == main_pairs) {
+      write_overlap(results.file(), cfg, in, matchings);
+    } else if (cfg.compare.hungarian && in.n_main >= 3) {
+      log::info("compare: no N-seed overlap: {} of the {} pairs have no matching (weight_space_skipped)",
+                main_pairs - matchings.size(), main_pairs);
+      results.file().write_attr("/", "overlap_skipped", std::string("pairs without a weight-space matching (weight_space_skipped)"));
+    }
     results.commit(summary_columns());
   }
   io::SummaryTable summary = io::read_summary(comm, out_path);

@@ -205,7 +205,7 @@ void Pricing::solve(Matching& m) {
   sol_ = warm_ ? core::solve_sparse_lap(sparse, &sol_) : core::solve_sparse_lap(sparse);
   const double one_solve_s = lap_seconds(t);
   solve_seconds += build_s + one_solve_s;
-  log::info("matching: round {}: {} edges, build {:.2f} s, {} solve {:.2f} s", m.rounds, edges_.w.size(), build_s,
+  log::debug("matching: round {}: {} edges, build {:.2f} s, {} solve {:.2f} s", m.rounds, edges_.w.size(), build_s,
             warm_ ? "warm" : "cold", one_solve_s);
   warm_ = false;
   m.candidate_edges = static_cast<int64_t>(edges_.w.size());
@@ -234,7 +234,7 @@ bool Pricing::certify(Matching& m) {
       comm_, op_, tiles_, suspect_a, iota_vector(n_b), [&](int64_t i, int64_t j, float w) { return w > alpha[i] + beta[j] + tol; },
       &m.pairs_checked, deep_k, &t_, &n_violating);
   if (n_violating == 0) return true;
-  log::info("matching: pricing round {} adds {} violating pairs ({} rows rechecked, {} columns suspect)", m.rounds, n_violating,
+  log::debug("matching: pricing round {} adds {} violating pairs ({} rows rechecked, {} columns suspect)", m.rounds, n_violating,
             suspect_a.size(), suspect_b.size());
   edges_.append(violations);
   if (n_a == n_b) warm_start(sol_, violations), warm_ = true;
@@ -246,7 +246,7 @@ const core::LapSolution& Pricing::run(Matching& m) {
     solve(m);
     if (!sol_.unmatched_rows.empty()) {
       // Rows without an augmenting path get all their pairs.
-      log::info("matching: {} rows need more candidates (round {})", sol_.unmatched_rows.size(), m.rounds);
+      log::debug("matching: {} rows need more candidates (round {})", sol_.unmatched_rows.size(), m.rounds);
       const auto all = [](int64_t, int64_t, float) { return true; };
       edges_.append(rows_are_a()
                         ? exact_block(comm_, op_, tiles_, sol_.unmatched_rows, iota_vector(op_.n_b), all, &m.pairs_checked)
@@ -306,7 +306,7 @@ Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_loca
   Matching m;
   Pricing pricing(comm, op, tiles, opt, std::move(edges), std::move(t), std::move(s));
   const core::LapSolution& sol = pricing.run(m);
-  log::info("matching {}x{}: candidates {:.2f} s, solve {:.2f} s, certificate {:.2f} s ({} rounds, {} edges)", op.n_a, op.n_b,
+  log::debug("matching {}x{}: candidates {:.2f} s, solve {:.2f} s, certificate {:.2f} s ({} rounds, {} edges)", op.n_a, op.n_b,
             gather_s, pricing.solve_seconds, pricing.certify_seconds, m.rounds, pricing.edges().w.size());
   read_matching(sol, pricing.edges(), op.n_a, op.n_b, m);
   m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();

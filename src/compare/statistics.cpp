@@ -8,12 +8,16 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <filesystem>
 
 #include "compare/repsim.hpp"
 #include "io/sae_file.hpp"
 
 namespace universae::compare {
 namespace {
+
+namespace fs = std::filesystem;
 
 const char* side_name(Side s) { return s == Side::kDecoder ? "decoder" : "encoder"; }
 
@@ -90,7 +94,10 @@ std::string weight_space_problem(const std::vector<io::SaeHeader>& headers, size
            "): decoder directions of different spaces have no cosine";
   if (activations) {
     const ActivationInput &x = activations->input(i), &y = activations->input(j);
-    if (x.model != y.model)
+    if (x.source != y.source && (x.model.empty() || y.model.empty()))
+      return "stores of unknown models (" + x.source + ", " + y.source + " name no model): their bases may not correspond";
+    const auto same_model = fs::path(x.model).lexically_normal() == fs::path(y.model).lexically_normal();
+    if (!same_model)
       return "different models' streams (" + x.source + " from " + x.model + ", " + y.source + " from " + y.model +
              "): their bases need not correspond, so only activation statistics compare them";
   }
@@ -134,7 +141,8 @@ void write_repsim(io::File& f, const std::string& parent, const std::vector<RepS
     f.write_attr(g, "null_mean", r.null_mean);
     f.write_attr(g, "null_std", r.null_std);
     f.write_attr(g, "p_value", r.p_value);
-    f.write_attr(g, "excess", r.score - r.null_mean);  // above chance: at a few hundred pairs the null mean is high
+    // Above chance (at a few hundred pairs the null mean is high); NaN without a null (permutations = 0).
+    f.write_attr(g, "excess", r.null.empty() ? std::nan("") : r.score - r.null_mean);
     f.write_attr(g, "permutations", static_cast<int64_t>(r.null.size()));
     f.write_attr(g, "n_pairs", r.n_pairs);
     f.write_attr(g, "seed", static_cast<int64_t>(r.seed));

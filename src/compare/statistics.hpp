@@ -25,6 +25,7 @@
 #include "compare/matching.hpp"
 #include "compare/max_cosine.hpp"
 #include "compare/repsim.hpp"
+#include "compare/subspaces.hpp"
 #include "config/config.hpp"
 #include "io/h5.hpp"
 #include "io/results_file.hpp"
@@ -94,9 +95,10 @@ class PairContext {
   const at::Tensor& decoder_b();
   const Correlation& correlation();    // activation correlation maxima (codes or pre)
   const ActivationPairing& pairing();  // mappings of the correlation, filtered
-  // What the pair correlates (codes or dense relu(pre), compare.correlation_input), column by column.
-  std::function<at::Tensor(int64_t, int64_t, const std::vector<int64_t>&)> columns_a();
-  std::function<at::Tensor(int64_t, int64_t, const std::vector<int64_t>&)> columns_b();
+  // What the pair correlates (codes or dense relu(pre), compare.correlation_input), column by column;
+  // valid while the context lives. Collective the first time in `pre` mode (it reads the encoders).
+  ColumnSource columns_a();
+  ColumnSource columns_b();
 
  private:
   std::optional<SideResult> sides_[2];

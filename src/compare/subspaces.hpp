@@ -27,24 +27,29 @@ namespace universae::compare {
 std::vector<int64_t> keyword_latents(const std::vector<int64_t>& top_tokens, const std::vector<int64_t>& windows, int64_t count,
                                      const std::vector<std::string>& vocab, const ConceptCategory& category, bool lan_window);
 
-// Columns `latents` of an SAE's activations (what the pair correlates: codes or dense relu(pre)) on
-// tokens [first, first + count), as a count × latents.size() float tensor.
-using ColumnReader = std::function<at::Tensor(int64_t first, int64_t count, const std::vector<int64_t>& latents)>;
-ColumnReader code_columns(const core::SparseCodes& codes);
-ColumnReader pre_columns(const core::SaeEncoderWeights& sae, const ActivationInput& input);
+// An SAE's activations (what the pair correlates: codes or dense relu(pre)) restricted to some
+// latents: made once per set of latents (the encoder's rows picked once), then read block by block as
+// count × latents.size() float tensors of tokens [first, first + count). The source and what it was
+// made from (codes, encoder, input) must outlive the readers.
+using ColumnBlocks = std::function<at::Tensor(int64_t first, int64_t count)>;
+using ColumnSource = std::function<ColumnBlocks(const std::vector<int64_t>& latents)>;
+ColumnSource code_columns(const core::SparseCodes& codes);
+ColumnSource pre_columns(const core::SaeEncoderWeights& sae, const ActivationInput& input);
 
 struct LatentSubsets {
   std::vector<int64_t> a, b;  // latent indices, ascending
 };
 
-// The Pearson correlation matrix (|a| × |b|, float64) of every subset pair over all `n_tokens`, in one
-// pass of `chunk_tokens` blocks. σ = 0 gives 0. Local (no MPI).
-std::vector<at::Tensor> subset_correlations(const ColumnReader& a, const ColumnReader& b, int64_t n_tokens,
+// The Pearson correlation matrix (|a| × |b|, float64) of every subset pair over all `n_tokens`: one
+// pass over the tokens per batch of subsets (batches bound the cross products held at once), each
+// block reading only the latents some subset of the batch needs. σ = 0 gives 0. Local (no MPI); the
+// arithmetic depends on which subsets share a batch only through the rounding of the sums.
+std::vector<at::Tensor> subset_correlations(const ColumnSource& a, const ColumnSource& b, int64_t n_tokens,
                                             int64_t chunk_tokens, const std::vector<LatentSubsets>& subsets);
 
 // Their pairing of a subset pair from its correlation matrix: every B latent (in order) takes its
 // most correlated A latent (the first on ties), and every A keeps its first B. Returns the pairs as
-// latent indices (A's, B's), in B order.
+// latent indices (A's, B's), in B order. Empty when either subset is.
 std::pair<std::vector<int64_t>, std::vector<int64_t>> first_b_per_a(const LatentSubsets& subsets, const at::Tensor& corr);
 
 }  // namespace universae::compare

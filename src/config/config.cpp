@@ -3,6 +3,7 @@
 #include "config/config.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <cctype>
 #include <filesystem>
 #include <memory>
@@ -744,8 +745,13 @@ std::vector<std::string> axis_labels(const GridAxis& axis) {
     const std::string value = clean(v);
     full.push_back(safe(value));
     fs::path path = fs::path(value).lexically_normal();
-    if (path.has_filename() == false) path = path.parent_path();
-    short_names.push_back(safe(value.find('/') == std::string::npos ? value : path.stem().string()));
+    if (!path.has_filename()) path = path.parent_path();
+    // A model file loses its extension (.bin, .gguf, ...); a directory keeps its whole name (pythia-1.4b).
+    std::string name = path.filename().string();
+    for (const char* ext : {".bin", ".gguf", ".safetensors", ".h5", ".toml"})
+      if (name.size() > std::strlen(ext) && name.compare(name.size() - std::strlen(ext), std::strlen(ext), ext) == 0)
+        name.resize(name.size() - std::strlen(ext));
+    short_names.push_back(safe(value.find('/') == std::string::npos ? value : name));
   }
   std::vector<std::string> sorted = short_names;
   std::sort(sorted.begin(), sorted.end());

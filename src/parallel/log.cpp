@@ -17,6 +17,13 @@ void set_rank(int rank) { g_rank = rank; }
 int rank() { return g_rank; }
 bool enabled() { return g_rank == 0; }
 
+namespace {
+bool g_verbose = false;
+}  // namespace
+
+void set_verbose(bool verbose) { g_verbose = verbose; }
+bool verbose() { return g_verbose; }
+
 void write(const std::string& level, const std::string& message) {
   std::fprintf(stderr, "[%8.1fs] %s%s\n", seconds_since(g_start),
                level == "info" ? "" : (level + ": ").c_str(), message.c_str());

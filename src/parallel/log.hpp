@@ -15,7 +15,15 @@ namespace universae::log {
 void set_rank(int rank);
 int rank();  // this process's rank in MPI_COMM_WORLD, for error messages
 bool enabled();
+// -v / --verbose: debug lines (solver internals, the resolved config) are printed too.
+void set_verbose(bool verbose);
+bool verbose();
 void write(const std::string& level, const std::string& message);
+
+template <typename... Args>
+void debug(fmt::format_string<Args...> f, Args&&... args) {
+  if (enabled() && verbose()) write("info", fmt::format(f, std::forward<Args>(args)...));
+}
 
 template <typename... Args>
 void info(fmt::format_string<Args...> f, Args&&... args) {

@@ -99,11 +99,6 @@ bool Study::extracted(size_t e) const {
   return io::reusable(cfg.extract.store, lm::store_fingerprint(cfg));
 }
 
-bool Study::extracted() const {
-  for (size_t e = 0; e < extractions_.size(); ++e)
-    if (!extracted(e)) return false;
-  return true;
-}
 
 io::SummaryTable Study::compare_task(const parallel::Comm& comm, const config::Config& task, const config::GridTask& id,
                                      bool fresh) const {

@@ -57,7 +57,6 @@ class Study {
   bool trained(const config::Config& task) const;
   bool compared(const config::Config& task) const;
   bool extracted(size_t e) const;
-  bool extracted() const;  // every extraction
 
   // Collective. The task's SAEs compared with each other (a complete results file is reused); the
   // rows' scope is the task id (the job's name without a grid).

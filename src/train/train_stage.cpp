@@ -388,7 +388,7 @@ Trainer::Trainer(const parallel::Comm& world, const config::Config& cfg)
   log::info("train: {} × {} SAE d={} n={}{} on {}; {} steps of {} tokens, lr {:.3g}", cfg.sae.seeds.size(),
             core::name_of(cfg.sae.architecture), d_, n, core::has_top_k(spec_.architecture) ? fmt::format(" k={}", spec_.k) : "",
             stream_->describe(), steps_, B_, base_lr_);
-  log::info("train: {} ranks = {} seed group(s) × {} data-parallel × {} latent shard(s); {} micro-batches of {} per step",
+  log::info("train: {} rank(s) = {} seed group(s) × {} data-parallel × {} latent shard(s); {} micro-batches of {} per step",
             world.size(), L_.groups, L_.dp, L_.shards, B_ / mb_, mb_);
   const int64_t per_sae = (2 * n * d_ + n + d_) * 4;  // the SAE files, and a checkpoint of parameters and both Adam moments
   io::ensure_space(world, (out_dir_ / "saes").string(), per_sae * static_cast<int64_t>(cfg.sae.seeds.size()) * 4,
@@ -585,7 +585,10 @@ std::vector<TrainedSae> Trainer::publish() {
   for (size_t i = 0; i < cfg_.sae.seeds.size(); ++i) {
     const double* r = all.data() + i * 4;
     trained.push_back({paths[i], cfg_.sae.seeds[i], r[0], r[1], r[2], r[3], false});
-    log::info("train: wrote {} (ground-truth MMCS {:.4f}, FVU {:.4f}, L0 {:.2f})", paths[i], r[0], r[1], r[2]);
+    if (std::isnan(r[0]))  // real data: no ground truth to score against
+      log::info("train: wrote {} (FVU {:.4f}, L0 {:.2f})", paths[i], r[1], r[2]);
+    else
+      log::info("train: wrote {} (ground-truth MMCS {:.4f}, FVU {:.4f}, L0 {:.2f})", paths[i], r[0], r[1], r[2]);
   }
   world_.barrier();
   if (world_.is_root()) std::filesystem::remove(ckpt_);  // the SAE files are complete

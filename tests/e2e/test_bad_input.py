@@ -306,7 +306,7 @@ class Catalogue(unittest.TestCase):
     def test_activations_neither_one_nor_one_per_sae(self):
         store = make_store(self.path("a.h5"), d=64)
         self.refused(self.compare(self.sae, self.sae, self.sae, extra=["--activations", store, "--activations", store]),
-                     "one per --sae (3), got 2", readme="| CLI | `--activations` neither once nor once per `--sae` |")
+                     "one per SAE (3), got 2", readme="| CLI | `--activations` neither once nor once per `--sae` |")
 
     def test_config_compare_across_not_on_the_grid(self):
         path = self.job('[run]\nstages = ["train"]\ncompare_across = ["extract.model"]\n[grid]\n"sae.k" = [4, 8]\n')
@@ -453,14 +453,26 @@ class Help(unittest.TestCase):
         self.assertEqual(top.returncode, 0)
         for command in ("run", "train", "compare", "inspect", "extract", "convert", "report", "sweep"):
             self.assertIn(command, top.stdout)
-        expected = {"run": ["--set", "--fresh", "train.batch_size"], "train": ["--set", "--fresh", "sae.seeds"],
-                    "compare": ["--sae", "--out", "--set"], "inspect": ["file"]}
+        self.assertIn("keys", top.stdout)
+        # Each command's help: its own options, the config sections it reads (not every key), and exit
+        # code 75 only where a command can stop on a signal after saving its progress.
+        expected = {"run": ["--set", "--fresh", "[train]", "universae keys", "75"],
+                    "train": ["--set", "--fresh", "[sae]", "75"],
+                    "compare": ["--sae", "--out", "--set", "[compare]"], "inspect": ["file"]}
         for command, needles in expected.items():
             proc = universae([command, "--help"], 2, timeout=None)
             self.assertEqual(proc.returncode, 0, proc.stderr)
             for needle in needles:
                 self.assertIn(needle, proc.stdout, f"{command} --help")
             self.assertEqual(proc.stdout.count("Usage:"), 1, "help is printed once, by rank 0")
+            self.assertLess(len(proc.stdout.splitlines()), 40, f"{command} --help lists its own options, not every key")
+            if command in ("compare", "inspect"):
+                self.assertNotIn("75", proc.stdout, f"{command} --help: it never checkpoints")
+        keys = universae(["keys", "train"], None, timeout=None)
+        self.assertEqual(keys.returncode, 0, keys.stderr)
+        self.assertIn("train.batch_size", keys.stdout)
+        self.assertNotIn("sae.seeds", keys.stdout)
+        self.assertEqual(universae(["keys", "trian"], None, timeout=None).returncode, 2)
 
 
 if __name__ == "__main__":

@@ -205,7 +205,8 @@ class SweepOnSlurm(unittest.TestCase):
             for e in (0, 1):
                 self.assertEqual(job_state(f"{jobs['extract']}_{e}")["JobState"], "COMPLETED")
             self.assertEqual(job_state(jobs["summary"])["JobState"], "COMPLETED")
-            manifest = json.load(open(os.path.join(scripts, "manifest.json")))
+            with open(os.path.join(scripts, "manifest.json")) as fh:
+                manifest = json.load(fh)
             self.assertEqual([x["id"] for x in manifest["extractions"]], ["model=stories260K", "model=stories260K_rotated"])
             stores = [os.path.join(out, "extract", m, "activations.h5") for m in ("stories260K", "stories260K_rotated")]
             with h5py.File(stores[0], "r") as a, h5py.File(stores[1], "r") as b:
@@ -230,8 +231,11 @@ class SweepOnSlurm(unittest.TestCase):
             log = os.path.join(scripts, "logs", "train-0.log")
             metrics = os.path.join(out, f"hookpoint={LAYERS[0]}", "train_log.jsonl")
 
-            def training(after):  # the task is past `after` metric lines
-                return os.path.exists(metrics) and len(read(metrics).splitlines()) > after
+            def training(after):  # the task is past `after` metric lines, and Slurm lists it as running
+                if not (os.path.exists(metrics) and len(read(metrics).splitlines()) > after):
+                    return False
+                rows = queue([element])  # empty for a moment while a requeued element changes state
+                return bool(rows) and rows[0][1] == "RUNNING"
 
             # First through the job step (a preemption), then through the batch shell (the time-limit warning).
             for n, signal_args in enumerate((["--signal=USR1"], ["--batch", "--signal=USR1"])):
