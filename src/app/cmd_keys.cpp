@@ -2,6 +2,7 @@
 // --help points to instead of listing them all). No MPI: it only prints.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "app/commands.hpp"
@@ -20,10 +21,13 @@ void add_keys(CLI::App& app, LocalAction& local) {
   cmd->footer(exit_codes_help());
   cmd->callback([sections, &local] {
     local = [sections] {
-      static const std::vector<std::string> known = {"run", "extract", "data", "sae", "train", "compare", "sweep"};
+      const std::vector<std::string> known = config::sections();
       for (const auto& s : *sections)
-        if (std::find(known.begin(), known.end(), s) == known.end())
-          throw UsageError("keys: no section '" + s + "' (sections: run, extract, data, sae, train, compare, sweep)");
+        if (std::find(known.begin(), known.end(), s) == known.end()) {
+          std::string list;
+          for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+          throw UsageError("keys: no section '" + s + "' (sections: " + list + ")");
+        }
       std::fputs(config::describe_keys(*sections).c_str(), stdout);
       return 0;
     };

@@ -206,24 +206,32 @@ const Correlation& PairContext::correlation() {
   if (correlation_) return *correlation_;
   const ActivationData& data = *activations;
   if (config.compare.correlation_input == config::CorrelationInput::kPre) {
-    correlation_ = dense_correlation(comm, encoder_of(io::read_sae(comm, a.path)), encoder_of(io::read_sae(comm, b.path)),
-                                     data.input(i), data.input(j), config.compare.chunk_tokens, config.compare.tile_rows);
+    correlation_ = dense_correlation(comm, encoder_a(), encoder_b(), data.input(i), data.input(j), config.compare.chunk_tokens,
+                                     config.compare.tile_rows);
   } else {
     correlation_ = sparse_correlation(comm, data.codes[i], data.codes[j], config.compare.tile_rows);
   }
   return *correlation_;
 }
 
+const core::SaeEncoderWeights& PairContext::encoder_a() {
+  if (!encoder_a_) encoder_a_ = encoder_of(io::read_sae(comm, a.path));
+  return *encoder_a_;
+}
+
+const core::SaeEncoderWeights& PairContext::encoder_b() {
+  if (!encoder_b_) encoder_b_ = encoder_of(io::read_sae(comm, b.path));
+  return *encoder_b_;
+}
+
 ColumnSource PairContext::columns_a() {
   if (config.compare.correlation_input == config::CorrelationInput::kCodes) return code_columns(activations->codes[i]);
-  if (!encoder_a_) encoder_a_ = encoder_of(io::read_sae(comm, a.path));
-  return pre_columns(*encoder_a_, activations->input(i));
+  return pre_columns(encoder_a(), activations->input(i));
 }
 
 ColumnSource PairContext::columns_b() {
   if (config.compare.correlation_input == config::CorrelationInput::kCodes) return code_columns(activations->codes[j]);
-  if (!encoder_b_) encoder_b_ = encoder_of(io::read_sae(comm, b.path));
-  return pre_columns(*encoder_b_, activations->input(j));
+  return pre_columns(encoder_b(), activations->input(j));
 }
 
 const ActivationPairing& PairContext::pairing() {

@@ -105,7 +105,9 @@ class PairContext {
   at::Tensor decoder_a_, decoder_b_;
   std::optional<Correlation> correlation_;
   std::optional<ActivationPairing> pairing_;
-  std::optional<core::SaeEncoderWeights> encoder_a_, encoder_b_;  // for dense relu(pre) columns
+  std::optional<core::SaeEncoderWeights> encoder_a_, encoder_b_;  // read on first use (dense relu(pre))
+  const core::SaeEncoderWeights& encoder_a();  // collective the first time
+  const core::SaeEncoderWeights& encoder_b();
 };
 
 struct Column {

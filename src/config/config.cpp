@@ -815,6 +815,14 @@ std::string fingerprint(const Config& config, Stage stage, const Identity& ident
   return out.str();
 }
 
+std::vector<std::string> sections() {
+  Config defaults;
+  std::vector<std::string> out;
+  for (const auto& f : fields_of(defaults))
+    if (std::find(out.begin(), out.end(), f->section()) == out.end()) out.push_back(f->section());
+  return out;
+}
+
 std::string describe_keys(const std::vector<std::string>& sections) {
   Config defaults;
   std::ostringstream out;

@@ -210,6 +210,8 @@ std::string fingerprint(const Config& config, Stage stage, const Identity& ident
 
 // "key = default  # doc" lines for --help; only keys under `sections` when given.
 std::string describe_keys(const std::vector<std::string>& sections = {});
+// The sections of the key table (run, extract, data, ...), in table order.
+std::vector<std::string> sections();
 
 // Edit distance, for "did you mean" suggestions.
 size_t edit_distance(const std::string& a, const std::string& b);

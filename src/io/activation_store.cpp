@@ -44,17 +44,30 @@ struct ActivationStore::Impl {
   std::string dataset;
 };
 
+namespace {
+
+// The hookpoints of a complete store (the children of /activations); a UsageError naming the file when
+// it is incomplete or not a store.
+std::vector<std::string> complete_store_hookpoints(const io::File& f, const std::string& path) {
+  if (!f.has_attr("/", "complete") || !f.read_attr_bool("/", "complete"))
+    throw UsageError(path + ": incomplete activation store (the extraction writing it did not finish)");
+  if (!f.exists("/activations") || !f.is_group("/activations"))
+    throw UsageError(path + ": not an activation store (no /activations group)");
+  return f.children("/activations");
+}
+
+}  // namespace
+
 std::vector<std::string> store_hookpoints(const parallel::Comm& comm, const std::string& path) {
   parallel::Comm self = comm.split(comm.rank(), 0);
   io::File f = io::File::open_read(self, path);
   std::string error;
   std::vector<std::string> hookpoints;
-  if (!f.has_attr("/", "complete") || !f.read_attr_bool("/", "complete"))
-    error = path + ": incomplete activation store (the extraction writing it did not finish)";
-  else if (!f.exists("/activations") || !f.is_group("/activations"))
-    error = path + ": not an activation store (no /activations group)";
-  else
-    hookpoints = f.children("/activations");
+  try {
+    hookpoints = complete_store_hookpoints(f, path);
+  } catch (const UsageError& e) {
+    error = e.what();
+  }
   parallel::agree_on_error(comm, error);
   return hookpoints;
 }
@@ -68,12 +81,8 @@ ActivationStore::ActivationStore(const parallel::Comm& comm, const std::string& 
   io::File f = io::File::open_read(self, path);
   std::string error;
   try {
-    if (!f.has_attr("/", "complete") || !f.read_attr_bool("/", "complete"))
-      throw UsageError(path + ": incomplete activation store (the extraction writing it did not finish)");
-    if (!f.exists("/activations") || !f.is_group("/activations"))
-      throw UsageError(path + ": not an activation store (no /activations group)");
+    hookpoints_ = complete_store_hookpoints(f, path);
     const std::string dataset = "/activations/" + hookpoint_;
-    hookpoints_ = f.children("/activations");
     if (!f.exists(dataset)) {
       std::string have;
       for (const auto& h : hookpoints_) have += (have.empty() ? "" : ", ") + h;

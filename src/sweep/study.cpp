@@ -44,17 +44,22 @@ Study::Study(std::string job, std::vector<std::string> overrides, config::Config
   }
 }
 
+config::Config Study::load_with(const std::vector<std::string>& sets, const std::string& what) const {
+  std::vector<std::string> all = overrides_;
+  all.insert(all.end(), sets.begin(), sets.end());
+  try {
+    return config::load(job_, all);
+  } catch (const UsageError& e) {
+    throw UsageError(what + ": " + e.what());
+  }
+}
+
 config::Config Study::extraction_config(size_t e) const {
   const Extraction& x = extractions_.at(e);
   if (x.id.empty()) return config_;
-  std::vector<std::string> sets = overrides_;
-  sets.insert(sets.end(), x.sets.begin(), x.sets.end());
+  std::vector<std::string> sets = x.sets;
   sets.push_back("extract.store=" + x.store);
-  try {
-    return config::load(job_, sets);
-  } catch (const UsageError& err) {
-    throw UsageError(describe_extraction(e) + ": " + err.what());
-  }
+  return load_with(sets, describe_extraction(e));
 }
 
 std::string Study::describe_extraction(size_t e) const {
@@ -65,15 +70,10 @@ std::string Study::describe_extraction(size_t e) const {
 config::Config Study::task_config(size_t i) const {
   const auto& task = tasks_.at(i);
   if (task.id.empty()) return config_;
-  std::vector<std::string> sets = overrides_;
-  sets.insert(sets.end(), task.sets.begin(), task.sets.end());
+  std::vector<std::string> sets = task.sets;
   sets.push_back("run.output_dir=" + (std::filesystem::path(config_.run.output_dir) / task.id).string());
   sets.push_back("extract.store=" + extractions_[extraction_of_[i]].store);
-  try {
-    return config::load(job_, sets);
-  } catch (const UsageError& e) {
-    throw UsageError(describe(i) + ": " + e.what());
-  }
+  return load_with(sets, describe(i));
 }
 
 std::string Study::describe(size_t i) const {

@@ -71,6 +71,9 @@ class Study {
   std::string summary_path() const;  // <run.output_dir>/study_summary.csv
 
  private:
+  // config::load(job, overrides + sets); a UsageError is prefixed with `what` (the task or extraction).
+  config::Config load_with(const std::vector<std::string>& sets, const std::string& what) const;
+
   std::string job_;
   std::vector<std::string> overrides_;
   config::Config config_;
