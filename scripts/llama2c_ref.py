@@ -6,7 +6,9 @@ a time, with a token-by-token loop over positions (a KV cache, as run.c does), s
 structure with universae's batched LibTorch forward:
   - encode(): run.c's quadratic merge loop (rescan every pair, merge the best, leftmost on ties);
   - forward(): RMSNorm (eps 1e-5), GQA attention with RoPE on adjacent pairs, SwiGLU MLP, final
-    RMSNorm, logits = classifier · x; returns every hookpoint and the logits.
+    RMSNorm, logits = classifier · x; returns every hookpoint and the logits. `splice` {hookpoint:
+    fn} replaces the activation there by fn(activation) at every position (an SAE's reconstruction,
+    or zeros), as SAELens' run_with_hooks does; the hookpoint records the activation before it.
 """
 import struct
 import numpy as np
@@ -107,8 +109,14 @@ class Model:
             out[i], out[i + 1] = v[i] * c - v[i + 1] * s, v[i] * s + v[i + 1] * c
         return out
 
-    def forward(self, tokens):
+    def forward(self, tokens, splice=None):
         """Hookpoints {name: [n, width]} and logits [n, vocab] for one sequence from position 0."""
+        splice = splice or {}
+
+        def at(name, v):
+            hooks[name].append(v.copy())
+            return splice[name](v) if name in splice else v
+
         hs = self.dim // self.heads
         kv_mul = self.heads // self.kv_heads
         n = len(tokens)
@@ -123,7 +131,7 @@ class Model:
         for pos, tok in enumerate(tokens):
             x = self.emb[tok].copy()
             for l in range(self.layers):
-                hooks[f"blocks.{l}.hook_resid_pre"].append(x.copy())
+                x = at(f"blocks.{l}.hook_resid_pre", x)
                 a = self.rms(x, self.rms_att[l])
                 q = self.rope(self.wq[l] @ a, pos)
                 keys[l].append(self.rope(self.wk[l] @ a, pos))
@@ -137,16 +145,12 @@ class Model:
                     p = np.exp(scores - scores.max())
                     p /= p.sum()
                     out[h * hs:(h + 1) * hs] = p @ V[:, g * hs:(g + 1) * hs]
-                x = x + self.wo[l] @ out
-                hooks[f"blocks.{l}.hook_resid_mid"].append(x.copy())
+                x = at(f"blocks.{l}.hook_resid_mid", x + self.wo[l] @ out)
                 m = self.rms(x, self.rms_ffn[l])
                 h1 = self.w1[l] @ m
-                post = h1 / (1 + np.exp(-h1)) * (self.w3[l] @ m)
-                hooks[f"blocks.{l}.mlp.hook_post"].append(post)
-                mlp = self.w2[l] @ post
-                hooks[f"blocks.{l}.hook_mlp_out"].append(mlp)
-                x = x + mlp
-                hooks[f"blocks.{l}.hook_resid_post"].append(x.copy())
+                post = at(f"blocks.{l}.mlp.hook_post", h1 / (1 + np.exp(-h1)) * (self.w3[l] @ m))
+                mlp = at(f"blocks.{l}.hook_mlp_out", self.w2[l] @ post)
+                x = at(f"blocks.{l}.hook_resid_post", x + mlp)
             logits.append(self.cls @ self.rms(x, self.rms_final))
         return {k: np.array(v) for k, v in hooks.items()}, np.array(logits)
 

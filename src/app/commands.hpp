@@ -28,6 +28,7 @@ void add_inspect(CLI::App& app, Action& action);
 void add_convert(CLI::App& app, Action& action);
 void add_report(CLI::App& app, Action& action);
 void add_extract(CLI::App& app, Action& action);
+void add_evaluate(CLI::App& app, Action& action);
 void add_generate(CLI::App& app, Action& action);
 void add_tokenize(CLI::App& app, Action& action);
 void add_sweep(CLI::App& app, Action& action, LocalAction& launcher);

@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
   app::LocalAction local;
   app::add_run(app, action);
   app::add_extract(app, action);
+  app::add_evaluate(app, action);
   app::add_train(app, action);
   app::add_compare(app, action);
   app::add_inspect(app, action);

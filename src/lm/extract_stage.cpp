@@ -83,28 +83,8 @@ ExtractResult result_from(const io::File& f) {
   return r;
 }
 
-// Tokenize: each rank a contiguous block of documents, then everyone gathers every document's ids
-// and cuts them into the plan (the first documents up to extract.max_tokens).
 ExtractPlan tokenize_and_plan(const parallel::Comm& comm, const config::ExtractConfig& x, const Inputs& in) {
-  const core::Range mine = core::shard_range(static_cast<int64_t>(in.documents.size()), comm.rank(), comm.size());
-  std::vector<int32_t> local_tokens;
-  std::vector<int64_t> local_lengths;
-  for (int64_t d = mine.begin; d < mine.end; ++d) {
-    const auto ids = in.tokenizer->encode(in.documents[static_cast<size_t>(d)], /*bos=*/true, /*eos=*/false);
-    local_tokens.insert(local_tokens.end(), ids.begin(), ids.end());
-    local_lengths.push_back(static_cast<int64_t>(ids.size()));
-  }
-  std::vector<int32_t> doc_tokens = comm.allgatherv(local_tokens);
-  std::vector<int64_t> doc_lengths = comm.allgatherv(local_lengths);
-  const size_t keep = documents_within(doc_lengths, x.max_tokens);
-  if (keep == 0)
-    throw UsageError("config key 'extract.max_tokens': " + std::to_string(x.max_tokens) + " is less than the first document (" +
-                     std::to_string(doc_lengths[0]) + " tokens)");
-  int64_t total = 0;
-  for (size_t d = 0; d < keep; ++d) total += doc_lengths[d];
-  doc_lengths.resize(keep);
-  doc_tokens.resize(static_cast<size_t>(total));
-  return make_extract_plan(doc_tokens, doc_lengths, in.seq_len, x.batch_tokens, in.tokenizer->bos());
+  return plan_documents(comm, *in.tokenizer, in.documents, in.seq_len, x.batch_tokens, x.max_tokens, "config key 'extract.max_tokens'");
 }
 
 io::StoreLayout store_layout(const config::Config& cfg, const Inputs& in, ExtractPlan& plan, const std::vector<std::string>& names,
@@ -191,6 +171,29 @@ void mean_loss(const parallel::Comm& comm, const config::ExtractConfig& x, const
 }
 
 }  // namespace
+
+ExtractPlan plan_documents(const parallel::Comm& comm, const TextTokenizer& tokenizer, const std::vector<std::string>& documents,
+                           int64_t seq_len, int64_t batch_tokens, int64_t max_tokens, const std::string& max_tokens_key) {
+  const core::Range mine = core::shard_range(static_cast<int64_t>(documents.size()), comm.rank(), comm.size());
+  std::vector<int32_t> local_tokens;
+  std::vector<int64_t> local_lengths;
+  for (int64_t d = mine.begin; d < mine.end; ++d) {
+    const auto ids = tokenizer.encode(documents[static_cast<size_t>(d)], /*bos=*/true, /*eos=*/false);
+    local_tokens.insert(local_tokens.end(), ids.begin(), ids.end());
+    local_lengths.push_back(static_cast<int64_t>(ids.size()));
+  }
+  std::vector<int32_t> doc_tokens = comm.allgatherv(local_tokens);
+  std::vector<int64_t> doc_lengths = comm.allgatherv(local_lengths);
+  const size_t keep = documents_within(doc_lengths, max_tokens);
+  if (keep == 0)
+    throw UsageError(max_tokens_key + ": " + std::to_string(max_tokens) + " is less than the first document (" +
+                     std::to_string(doc_lengths[0]) + " tokens)");
+  int64_t total = 0;
+  for (size_t d = 0; d < keep; ++d) total += doc_lengths[d];
+  doc_lengths.resize(keep);
+  doc_tokens.resize(static_cast<size_t>(total));
+  return make_extract_plan(doc_tokens, doc_lengths, seq_len, batch_tokens, tokenizer.bos());
+}
 
 std::string store_fingerprint(const config::Config& config, const config::Identity& identity) {
   return config::fingerprint(config, config::Stage::kExtract, identity);

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "lm/extract_plan.hpp"
 #include "parallel/comm.hpp"
 
 namespace universae::lm {
@@ -41,6 +42,14 @@ std::string store_fingerprint(const config::Config& config, const config::Identi
 
 // The hookpoints of extract.hookpoints, "blocks.*.X" expanded over the model's blocks, canonical names.
 std::vector<std::string> resolve_hookpoints(const std::vector<std::string>& requested, int64_t n_layers);
+
+class TextTokenizer;
+
+// Collective. Tokenizes `documents` (each rank a contiguous block, each from BOS), keeps the first
+// ones within `max_tokens` (0: all; fewer than the first is a UsageError naming `max_tokens_key`) and
+// cuts them into sequences and batches (lm/extract_plan.hpp), the same on every rank.
+ExtractPlan plan_documents(const parallel::Comm& comm, const TextTokenizer& tokenizer, const std::vector<std::string>& documents,
+                           int64_t seq_len, int64_t batch_tokens, int64_t max_tokens, const std::string& max_tokens_key);
 
 // Collective. Writes extract.store (or reuses a complete one with the same extract config unless `fresh`).
 ExtractResult run_extract_stage(const parallel::Comm& comm, const config::Config& config, bool fresh);

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
 #include <regex>
 
 #include "core/error.hpp"
@@ -170,7 +171,8 @@ LanguageModel::LanguageModel(const std::string& path, ComputeDtype compute) : pa
 
 namespace {
 
-// One forward pass over a batch: the blocks up to `last_layer`, capturing hooks on the way.
+// One forward pass over a batch: the blocks up to `last_layer`, capturing hooks on the way (and,
+// in a spliced pass, replacing the activation at one hookpoint).
 class Pass {
  public:
   Pass(const ModelConfig& c, const Weights& w, const std::vector<Hook>& hooks, LanguageModel::Output& out)
@@ -178,6 +180,12 @@ class Pass {
 
   // Returns the residual stream after block `last_layer` ([T, d], compute type).
   at::Tensor run(std::vector<int64_t>& ids, const std::vector<int64_t>& lengths, int64_t last_layer, bool need_last_mlp) {
+    prepare(ids, lengths);
+    return blocks(embed(ids), 0, last_layer, need_last_mlp);
+  }
+
+  // Positions, rotary tables and the attention mask of a batch; checks the lengths and ids.
+  void prepare(std::vector<int64_t>& ids, const std::vector<int64_t>& lengths) {
     const auto T = static_cast<int64_t>(ids.size());
     std::vector<int64_t> position(ids.size());
     int64_t longest = 0, t = 0;
@@ -193,24 +201,44 @@ class Pass {
     lengths_ = &lengths;
     rope_ = rope_tables(c_, position, longest, compute_);
     masked_ = attention_mask(longest, c_.sliding_window);
-    at::Tensor x = at::embedding(w_.embedding, at::from_blob(ids.data(), {T}, at::kLong)).to(compute_);  // [T, d]
-    for (int64_t l = 0; l <= last_layer; ++l) {
-      bool need_mlp = need_last_mlp || l < last_layer;
+  }
+
+  at::Tensor embed(std::vector<int64_t>& ids) const {
+    return at::embedding(w_.embedding, at::from_blob(ids.data(), {T_}, at::kLong)).to(compute_);  // [T, d]
+  }
+
+  // Blocks first..last on x (the stream entering block `first`); the input of each block in `keep`
+  // is stored there on the way.
+  at::Tensor blocks(at::Tensor x, int64_t first, int64_t last, bool need_last_mlp) {
+    for (int64_t l = first; l <= last; ++l) {
+      bool need_mlp = need_last_mlp || l < last;
       for (const Hook& h : hooks_)
         need_mlp = need_mlp || (h.layer == l && h.site != HookSite::kResidPre && h.site != HookSite::kResidMid);
+      if (splice_ && splice_->hook.layer == l) need_mlp = need_mlp || splice_->hook.site != HookSite::kResidPre;
+      if (keep_ && keep_->count(l)) (*keep_)[l] = x;
       x = block(l, x, need_mlp);
     }
     return x;
   }
 
+  void set_splice(const Splice* splice) { splice_ = splice; }
+  void keep_inputs(std::map<int64_t, at::Tensor>* keep) { keep_ = keep; }
+
  private:
-  void capture(int64_t layer, HookSite site, const at::Tensor& x) {
+  // The activation at a site: captured for every hook there, and replaced when the splice is there.
+  at::Tensor site(int64_t layer, HookSite site, at::Tensor x) {
     for (size_t i = 0; i < hooks_.size(); ++i) {
       if (hooks_[i].layer != layer || hooks_[i].site != site) continue;
       auto& buffer = out_.captures[i];
       buffer.resize(static_cast<size_t>(T_ * hooks_[i].width));
       at::from_blob(buffer.data(), {T_, hooks_[i].width}, at::kFloat).copy_(x);
     }
+    if (!splice_ || splice_->hook.layer != layer || splice_->hook.site != site) return x;
+    replaced_ = true;
+    if (!splice_->replace) return at::zeros_like(x);
+    at::Tensor rows = x.to(at::kFloat).contiguous().clone();
+    splice_->replace(rows.data_ptr<float>(), rows.size(0), rows.size(1));
+    return rows.to(x.scalar_type());
   }
 
   at::Tensor attention(const Block& b, const at::Tensor& a) {
@@ -230,23 +258,21 @@ class Pass {
     return linear(attended.reshape({T_, c_.n_heads * hs}), b.o);
   }
 
-  at::Tensor block(int64_t l, const at::Tensor& x, bool need_mlp) {
+  at::Tensor block(int64_t l, at::Tensor x, bool need_mlp) {
     const Block& b = w_.blocks[static_cast<size_t>(l)];
-    capture(l, HookSite::kResidPre, x);
+    x = site(l, HookSite::kResidPre, x);
     const at::Tensor attn = attention(b, normalize(x, b.attn_norm, c_));
-    const at::Tensor mid = x + attn;
-    capture(l, HookSite::kResidMid, mid);
+    replaced_ = false;
+    const at::Tensor mid = site(l, HookSite::kResidMid, x + attn);
+    const bool mid_replaced = replaced_;
     if (!need_mlp) return mid;
     const at::Tensor m = normalize(c_.parallel_residual ? x : mid, b.mlp_norm, c_);
-    const at::Tensor post = b.gate.weight.defined() ? activate(linear(m, b.gate), c_.activation) * linear(m, b.up)
-                                                    : activate(linear(m, b.up), c_.activation);
-    capture(l, HookSite::kMlpPost, post);
-    const at::Tensor mlp_out = linear(post, b.down);
-    capture(l, HookSite::kMlpOut, mlp_out);
-    // Hugging Face's GPT-NeoX adds mlp + attn + x in that order.
-    const at::Tensor out = c_.parallel_residual ? mlp_out + attn + x : mid + mlp_out;
-    capture(l, HookSite::kResidPost, out);
-    return out;
+    const at::Tensor post = site(l, HookSite::kMlpPost, b.gate.weight.defined() ? activate(linear(m, b.gate), c_.activation) * linear(m, b.up)
+                                                                                 : activate(linear(m, b.up), c_.activation));
+    const at::Tensor mlp_out = site(l, HookSite::kMlpOut, linear(post, b.down));
+    // Hugging Face's GPT-NeoX adds mlp + attn + x in that order (a replaced resid_mid stands for attn + x).
+    const at::Tensor out = c_.parallel_residual && !mid_replaced ? mlp_out + attn + x : mid + mlp_out;
+    return site(l, HookSite::kResidPost, out);
   }
 
   const ModelConfig& c_;
@@ -258,6 +284,9 @@ class Pass {
   Rope rope_;
   at::Tensor masked_;
   at::ScalarType compute_;  // the norms are held in the compute type
+  const Splice* splice_ = nullptr;
+  std::map<int64_t, at::Tensor>* keep_ = nullptr;
+  bool replaced_ = false;
 };
 
 at::Tensor logits_of(const at::Tensor& x, const Weights& w, const ModelConfig& c) {
@@ -293,6 +322,72 @@ LanguageModel::Output LanguageModel::forward(const std::vector<int32_t>& tokens,
     out.nll_sum -= picked.to(at::kDouble).sum().item<double>();
   }
   out.nll_count = n;
+  return out;
+}
+
+namespace {
+
+// Each row's next token in its sequence, or -1 for a sequence's last position.
+std::vector<int64_t> next_targets(const std::vector<int64_t>& ids, const std::vector<int64_t>& lengths) {
+  std::vector<int64_t> target(ids.size(), -1);
+  for (int64_t s = 0, o = 0; s < static_cast<int64_t>(lengths.size()); o += lengths[static_cast<size_t>(s)], ++s)
+    for (int64_t p = 0; p + 1 < lengths[static_cast<size_t>(s)]; ++p) target[static_cast<size_t>(o + p)] = ids[static_cast<size_t>(o + p + 1)];
+  return target;
+}
+
+// Σ −log p(target) over the rows with a target (lp: [m, vocab] log-probabilities, target: [m], −1 none).
+double target_nll(const at::Tensor& lp, const at::Tensor& target) {
+  const at::Tensor valid = target.ge(0);
+  const at::Tensor picked = lp.gather(1, target.clamp_min(0).unsqueeze(1)).squeeze(1);
+  return -picked.masked_select(valid).to(at::kDouble).sum().item<double>();
+}
+
+}  // namespace
+
+LanguageModel::SplicedOutput LanguageModel::forward_spliced(const std::vector<int32_t>& tokens, const std::vector<int64_t>& lengths,
+                                                            const std::vector<Splice>& splices) const {
+  SplicedOutput out;
+  out.spliced.resize(splices.size());
+  if (tokens.empty()) return out;
+  std::vector<int64_t> ids(tokens.begin(), tokens.end());
+  const std::vector<Hook> no_hooks;
+  Output unused;
+  Pass pass(config_, *weights_, no_hooks, unused);
+  pass.prepare(ids, lengths);
+  std::map<int64_t, at::Tensor> inputs;  // the stream entering each block a splice is in
+  for (const Splice& s : splices) inputs[s.hook.layer] = at::Tensor();
+  pass.keep_inputs(&inputs);
+  const int64_t last = config_.n_layers - 1;
+  const at::Tensor clean = pass.blocks(pass.embed(ids), 0, last, true);
+  pass.keep_inputs(nullptr);
+
+  std::vector<int64_t> target = next_targets(ids, lengths);
+  const auto T = static_cast<int64_t>(ids.size());
+  const at::Tensor targets = at::from_blob(target.data(), {T}, at::kLong);
+  for (int64_t t : target) out.nll_count += t >= 0;
+  out.kl_count = T;
+  // Rows in chunks whose logits fit the cache (as forward); the clean log-probabilities are
+  // recomputed per splice rather than held for the whole batch ([T × vocab]).
+  const int64_t chunk = std::max<int64_t>(16, (4 << 20) / std::max<int64_t>(1, config_.vocab_size));
+  auto log_probs = [&](const at::Tensor& x, int64_t begin, int64_t m) {
+    return at::log_softmax(logits_of(x.narrow(0, begin, m), *weights_, config_), -1);
+  };
+  for (int64_t begin = 0; begin < T; begin += chunk) {
+    const int64_t m = std::min(chunk, T - begin);
+    out.clean_nll_sum += target_nll(log_probs(clean, begin, m), targets.narrow(0, begin, m));
+  }
+  for (size_t i = 0; i < splices.size(); ++i) {
+    const Splice& s = splices[i];
+    pass.set_splice(&s);
+    const at::Tensor x = pass.blocks(inputs.at(s.hook.layer), s.hook.layer, last, true);
+    pass.set_splice(nullptr);
+    for (int64_t begin = 0; begin < T; begin += chunk) {
+      const int64_t m = std::min(chunk, T - begin);
+      const at::Tensor lp_clean = log_probs(clean, begin, m), lp = log_probs(x, begin, m);
+      out.spliced[i].nll_sum += target_nll(lp, targets.narrow(0, begin, m));
+      out.spliced[i].kl_sum += (lp_clean.exp() * (lp_clean - lp)).sum(-1).to(at::kDouble).sum().item<double>();
+    }
+  }
   return out;
 }
 

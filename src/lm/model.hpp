@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -65,6 +66,20 @@ Hook parse_hook(const ModelConfig& config, const std::string& name);
 // Every hookpoint of the model, in forward order.
 std::vector<std::string> hook_names(const ModelConfig& config);
 
+// A replacement of the activation at one hookpoint, at every position of a batch (BOS included).
+// `replace` gets the activation [tokens × width] as float32 rows and rewrites them in place; an empty
+// `replace` zeroes the activation (zero ablation).
+struct Splice {
+  Hook hook;
+  std::function<void(float* rows, int64_t tokens, int64_t width)> replace;
+};
+
+// What a spliced forward gives for one splice, summed over the batch.
+struct SplicedLoss {
+  double nll_sum = 0;  // Σ −log p(next token) with the splice, over positions with a next token
+  double kl_sum = 0;   // Σ KL(p_clean ‖ p_spliced) of the next-token distributions, over every position
+};
+
 // The precision the forward computes in (the weights are converted once when loaded).
 enum class ComputeDtype { kFloat32, kBFloat16 };
 
@@ -92,6 +107,17 @@ class LanguageModel {
   // alone. The forward stops after the last block a hook needs unless `loss` asks for the logits.
   Output forward(const std::vector<int32_t>& tokens, const std::vector<int64_t>& lengths, const std::vector<Hook>& hooks,
                  bool loss) const;
+
+  struct SplicedOutput {
+    double clean_nll_sum = 0;    // the clean forward's Σ −log p(next token)
+    int64_t nll_count = 0;       // positions with a next token in their sequence
+    int64_t kl_count = 0;        // every position
+    std::vector<SplicedLoss> spliced;  // one per splice, in order
+  };
+  // Runs the batch (as forward) clean, then once per splice with the splice applied, each from the
+  // block that holds its hookpoint (the blocks before it are shared with the clean run).
+  SplicedOutput forward_spliced(const std::vector<int32_t>& tokens, const std::vector<int64_t>& lengths,
+                                const std::vector<Splice>& splices) const;
 
   // The next-token logits after `tokens` (one sequence from position 0): [vocab_size].
   std::vector<float> next_logits(const std::vector<int32_t>& tokens) const;
