@@ -20,7 +20,7 @@ set(UNIVERSAE_LAYER_io       io parallel core)
 set(UNIVERSAE_LAYER_data     data io parallel core config)
 set(UNIVERSAE_LAYER_lm       lm data io parallel core config)
 set(UNIVERSAE_LAYER_compare  compare data io parallel core config)
-set(UNIVERSAE_LAYER_train    train compare data io parallel core config)
+set(UNIVERSAE_LAYER_train    train compare lm data io parallel core config)
 set(UNIVERSAE_LAYER_sweep    sweep train compare lm data io parallel core config)
 set(UNIVERSAE_LAYER_app      app sweep train compare lm data io parallel core config)
 

@@ -90,9 +90,10 @@ def summary_columns(f, path):
 
 
 def summary_object(f, pair_group, obj, a, b):
-    """The group holding a summary column: below the pair's group, or absolute with {a}/{b} for the SAEs'."""
+    """The group holding a summary column: below the pair's group, or absolute with {a}/{b} the SAEs' names
+    ("/saes/{a}")."""
     if obj.startswith("/"):
-        path = obj.replace("{a}", f"/saes/{a}").replace("{b}", f"/saes/{b}")
+        path = obj.replace("{a}", a).replace("{b}", b)
         return f[path] if path in f else None
     if not obj:
         return pair_group
@@ -100,8 +101,9 @@ def summary_object(f, pair_group, obj, a, b):
 
 
 def load(paths):
-    """→ (pairs DataFrame, saes DataFrame, overlap records, {(results, pair): matched decoder cosines})."""
-    pair_rows, sae_rows, overlaps, matched_cos = [], [], [], {}
+    """→ (pairs DataFrame, saes DataFrame, overlap records, {(results, pair): matched decoder cosines},
+    training-curve records)."""
+    pair_rows, sae_rows, overlaps, matched_cos, curves = [], [], [], {}, []
     for path, label in zip(paths, labels_for(paths)):
         with h5py.File(path, "r") as f:
             columns = summary_columns(f, path)
@@ -141,6 +143,13 @@ def load(paths):
                     if "decoder_cos" in g["lap"]:
                         matched_cos[(label, pair)] = g["lap"]["decoder_cos"][:]
                 pair_rows.append(row)
+            if "training" in f and "tokens" in f["training"]:
+                t = f["training"]
+                first = next(iter(saes.values()), {})
+                curves.append({"results": label, "tokens": t["tokens"][:],
+                               "label": f"{short_hook(first.get('hookpoint', ''))} n={first.get('n_latents', '')}",
+                               "hookpoint": first.get("hookpoint", ""), "n_latents": first.get("n_latents", 0),
+                               **{k: t[k][:] for k in ("mean_cos_decoder", "shared_fraction", "decoder_mcs")}})
             if "overlap" in f:
                 o = f["overlap"]
                 overlaps.append({"results": label, "n_saes": int(attr(o, "n_saes", 0)),
@@ -157,7 +166,7 @@ def load(paths):
     for r in pair_rows:
         r["model_a"], r["model_b"] = labels.get(r["model_a"], r["model_a"]), labels.get(r["model_b"], r["model_b"])
     saes_df = pd.DataFrame(sae_rows)
-    return pd.DataFrame(pair_rows), saes_df, overlaps, matched_cos
+    return pd.DataFrame(pair_rows), saes_df, overlaps, matched_cos, curves
 
 
 def across_models(pairs):
@@ -223,6 +232,35 @@ def figure_overlap(overlaps, out):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return save(fig, out, "overlap.png", "N-seed overlap (mean over the choice of base SAE)")
+
+
+def figure_training(curves, out):
+    """Consistency over training (train.snapshot_every): per results file, the mean over its seed pairs of
+    the matched decoder cosine, the shared fraction and the max decoder cosine against training tokens
+    (band: the pairs' range); step 0 is the initialisations' similarity."""
+    if not curves:
+        return None, "no results file has snapshots (train.snapshot_every)"
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    hooks = sorted({c["hookpoint"] for c in curves}, key=layer_of)
+    sizes = sorted({c["n_latents"] for c in curves})
+    colours = plt.cm.viridis(np.linspace(0, 0.9, max(1, len(hooks))))
+    styles = ["-", "--", ":", "-."]
+    for c in curves:
+        colour = colours[hooks.index(c["hookpoint"])]
+        style = styles[sizes.index(c["n_latents"]) % len(styles)]
+        for ax, key in zip(axes, ("mean_cos_decoder", "shared_fraction", "decoder_mcs")):
+            v = np.asarray(c[key], dtype=float)
+            if np.isnan(v).all():
+                continue
+            ax.plot(c["tokens"], np.nanmean(v, axis=0), style, color=colour, marker=".", label=c["label"])
+            ax.fill_between(c["tokens"], np.nanmin(v, axis=0), np.nanmax(v, axis=0), color=colour, alpha=0.12)
+    for ax, ylabel in zip(axes, ("mean Hungarian-matched decoder cosine", "shared fraction (both cosines ≥ τ)",
+                                 "mean max decoder cosine (both directions)")):
+        ax.set_xlabel("training tokens")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=2)
+    return save(fig, out, "training.png", "Seed pairs over training (mean over pairs; band: their range)")
 
 
 def layer_matrix(pairs, column):
@@ -677,12 +715,16 @@ def main():
     parser.add_argument("results", nargs="+", help="universae results files")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    pairs, saes, overlaps, matched_cos = load(args.results)
+    pairs, saes, overlaps, matched_cos, curves = load(args.results)
     pairs.to_csv(os.path.join(args.out, "pairs.csv"), index=False)
     figures = [
         ("Sharing vs size and k", "Seed pairs (same size, k and hookpoint): the fraction of latents whose Hungarian "
          "match has decoder and encoder cosine ≥ τ, and the mean matched decoder cosine; dashed: random-init baseline.",
          figure_sharing(pairs, args.out)),
+        ("Consistency over training", "Seed pairs of each configuration at every weight snapshot "
+         "(train.snapshot_every), step 0 being the initialisations: the mean Hungarian-matched decoder cosine "
+         "(Paulo & Belrose's pairwise dictionary mean correlation), the shared fraction, and the mean max decoder "
+         "cosine; colour: hookpoint, line style: number of latents.", figure_training(curves, args.out)),
         ("N-seed overlap", "For each base SAE, the fraction of its latents shared with none of the first m other "
          "seeds (left) and with exactly m of them (right).", figure_overlap(overlaps, args.out)),
         ("Layer × layer SVCCA and RSA", "Mean score over the SAE pairs at each pair of hookpoints; annotated with "

@@ -90,7 +90,8 @@ nlohmann::json to_json(const lm::SaeScore& s) {
           {"n_predicted", s.n_predicted},
           {"hookpoint", s.hookpoint},
           {"n_latents", s.n_latents},
-          {"d_in", s.d_in}};
+          {"d_in", s.d_in},
+          {"seconds", {{"clean", s.clean_seconds}, {"spliced", s.splice_seconds}, {"ablated", s.ablation_seconds}}}};
 }
 
 void print_scores(const std::vector<lm::SaeScore>& scores) {

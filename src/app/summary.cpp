@@ -18,12 +18,14 @@ void print_trained(const std::vector<train::TrainedSae>& trained, bool synthetic
   if (!log::enabled() || trained.empty()) return;
   // FVU, L0 and "never fired" are measured on the held-out tokens (train.eval_tokens); the report's
   // firing frequencies are over the compared tokens.
-  fmt::print("\n{:<8} {}{:>8} {:>8} {:>24}   {}\n", "seed", synthetic ? fmt::format("{:>10} ", "GT MMCS") : "", "FVU", "L0",
-             "never fired (held-out)", "file");
+  bool spliced = false;
+  for (const auto& t : trained) spliced = spliced || !std::isnan(t.ce_loss_score);
+  fmt::print("\n{:<8} {}{:>8} {:>8} {:>24} {}  {}\n", "seed", synthetic ? fmt::format("{:>10} ", "GT MMCS") : "", "FVU", "L0",
+             "never fired (held-out)", spliced ? fmt::format("{:>9} {:>9} ", "CE score", "KL score") : "", "file");
   for (const auto& t : trained)
-    fmt::print("{:<8} {}{:>8.4f} {:>8.2f} {:>23.1f}%   {}{}\n", t.seed,
-               synthetic ? fmt::format("{:>10.4f} ", t.ground_truth_mmcs) : "", t.fvu, t.l0, 100 * t.dead_fraction, t.path,
-               t.reused ? " (reused)" : "");
+    fmt::print("{:<8} {}{:>8.4f} {:>8.2f} {:>23.1f}% {}  {}{}\n", t.seed,
+               synthetic ? fmt::format("{:>10.4f} ", t.ground_truth_mmcs) : "", t.fvu, t.l0, 100 * t.dead_fraction,
+               spliced ? fmt::format("{:>9.4f} {:>9.4f} ", t.ce_loss_score, t.kl_div_score) : "", t.path, t.reused ? " (reused)" : "");
   std::fflush(stdout);
 }
 

@@ -11,9 +11,11 @@
 
 #include "compare/overlap.hpp"
 #include "compare/statistics.hpp"
+#include "compare/training_curve.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "io/fingerprint.hpp"
+#include "io/foreign_sae.hpp"
 #include "io/h5.hpp"
 #include "io/output.hpp"
 #include "io/sae_file.hpp"
@@ -21,6 +23,11 @@
 
 namespace universae::compare {
 namespace {
+
+// The spliced evaluation a trained SAE's file holds (train.splice_tokens), copied to /saes/<name>.
+constexpr const char* kSaeQualityAttributes[] = {
+    "ce_loss_score", "ce_loss_with_sae", "ce_loss_without_sae", "ce_loss_with_ablation", "kl_div_score", "kl_div_with_sae",
+    "kl_div_with_ablation", "explained_variance", "l2_ratio", "relative_reconstruction_bias", "splice_l0", "splice_fvu", "splice_tokens"};
 
 namespace fs = std::filesystem;
 
@@ -80,8 +87,11 @@ void write_saes(const parallel::Comm& comm, io::ResultsWriter& results, const In
   for (size_t i = 0; i < in.headers.size(); ++i) {
     const auto& h = in.headers[i];
     const std::string g = results.add_sae(in.names[i], h, i >= in.n_main, static_cast<int64_t>(i));
-    if (!h.has_frequency || activation_pass) continue;
+    if (io::detect_sae_format(h.path) != io::SaeFormat::kUniversae) continue;  // a sparsify or SAELens directory
     io::File sae = io::File::open_read(comm, h.path);
+    for (const char* quality : kSaeQualityAttributes)
+      if (sae.has_attr("/", quality)) results.file().write_attr(g, quality, sae.read_attr_double("/", quality));
+    if (!h.has_frequency || activation_pass) continue;
     std::vector<double> freq(static_cast<size_t>(h.n_latents));
     sae.read_rows("/frequency", {0, h.n_latents}, freq.data());
     results.file().write_vector(g + "/frequency", io::DType::kFloat64, freq);
@@ -158,6 +168,7 @@ io::SummaryTable compare_with(const parallel::Comm& comm, const config::Config& 
                 main_pairs - matchings.size(), main_pairs);
       results.file().write_attr("/", "overlap_skipped", std::string("pairs without a weight-space matching (weight_space_skipped)"));
     }
+    write_training_curves(comm, cfg, results.file(), in.headers, in.names, in.n_main);
     results.commit(summary_columns());
   }
   io::SummaryTable summary = io::read_summary(comm, out_path);

@@ -240,9 +240,28 @@ Statistic paired_decoder_statistic() {
           repsim_columns("", "", "the Hungarian-matched decoder rows", "pair (paired decoders)", kRepSimMetrics)};
 }
 
+// Each SAE's figures spliced into its model (train.splice_tokens), copied from its file to
+// /saes/<name> by the compare stage: columns only, read from the pair's two SAE groups.
+Statistic sae_quality_statistic() {
+  const std::string table = "SAE quality (spliced)";
+  using S = Display::Style;
+  std::vector<Column> columns;
+  for (const auto& [attribute, what, shown] :
+       {std::tuple<std::string, std::string, std::string>{"ce_loss_score", "(CE_zero − CE_sae) / (CE_zero − CE_clean)", "CE score"},
+        {"kl_div_score", "(KL_zero − KL_sae) / KL_zero", "KL score"},
+        {"explained_variance", "1 − Σ Var(x − x̂) / Σ Var(x) on the spliced tokens", ""}})
+    for (const char* side : {"a", "b"})
+      columns.push_back(column(attribute + "_" + side, std::string("/saes/{") + side + "}", attribute,
+                               std::string("SAE ") + side + "'s " + what + " (train.splice_tokens; empty when its file has none)",
+                               shown.empty() ? std::nullopt : std::optional<Display>(Display{table, shown + " " + side, 11, S::kFixed4})));
+  return {"sae_quality", "each SAE file's spliced evaluation (copied to /saes/<name>)", [](PairContext&) { return false; },
+          [](PairContext&) {}, columns};
+}
+
 const std::vector<Statistic>& pair_statistics() {
-  static const std::vector<Statistic> registry = {max_cosine_statistic(), hungarian_statistic(), paired_decoder_statistic(),
-                                                   activation_correlation_statistic(), activation_repsim_statistic()};
+  static const std::vector<Statistic> registry = {max_cosine_statistic(),         hungarian_statistic(),
+                                                   paired_decoder_statistic(),     activation_correlation_statistic(),
+                                                   activation_repsim_statistic(),  sae_quality_statistic()};
   return registry;
 }
 

@@ -141,6 +141,7 @@ Statistic hungarian_statistic();
 Statistic paired_decoder_statistic();
 Statistic activation_correlation_statistic();
 Statistic activation_repsim_statistic();
+Statistic sae_quality_statistic();
 
 // The activation pass, before the pairs (collective): every SAE's input (its store, compare.activations
 // or its entry of compare.sae_activations, at the hookpoint it was trained on), checked against the SAE

@@ -351,6 +351,23 @@ void data_keys(Table& t, Config& c) {
   t.add("data.synthetic.magnitude_std", &s.magnitude_std, 0.25, "feature magnitude |N(1, std²)|", at_least(0.0));
   t.add("data.synthetic.noise_std", &s.noise_std, 0.01, "isotropic Gaussian noise σ", at_least(0.0));
   t.add("data.synthetic.seed", &s.seed, int64_t{0}, "seeds the dictionary and the token stream");
+  t.add("data.synthetic.hierarchy_parents", &s.hierarchy_parents, int64_t{0},
+        "features 0..P-1 are parents of hierarchy_children features each (0: no hierarchy)", at_least<int64_t>(0));
+  t.add<int64_t>("data.synthetic.hierarchy_children", &s.hierarchy_children, 0,
+                 "children per parent: a child fires only with its parent, and at most one child of a parent at a time",
+                 [&s](const int64_t& v) -> std::string {  // with the parents and the dictionary size it needs
+                   if (v < 0) return "must be >= 0";
+                   if ((v > 0) != (s.hierarchy_parents > 0))
+                     return "a hierarchy needs both data.synthetic.hierarchy_parents and hierarchy_children > 0 (both 0: none)";
+                   const bool fits = v < s.n_features && s.hierarchy_parents <= s.n_features &&
+                                     s.hierarchy_parents * (1 + v) <= s.n_features;
+                   return v == 0 || fits ? "" : "hierarchy_parents × (1 + hierarchy_children) must be <= n_features";
+                 });
+  t.add<int64_t>("data.synthetic.correlation_rank", &s.correlation_rank, 0,
+                 "rank r of correlated firing (a Gaussian copula that keeps each p_j; 0: features fire independently)",
+                 [&s](const int64_t& v) { return v >= 0 && v <= s.n_features ? "" : "must be in [0, n_features]"; });
+  t.add("data.synthetic.correlation_strength", &s.correlation_strength, 0.5,
+        "share s of each feature's copula variance from the r shared factors: corr(z_j, z_k) = s L_j·L_k", within(0.0, 1.0));
 }
 
 void sae_keys(Table& t, Config& c) {
@@ -378,6 +395,15 @@ void train_schedule_keys(Table& t, Config& c) {
                  [&x](const int64_t& mb) {
                    return mb >= 1 && x.batch_size % mb == 0 ? "" : "must divide train.batch_size (" + std::to_string(x.batch_size) + ")";
                  });
+  t.add<int64_t>("train.snapshot_every", &x.snapshot_every, 0,
+                 "write each seed's weights every this many training tokens, and before the first step, to "
+                 "<output_dir>/snapshots/seed<S>/tokens<T>.h5 (compare gives consistency against training tokens); 0: none",
+                 [&x](const int64_t& v) {
+                   if (v == 0) return std::string();
+                   if (v < 0 || v % x.batch_size != 0)
+                     return "must be a multiple of train.batch_size (" + std::to_string(x.batch_size) + ") so that a snapshot falls after a whole step";
+                   return v <= x.tokens ? std::string() : "is beyond train.tokens (" + std::to_string(x.tokens) + "): no snapshot would be written";
+                 });
   t.add("train.lr", &x.lr, 0.0, "Adam learning rate (0: 2e-4 / sqrt(n_latents / 2^14))", at_least(0.0));
   t.add("train.warmup_steps", &x.warmup_steps, int64_t{1000}, "linear learning-rate warm-up", at_least<int64_t>(0));
   t.add("train.decay_fraction", &x.decay_fraction, 0.2, "linear decay to 0 over this last fraction of steps", within(0, 1));
@@ -403,6 +429,10 @@ void train_schedule_keys(Table& t, Config& c) {
       .role(Role::kInput);
   t.add("train.log_every", &x.log_every, int64_t{100}, "steps between metric lines (train_log.jsonl)", at_least<int64_t>(1));
   t.add("train.eval_tokens", &x.eval_tokens, int64_t{65536}, "held-out tokens for final FVU, L0 and firing frequency",
+        at_least<int64_t>(0));
+  t.add("train.splice_tokens", &x.splice_tokens, int64_t{16384},
+        "held-out tokens (whole sequences of the store) on which each SAE is spliced into the store's model for "
+        "ce_loss_score, kl_div_score and the reconstruction figures (0: none; needs the store's model file)",
         at_least<int64_t>(0));
 }
 

@@ -71,6 +71,10 @@ struct SyntheticConfig {
   double magnitude_std{};
   double noise_std{};
   int64_t seed{};
+  int64_t hierarchy_parents{};      // 0: no hierarchy (data/synthetic.hpp)
+  int64_t hierarchy_children{};     // children per parent
+  int64_t correlation_rank{};       // 0: features fire independently
+  double correlation_strength{};    // s: corr of the copula's latents = s L_j·L_k
 };
 
 struct DataConfig {
@@ -108,6 +112,8 @@ struct TrainConfig {
   std::vector<std::string> init_from;
   int64_t log_every{};
   int64_t eval_tokens{};
+  int64_t splice_tokens{};        // spliced evaluation on the store's held-out sequences (0: none)
+  int64_t snapshot_every{};       // tokens between weight snapshots (0: none)
   double sparsity_coefficient{};  // < 0: the architecture's default
   double jumprelu_bandwidth{};
   double jumprelu_init_threshold{};

@@ -54,6 +54,7 @@ class StoreStream final : public TokenStream {
                                    cfg.data.source, T, eval_));
   }
   int64_t d() const override { return store_.d(); }
+  const io::ActivationStore* store() const override { return &store_; }
   int64_t eval_available() const override { return eval_; }
   int64_t tokens_per_epoch() const { return n_chunks_ * chunk_; }
   std::string describe() const override {

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "config/config.hpp"
+#include "io/activation_store.hpp"
 #include "parallel/comm.hpp"
 
 namespace universae::data {
@@ -27,6 +28,8 @@ class TokenStream {
   virtual void eval_tokens(int64_t first, int64_t count, float* out) = 0;
   virtual int64_t eval_available() const = 0;  // tokens in the evaluation range
   virtual std::string describe() const = 0;
+  // The activation store behind the stream (nullptr for synthetic data).
+  virtual const io::ActivationStore* store() const { return nullptr; }
 };
 
 // Collective (a store is opened and checked on every rank). UsageError naming the key on bad input.

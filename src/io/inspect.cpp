@@ -81,7 +81,8 @@ std::string describe_sae(const parallel::Comm& comm, const std::string& path) {
       out += fmt::format("  {} = {}\n", name, value);
   if (foreign) return out;
   File f = File::open_read(comm, path);
-  for (const char* metric : {"ground_truth_mmcs", "fvu", "l0", "dead_fraction", "train_tokens"})
+  for (const char* metric : {"ground_truth_mmcs", "ground_truth_mcc", "ground_truth_uniqueness", "ground_truth_f1", "fvu", "l0", "dead_fraction", "train_tokens", "ce_loss_score", "kl_div_score",
+                             "explained_variance", "l2_ratio", "splice_tokens"})
     if (f.has_attr("/", metric)) out += fmt::format("  {} = {:.6g}\n", metric, f.read_attr_double("/", metric));
   return out;
 }

@@ -146,7 +146,7 @@ SummaryTable read_summary(const parallel::Comm& comm, const std::string& path) {
     row.b = f.read_attr_string(g, "b");
     row.baseline = f.has_attr(g, "baseline") && f.read_attr_bool(g, "baseline");
     for (const auto& c : table.columns) {
-      const std::string object = column_object(c, g, "/saes/" + row.a, "/saes/" + row.b);
+      const std::string object = column_object(c, g, row.a, row.b);
       row.values.push_back(f.has_attr(object, c.attribute) ? f.read_attr_number(object, c.attribute) : std::nan(""));
     }
     table.rows.push_back(std::move(row));

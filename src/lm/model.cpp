@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -346,9 +347,12 @@ double target_nll(const at::Tensor& lp, const at::Tensor& target) {
 
 LanguageModel::SplicedOutput LanguageModel::forward_spliced(const std::vector<int32_t>& tokens, const std::vector<int64_t>& lengths,
                                                             const std::vector<Splice>& splices) const {
+  using Clock = std::chrono::steady_clock;
+  const auto seconds_since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
   SplicedOutput out;
   out.spliced.resize(splices.size());
   if (tokens.empty()) return out;
+  auto start = Clock::now();
   std::vector<int64_t> ids(tokens.begin(), tokens.end());
   const std::vector<Hook> no_hooks;
   Output unused;
@@ -376,8 +380,10 @@ LanguageModel::SplicedOutput LanguageModel::forward_spliced(const std::vector<in
     const int64_t m = std::min(chunk, T - begin);
     out.clean_nll_sum += target_nll(log_probs(clean, begin, m), targets.narrow(0, begin, m));
   }
+  out.clean_seconds = seconds_since(start);
   for (size_t i = 0; i < splices.size(); ++i) {
     const Splice& s = splices[i];
+    start = Clock::now();
     pass.set_splice(&s);
     const at::Tensor x = pass.blocks(inputs.at(s.hook.layer), s.hook.layer, last, true);
     pass.set_splice(nullptr);
@@ -387,6 +393,7 @@ LanguageModel::SplicedOutput LanguageModel::forward_spliced(const std::vector<in
       out.spliced[i].nll_sum += target_nll(lp, targets.narrow(0, begin, m));
       out.spliced[i].kl_sum += (lp_clean.exp() * (lp_clean - lp)).sum(-1).to(at::kDouble).sum().item<double>();
     }
+    out.spliced[i].seconds = seconds_since(start);
   }
   return out;
 }

@@ -78,6 +78,7 @@ struct Splice {
 struct SplicedLoss {
   double nll_sum = 0;  // Σ −log p(next token) with the splice, over positions with a next token
   double kl_sum = 0;   // Σ KL(p_clean ‖ p_spliced) of the next-token distributions, over every position
+  double seconds = 0;  // the spliced forward from its block, its logits and their comparison with the clean ones
 };
 
 // The precision the forward computes in (the weights are converted once when loaded).
@@ -110,6 +111,7 @@ class LanguageModel {
 
   struct SplicedOutput {
     double clean_nll_sum = 0;    // the clean forward's Σ −log p(next token)
+    double clean_seconds = 0;    // the clean forward with its loss
     int64_t nll_count = 0;       // positions with a next token in their sequence
     int64_t kl_count = 0;        // every position
     std::vector<SplicedLoss> spliced;  // one per splice, in order

@@ -62,6 +62,33 @@ double total_variance(const std::vector<double>& sum, const std::vector<double>&
   return v;
 }
 
+// One SAE's figures from its summed block `t` and the clean and ablated sums of its hookpoint.
+SaeScore score_of(const io::SaeHeader& h, const double* t, double clean_nll, double zero_nll, double zero_kl, int64_t N,
+                  int64_t predicted) {
+  const double n_tok = static_cast<double>(N), n_pred = static_cast<double>(predicted);
+  const auto d = static_cast<size_t>(h.d_in);
+  SaeScore sc;
+  sc.path = h.path, sc.n_latents = h.n_latents, sc.d_in = h.d_in;
+  sc.n_tokens = N, sc.n_predicted = predicted;
+  sc.ce_loss_without_sae = clean_nll / n_pred;
+  sc.ce_loss_with_ablation = zero_nll / n_pred;
+  sc.ce_loss_with_sae = t[kNll] / n_pred;
+  sc.ce_loss_score = (sc.ce_loss_with_ablation - sc.ce_loss_with_sae) / (sc.ce_loss_with_ablation - sc.ce_loss_without_sae);
+  sc.kl_div_with_ablation = zero_kl / n_tok;
+  sc.kl_div_with_sae = t[kKl] / n_tok;
+  sc.kl_div_score = (sc.kl_div_with_ablation - sc.kl_div_with_sae) / sc.kl_div_with_ablation;
+  const double* per_dim = t + kScalars;
+  const std::vector<double> sx(per_dim, per_dim + d), sx2(per_dim + d, per_dim + 2 * d), sr(per_dim + 2 * d, per_dim + 3 * d),
+      sr2(per_dim + 3 * d, per_dim + 4 * d);
+  const double var_x = total_variance(sx, sx2, n_tok);
+  sc.explained_variance = 1 - total_variance(sr, sr2, n_tok) / var_x;
+  sc.fvu = t[kResidualSquared] / (var_x * n_tok);
+  sc.l2_ratio = t[kNormRatio] / n_tok;
+  sc.relative_reconstruction_bias = t[kHatSquared] / t[kDot];
+  sc.l0 = t[kActive] / n_tok;
+  return sc;
+}
+
 }  // namespace
 
 Hook splice_hook(const ModelConfig& model, const io::SaeHeader& sae, const std::string& hookpoint) {
@@ -78,6 +105,26 @@ Hook splice_hook(const ModelConfig& model, const io::SaeHeader& sae, const std::
     throw UsageError("SAE " + sae.path + " reads " + std::to_string(sae.d_in) + "-wide activations, but " + h.name + " of this model is " +
                      std::to_string(h.width) + " wide");
   return h;
+}
+
+ExtractPlan plan_of_sequences(const std::vector<int64_t>& tokens, const std::vector<int64_t>& seq_offsets, int64_t first_row,
+                              int64_t max_tokens, int64_t batch_tokens) {
+  ExtractPlan p;
+  p.seq_offsets.push_back(0);
+  p.batch_offsets.push_back(0);
+  int64_t fill = 0;
+  for (size_t s = 0; s + 1 < seq_offsets.size(); ++s) {
+    const int64_t begin = seq_offsets[s], n = seq_offsets[s + 1] - begin;
+    if (begin < first_row || n < 1) continue;
+    if (static_cast<int64_t>(p.tokens.size()) + n > max_tokens) break;
+    if (fill > 0 && fill + n > batch_tokens) p.batch_offsets.push_back(p.n_sequences()), fill = 0;
+    for (int64_t t = begin; t < begin + n; ++t) p.tokens.push_back(static_cast<int32_t>(tokens[static_cast<size_t>(t)]));
+    p.seq_offsets.push_back(static_cast<int64_t>(p.tokens.size()));
+    fill += n;
+  }
+  if (p.n_sequences() > 0) p.batch_offsets.push_back(p.n_sequences());
+  p.doc_offsets = p.seq_offsets;
+  return p;
 }
 
 std::vector<SaeScore> evaluate_saes(const parallel::Comm& comm, const LanguageModel& model, const ExtractPlan& plan,
@@ -98,6 +145,7 @@ std::vector<SaeScore> evaluate_saes(const parallel::Comm& comm, const LanguageMo
 
   const int64_t n_batches = plan.n_batches();
   std::vector<double> sums(static_cast<size_t>(n_batches * stride), 0.0);
+  std::vector<double> seconds(1 + saes.size() + ablations.size(), 0.0);  // clean, each SAE, each ablation
   log::Progress progress("evaluate", static_cast<int64_t>(plan.tokens.size()), "tok");
   for (int64_t first = 0; first < n_batches; first += comm.size()) {
     const int64_t b = first + comm.rank();
@@ -113,6 +161,8 @@ std::vector<SaeScore> evaluate_saes(const parallel::Comm& comm, const LanguageMo
       const std::vector<int32_t> tokens(plan.tokens.begin() + rows.begin, plan.tokens.begin() + rows.end);
       const LanguageModel::SplicedOutput out = model.forward_spliced(tokens, plan.sequence_lengths(b), splices);
       s[0] = out.clean_nll_sum;
+      seconds[0] += out.clean_seconds;
+      for (size_t i = 0; i < out.spliced.size(); ++i) seconds[1 + i] += out.spliced[i].seconds;
       for (size_t i = 0; i < saes.size(); ++i) s[offset[i] + kNll] = out.spliced[i].nll_sum, s[offset[i] + kKl] = out.spliced[i].kl_sum;
       for (size_t a = 0; a < ablations.size(); ++a) {
         s[1 + 2 * a] = out.spliced[saes.size() + a].nll_sum;
@@ -123,6 +173,7 @@ std::vector<SaeScore> evaluate_saes(const parallel::Comm& comm, const LanguageMo
   }
   progress.finish();
   comm.allreduce_sum(sums.data(), static_cast<int64_t>(sums.size()));  // each batch's sums come from one rank
+  comm.allreduce_sum(seconds.data(), static_cast<int64_t>(seconds.size()));
 
   std::vector<double> total(static_cast<size_t>(stride), 0.0);
   for (int64_t b = 0; b < n_batches; ++b)
@@ -130,33 +181,13 @@ std::vector<SaeScore> evaluate_saes(const parallel::Comm& comm, const LanguageMo
   const auto N = static_cast<int64_t>(plan.tokens.size());
   int64_t predicted = 0;
   for (int64_t b = 0; b < n_batches; ++b) predicted += plan.predicted(b);
-  const double n_tok = static_cast<double>(N), n_pred = static_cast<double>(predicted);
 
   std::vector<SaeScore> scores;
   for (size_t i = 0; i < saes.size(); ++i) {
-    const io::SaeHeader& h = saes[i].header;
-    const double* t = total.data() + offset[i];
     const size_t a = ablation_of[i];
-    const auto d = static_cast<size_t>(h.d_in);
-    SaeScore sc;
-    sc.path = h.path, sc.hookpoint = hooks[i].name, sc.n_latents = h.n_latents, sc.d_in = h.d_in;
-    sc.n_tokens = N, sc.n_predicted = predicted;
-    sc.ce_loss_without_sae = total[0] / n_pred;
-    sc.ce_loss_with_ablation = total[1 + 2 * a] / n_pred;
-    sc.ce_loss_with_sae = t[kNll] / n_pred;
-    sc.ce_loss_score = (sc.ce_loss_with_ablation - sc.ce_loss_with_sae) / (sc.ce_loss_with_ablation - sc.ce_loss_without_sae);
-    sc.kl_div_with_ablation = total[2 + 2 * a] / n_tok;
-    sc.kl_div_with_sae = t[kKl] / n_tok;
-    sc.kl_div_score = (sc.kl_div_with_ablation - sc.kl_div_with_sae) / sc.kl_div_with_ablation;
-    const double* per_dim = t + kScalars;
-    const std::vector<double> sx(per_dim, per_dim + d), sx2(per_dim + d, per_dim + 2 * d), sr(per_dim + 2 * d, per_dim + 3 * d),
-        sr2(per_dim + 3 * d, per_dim + 4 * d);
-    const double var_x = total_variance(sx, sx2, n_tok);
-    sc.explained_variance = 1 - total_variance(sr, sr2, n_tok) / var_x;
-    sc.fvu = t[kResidualSquared] / (var_x * n_tok);
-    sc.l2_ratio = t[kNormRatio] / n_tok;
-    sc.relative_reconstruction_bias = t[kHatSquared] / t[kDot];
-    sc.l0 = t[kActive] / n_tok;
+    SaeScore sc = score_of(saes[i].header, total.data() + offset[i], total[0], total[1 + 2 * a], total[2 + 2 * a], N, predicted);
+    sc.hookpoint = hooks[i].name;
+    sc.clean_seconds = seconds[0], sc.splice_seconds = seconds[1 + i], sc.ablation_seconds = seconds[1 + saes.size() + a];
     scores.push_back(sc);
   }
   return scores;

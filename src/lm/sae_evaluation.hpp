@@ -33,11 +33,20 @@ struct SaeScore {
   double kl_div_score = 0, kl_div_with_sae = 0, kl_div_with_ablation = 0;
   double explained_variance = 0, fvu = 0, l2_ratio = 0, relative_reconstruction_bias = 0, l0 = 0;
   int64_t n_tokens = 0, n_predicted = 0;
+  // Seconds summed over ranks: the clean forwards (shared by every SAE), this SAE's spliced forwards and
+  // its hookpoint's zero-ablated ones (shared by the SAEs there).
+  double clean_seconds = 0, splice_seconds = 0, ablation_seconds = 0;
 };
 
 // The hookpoint an SAE is spliced in at: `hookpoint` when given, else the one its file records. One
 // the model lacks, none at all, or a width other than the SAE's d_in is a UsageError naming the SAE.
 Hook splice_hook(const ModelConfig& model, const io::SaeHeader& sae, const std::string& hookpoint);
+
+// The whole sequences of a store (token ids, sequence offsets) that start at or after row `first_row`,
+// from the first, as many as fit in `max_tokens`, cut into batches of ≤ batch_tokens tokens (no
+// sequence split). Empty when none fits.
+ExtractPlan plan_of_sequences(const std::vector<int64_t>& tokens, const std::vector<int64_t>& seq_offsets, int64_t first_row,
+                              int64_t max_tokens, int64_t batch_tokens);
 
 // Collective: every rank holds the model, the plan and the SAEs (`hooks[i]` is SAE i's hookpoint).
 std::vector<SaeScore> evaluate_saes(const parallel::Comm& comm, const LanguageModel& model, const ExtractPlan& plan,

@@ -11,8 +11,10 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <sstream>
 
+#include "compare/ground_truth.hpp"
 #include "compare/max_cosine.hpp"
 #include "core/error.hpp"
 #include "core/exact_sum.hpp"
@@ -26,6 +28,8 @@
 #include "io/h5.hpp"
 #include "io/output.hpp"
 #include "io/sae_file.hpp"
+#include "lm/model.hpp"
+#include "lm/sae_evaluation.hpp"
 #include "parallel/log.hpp"
 #include "parallel/stop_signals.hpp"
 #include "train/checkpoint.hpp"
@@ -284,6 +288,8 @@ std::vector<TrainedSae> reuse_outputs(const parallel::Comm& comm, const config::
     t.fvu = f.read_attr_double("/", "fvu");
     t.l0 = f.read_attr_double("/", "l0");
     t.dead_fraction = f.read_attr_double("/", "dead_fraction");
+    t.ce_loss_score = f.has_attr("/", "ce_loss_score") ? f.read_attr_double("/", "ce_loss_score") : std::nan("");
+    t.kl_div_score = f.has_attr("/", "kl_div_score") ? f.read_attr_double("/", "kl_div_score") : std::nan("");
     t.reused = true;
     found.push_back(t);
   }
@@ -320,11 +326,65 @@ std::string sae_fingerprint(const std::string& train_fingerprint, int64_t seed) 
   return train_fingerprint + "[output]\nseed = " + std::to_string(seed) + "\n";
 }
 
+std::string snapshot_path(const config::Config& config, int64_t seed, int64_t tokens) {
+  return (std::filesystem::path(config.run.output_dir) / "snapshots" / ("seed" + std::to_string(seed)) /
+          ("tokens" + std::to_string(tokens) + ".h5"))
+      .string();
+}
+
 std::string checkpoint_path(const config::Config& config) {
   return (std::filesystem::path(config.run.output_dir) / "checkpoint.h5").string();
 }
 
 namespace {
+
+// train.splice_tokens: the store's model and the held-out sequences each SAE is spliced in on.
+struct SpliceSetup {
+  std::unique_ptr<lm::LanguageModel> model;
+  lm::Hook hook;
+  lm::ExtractPlan plan;
+};
+
+// Opened before training so that a model that cannot be read stops the run at once (a UsageError on
+// every rank). Nothing on synthetic data or with the key at 0; a warning and nothing when the store
+// records no tokens or model, or its model file is not here (a store moved to another machine).
+std::optional<SpliceSetup> open_splice(const parallel::Comm& world, const config::Config& cfg, const data::TokenStream& stream) {
+  const io::ActivationStore* store = stream.store();
+  if (cfg.train.splice_tokens == 0 || store == nullptr) return std::nullopt;
+  if (!store->has_tokens() || store->model().empty() || !std::filesystem::exists(store->model())) {
+    log::warn("train: no spliced evaluation (train.splice_tokens): the store {} {}", store->path(),
+              store->model().empty() || !store->has_tokens() ? std::string("records no model or token ids")
+                                                             : "names the model " + store->model() + ", which is not here");
+    return std::nullopt;
+  }
+  SpliceSetup s;
+  std::string error;
+  const std::string off = "; set train.splice_tokens = 0 to train without the spliced evaluation";
+  try {
+    try {
+      s.model = std::make_unique<lm::LanguageModel>(store->model());
+    } catch (const UsageError& e) {
+      throw UsageError("train.splice_tokens: the model of the store " + store->path() + " cannot be read: " + e.what() + off);
+    }
+    s.hook = lm::parse_hook(s.model->config(), store->hookpoint());
+    if (s.hook.width != store->d())
+      throw UsageError("train.splice_tokens: " + s.hook.name + " of the model " + store->model() + " is " + std::to_string(s.hook.width) +
+                       " wide, the store's " + std::to_string(store->d()) + off);
+    s.plan = lm::plan_of_sequences(store->read_tokens(), store->seq_offsets(), store->n_tokens() - stream.eval_available(),
+                                   cfg.train.splice_tokens, 4096);
+  } catch (const UsageError& e) {
+    error = e.what();
+  }
+  parallel::agree_on_error(world, error);
+  if (s.plan.n_sequences() == 0) {
+    log::warn("train: no whole sequence of {} lies in its {} held-out tokens within train.splice_tokens = {}; no spliced evaluation",
+              store->path(), stream.eval_available(), cfg.train.splice_tokens);
+    return std::nullopt;
+  }
+  log::info("train: each SAE will be spliced into {} at {} on {} held-out tokens ({} sequences)", store->model(), s.hook.name,
+            s.plan.tokens.size(), s.plan.n_sequences());
+  return s;
+}
 
 // One run of the training stage, as the named steps run_train_stage calls: set up (layout, data, SAE
 // shapes), initialise or resume, then per step the micro-batches, the reduced update, the metrics line
@@ -338,6 +398,7 @@ class Trainer {
   int64_t steps() const { return steps_; }
   void step(int64_t step);      // one optimiser step over the global batch
   void save_if_due(int64_t step, const parallel::StopSignals& signals);
+  void snapshot_if_due(int64_t steps_done);  // train.snapshot_every: each seed's weights after `steps_done` steps
   std::vector<TrainedSae> publish();
 
  private:
@@ -350,6 +411,7 @@ class Trainer {
   const config::Config& cfg_;
   const Layout L_;
   std::unique_ptr<data::TokenStream> stream_;
+  std::optional<SpliceSetup> splice_;
   const std::filesystem::path out_dir_;
   int64_t d_ = 0, B_ = 0, mb_ = 0, steps_ = 0;
   core::SaeSpec spec_;
@@ -379,6 +441,7 @@ Trainer::Trainer(const parallel::Comm& world, const config::Config& cfg)
   const auto& t = cfg.train;
   io::ensure_directory(world, (out_dir_ / "saes").string());  // before the store's NaN/Inf scan
   stream_ = data::open_token_stream(world, cfg);
+  splice_ = open_splice(world, cfg, *stream_);
   d_ = stream_->d(), B_ = t.batch_size, mb_ = t.micro_batch, steps_ = t.tokens / B_;
   const int64_t n = cfg.sae.n_latents;
   spec_ = make_spec(cfg, d_, L_.latents);
@@ -427,7 +490,9 @@ void Trainer::resume_or_start(bool fresh) {
   } else if (have_checkpoint && world_.is_root()) {
     std::filesystem::remove(ckpt_);
   }
+  if (st_.step == 0 && world_.is_root()) std::filesystem::remove_all(out_dir_ / "snapshots");  // an earlier run's
   world_.barrier();
+  snapshot_if_due(st_.step);
   if (world_.is_root()) {
     if (st_.step > 0) truncate_metrics_log(out_dir_ / "train_log.jsonl", st_.step);
     metrics_log_.open(out_dir_ / "train_log.jsonl", st_.step > 0 ? std::ios::app : std::ios::trunc);
@@ -548,6 +613,25 @@ void Trainer::save_if_due(int64_t step, const parallel::StopSignals& signals) {
                                    "again to resume.", step + 1, steps_, ckpt_));
 }
 
+// A snapshot is an SAE file like the final one (input scale folded in) with its `train_tokens`; one
+// already there (written before the checkpoint a resumed run starts from) is kept.
+void Trainer::snapshot_if_due(int64_t steps_done) {
+  const int64_t every = cfg_.train.snapshot_every, tokens = steps_done * B_;
+  if (every == 0 || tokens % every != 0) return;
+  const auto finals = sae_output_paths(cfg_);
+  for (int64_t s = 0; s < static_cast<int64_t>(seeds_.size()); ++s) {
+    const std::string path = snapshot_path(cfg_, seeds_[s], tokens);
+    if (L_.group_comm.allreduce_max(std::filesystem::exists(path) ? 1.0 : 0.0) > 0) continue;
+    io::ensure_directory(L_.group_comm, std::filesystem::path(path).parent_path().string());
+    io::SaeWeights w = saved_weights(cfg_, L_, spec_, st_, s, seeds_[s]);
+    w.metrics = {{"train_tokens", static_cast<double>(tokens)}};
+    w.string_attrs = {{"snapshot_of", finals[static_cast<size_t>(L_.seeds.begin + s)]},
+                      {"fingerprint", sae_fingerprint(fingerprint_, seeds_[s])}};
+    io::write_sae(L_.group_comm, path, w);
+  }
+  log::debug("train: snapshot of every seed after {} tokens", tokens);
+}
+
 // Each seed's SAE evaluated on held-out tokens (and, on synthetic data, against the true dictionary)
 // and written; every rank learns every seed's figures; the checkpoint goes once the files are complete.
 std::vector<TrainedSae> Trainer::publish() {
@@ -555,7 +639,7 @@ std::vector<TrainedSae> Trainer::publish() {
   std::unique_ptr<data::SyntheticSource> truth;
   if (cfg_.data.source == "synthetic") truth = std::make_unique<data::SyntheticSource>(cfg_.data.synthetic);
   const auto paths = sae_output_paths(cfg_);
-  std::vector<double> results;  // per seed of this group: mmcs, fvu, l0, dead
+  std::vector<double> results;  // per seed of this group: mmcs, fvu, l0, dead, ce_loss_score, kl_div_score
   for (int64_t s = 0; s < static_cast<int64_t>(seeds_.size()); ++s) {
     io::SaeWeights w = saved_weights(cfg_, L_, spec_, st_, s, seeds_[s]);
     const Evaluation e = evaluate(L_.group_comm, w, *stream_, cfg_);
@@ -567,6 +651,27 @@ std::vector<TrainedSae> Trainer::publish() {
       const core::Range gt_rows = compare::a_rows_of_rank(m_gt, tiles, L_.group_comm);
       mmcs = compare::max_cosine(L_.group_comm, dictionary.narrow(0, gt_rows.begin, gt_rows.size()), m_gt, w.W_dec, tiles).mcs_ab;
       w.metrics.push_back({"ground_truth_mmcs", mmcs});
+      // MCC, uniqueness, detection F1 and shrinkage on the held-out tokens (compare/ground_truth.hpp)
+      const auto g = compare::ground_truth_metrics(L_.group_comm, *truth, w, cfg_.train.eval_tokens, cfg_.train.micro_batch);
+      for (const auto& attribute : g.attributes()) w.metrics.push_back(attribute);
+    }
+    lm::SaeScore q;
+    q.ce_loss_score = q.kl_div_score = std::nan("");
+    if (splice_) {
+      q = lm::evaluate_saes(L_.group_comm, *splice_->model, splice_->plan, {w}, {splice_->hook}).front();
+      w.metrics.insert(w.metrics.end(), {{"ce_loss_score", q.ce_loss_score},
+                                         {"ce_loss_with_sae", q.ce_loss_with_sae},
+                                         {"ce_loss_without_sae", q.ce_loss_without_sae},
+                                         {"ce_loss_with_ablation", q.ce_loss_with_ablation},
+                                         {"kl_div_score", q.kl_div_score},
+                                         {"kl_div_with_sae", q.kl_div_with_sae},
+                                         {"kl_div_with_ablation", q.kl_div_with_ablation},
+                                         {"explained_variance", q.explained_variance},
+                                         {"l2_ratio", q.l2_ratio},
+                                         {"relative_reconstruction_bias", q.relative_reconstruction_bias},
+                                         {"splice_l0", q.l0},
+                                         {"splice_fvu", q.fvu},
+                                         {"splice_tokens", static_cast<double>(q.n_tokens)}});
     }
     w.frequency = e.frequency;
     w.metrics.insert(w.metrics.end(), {{"fvu", e.fvu}, {"l0", e.l0}, {"dead_fraction", e.dead_fraction},
@@ -578,15 +683,16 @@ std::vector<TrainedSae> Trainer::publish() {
     // What decides whether a rerun may reuse it, and the train keys it was made with (provenance).
     w.string_attrs = {{"fingerprint", sae_fingerprint(fingerprint_, seeds_[s])}, {"train_config", config::to_toml(cfg_, {"data", "sae", "train"})}};
     io::write_sae(L_.group_comm, paths[static_cast<size_t>(L_.seeds.begin + s)], w);
-    if (L_.group_comm.is_root()) results.insert(results.end(), {mmcs, e.fvu, e.l0, e.dead_fraction});
+    if (L_.group_comm.is_root()) results.insert(results.end(), {mmcs, e.fvu, e.l0, e.dead_fraction, q.ce_loss_score, q.kl_div_score});
   }
   const std::vector<double> all = world_.allgatherv(results);
   std::vector<TrainedSae> trained;
   for (size_t i = 0; i < cfg_.sae.seeds.size(); ++i) {
-    const double* r = all.data() + i * 4;
-    trained.push_back({paths[i], cfg_.sae.seeds[i], r[0], r[1], r[2], r[3], false});
+    const double* r = all.data() + i * 6;
+    trained.push_back({paths[i], cfg_.sae.seeds[i], r[0], r[1], r[2], r[3], r[4], r[5], false});
     if (std::isnan(r[0]))  // real data: no ground truth to score against
-      log::info("train: wrote {} (FVU {:.4f}, L0 {:.2f})", paths[i], r[1], r[2]);
+      log::info("train: wrote {} (FVU {:.4f}, L0 {:.2f}{})", paths[i], r[1], r[2],
+                std::isnan(r[4]) ? "" : fmt::format(", CE loss score {:.4f}, KL score {:.4f}", r[4], r[5]));
     else
       log::info("train: wrote {} (ground-truth MMCS {:.4f}, FVU {:.4f}, L0 {:.2f})", paths[i], r[0], r[1], r[2]);
   }
@@ -608,6 +714,7 @@ std::vector<TrainedSae> run_train_stage(const parallel::Comm& world, const confi
   const parallel::StopSignals signals;
   for (int64_t step = trainer.first_step(); step < trainer.steps(); ++step) {
     trainer.step(step);
+    trainer.snapshot_if_due(step + 1);
     trainer.save_if_due(step, signals);
   }
   return trainer.publish();

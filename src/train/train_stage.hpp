@@ -28,6 +28,8 @@ struct TrainedSae {
   double fvu = 0;                // on the held-out evaluation tokens
   double l0 = 0;
   double dead_fraction = 0;      // latents that never fired on the evaluation tokens
+  double ce_loss_score = 0;      // spliced into the store's model (train.splice_tokens); NaN when not
+  double kl_div_score = 0;
   bool reused = false;           // an earlier run's complete output with the same configuration
 };
 
@@ -38,6 +40,9 @@ std::vector<std::string> sae_output_paths(const config::Config& config);
 // data, sae and train keys, the identities of data.source and train.init_from) and the file's seed.
 std::string train_fingerprint(const config::Config& config);
 std::string sae_fingerprint(const std::string& train_fingerprint, int64_t seed);
+
+// <run.output_dir>/snapshots/seed<S>/tokens<T>.h5: seed S's weights after T training tokens (train.snapshot_every).
+std::string snapshot_path(const config::Config& config, int64_t seed, int64_t tokens);
 
 // <run.output_dir>/checkpoint.h5 (removed once every SAE file is written).
 std::string checkpoint_path(const config::Config& config);

@@ -179,6 +179,8 @@ class SplicedEvaluation(unittest.TestCase):
             self.assertEqual(proc.returncode, 0, proc.stderr)
             with open(out) as f:
                 outs[ranks] = json.load(f)
+            for figures in outs[ranks].values():
+                self.assertGreater(figures.pop("seconds")["spliced"], 0)
         self.assertEqual(outs[None], outs[2], "1 and 2 ranks give the same figures")
         self.assertGreater(len(self.seqs), N_DOCS, "some story must continue in a window")
         got = outs[None]
