@@ -7,6 +7,7 @@
 #include <cctype>
 #include <filesystem>
 #include <memory>
+#include <regex>
 #include <sstream>
 #include <toml++/toml.h>
 #include <type_traits>
@@ -631,10 +632,11 @@ GridAxis read_axis(const std::string& key, const toml::node& node, const Fields&
   find_field(key, fields, where + " [grid]");  // an unknown key: "did you mean"
   const auto* values = node.as_array();
   if (!values || values->empty()) throw UsageError(where + ": [grid] key '" + key + "' must be a non-empty list of values");
-  if ((key.rfind("extract.", 0) == 0 && key != "extract.model") || key.rfind("run.", 0) == 0 || key.rfind("sweep.", 0) == 0)
+  if ((key.rfind("extract.", 0) == 0 && key != "extract.model" && key != "extract.inputs") || key.rfind("run.", 0) == 0 ||
+      key.rfind("sweep.", 0) == 0)
     throw UsageError(where + ": [grid] key '" + key +
-                     "': the grid varies extract.model (one extraction per model, over the same documents) and data, sae, "
-                     "train and compare keys");
+                     "': the grid varies extract.model (one extraction per model, over the same documents), extract.inputs "
+                     "(one extraction per text) and data, sae, train and compare keys");
   GridAxis axis{key, {}};
   for (const auto& v : *values) {
     std::ostringstream literal;
@@ -770,18 +772,30 @@ std::vector<std::string> axis_labels(const GridAxis& axis) {
       if (ch == '/' || ch == ' ' || ch == '[' || ch == ']' || ch == '"' || ch == '\'' || ch == ',' || ch == '=') ch = '_';
     return label;
   };
+  // A file loses its extension (.bin, .gguf, .txt, ...); a directory keeps its whole name (pythia-1.4b).
+  auto path_name = [](const std::string& value) {
+    fs::path path = fs::path(value).lexically_normal();
+    if (!path.has_filename()) path = path.parent_path();
+    std::string name = path.filename().string();
+    for (const char* ext : {".bin", ".gguf", ".safetensors", ".h5", ".toml", ".txt", ".jsonl", ".json"})
+      if (name.size() > std::strlen(ext) && name.compare(name.size() - std::strlen(ext), std::strlen(ext), ext) == 0)
+        name.resize(name.size() - std::strlen(ext));
+    return value.find('/') == std::string::npos ? value : name;
+  };
   std::vector<std::string> full, short_names;
   for (const auto& v : axis.values) {
     const std::string value = clean(v);
     full.push_back(safe(value));
-    fs::path path = fs::path(value).lexically_normal();
-    if (!path.has_filename()) path = path.parent_path();
-    // A model file loses its extension (.bin, .gguf, ...); a directory keeps its whole name (pythia-1.4b).
-    std::string name = path.filename().string();
-    for (const char* ext : {".bin", ".gguf", ".safetensors", ".h5", ".toml"})
-      if (name.size() > std::strlen(ext) && name.compare(name.size() - std::strlen(ext), std::strlen(ext), ext) == 0)
-        name.resize(name.size() - std::strlen(ext));
-    short_names.push_back(safe(value.find('/') == std::string::npos ? value : name));
+    if (value.empty() || value.front() != '[') {
+      short_names.push_back(safe(path_name(value)));
+      continue;
+    }
+    // A list of paths (extract.inputs): its files' names joined by '+'.
+    static const std::regex quoted(R"re("([^"]*)"|'([^']*)')re");
+    std::string joined;
+    for (auto it = std::sregex_iterator(value.begin(), value.end(), quoted); it != std::sregex_iterator(); ++it)
+      joined += (joined.empty() ? "" : "+") + path_name((*it)[1].matched ? (*it)[1].str() : (*it)[2].str());
+    short_names.push_back(safe(joined));
   }
   std::vector<std::string> sorted = short_names;
   std::sort(sorted.begin(), sorted.end());

@@ -156,9 +156,10 @@ io::SummaryTable Study::compare_across(const parallel::Comm& comm, const std::ve
           across.compare.saes = saes;
           across.compare.names = names;
           across.compare.baseline_random = false;
-          // Tasks of different extractions (models): each SAE encodes its own model's store.
+          // Tasks of different models: each SAE encodes its own model's store. Of one model over other texts
+          // (extract.inputs): both encode the first task's store, the same model's stream on one text.
           if (first.extract.store != second.extract.store && first.compare.activations == first.extract.store &&
-              second.compare.activations == second.extract.store)
+              second.compare.activations == second.extract.store && first.extract.model != second.extract.model)
             across.compare.sae_activations = {first.extract.store, second.extract.store};
           log::info("across {} ({}): {} vs {}", short_key, group, saes[0], saes[1]);
           rows.append(compare::run_compare_stage(comm, across, saes, fresh), "across " + short_key + ": " + group);
