@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "compare/overlap.hpp"
+#include "compare/stability.hpp"
 #include "compare/statistics.hpp"
 #include "compare/training_curve.hpp"
 #include "core/error.hpp"
@@ -168,6 +169,8 @@ io::SummaryTable compare_with(const parallel::Comm& comm, const config::Config& 
                 main_pairs - matchings.size(), main_pairs);
       results.file().write_attr("/", "overlap_skipped", std::string("pairs without a weight-space matching (weight_space_skipped)"));
     }
+    if (cfg.compare.hungarian && matchings.size() == main_pairs)
+      write_stability(comm, cfg, results.file(), in.headers, in.names, in.n_main, matchings, activations ? &*activations : nullptr);
     write_training_curves(comm, cfg, results.file(), in.headers, in.names, in.n_main);
     results.commit(summary_columns());
   }

@@ -3,9 +3,7 @@
 #include <stdexcept>
 
 namespace universae::compare {
-namespace {
 
-// shared[i] for the latents of `side` (0: a, 1: b) of one pair.
 std::vector<char> shared_latents(const PairMatching& p, int side, int64_t n_side, double tau) {
   std::vector<char> shared(static_cast<size_t>(n_side), 0);
   if (side == 0) {
@@ -23,8 +21,6 @@ std::vector<char> shared_latents(const PairMatching& p, int side, int64_t n_side
   for (int64_t j = 0; j < n_side; ++j) shared[j] = dec[j] > tau && enc[j] > tau;
   return shared;
 }
-
-}  // namespace
 
 Overlap n_seed_overlap(const std::vector<int64_t>& n_latents, const std::vector<PairMatching>& pairs, double tau) {
   const auto s = static_cast<int64_t>(n_latents.size());
@@ -55,6 +51,7 @@ Overlap n_seed_overlap(const std::vector<int64_t>& n_latents, const std::vector<
       o.unique_fraction[m++] += static_cast<double>(none) / static_cast<double>(n_latents[base]) / static_cast<double>(s);
     }
     for (int64_t c : count) ++o.histogram[base][c];
+    o.shared_count.push_back(count);
     for (int64_t k = 0; k < s; ++k)
       o.histogram_mean[k] += static_cast<double>(o.histogram[base][k]) / static_cast<double>(n_latents[base]) /
                              static_cast<double>(s);

@@ -22,7 +22,12 @@ struct Overlap {
   std::vector<std::vector<int64_t>> histogram;  // [base][m]: latents shared with exactly m others
   std::vector<double> histogram_mean;           // [m]: fraction of latents, averaged over bases
   std::vector<double> unique_fraction;          // [m-1]: shared with none of the first m others
+  std::vector<std::vector<int64_t>> shared_count;  // [base][latent]: how many others it is shared with
 };
+
+// Per latent of one side of a pair (0: a, 1: b): shared = its decoder and its encoder match both have
+// cosine above tau (each matching on its own, as the shared fraction).
+std::vector<char> shared_latents(const PairMatching& pair, int side, int64_t n_side, double tau);
 
 // n_latents[s] for every SAE; pairs must cover every a < b.
 Overlap n_seed_overlap(const std::vector<int64_t>& n_latents, const std::vector<PairMatching>& pairs, double tau);
