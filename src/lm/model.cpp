@@ -370,15 +370,22 @@ LanguageModel::SplicedOutput LanguageModel::forward_spliced(const std::vector<in
   const at::Tensor targets = at::from_blob(target.data(), {T}, at::kLong);
   for (int64_t t : target) out.nll_count += t >= 0;
   out.kl_count = T;
-  // Rows in chunks whose logits fit the cache (as forward); the clean log-probabilities are
-  // recomputed per splice rather than held for the whole batch ([T × vocab]).
+  // Rows in chunks whose logits fit the cache (as forward). The clean distribution p and its Σ p log p
+  // per row are held for the batch when p fits in 256 MB ([T × vocab]), else recomputed per splice.
   const int64_t chunk = std::max<int64_t>(16, (4 << 20) / std::max<int64_t>(1, config_.vocab_size));
   auto log_probs = [&](const at::Tensor& x, int64_t begin, int64_t m) {
     return at::log_softmax(logits_of(x.narrow(0, begin, m), *weights_, config_), -1);
   };
+  const bool hold = T * config_.vocab_size <= (int64_t{1} << 26);
+  at::Tensor p_clean, neg_entropy;  // [T, vocab], [T]
+  if (hold) p_clean = at::empty({T, config_.vocab_size}, at::kFloat), neg_entropy = at::empty({T}, at::kFloat);
   for (int64_t begin = 0; begin < T; begin += chunk) {
     const int64_t m = std::min(chunk, T - begin);
-    out.clean_nll_sum += target_nll(log_probs(clean, begin, m), targets.narrow(0, begin, m));
+    const at::Tensor lp = log_probs(clean, begin, m);
+    out.clean_nll_sum += target_nll(lp, targets.narrow(0, begin, m));
+    if (!hold) continue;
+    p_clean.narrow(0, begin, m).copy_(lp.exp());
+    neg_entropy.narrow(0, begin, m).copy_((p_clean.narrow(0, begin, m) * lp).sum(-1));
   }
   out.clean_seconds = seconds_since(start);
   for (size_t i = 0; i < splices.size(); ++i) {
@@ -389,9 +396,17 @@ LanguageModel::SplicedOutput LanguageModel::forward_spliced(const std::vector<in
     pass.set_splice(nullptr);
     for (int64_t begin = 0; begin < T; begin += chunk) {
       const int64_t m = std::min(chunk, T - begin);
-      const at::Tensor lp_clean = log_probs(clean, begin, m), lp = log_probs(x, begin, m);
+      const at::Tensor lp = log_probs(x, begin, m);
       out.spliced[i].nll_sum += target_nll(lp, targets.narrow(0, begin, m));
-      out.spliced[i].kl_sum += (lp_clean.exp() * (lp_clean - lp)).sum(-1).to(at::kDouble).sum().item<double>();
+      // KL(p ‖ q) = Σ p log p − Σ p log q per row.
+      at::Tensor kl;
+      if (hold) {
+        kl = neg_entropy.narrow(0, begin, m) - (p_clean.narrow(0, begin, m) * lp).sum(-1);
+      } else {
+        const at::Tensor lp_clean = log_probs(clean, begin, m);
+        kl = (lp_clean.exp() * (lp_clean - lp)).sum(-1);
+      }
+      out.spliced[i].kl_sum += kl.to(at::kDouble).sum().item<double>();
     }
     out.spliced[i].seconds = seconds_since(start);
   }

@@ -28,6 +28,14 @@ core::SaeEncoderWeights encoder_of(const io::SaeWeights& w) {
   return e;
 }
 
+// z W_dec + b_dec from the non-zero codes only (nnz · d instead of T · n · d: an SAE's codes are sparse).
+at::Tensor sparse_decode(const at::Tensor& z, const at::Tensor& W_dec, const at::Tensor& b_dec) {
+  const at::Tensor nz = z.nonzero();  // (nnz, 2): row, latent
+  const at::Tensor rows = nz.select(1, 0), latents = nz.select(1, 1);
+  const at::Tensor values = z.reshape(-1).index_select(0, rows * z.size(1) + latents).unsqueeze(1);
+  return b_dec.expand({z.size(0), W_dec.size(1)}).contiguous().index_add_(0, rows, W_dec.index_select(0, latents) * values);
+}
+
 // Replaces rows [T × d] by the SAE's reconstruction, adding its sums to `sums`. In row blocks whose
 // dense codes stay near 2^24 values (a 131K-latent SAE codes 128 rows at a time).
 void reconstruct(const core::SaeEncoderWeights& enc, const io::SaeWeights& w, float* data, int64_t T, int64_t d, double* sums) {
@@ -37,7 +45,7 @@ void reconstruct(const core::SaeEncoderWeights& enc, const io::SaeWeights& w, fl
   for (int64_t begin = 0; begin < T; begin += block) {
     at::Tensor x = x_all.narrow(0, begin, std::min(block, T - begin));
     const at::Tensor z = core::codes(enc, x);
-    const at::Tensor x_hat = at::addmm(w.b_dec, z, w.W_dec);
+    const at::Tensor x_hat = sparse_decode(z, w.W_dec, w.b_dec);
     const at::Tensor xd = x.to(at::kDouble), hd = x_hat.to(at::kDouble), r = xd - hd;
     const at::Tensor norm_x = xd.norm(2, 1), norm_hat = hd.norm(2, 1);
     sums[kNormRatio] += (norm_hat / at::where(norm_x.abs() < 1e-4, at::ones_like(norm_x), norm_x)).sum().item<double>();
