@@ -104,6 +104,7 @@ def load(paths):
     """→ (pairs DataFrame, saes DataFrame, overlap records, {(results, pair): matched decoder cosines},
     training-curve records)."""
     pair_rows, sae_rows, overlaps, matched_cos, curves = [], [], [], {}, []
+    stability = []
     for path, label in zip(paths, labels_for(paths)):
         with h5py.File(path, "r") as f:
             columns = summary_columns(f, path)
@@ -150,6 +151,10 @@ def load(paths):
                                "label": f"{short_hook(first.get('hookpoint', ''))} n={first.get('n_latents', '')}",
                                "hookpoint": first.get("hookpoint", ""), "n_latents": first.get("n_latents", 0),
                                **{k: t[k][:] for k in ("mean_cos_decoder", "shared_fraction", "decoder_mcs")}})
+            for name, g in f.get("stability", {}).items():
+                if name != "pairs" and "stable_fraction" in g:
+                    stability.append({"results": label, "sae": name, "stable": g["stable_fraction"][:],
+                                      "energy": g["energy"][:] if "energy" in g else None})
             if "overlap" in f:
                 o = f["overlap"]
                 overlaps.append({"results": label, "n_saes": int(attr(o, "n_saes", 0)),
@@ -166,7 +171,7 @@ def load(paths):
     for r in pair_rows:
         r["model_a"], r["model_b"] = labels.get(r["model_a"], r["model_a"]), labels.get(r["model_b"], r["model_b"])
     saes_df = pd.DataFrame(sae_rows)
-    return pd.DataFrame(pair_rows), saes_df, overlaps, matched_cos, curves
+    return pd.DataFrame(pair_rows), saes_df, overlaps, matched_cos, curves, stability
 
 
 def across_models(pairs):
@@ -261,6 +266,29 @@ def figure_training(curves, out):
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, ncol=2)
     return save(fig, out, "training.png", "Seed pairs over training (mean over pairs; band: their range)")
+
+
+def figure_stability(stability, out, limit=12):
+    """Per SAE: the fraction of its latents shared with m of the other seeds, and the share of its
+    reconstruction energy (Σ z² ‖W‖²) those latents carry."""
+    if not stability:
+        return None, "no results file has /stability (compare.hungarian with every seed pair matched)"
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for i, s in enumerate(stability[:limit]):
+        levels = np.unique(s["stable"])
+        label = f"{s['results']}: {s['sae']}" if len({r["results"] for r in stability}) > 1 else s["sae"]
+        latents = [(s["stable"] == v).mean() for v in levels]
+        axes[0].plot(levels, latents, marker="o", label=label)
+        if s["energy"] is not None:
+            energy = [s["energy"][s["stable"] == v].sum() / s["energy"].sum() for v in levels]
+            axes[1].plot(levels, energy, marker="o", label=label)
+    axes[0].set_ylabel("fraction of latents")
+    axes[1].set_ylabel("share of reconstruction energy Σ z² ‖W‖²")
+    for ax in axes:
+        ax.set_xlabel("fraction of the other seeds sharing the latent")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    return save(fig, out, "stability.png", "Per-latent stability across seeds")
 
 
 def layer_matrix(pairs, column):
@@ -715,7 +743,7 @@ def main():
     parser.add_argument("results", nargs="+", help="universae results files")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    pairs, saes, overlaps, matched_cos, curves = load(args.results)
+    pairs, saes, overlaps, matched_cos, curves, stability = load(args.results)
     pairs.to_csv(os.path.join(args.out, "pairs.csv"), index=False)
     figures = [
         ("Sharing vs size and k", "Seed pairs (same size, k and hookpoint): the fraction of latents whose Hungarian "
@@ -725,6 +753,10 @@ def main():
          "(train.snapshot_every), step 0 being the initialisations: the mean Hungarian-matched decoder cosine "
          "(Paulo & Belrose's pairwise dictionary mean correlation), the shared fraction, and the mean max decoder "
          "cosine; colour: hookpoint, line style: number of latents.", figure_training(curves, args.out)),
+        ("Per-latent stability", "For each SAE, its latents grouped by the fraction of the other seeds that share "
+         "them (left), and the share of the SAE's reconstruction energy each group carries (right; with "
+         "activations): do the latents every seed learns carry more of the reconstruction than their number?",
+         figure_stability(stability, args.out)),
         ("N-seed overlap", "For each base SAE, the fraction of its latents shared with none of the first m other "
          "seeds (left) and with exactly m of them (right).", figure_overlap(overlaps, args.out)),
         ("Layer × layer SVCCA and RSA", "Mean score over the SAE pairs at each pair of hookpoints; annotated with "

@@ -417,6 +417,14 @@ void train_schedule_keys(Table& t, Config& c) {
   t.add("train.auxk_alpha", &x.auxk_alpha, 1.0 / 32.0, "AuxK loss weight α", at_least(0.0));
   t.add("train.k_aux", &x.k_aux, int64_t{0}, "dead latents used by AuxK (0: min(512, d/2))", at_least<int64_t>(0));
   t.add<BDecInit>("train.b_dec_init", &x.b_dec_init, BDecInit::kGeometricMedian, "geometric_median or mean of the first batch");
+  t.add<TrainPreset>("train.preset", &x.preset, TrainPreset::kNone,
+                     "\"\" (universae's recipe) or \"sparsify\": EleutherAI sparsify's TopK trainer, Adam path (its init, lr schedule, "
+                     "FVU-normalised loss, AuxK and dead rule, no clipping; decay_fraction, grad_clip, b_dec_init unused): docs/training.md",
+                     [&c](const TrainPreset& p) {
+                       if (p != TrainPreset::kSparsify) return std::string();
+                       if (c.sae.architecture != core::Architecture::kTopK) return std::string("\"sparsify\" needs sae.architecture = \"topk\"");
+                       return c.sae.apply_b_dec_to_input ? std::string() : "\"sparsify\" needs sae.apply_b_dec_to_input = true";
+                     });
   t.add<std::vector<std::string>>(
       "train.init_from", &x.init_from, {},
       "start from trained SAEs (universae file, sparsify or SAELens directory): one for all seeds or one per seed",

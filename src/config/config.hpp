@@ -20,6 +20,7 @@ namespace universae::config {
 enum class Stage { kExtract, kTrain, kCompare };
 enum class InputFormat { kAuto, kText, kEndOfText, kJsonl };
 enum class BDecInit { kGeometricMedian, kMean };
+enum class TrainPreset { kNone, kSparsify };
 enum class Compat { kNone, kLan2024 };
 enum class CorrelationInput { kCodes, kPre };
 enum class Mapping { kOneToOne, kManyToOne, kMutual };
@@ -109,6 +110,7 @@ struct TrainConfig {
   double auxk_alpha{};
   int64_t k_aux{};           // 0: min(512, d / 2)
   BDecInit b_dec_init{};
+  TrainPreset preset{};      // kSparsify: EleutherAI sparsify's TopK step (docs/training.md)
   std::vector<std::string> init_from;
   int64_t log_every{};
   int64_t eval_tokens{};
@@ -238,6 +240,11 @@ inline const Choices& choices<config::InputFormat>() {
 template <>
 inline const Choices& choices<config::BDecInit>() {
   static const Choices c{"a b_dec initialisation", {"geometric_median", "mean"}};
+  return c;
+}
+template <>
+inline const Choices& choices<config::TrainPreset>() {
+  static const Choices c{"a training preset", {"", "sparsify"}};
   return c;
 }
 template <>

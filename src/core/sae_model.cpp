@@ -4,6 +4,7 @@
 #include "core/sae_model.hpp"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -51,15 +52,42 @@ SaeStack SaeStack::zeros_like() const {
   return z;
 }
 
+namespace {
+
+// sparsify's encoder and decoder at construction (StepRule::kSparsify): torch.manual_seed(seed), then
+// nn.Linear(d, n) on the CPU draws its weight with kaiming_uniform_(a = √5) from torch's CPU generator,
+// U(−bound, bound) with bound = √3 · gain / √d in torch's double arithmetic; W_dec = W_enc / (‖row‖ + ε).
+// The whole (n, d) is drawn, so every latent shard takes its rows of the same matrix.
+void init_sparsify(const SaeSpec& spec, const std::vector<int64_t>& seeds, SaeStack& p) {
+  const double slope = std::sqrt(5.0);
+  const double gain = std::sqrt(2.0 / (1.0 + slope * slope));
+  const double bound = std::sqrt(3.0) * (gain / std::sqrt(static_cast<double>(spec.d)));
+  const auto S = static_cast<int64_t>(seeds.size());
+  p.W_enc = at::empty({S, spec.n_local(), spec.d}, at::kFloat);
+  for (int64_t s = 0; s < S; ++s) {
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seeds[static_cast<size_t>(s)]));
+    const at::Tensor full = at::empty({spec.n_latents, spec.d}, at::kFloat).uniform_(-bound, bound, gen);
+    p.W_enc[s].copy_(full.narrow(0, spec.latents.begin, spec.n_local()));
+  }
+  const float eps = std::numeric_limits<float>::epsilon();
+  p.W_dec = p.W_enc / (p.W_enc.norm(2, {2}, /*keepdim=*/true) + eps);
+}
+
+}  // namespace
+
 SaeStack init_stack(const SaeSpec& spec, const std::vector<int64_t>& seeds, const std::vector<double>& b_dec) {
   const auto S = static_cast<int64_t>(seeds.size());
   const int64_t n = spec.n_local(), d = spec.d;
   SaeStack p;
-  p.W_dec = at::empty({S, n, d}, at::kFloat);
-  for (int64_t s = 0; s < S; ++s)
-    normal_rows(p.W_dec[s].data_ptr<float>(), n, d, static_cast<uint64_t>(seeds[static_cast<size_t>(s)]),
-                kStreamSaeInit, /*unit=*/true, spec.latents.begin);
-  p.W_enc = p.W_dec.clone();
+  if (spec.rule == StepRule::kSparsify) {
+    init_sparsify(spec, seeds, p);
+  } else {
+    p.W_dec = at::empty({S, n, d}, at::kFloat);
+    for (int64_t s = 0; s < S; ++s)
+      normal_rows(p.W_dec[s].data_ptr<float>(), n, d, static_cast<uint64_t>(seeds[static_cast<size_t>(s)]),
+                  kStreamSaeInit, /*unit=*/true, spec.latents.begin);
+    p.W_enc = p.W_dec.clone();
+  }
   p.b_enc = at::zeros({S, n}, at::kFloat);
   p.b_dec = at::empty({S, d}, at::kFloat);
   for (int64_t s = 0; s < S; ++s)
@@ -99,9 +127,10 @@ struct Codes {
   int64_t nnz() const { return static_cast<int64_t>(latent.size()); }
 };
 
-// Per token, the candidates (B, K) with a positive value at or above the token's threshold (the
-// k-th largest over all latent shards; none on one shard).
-Codes codes_from_candidates(const at::Tensor& values, const at::Tensor& indices, const float* threshold) {
+// Per token, the candidates (B, K) with a positive value (any value with `keep_zero`: sparsify's top-k
+// slots) at or above the token's threshold (the k-th largest over all latent shards; none on one shard).
+Codes codes_from_candidates(const at::Tensor& values, const at::Tensor& indices, const float* threshold,
+                            bool keep_zero = false) {
   const int64_t B = values.size(0), K = values.size(1);
   const float* v = values.data_ptr<float>();
   const int64_t* idx = indices.data_ptr<int64_t>();
@@ -109,7 +138,8 @@ Codes codes_from_candidates(const at::Tensor& values, const at::Tensor& indices,
   c.row_ptr.assign(static_cast<size_t>(B + 1), 0);
   for (int64_t t = 0; t < B; ++t) {
     for (int64_t j = t * K; j < (t + 1) * K; ++j)
-      if (v[j] > 0 && (threshold == nullptr || v[j] >= threshold[t])) c.latent.push_back(idx[j]), c.value.push_back(v[j]);
+      if ((v[j] > 0 || keep_zero) && (threshold == nullptr || v[j] >= threshold[t]))
+        c.latent.push_back(idx[j]), c.value.push_back(v[j]);
     c.row_ptr[static_cast<size_t>(t + 1)] = c.nnz();
   }
   return c;
@@ -235,7 +265,7 @@ std::vector<Codes> select_codes(const SaeSpec& spec, const at::Tensor& post, con
     if (peers.size() > 1) kth = global_kth(values.reshape({S * B, spec.k}), spec.k, peers).view({S, B});
     for (int64_t s = 0; s < S; ++s)
       codes[s] = codes_from_candidates(values[s].contiguous(), indices[s].contiguous(),
-                                       kth.defined() ? kth[s].data_ptr<float>() : nullptr);
+                                       kth.defined() ? kth[s].data_ptr<float>() : nullptr, spec.rule == StepRule::kSparsify);
     return codes;
   }
   const int64_t K = spec.k * B;  // batchtopk
@@ -292,12 +322,21 @@ at::Tensor aux_k(const SaeSpec& spec, const SaeStack& p, const at::Tensor& post,
     decode_add(aux[s], p.W_dec[s].data_ptr<float>(), d, aux_partial[s].data_ptr<float>());
   }
   peers.sum(aux_partial.data_ptr<float>(), aux_partial.numel());
-  // ê − (x − x̂) = ê + r; seeds without dead latents have no auxiliary loss.
-  at::Tensor aux_res = aux_partial + r;
-  const at::Tensor has = at::tensor(std::vector<float>(n_dead.begin(), n_dead.end())).gt(0).to(at::kFloat);
-  aux_res.mul_(has.view({S, 1, 1}));
-  add_sum(stats.aux_sse, aux_res.to(at::kDouble).pow(2).sum({1, 2}));
-  return aux_res * (2.0 * spec.aux_alpha * inv_L);
+  // ê − (x − x̂) = ê + r; seeds without dead latents have no auxiliary loss. sparsify decodes ê with
+  // b_dec and scales each seed's loss by min(dead / k_aux, 1) (recorded scaled in aux_sse).
+  const bool sparsify = spec.rule == StepRule::kSparsify;
+  at::Tensor aux_res = sparsify ? aux_partial + p.b_dec.unsqueeze(1) + r : aux_partial + r;
+  std::vector<float> weight(static_cast<size_t>(S));
+  for (int64_t s = 0; s < S; ++s)
+    weight[s] = n_dead[s] == 0 ? 0.0f : sparsify ? static_cast<float>(std::min(n_dead[s] / static_cast<double>(K), 1.0)) : 1.0f;
+  if (!sparsify) {
+    aux_res.mul_(at::tensor(weight).view({S, 1, 1}));
+    add_sum(stats.aux_sse, aux_res.to(at::kDouble).pow(2).sum({1, 2}));
+    return aux_res * (2.0 * spec.aux_alpha * inv_L);
+  }
+  const at::Tensor scale = at::tensor(std::vector<double>(weight.begin(), weight.end()), at::kDouble);
+  add_sum(stats.aux_sse, aux_res.to(at::kDouble).pow(2).sum({1, 2}) * scale);
+  return aux_res * (scale.to(at::kFloat) * static_cast<float>(2.0 * spec.aux_alpha * inv_L)).view({S, 1, 1});
 }
 
 void sparse_forward_backward(const SaeSpec& spec, const SaeStack& p, const at::Tensor& x, const at::Tensor& x_in,
@@ -309,8 +348,8 @@ void sparse_forward_backward(const SaeSpec& spec, const SaeStack& p, const at::T
   at::Tensor partial = at::zeros({S, B, d}, at::kFloat);
   for (int64_t s = 0; s < S; ++s) {
     decode_add(codes[s], p.W_dec[s].data_ptr<float>(), d, partial[s].data_ptr<float>());
-    for (int64_t i : codes[s].latent) ++stats.fires[s * n + i];
-    stats.active[s] += codes[s].nnz();
+    for (int64_t i : codes[s].latent) ++stats.fires[s * n + i];  // sparsify: every top-k slot fired
+    stats.active[s] += std::count_if(codes[s].value.begin(), codes[s].value.end(), [](float v) { return v > 0; });
   }
   const at::Tensor r = residual(partial, x, p.b_dec, peers, stats.sse);
   const at::Tensor g_rec = r * (2.0 * inv_L);
@@ -325,18 +364,22 @@ void sparse_forward_backward(const SaeSpec& spec, const SaeStack& p, const at::T
     float* dW_enc = g.W_enc[s].data_ptr<float>();
     const float* W_dec = p.W_dec[s].data_ptr<float>();
     const float* xs = x_in[s].data_ptr<float>();
-    auto apply = [&](const Codes& c, const float* G) {
+    // values > 0, so relu passes; sparsify's fused encoder passes a zero-valued slot's gradient too
+    // (no ReLU mask) and drops AuxK's gradient at the encoder (`encoder` false).
+    auto apply = [&](const Codes& c, const float* G, bool encoder) {
       if (c.nnz() == 0) return;
-      const std::vector<float> dpre = code_dots(c, G, W_dec, d);  // values > 0, so relu passes
       latent_accumulate(c, c.value, G, d, n, dW_dec, nullptr);
+      if (!encoder) return;
+      const std::vector<float> dpre = code_dots(c, G, W_dec, d);
       latent_accumulate(c, dpre, xs, d, n, dW_enc, db_enc[s].data_ptr<float>());
     };
-    apply(codes[s], g_rec[s].data_ptr<float>());
-    if (g_aux.defined()) apply(aux[s], g_aux[s].data_ptr<float>());
+    apply(codes[s], g_rec[s].data_ptr<float>(), true);
+    if (g_aux.defined()) apply(aux[s], g_aux[s].data_ptr<float>(), spec.rule != StepRule::kSparsify);
   }
   g.b_enc.add_(db_enc);
   if (spec.apply_b_dec_to_input) g.b_dec.sub_(at::bmm(db_enc.unsqueeze(1), p.W_enc).squeeze(1));
   if (peers.rank() == 0) g.b_dec.add_(g_rec.sum(1));
+  if (peers.rank() == 0 && g_aux.defined() && spec.rule == StepRule::kSparsify) g.b_dec.add_(g_aux.sum(1));  // ê's + b_dec
 }
 
 void dense_forward_backward(const SaeSpec& spec, const SaeStack& p, const at::Tensor& x, const at::Tensor& x_in,
@@ -410,10 +453,15 @@ void dense_forward_backward(const SaeSpec& spec, const SaeStack& p, const at::Te
 
 void forward_backward(const SaeSpec& spec, const SaeStack& params, const at::Tensor& x, const at::Tensor& dead,
                       int64_t loss_tokens, const LatentPeers& peers, SaeStack& grads, StepStats& stats) {
+  forward_backward(spec, params, x, dead, static_cast<double>(loss_tokens), peers, grads, stats);
+}
+
+void forward_backward(const SaeSpec& spec, const SaeStack& params, const at::Tensor& x, const at::Tensor& dead,
+                      double loss_denominator, const LatentPeers& peers, SaeStack& grads, StepStats& stats) {
   const int64_t S = params.W_enc.size(0), B = x.size(0);
   const at::Tensor x_in = spec.apply_b_dec_to_input ? (x.unsqueeze(0) - params.b_dec.unsqueeze(1)).contiguous()
                                                     : x.unsqueeze(0).expand({S, B, spec.d}).contiguous();
-  const double inv_L = 1.0 / static_cast<double>(loss_tokens);
+  const double inv_L = 1.0 / loss_denominator;
   if (has_top_k(spec.architecture))
     sparse_forward_backward(spec, params, x, x_in, dead, inv_L, peers, grads, stats);
   else
@@ -481,9 +529,18 @@ void normalize_decoder(const SaeSpec& spec, SaeStack& params) {
   params.W_dec.div_(params.W_dec.norm(2, {2}, /*keepdim=*/true).clamp_min(1e-12));
 }
 
+void normalize_decoder_at_step_start(const SaeSpec& spec, SaeStack& params) {
+  if (spec.rule != StepRule::kSparsify) return;
+  params.W_dec.div_(params.W_dec.norm(2, {2}, /*keepdim=*/true) + std::numeric_limits<float>::epsilon());
+}
+
 void optimizer_step(const SaeSpec& spec, SaeStack& params, SaeStack& grads, AdamState& state, double lr,
                     const AdamConfig& config, double grad_clip, const LatentPeers& peers) {
   remove_parallel_decoder_grad(spec, params, grads);
+  if (spec.rule == StepRule::kSparsify) {  // sparsify clips nothing and renormalises at the next step's start
+    adam_step(params, grads, state, lr, config);
+    return;
+  }
   std::vector<double> sq = grad_sq_norms(grads, peers.rank() == 0);
   peers.sum(sq.data(), static_cast<int64_t>(sq.size()));
   clip_gradients(grads, sq, grad_clip);

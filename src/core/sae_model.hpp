@@ -21,6 +21,15 @@
 
 namespace universae::core {
 
+// Whose training step a stack follows. kSparsify (train.preset = "sparsify", topk only) is EleutherAI
+// sparsify's TopK trainer (scripts/sparsify_ref.py is its reference): seeded kaiming-uniform encoder and
+// tied decoder (init_stack), every top-k slot kept as a code even at value 0 (its fused encoder has no
+// ReLU mask in the backward, and marks every slot as fired), AuxK with k_aux = d/2 scaled by
+// min(dead / k_aux, 1), decoded with b_dec and reaching only W_dec and b_dec, the loss divided by the
+// batch's total variance (forward_backward's `loss_denominator`), no renormalisation after the update
+// (normalize_decoder_at_step_start before each forward instead).
+enum class StepRule { kUniversae, kSparsify };
+
 // Every field is set by its maker (train/ from the config: train.*, sae.*): none has a default here.
 struct SaeSpec {
   Architecture architecture{};
@@ -34,6 +43,7 @@ struct SaeSpec {
   double bandwidth{};   // jumprelu straight-through rectangle kernel
   double jumprelu_init_threshold{};
   bool apply_b_dec_to_input{};
+  StepRule rule{};      // kUniversae unless train.preset = "sparsify"
   int64_t n_local() const { return latents.size(); }
   // relu, topk and batchtopk keep unit-norm decoder rows; jumprelu and gated carry the norm in the loss.
   bool unit_norm_decoder() const;
@@ -56,7 +66,9 @@ struct SaeStack {
 
 // Decoder rows: unit vectors from each seed (core/rng.hpp, rows of this rank's slice only); encoder
 // rows = decoder rows; b_enc = 0; b_dec = `b_dec` (d, float64) for every seed; jumprelu log θ =
-// log(init threshold); gated r_mag = b_mag = 0.
+// log(init threshold); gated r_mag = b_mag = 0. kSparsify: W_enc as torch.manual_seed(seed);
+// nn.Linear(d, n) draws it on the CPU (kaiming-uniform, torch's CPU generator), W_dec = W_enc with rows
+// divided by ‖row‖ + ε(float32).
 SaeStack init_stack(const SaeSpec& spec, const std::vector<int64_t>& seeds, const std::vector<double>& b_dec);
 
 // What a latent-sharded forward pass needs from the other shards of the same SAEs. The default is
@@ -88,6 +100,10 @@ struct StepStats {
 // own latent slice, and b_dec's gradient is split so that summing it over the shards gives the whole.
 void forward_backward(const SaeSpec& spec, const SaeStack& params, const at::Tensor& x, const at::Tensor& dead,
                       int64_t loss_tokens, const LatentPeers& peers, SaeStack& grads, StepStats& stats);
+// The same with the loss divided by `loss_denominator` instead (kSparsify: the global batch's total
+// variance Σ‖x − x̄‖², so that the loss is sparsify's FVU).
+void forward_backward(const SaeSpec& spec, const SaeStack& params, const at::Tensor& x, const at::Tensor& dead,
+                      double loss_denominator, const LatentPeers& peers, SaeStack& grads, StepStats& stats);
 
 // The optimiser (METHODS.md §1), applied after gradients are reduced over data-parallel ranks.
 struct AdamConfig {
@@ -109,9 +125,13 @@ void clip_gradients(SaeStack& grads, const std::vector<double>& sq_norms, double
 // torch.optim.Adam's update, per element, with the same operation order.
 void adam_step(SaeStack& params, const SaeStack& grads, AdamState& state, double lr, const AdamConfig& config);
 void normalize_decoder(const SaeSpec& spec, SaeStack& params);
+// kSparsify, before each step's forward: W_dec rows /= ‖row‖ + ε(float32) (sparsify's
+// set_decoder_norm_to_unit_norm, in Trainer.fit before the forward); nothing for kUniversae.
+void normalize_decoder_at_step_start(const SaeSpec& spec, SaeStack& params);
 
 // The whole update after the gradients are reduced over data-parallel ranks: decoder projection,
-// per-seed clipping (norms summed over the latent shards, b_dec counted once), Adam, renormalisation.
+// per-seed clipping (norms summed over the latent shards, b_dec counted once), Adam, renormalisation
+// (kSparsify: neither clipping nor renormalisation).
 void optimizer_step(const SaeSpec& spec, SaeStack& params, SaeStack& grads, AdamState& state, double lr,
                     const AdamConfig& config, double grad_clip, const LatentPeers& peers);
 

@@ -35,19 +35,11 @@
 #include "train/checkpoint.hpp"
 #include "train/layout.hpp"
 #include "train/metrics.hpp"
+#include "train/schedule.hpp"
 #include "train/shard_peers.hpp"
 
 namespace universae::train {
 namespace {
-
-double learning_rate(const config::TrainConfig& t, double base, int64_t step, int64_t steps) {
-  double factor = 1.0;
-  if (t.warmup_steps > 0) factor = std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(t.warmup_steps));
-  const auto decay_start = static_cast<int64_t>(std::floor(static_cast<double>(steps) * (1.0 - t.decay_fraction)));
-  if (step >= decay_start && steps > decay_start)
-    factor *= static_cast<double>(steps - step) / static_cast<double>(steps - decay_start);
-  return base * factor;
-}
 
 // λ when train.sparsity_coefficient is not set: a starting point on inputs with E‖x‖² = d (sweep it).
 double default_sparsity(core::Architecture a) { return core::has_top_k(a) ? 0.0 : 1.0; }
@@ -59,7 +51,10 @@ core::SaeSpec make_spec(const config::Config& cfg, int64_t d, core::Range latent
   spec.n_latents = cfg.sae.n_latents;
   spec.latents = latents;
   spec.k = cfg.sae.k;
-  spec.k_aux = cfg.train.k_aux > 0 ? cfg.train.k_aux : std::min<int64_t>(512, std::max<int64_t>(1, d / 2));
+  const bool sparsify = cfg.train.preset == config::TrainPreset::kSparsify;
+  spec.rule = sparsify ? core::StepRule::kSparsify : core::StepRule::kUniversae;
+  // sparsify's k_aux is d // 2, with no cap at 512.
+  spec.k_aux = cfg.train.k_aux > 0 ? cfg.train.k_aux : std::max<int64_t>(1, sparsify ? d / 2 : std::min<int64_t>(512, d / 2));
   spec.k_aux = std::min(spec.k_aux, cfg.sae.n_latents);
   spec.aux_alpha = cfg.train.auxk_alpha;
   spec.sparsity = cfg.train.sparsity_coefficient >= 0 ? cfg.train.sparsity_coefficient : default_sparsity(spec.architecture);
@@ -470,8 +465,9 @@ void Trainer::initialise() {
     st_.input_scale = std::sqrt(static_cast<double>(d_) / (sq / static_cast<double>(B_)));
     for (float& v : first) v = static_cast<float>(v * st_.input_scale);
   }
-  const std::vector<double> b_dec0 = t.b_dec_init == config::BDecInit::kMean ? core::mean_point(first.data(), B_, d_)
-                                                                             : core::geometric_median(first.data(), B_, d_);
+  // sparsify sets b_dec to the first batch's mean before its first forward.
+  const bool mean = t.b_dec_init == config::BDecInit::kMean || t.preset == config::TrainPreset::kSparsify;
+  const std::vector<double> b_dec0 = mean ? core::mean_point(first.data(), B_, d_) : core::geometric_median(first.data(), B_, d_);
   const auto S = static_cast<int64_t>(seeds_.size());
   st_.params = core::init_stack(spec_, seeds_, b_dec0);
   st_.adam = core::init_adam(st_.params);
@@ -513,20 +509,43 @@ void Trainer::resume_or_start(bool fresh) {
 }
 
 // This rank's micro-batches of the step: each read once for all seeds, its gradient added in exact
-// fixed point when a rank runs several.
+// fixed point when a rank runs several. The loss is divided by the global batch's tokens, or with
+// train.preset = "sparsify" by its total variance Σ‖x − x̄‖² (sparsify's FVU), known only once every
+// micro-batch of the step is read: this rank's are then held until the sums are reduced.
 void Trainer::run_micro_batches(int64_t step, const at::Tensor& dead) {
+  const bool sparsify = spec_.rule == core::StepRule::kSparsify;
+  auto run = [&](const at::Tensor& x, double loss_denominator) {
+    if (acc_.empty()) {
+      core::forward_backward(spec_, st_.params, x, dead, loss_denominator, *peers_, grads_, stats_);
+    } else {
+      core::forward_backward(spec_, st_.params, x, dead, loss_denominator, *peers_, micro_grads_, stats_);
+      accumulate_micro_batch(micro_grads_, acc_);
+    }
+  };
+  // Each micro-batch's sums in its own slot (the others 0, so the reduction is exact), then added in
+  // micro-batch order: the same variance on any number of ranks.
+  std::vector<at::Tensor> held;
+  const int64_t chunks = B_ / mb_;
+  std::vector<double> chunk_sums(sparsify ? static_cast<size_t>(chunks * (d_ + 1)) : 0, 0.0);
   for (int64_t c = my_chunks_.begin; c < my_chunks_.end; ++c) {
     at::Tensor x = at::empty({mb_, d_}, at::kFloat);
     stream_->train_tokens(step * B_ + c * mb_, mb_, x.data_ptr<float>());
     if (cfg_.train.normalize_input) x.mul_(st_.input_scale);
     if (log_step(step)) add_data_sums(x, data_sums_.data());
-    if (acc_.empty()) {
-      core::forward_backward(spec_, st_.params, x, dead, B_, *peers_, grads_, stats_);
-    } else {
-      core::forward_backward(spec_, st_.params, x, dead, B_, *peers_, micro_grads_, stats_);
-      accumulate_micro_batch(micro_grads_, acc_);
+    if (!sparsify) {
+      run(x, static_cast<double>(B_));
+      continue;
     }
+    add_data_sums(x, chunk_sums.data() + c * (d_ + 1));
+    held.push_back(x);
   }
+  if (!sparsify) return;
+  L_.dp_comm.allreduce_sum(chunk_sums.data(), chunks * (d_ + 1));
+  std::vector<double> batch_sums(static_cast<size_t>(d_ + 1), 0.0);
+  for (int64_t c = 0; c < chunks; ++c)
+    for (int64_t j = 0; j <= d_; ++j) batch_sums[j] += chunk_sums[c * (d_ + 1) + j];
+  const double variance = total_variance(batch_sums.data(), d_, B_);
+  for (const at::Tensor& x : held) run(x, variance);
 }
 
 // Dead-latent counters and the batchtopk inference threshold (a running mean of the smallest kept activation).
@@ -553,8 +572,9 @@ void Trainer::step(int64_t step) {
   std::fill(data_sums_.begin(), data_sums_.end(), 0.0);
   stats_.clear();
   at::Tensor dead = at::empty({S, n_local}, at::kBool);
-  for (int64_t i = 0; i < S * n_local; ++i) dead.data_ptr<bool>()[i] = st_.since_fired[i] >= t.dead_tokens;
+  for (int64_t i = 0; i < S * n_local; ++i) dead.data_ptr<bool>()[i] = is_dead(t, st_.since_fired[i]);
   for (at::Tensor* g : grads_.tensors()) g->zero_();
+  core::normalize_decoder_at_step_start(spec_, st_.params);  // sparsify only
   run_micro_batches(step, dead);
   reduce_gradients(L_.dp_comm, grads_, acc_);
   if (L_.shards > 1) L_.latent_comm.allreduce_sum(grads_.b_dec.data_ptr<float>(), grads_.b_dec.numel());
@@ -573,7 +593,7 @@ void Trainer::log(int64_t step, double lr) {
   StepSums sums(S);
   for (int64_t s = 0; s < S; ++s) {
     int64_t dead_count = 0;
-    for (int64_t i = 0; i < spec_.n_local(); ++i) dead_count += st_.since_fired[s * spec_.n_local() + i] >= cfg_.train.dead_tokens;
+    for (int64_t i = 0; i < spec_.n_local(); ++i) dead_count += is_dead(cfg_.train, st_.since_fired[s * spec_.n_local() + i]);
     const auto i = static_cast<size_t>(s);
     sums.sse[i] = stats_.sse[i], sums.aux_sse[i] = stats_.aux_sse[i], sums.sparsity[i] = stats_.sparsity[i];
     sums.active[i] = static_cast<double>(stats_.active[i]), sums.dead[i] = static_cast<double>(dead_count);
