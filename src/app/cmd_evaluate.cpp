@@ -132,7 +132,7 @@ void add_evaluate(CLI::App& app, Action& action) {
   cmd->add_option("--compute-dtype", o->compute_dtype, "float32 or bfloat16")->check(CLI::IsMember({"float32", "bfloat16"}))->capture_default_str();
   cmd->footer(
       "Every position counts: the splice replaces the activation at every position (BOS included); CE is averaged over the "
-      "positions with a next token, KL over every position. docs/statistics.md defines each figure.\n\n" +
+      "positions with a next token, KL over every position. docs/evaluation.md defines each figure.\n\n" +
       exit_codes_help());
   cmd->callback([o, &action] {
     action = [o](const parallel::Comm& comm) {
