@@ -16,7 +16,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
 from universae_test import SOURCE, universae  # noqa: E402
 
-ALL_FIGURES = {"sharing.png", "overlap.png", "layers.png", "frequency.png", "matched_vs_frequency.png"}
+ALL_FIGURES = {"sharing.png", "training.png", "stability.png", "overlap.png", "layers.png", "frequency.png",
+               "matched_vs_frequency.png"}
 
 
 def run(args, ranks=None, env=None):
@@ -24,8 +25,9 @@ def run(args, ranks=None, env=None):
     return universae(args, ranks, timeout=600, env={**os.environ, **(env or {})})
 
 
-def study(job, out):
-    proc = run(["run", os.path.join(SOURCE, "jobs", job), "--set", f"run.output_dir={out}"], 2)
+def study(job, out, *settings):
+    sets = [arg for s in settings for arg in ("--set", s)]
+    proc = run(["run", os.path.join(SOURCE, "jobs", job), "--set", f"run.output_dir={out}", *sets], 2)
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -42,7 +44,7 @@ class Report(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory()
         t = cls.tmp.name
-        cls.quick = study("quickstart_ci.toml", os.path.join(t, "quick"))
+        cls.quick = study("quickstart_ci.toml", os.path.join(t, "quick"), "train.snapshot_every=51200")
         cls.seeds = study("seeds_study_ci.toml", os.path.join(t, "seeds"))
         cls.layers = study("cross_layer_study_ci.toml", os.path.join(t, "layers"))
 
@@ -71,7 +73,8 @@ class Report(unittest.TestCase):
         proc = run(["report", os.path.join(self.quick, "results.h5")])
         self.assertEqual(proc.returncode, 0, proc.stderr)
         out = os.path.join(self.quick, "report")  # beside the results by default
-        _, rows = self.check_page(out, {"sharing.png", "frequency.png", "matched_vs_frequency.png"})
+        _, rows = self.check_page(out, {"sharing.png", "training.png", "stability.png", "frequency.png",
+                                        "matched_vs_frequency.png"})
         expected = results_pairs(os.path.join(self.quick, "results.h5"))
         self.assertEqual({r["pair"] for r in rows}, set(expected))
         for r in rows:
@@ -86,7 +89,7 @@ class Report(unittest.TestCase):
         out = os.path.join(self.tmp.name, "sweep_report")
         proc = run(["report", self.seeds, self.layers, "--out", out], 2)
         self.assertEqual(proc.returncode, 0, proc.stderr)
-        page, rows = self.check_page(out, ALL_FIGURES)
+        page, rows = self.check_page(out, ALL_FIGURES - {"training.png"})  # no snapshots there
         files = [os.path.join(d, f) for root in (self.seeds, self.layers) for d, _, fs in os.walk(root) for f in fs
                  if f == "results.h5"]
         self.assertGreaterEqual(len(files), 8)
