@@ -28,16 +28,6 @@ constexpr double kLanMinCorrelation = 0.1;  // compat lan2024: pairs at or below
 
 std::vector<float> to_float(const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); }
 
-core::SaeEncoderWeights encoder_of(const io::SaeWeights& w) {
-  core::SaeEncoderWeights e;
-  e.architecture = w.header.architecture;
-  e.k = w.header.k;
-  e.apply_b_dec_to_input = w.header.apply_b_dec_to_input;
-  e.W_enc = w.W_enc, e.b_enc = w.b_enc, e.b_dec = w.b_dec;
-  e.threshold = w.threshold, e.r_mag = w.r_mag, e.b_mag = w.b_mag;
-  return e;
-}
-
 void write_mapping(io::File& f, const std::string& g, const core::Mapping& m) {
   f.create_group(g);
   f.write_attr(g, "n_pairs", static_cast<int64_t>(m.a.size()));
@@ -215,12 +205,12 @@ const Correlation& PairContext::correlation() {
 }
 
 const core::SaeEncoderWeights& PairContext::encoder_a() {
-  if (!encoder_a_) encoder_a_ = encoder_of(io::read_sae(comm, a.path));
+  if (!encoder_a_) encoder_a_ = io::encoder_weights(io::read_sae(comm, a.path));
   return *encoder_a_;
 }
 
 const core::SaeEncoderWeights& PairContext::encoder_b() {
-  if (!encoder_b_) encoder_b_ = encoder_of(io::read_sae(comm, b.path));
+  if (!encoder_b_) encoder_b_ = io::encoder_weights(io::read_sae(comm, b.path));
   return *encoder_b_;
 }
 
@@ -362,7 +352,7 @@ void activation_pass(const parallel::Comm& comm, io::File& f, const config::Conf
     const auto& h = headers[s];
     const ActivationInput& own = data.input(s);
     const std::string g = "/saes/" + names[s];
-    const core::SaeEncoderWeights encoder = encoder_of(io::read_sae(comm, h.path));
+    const core::SaeEncoderWeights encoder = io::encoder_weights(io::read_sae(comm, h.path));
     core::SparseCodes codes = encode_codes(comm, encoder, own, config.compare.chunk_tokens, names[s]);
     f.write_attr(g, "activations_source", own.source);
     f.write_attr(g, "activations_hookpoint", own.hookpoint);

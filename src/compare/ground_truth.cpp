@@ -136,8 +136,7 @@ void reduce(const parallel::Comm& comm, HeldOutSums& s) {
 HeldOutSums held_out_sums(const parallel::Comm& comm, const data::SyntheticSource& source, const io::SaeWeights& w,
                           const std::vector<int64_t>& best_match, int64_t tokens, int64_t block) {
   const int64_t d = source.d();
-  const core::SaeEncoderWeights enc{w.header.architecture, w.header.k, w.header.apply_b_dec_to_input, w.W_enc, w.b_enc,
-                                    w.b_dec, w.threshold, w.r_mag, w.b_mag};
+  const core::SaeEncoderWeights enc = io::encoder_weights(w);
   HeldOutSums sums{DetectionCounts(w.header.n_latents)};
   const core::Range chunks = core::shard_range(core::ceil_div(tokens, block), comm.rank(), comm.size());
   for (int64_t c = chunks.begin; c < chunks.end; ++c) {

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "compare/statistics.hpp"
+#include "core/data_sums.hpp"
 #include "core/sharding.hpp"
 #include "io/sae_file.hpp"
 #include "parallel/log.hpp"
@@ -16,16 +17,6 @@ namespace universae::compare {
 namespace {
 
 constexpr int64_t kRandomDraws = 32;
-
-core::SaeEncoderWeights encoder_of(const io::SaeWeights& w) {
-  core::SaeEncoderWeights e;
-  e.architecture = w.header.architecture;
-  e.k = w.header.k;
-  e.apply_b_dec_to_input = w.header.apply_b_dec_to_input;
-  e.W_enc = w.W_enc, e.b_enc = w.b_enc, e.b_dec = w.b_dec;
-  e.threshold = w.threshold, e.r_mag = w.r_mag, e.b_mag = w.b_mag;
-  return e;
-}
 
 // An orthonormal basis (d, rank) of the rows' span: singular values above 1e-6 of the largest.
 at::Tensor row_basis(const at::Tensor& rows) {
@@ -56,8 +47,8 @@ std::pair<double, double> random_cosines(int64_t p, int64_t q, int64_t d, uint64
 }
 
 // The unshared latents' spans of one pair against random row sets of the same sizes.
-void write_pair_angles(const parallel::Comm& comm, const config::Config& cfg, io::File& f, const PairMatching& p,
-                       const std::vector<io::SaeHeader>& headers, const std::vector<std::string>& names) {
+void write_pair_angles(const config::Config& cfg, io::File& f, const PairMatching& p, const std::vector<io::SaeHeader>& headers,
+                       const std::vector<at::Tensor>& decoders, const std::vector<std::string>& names) {
   const double tau = cfg.compare.shared_threshold;
   at::Tensor rows[2];
   for (int side = 0; side < 2; ++side) {
@@ -66,7 +57,7 @@ void write_pair_angles(const parallel::Comm& comm, const config::Config& cfg, io
     std::vector<int64_t> unshared;
     for (size_t i = 0; i < shared.size(); ++i)
       if (!shared[i]) unshared.push_back(static_cast<int64_t>(i));
-    rows[side] = io::read_sae(comm, headers[static_cast<size_t>(s)].path).W_dec.index_select(0, at::tensor(unshared, at::kLong));
+    rows[side] = decoders[static_cast<size_t>(s)].index_select(0, at::tensor(unshared, at::kLong));
   }
   const std::string g = "/stability/pairs/" + names[static_cast<size_t>(p.a)] + "--" + names[static_cast<size_t>(p.b)];
   f.create_group(g);
@@ -96,8 +87,9 @@ double share_of(const std::vector<double>& values, const std::vector<double>& st
 }
 
 // One seed's group: its stable fractions, frequency and (with activations) the ablation effects.
-void write_seed(const parallel::Comm& comm, const config::Config& cfg, io::File& f, const std::string& name, const io::SaeHeader& h,
+void write_seed(const parallel::Comm& comm, const config::Config& cfg, io::File& f, const std::string& name, const io::SaeWeights& w,
                 const std::vector<int64_t>& shared_count, int64_t others, const ActivationInput* input) {
+  const io::SaeHeader& h = w.header;
   const std::string g = "/stability/" + name;
   f.create_group(g);
   std::vector<double> stable;
@@ -113,8 +105,7 @@ void write_seed(const parallel::Comm& comm, const config::Config& cfg, io::File&
     f.write_vector(g + "/frequency", io::DType::kFloat64, freq);
   }
   if (input == nullptr) return;
-  const io::SaeWeights w = io::read_sae(comm, h.path);
-  const LatentEffects e = latent_effects(comm, encoder_of(w), w.W_dec, *input, cfg.compare.chunk_tokens);
+  const LatentEffects e = latent_effects(comm, io::encoder_weights(w), w.W_dec, *input, cfg.compare.chunk_tokens);
   f.write_vector(g + "/fvu_increase", io::DType::kFloat64, e.fvu_increase);
   f.write_vector(g + "/energy", io::DType::kFloat64, e.energy);
   f.write_attr(g, "fvu", e.fvu);
@@ -131,7 +122,7 @@ LatentEffects latent_effects(const parallel::Comm& comm, const core::SaeEncoderW
   const int64_t n = W_dec.size(0), d = W_dec.size(1);
   const at::Tensor w2 = W_dec.to(at::kDouble).pow(2).sum(1);
   at::Tensor delta = at::zeros({n}, at::kDouble), energy = at::zeros({n}, at::kDouble);
-  std::vector<double> sums(static_cast<size_t>(d + 2), 0.0);  // Σx (d), Σ‖x‖², Σ‖x̂ − x‖²
+  std::vector<double> sums(static_cast<size_t>(d + 2), 0.0);  // Σx (d), Σ‖x‖² (core::add_data_sums), Σ‖x̂ − x‖²
   const core::Range mine = core::shard_range(core::ceil_div(in.n_tokens, chunk_tokens), comm.rank(), comm.size());
   std::vector<float> buffer;
   for (int64_t c = mine.begin; c < mine.end; ++c) {
@@ -145,17 +136,13 @@ LatentEffects latent_effects(const parallel::Comm& comm, const core::SaeEncoderW
     // Without latent i: ‖r − z_i W_i‖² − ‖r‖² = −2 z_i (W_i · r) + z_i² ‖W_i‖².
     delta += (zd * zd * w2 - 2 * zd * g).sum(0);
     energy += (zd * zd * w2).sum(0);
-    const at::Tensor sx = x.to(at::kDouble).sum(0);
-    for (int64_t j = 0; j < d; ++j) sums[static_cast<size_t>(j)] += sx[j].item<double>();
-    sums[static_cast<size_t>(d)] += x.to(at::kDouble).pow(2).sum().item<double>();
+    core::add_data_sums(x, sums.data());
     sums[static_cast<size_t>(d + 1)] += r.to(at::kDouble).pow(2).sum().item<double>();
   }
   comm.allreduce_sum(delta.data_ptr<double>(), n);
   comm.allreduce_sum(energy.data_ptr<double>(), n);
   comm.allreduce_sum(sums.data(), d + 2);
-  double mean_sq = 0;
-  for (int64_t j = 0; j < d; ++j) mean_sq += sums[static_cast<size_t>(j)] * sums[static_cast<size_t>(j)];
-  const double total = sums[static_cast<size_t>(d)] - mean_sq / static_cast<double>(in.n_tokens);  // Σ‖x − x̄‖²
+  const double total = core::total_variance(sums.data(), d, in.n_tokens);  // Σ‖x − x̄‖²
   LatentEffects e;
   e.fvu = sums[static_cast<size_t>(d + 1)] / total;
   e.fvu_increase.resize(static_cast<size_t>(n));
@@ -180,13 +167,16 @@ void write_stability(const parallel::Comm& comm, const config::Config& cfg, io::
   f.create_group("/stability");
   f.write_attr("/stability", "threshold", cfg.compare.shared_threshold);
   log::Progress progress("stability", static_cast<int64_t>(n_main + matchings.size()), "SAEs and pairs");
+  std::vector<at::Tensor> decoders;  // each seed read once; its decoder kept for the pairs
   for (size_t s = 0; s < n_main; ++s) {
-    write_seed(comm, cfg, f, names[s], headers[s], o.shared_count[s], static_cast<int64_t>(n_main) - 1,
+    const io::SaeWeights w = io::read_sae(comm, headers[s].path);
+    decoders.push_back(w.W_dec);
+    write_seed(comm, cfg, f, names[s], w, o.shared_count[s], static_cast<int64_t>(n_main) - 1,
                activations ? &activations->input(s) : nullptr);
     progress.update(static_cast<int64_t>(s + 1));
   }
   for (size_t p = 0; p < matchings.size(); ++p) {
-    write_pair_angles(comm, cfg, f, matchings[p], headers, names);
+    write_pair_angles(cfg, f, matchings[p], headers, decoders, names);
     progress.update(static_cast<int64_t>(n_main + p + 1));
   }
   progress.finish();

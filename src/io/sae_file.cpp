@@ -193,4 +193,14 @@ void write_sae(const parallel::Comm& comm, const std::string& path, const SaeWei
   pending.commit();
 }
 
+core::SaeEncoderWeights encoder_weights(const SaeWeights& w) {
+  core::SaeEncoderWeights e;
+  e.architecture = w.header.architecture;
+  e.k = w.header.k;
+  e.apply_b_dec_to_input = w.header.apply_b_dec_to_input;
+  e.W_enc = w.W_enc, e.b_enc = w.b_enc, e.b_dec = w.b_dec;
+  e.threshold = w.threshold, e.r_mag = w.r_mag, e.b_mag = w.b_mag;
+  return e;
+}
+
 }  // namespace universae::io

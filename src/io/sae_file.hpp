@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/sae_encode.hpp"
 #include "core/sharding.hpp"
 #include "io/sae_header.hpp"
 #include "parallel/comm.hpp"
@@ -32,6 +33,9 @@ struct SaeWeights {
   std::vector<std::pair<std::string, double>> metrics;
   std::vector<std::pair<std::string, std::string>> string_attrs;
 };
+
+// What encoding needs of an SAE (core/sae_encode.hpp): its architecture, k and encoder tensors (shared, not copied).
+core::SaeEncoderWeights encoder_weights(const SaeWeights& sae);
 
 // Collective. Checks format, version, completeness, datasets and shapes; any problem is a
 // UsageError on every rank naming the file and what is wrong.

@@ -18,16 +18,6 @@ namespace {
 enum SaeSum { kNll, kKl, kNormRatio, kHatSquared, kDot, kActive, kResidualSquared, kScalars };
 int64_t sae_stride(int64_t d) { return kScalars + 4 * d; }
 
-core::SaeEncoderWeights encoder_of(const io::SaeWeights& w) {
-  core::SaeEncoderWeights e;
-  e.architecture = w.header.architecture;
-  e.k = w.header.k;
-  e.apply_b_dec_to_input = w.header.apply_b_dec_to_input;
-  e.W_enc = w.W_enc, e.b_enc = w.b_enc, e.b_dec = w.b_dec;
-  e.threshold = w.threshold, e.r_mag = w.r_mag, e.b_mag = w.b_mag;
-  return e;
-}
-
 // z W_dec + b_dec from the non-zero codes only (nnz · d instead of T · n · d: an SAE's codes are sparse).
 at::Tensor sparse_decode(const at::Tensor& z, const at::Tensor& W_dec, const at::Tensor& b_dec) {
   const at::Tensor nz = z.nonzero();  // (nnz, 2): row, latent
@@ -149,7 +139,7 @@ std::vector<SaeScore> evaluate_saes(const parallel::Comm& comm, const LanguageMo
   int64_t stride = 1 + 2 * static_cast<int64_t>(ablations.size());  // clean nll, then (nll, kl) per ablation
   for (const io::SaeWeights& w : saes) offset.push_back(stride), stride += sae_stride(w.header.d_in);
   std::vector<core::SaeEncoderWeights> encoders;
-  for (const io::SaeWeights& w : saes) encoders.push_back(encoder_of(w));
+  for (const io::SaeWeights& w : saes) encoders.push_back(io::encoder_weights(w));
 
   const int64_t n_batches = plan.n_batches();
   std::vector<double> sums(static_cast<size_t>(n_batches * stride), 0.0);

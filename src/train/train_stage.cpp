@@ -16,6 +16,7 @@
 
 #include "compare/ground_truth.hpp"
 #include "compare/max_cosine.hpp"
+#include "core/data_sums.hpp"
 #include "core/error.hpp"
 #include "core/exact_sum.hpp"
 #include "core/geometric_median.hpp"
@@ -106,22 +107,6 @@ void accumulate_micro_batch(core::SaeStack& grads, std::vector<core::wide_int>& 
   }
 }
 
-// The FVU denominator, accumulated over chunks: sums[0..d) += Σ_t x_t, sums[d] += Σ_t ‖x_t‖².
-void add_data_sums(const at::Tensor& x, double* sums) {
-  const at::Tensor xs = x.to(at::kDouble);
-  const at::Tensor col = xs.sum(0).contiguous();
-  const double* c = col.data_ptr<double>();
-  for (int64_t j = 0; j < col.numel(); ++j) sums[j] += c[j];
-  sums[col.numel()] += xs.pow(2).sum().item<double>();
-}
-
-// Σ_t ‖x_t − x̄‖² over `count` tokens from (reduced) add_data_sums sums.
-double total_variance(const double* sums, int64_t d, int64_t count) {
-  double mean_sq = 0;
-  for (int64_t j = 0; j < d; ++j) mean_sq += sums[j] * sums[j];
-  return sums[d] - mean_sq / static_cast<double>(count);
-}
-
 // Gathers a latent-sharded (n_local, ...) tensor into the whole (n, ...) on every shard.
 at::Tensor gather_latents(const parallel::Comm& latent_comm, const at::Tensor& local) {
   if (latent_comm.size() == 1) return local.contiguous();
@@ -178,8 +163,7 @@ Evaluation evaluate(const parallel::Comm& comm, const io::SaeWeights& w, data::T
   const int64_t total = std::min(cfg.train.eval_tokens, stream.eval_available());
   Evaluation e;
   if (total == 0) return e;
-  core::SaeEncoderWeights enc{w.header.architecture, w.header.k, w.header.apply_b_dec_to_input, w.W_enc, w.b_enc,
-                              w.b_dec, w.threshold, w.r_mag, w.b_mag};
+  const core::SaeEncoderWeights enc = io::encoder_weights(w);
   std::vector<int64_t> fires(static_cast<size_t>(n), 0);
   std::vector<double> sums(static_cast<size_t>(d + 3), 0.0);  // Σx (d), Σ‖x‖², sse, active
   const core::Range chunks = core::shard_range(core::ceil_div(total, mb), comm.rank(), comm.size());
@@ -191,13 +175,13 @@ Evaluation evaluate(const parallel::Comm& comm, const io::SaeWeights& w, data::T
     const at::Tensor x_hat = at::addmm(w.b_dec, z, w.W_dec);
     const at::Tensor fired = (z > 0).sum(0).to(at::kLong).contiguous();
     for (int64_t i = 0; i < n; ++i) fires[i] += fired.data_ptr<int64_t>()[i];
-    add_data_sums(x, sums.data());
+    core::add_data_sums(x, sums.data());
     sums[d + 1] += (x - x_hat).to(at::kDouble).pow(2).sum().item<double>();
     sums[d + 2] += static_cast<double>(fired.sum().item<int64_t>());
   }
   comm.allreduce_sum(fires.data(), n);
   comm.allreduce_sum(sums.data(), static_cast<int64_t>(sums.size()));
-  e.fvu = sums[d + 1] / total_variance(sums.data(), d, total);
+  e.fvu = sums[d + 1] / core::total_variance(sums.data(), d, total);
   e.l0 = sums[d + 2] / static_cast<double>(total);
   e.frequency = at::empty({n}, at::kDouble);
   double* frequency = e.frequency.data_ptr<double>();
@@ -531,12 +515,12 @@ void Trainer::run_micro_batches(int64_t step, const at::Tensor& dead) {
     at::Tensor x = at::empty({mb_, d_}, at::kFloat);
     stream_->train_tokens(step * B_ + c * mb_, mb_, x.data_ptr<float>());
     if (cfg_.train.normalize_input) x.mul_(st_.input_scale);
-    if (log_step(step)) add_data_sums(x, data_sums_.data());
+    if (log_step(step)) core::add_data_sums(x, data_sums_.data());
     if (!sparsify) {
       run(x, static_cast<double>(B_));
       continue;
     }
-    add_data_sums(x, chunk_sums.data() + c * (d_ + 1));
+    core::add_data_sums(x, chunk_sums.data() + c * (d_ + 1));
     held.push_back(x);
   }
   if (!sparsify) return;
@@ -544,7 +528,7 @@ void Trainer::run_micro_batches(int64_t step, const at::Tensor& dead) {
   std::vector<double> batch_sums(static_cast<size_t>(d_ + 1), 0.0);
   for (int64_t c = 0; c < chunks; ++c)
     for (int64_t j = 0; j <= d_; ++j) batch_sums[j] += chunk_sums[c * (d_ + 1) + j];
-  const double variance = total_variance(batch_sums.data(), d_, B_);
+  const double variance = core::total_variance(batch_sums.data(), d_, B_);
   for (const at::Tensor& x : held) run(x, variance);
 }
 
@@ -589,7 +573,7 @@ void Trainer::step(int64_t step) {
 void Trainer::log(int64_t step, double lr) {
   const auto S = static_cast<int64_t>(seeds_.size());
   L_.dp_comm.allreduce_sum(data_sums_.data(), d_ + 1);
-  const double sst = total_variance(data_sums_.data(), d_, B_);
+  const double sst = core::total_variance(data_sums_.data(), d_, B_);
   StepSums sums(S);
   for (int64_t s = 0; s < S; ++s) {
     int64_t dead_count = 0;

@@ -7,9 +7,11 @@
 
 #include "config/config.hpp"
 #include "core/error.hpp"
+#include "usage_error.hpp"
 
 using universae::UsageError;
 using namespace universae::config;
+using universae::test_support::usage_error;
 
 namespace {
 
@@ -17,18 +19,6 @@ std::string write_temp(const std::string& name, const std::string& text) {
   const auto path = std::filesystem::temp_directory_path() / ("universae_test_" + name + ".toml");
   std::ofstream(path) << text;
   return path.string();
-}
-
-// The message of the UsageError `fn` throws (fails the test if it throws none).
-template <typename Fn>
-std::string usage_error(Fn&& fn) {
-  try {
-    fn();
-  } catch (const UsageError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a UsageError";
-  return "";
 }
 
 }  // namespace

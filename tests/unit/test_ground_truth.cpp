@@ -17,8 +17,10 @@
 #include "core/lap.hpp"
 #include "core/rng.hpp"
 #include "data/synthetic.hpp"
+#include "usage_error.hpp"
 
 using namespace universae;
+using universae::test_support::usage_error;
 
 namespace {
 
@@ -57,18 +59,6 @@ double firing_correlation(const std::vector<std::vector<char>>& on, int64_t j, i
   for (const auto& row : on) both += row[j] && row[k];
   both /= static_cast<double>(on.size());
   return (both - pj * pk) / std::sqrt(pj * (1 - pj) * pk * (1 - pk));
-}
-
-// The message of the UsageError `fn` throws (fails the test if it throws none).
-template <typename F>
-std::string usage_error(F fn) {
-  try {
-    fn();
-  } catch (const UsageError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a UsageError";
-  return "";
 }
 
 }  // namespace
