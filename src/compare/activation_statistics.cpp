@@ -23,7 +23,7 @@
 namespace universae::compare {
 namespace {
 
-constexpr int64_t kTopExamples = 5;  // per latent, with ±2-token windows
+constexpr int64_t kTopExamples = 5;  // what the concept filters read per latent (with ±2-token windows)
 constexpr double kLanMinCorrelation = 0.1;  // compat lan2024: pairs at or below are dropped
 
 std::vector<float> to_float(const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); }
@@ -334,6 +334,27 @@ ActivationData open_activation_data(const parallel::Comm& comm, const config::Co
   return data;
 }
 
+namespace {
+
+// /saes/<name>/top_*: every latent's top examples, and with token ids their tokens and context windows
+// (each rank writes its own latents' windows: [n × count × width] would be large on every rank).
+void write_top_examples(io::File& f, const std::string& g, const core::TopExamples& top, const ActivationInput& in,
+                        int64_t context) {
+  const auto n = static_cast<int64_t>(top.positions.size()) / top.count;
+  f.write_table(g + "/top_positions", io::DType::kInt64, top.positions, {n, top.count});
+  f.write_table(g + "/top_values", io::DType::kFloat32, top.values, {n, top.count});
+  if (in.tokens.empty()) return;
+  const core::Range mine = core::shard_range(n, f.comm().rank(), f.comm().size());
+  const TopContexts contexts = top_contexts(top, in, context, mine);
+  f.create_dataset(g + "/top_tokens", io::DType::kInt32, {n, top.count});
+  f.write_rows(g + "/top_tokens", mine, contexts.tokens.data());
+  f.create_dataset(g + "/top_windows", io::DType::kInt32, {n, top.count, contexts.width});
+  f.write_rows(g + "/top_windows", mine, contexts.windows.data());
+  f.write_attr(g, "context_tokens", context);
+}
+
+}  // namespace
+
 void activation_pass(const parallel::Comm& comm, io::File& f, const config::Config& config, ActivationData& data,
                      const std::vector<io::SaeHeader>& headers, const std::vector<std::string>& names) {
   const ActivationInput& in = data.first();
@@ -362,16 +383,12 @@ void activation_pass(const parallel::Comm& comm, io::File& f, const config::Conf
     // Lan et al. read top tokens from the activations they correlate: relu(pre) in `pre` mode.
     const bool from_pre = config.compare.compat == config::Compat::kLan2024 &&
                           config.compare.correlation_input == config::CorrelationInput::kPre;
-    const core::TopExamples top = from_pre ? dense_top_examples(comm, encoder, own, config.compare.chunk_tokens, kTopExamples, names[s])
-                                           : core::top_examples(codes, kTopExamples);
+    const int64_t count = config.compare.top_examples;
+    const core::TopExamples top = from_pre ? dense_top_examples(comm, encoder, own, config.compare.chunk_tokens, count, names[s])
+                                           : core::top_examples(codes, count);
     f.write_attr(g, "top_examples_of", std::string(from_pre ? "pre" : "codes"));
-    const TopTokens tokens = top_tokens(top, own);
-    f.write_table(g + "/top_positions", io::DType::kInt64, top.positions, {h.n_latents, kTopExamples});
-    f.write_table(g + "/top_values", io::DType::kFloat32, top.values, {h.n_latents, kTopExamples});
-    if (!own.tokens.empty()) {
-      f.write_table(g + "/top_tokens", io::DType::kInt64, tokens.tokens, {h.n_latents, kTopExamples});
-      f.write_table(g + "/top_windows", io::DType::kInt64, tokens.windows, {h.n_latents, kTopExamples, 5});
-    }
+    write_top_examples(f, g, top, own, config.compare.context_tokens);
+    const TopTokens tokens = top_tokens(first_examples(top, kTopExamples), own);
     const bool own_strings = !own.vocab.empty() && !own.tokens.empty();
     data.latent_strings.push_back(strings && own_strings ? latent_top_strings(tokens.tokens, kTopExamples, own.vocab)
                                                          : std::vector<std::vector<std::string>>{});

@@ -296,22 +296,43 @@ std::string token_sequence_difference(const ActivationInput& a, const Activation
   return "";
 }
 
-TopTokens top_tokens(const core::TopExamples& top, const ActivationInput& in) {
-  TopTokens out;
-  out.tokens.assign(top.positions.size(), -1);
-  out.windows.assign(top.positions.size() * 5, -1);
+core::TopExamples first_examples(const core::TopExamples& top, int64_t count) {
+  core::TopExamples out;
+  out.count = std::min(count, top.count);
+  const auto n = static_cast<int64_t>(top.positions.size()) / top.count;
+  for (int64_t l = 0; l < n; ++l) {
+    const auto from = static_cast<size_t>(l * top.count);
+    out.positions.insert(out.positions.end(), top.positions.begin() + from, top.positions.begin() + from + out.count);
+    out.values.insert(out.values.end(), top.values.begin() + from, top.values.begin() + from + out.count);
+  }
+  return out;
+}
+
+TopContexts top_contexts(const core::TopExamples& top, const ActivationInput& in, int64_t context, core::Range rows) {
+  TopContexts out;
+  out.width = 2 * context + 1;
+  const auto examples = static_cast<size_t>((rows.end - rows.begin) * top.count);
+  out.tokens.assign(examples, -1);
+  out.windows.assign(examples * static_cast<size_t>(out.width), -1);
   if (in.tokens.empty()) return out;
-  for (size_t e = 0; e < top.positions.size(); ++e) {
-    const int64_t p = top.positions[e];
+  for (size_t e = 0; e < examples; ++e) {
+    const int64_t p = top.positions[static_cast<size_t>(rows.begin * top.count) + e];
     if (p < 0) continue;
     out.tokens[e] = in.tokens[static_cast<size_t>(p)];
     // The sequence holding p: the last offset <= p.
     const auto it = std::upper_bound(in.seq_offsets.begin(), in.seq_offsets.end(), p);
     const int64_t begin = *(it - 1), end = it == in.seq_offsets.end() ? in.n_tokens : *it;
-    for (int64_t w = -2; w <= 2; ++w)
-      if (p + w >= begin && p + w < end) out.windows[e * 5 + static_cast<size_t>(w + 2)] = in.tokens[static_cast<size_t>(p + w)];
+    int64_t* window = out.windows.data() + e * static_cast<size_t>(out.width);
+    for (int64_t w = std::max(begin, p - context); w < std::min(end, p + context + 1); ++w)
+      window[w - p + context] = in.tokens[static_cast<size_t>(w)];
   }
   return out;
+}
+
+TopTokens top_tokens(const core::TopExamples& top, const ActivationInput& in) {
+  const auto n = static_cast<int64_t>(top.positions.size()) / top.count;
+  TopContexts c = top_contexts(top, in, 2, {0, n});
+  return {std::move(c.tokens), std::move(c.windows)};
 }
 
 }  // namespace universae::compare

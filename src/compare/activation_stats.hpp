@@ -14,6 +14,7 @@
 #include "compare/max_cosine.hpp"
 #include "config/config.hpp"
 #include "core/sae_encode.hpp"
+#include "core/sharding.hpp"
 #include "core/sparse_correlation.hpp"
 #include "parallel/comm.hpp"
 
@@ -81,7 +82,19 @@ Correlation dense_correlation(const parallel::Comm& comm, const core::SaeEncoder
 // Token strings with byte-fallback pieces ("<0x0A>") decoded to their byte.
 std::string token_string(const std::vector<std::string>& vocab, int64_t token);
 
-// Top-5 token ids and ±2-token windows (clipped to the position's sequence; −1 outside or absent).
+// The first `count` examples of every latent: the top `count`, since examples are kept sorted.
+core::TopExamples first_examples(const core::TopExamples& top, int64_t count);
+
+// The token ids of the top examples of latents `rows` and their ±`context`-token windows (clipped to
+// the example's sequence; −1 outside it, or for an absent example or input without token ids).
+struct TopContexts {
+  int64_t width = 0;             // 2·context + 1
+  std::vector<int64_t> tokens;   // [rows × count]
+  std::vector<int64_t> windows;  // [rows × count × width]
+};
+TopContexts top_contexts(const core::TopExamples& top, const ActivationInput& input, int64_t context, core::Range rows);
+
+// What the concept filters read (Lan et al.): the top examples' token ids with ±2-token windows.
 struct TopTokens {
   std::vector<int64_t> tokens;   // [n × count]
   std::vector<int64_t> windows;  // [n × count × 5]

@@ -213,6 +213,10 @@ std::function<std::string(const T&)> at_least(T min, std::string note = "") {
   return [min, note](const T& v) { return v >= min ? "" : "must be >= " + number_text(min) + note; };
 }
 template <typename T>
+std::function<std::string(const T&)> in_range(T lo, T hi) {
+  return [lo, hi](const T& v) { return v >= lo && v <= hi ? "" : "must be in [" + number_text(lo) + ", " + number_text(hi) + "]"; };
+}
+template <typename T>
 std::function<std::string(const T&)> above(T min) {
   return [min](const T& v) { return v > min ? "" : "must be > " + number_text(min); };
 }
@@ -532,6 +536,11 @@ void compare_activation_keys(Table& t, Config& c) {
       .role(Role::kInput);
   t.add("compare.chunk_tokens", &x.chunk_tokens, int64_t{4096}, "tokens per encoding block (fixed, so results do not depend on ranks)",
         at_least<int64_t>(1));
+  t.add("compare.top_examples", &x.top_examples, int64_t{20},
+        "top activating examples kept per latent (the report's latent cards; the concept filters read the first 5)",
+        in_range<int64_t>(5, 1000));
+  t.add("compare.context_tokens", &x.context_tokens, int64_t{10},
+        "tokens kept on each side of a top example's firing token (clipped to its sequence)", in_range<int64_t>(2, 256));
   t.add("compare.baseline_random", &x.baseline_random, false,
         "add an untrained random-initialisation SAE of the first SAE's shape, compared with the first SAE");
   t.add<std::vector<std::string>>("compare.baselines", &x.baselines, {},

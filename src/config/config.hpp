@@ -151,6 +151,8 @@ struct CompareConfig {
   Mapping activation_mapping{};
   std::string concepts;      // "": configs/concepts.toml
   int64_t chunk_tokens{};
+  int64_t top_examples{};    // per latent, kept for the report's latent cards
+  int64_t context_tokens{};  // tokens each side of an example's firing token
   bool baseline_random{};
   std::vector<std::string> baselines;
   // Activation statistics are on: one store for every SAE, or one store per SAE.

@@ -15,6 +15,7 @@
 #include "core/version.hpp"
 #include "io/fingerprint.hpp"
 #include "io/h5.hpp"
+#include "io/schema.hpp"
 #include "parallel/log.hpp"
 
 namespace universae::io {
@@ -304,6 +305,7 @@ void ActivationStoreWriter::checkpoint(int64_t done) {
 void ActivationStoreWriter::finish(double loss, int64_t loss_tokens) {
   file_->write_attr("/", "loss", loss);
   file_->write_attr("/", "loss_tokens", loss_tokens);
+  describe_objects(*file_, SchemaKind::kActivationStore);
   file_->write_attr("/", "complete", true);  // last
   file_->close();
   pending_.commit();

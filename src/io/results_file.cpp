@@ -10,6 +10,7 @@
 
 #include "core/error.hpp"
 #include "core/version.hpp"
+#include "io/schema.hpp"
 
 namespace universae::io {
 namespace {
@@ -122,6 +123,7 @@ void ResultsWriter::commit(const std::vector<SummaryColumn>& columns) {
   f.write_attr(kColumnsGroup, "object", objects);
   f.write_attr(kColumnsGroup, "attribute", attributes);
   f.write_attr(kColumnsGroup, "description", descriptions);
+  describe_objects(f, SchemaKind::kResults);
   f.write_attr("/", "complete", true);  // last
   f.close();
   pending_->commit();

@@ -8,6 +8,7 @@
 #include "io/foreign_sae.hpp"
 #include "io/h5.hpp"
 #include "io/output.hpp"
+#include "io/schema.hpp"
 #include "io/text_file.hpp"
 
 namespace universae::io {
@@ -188,6 +189,7 @@ void write_sae(const parallel::Comm& comm, const std::string& path, const SaeWei
     f.write_attr("/", "config", h.config);
     for (const auto& [name, value] : sae.metrics) f.write_attr("/", name, value);
     for (const auto& [name, value] : sae.string_attrs) f.write_attr("/", name, value);
+    describe_objects(f, SchemaKind::kSae);
     f.write_attr("/", "complete", true);  // last: a file without it is never read as finished
   }
   pending.commit();

@@ -58,22 +58,25 @@ std::string Progress::line(int64_t done, const std::string& extra) const {
 
 void Progress::update(int64_t done, const std::string& extra) {
   done_ = done;
+  if (!extra.empty()) extra_ = extra;
   if (!enabled()) return;
   const double since = seconds_since(last_print_);
+  const int64_t tenths = total_ > 0 ? 10 * done / total_ : 0;
   if (tty_ && since >= 0.2) {
-    std::fprintf(stderr, "\r\033[K%s", line(done, extra).c_str());
+    std::fprintf(stderr, "\r\033[K%s", line(done, extra_).c_str());
     std::fflush(stderr);
     last_print_ = std::chrono::steady_clock::now();
-  } else if (!tty_ && since >= batch_interval_s_) {
-    write("info", line(done, extra));
+  } else if (!tty_ && (since >= batch_interval_s_ || (tenths > printed_tenths_ && since >= 2.0 && done < total_))) {
+    write("info", line(done, extra_));
     last_print_ = std::chrono::steady_clock::now();
+    printed_tenths_ = tenths;
   }
 }
 
 void Progress::finish(const std::string& extra) {
   if (!enabled()) return;
   if (tty_) std::fprintf(stderr, "\r\033[K");
-  write("info", line(done_, extra));
+  write("info", line(done_, extra.empty() ? extra_ : extra));
 }
 
 }  // namespace universae::log

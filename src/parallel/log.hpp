@@ -38,8 +38,10 @@ void error(fmt::format_string<Args...> f, Args&&... args) {
   if (enabled()) write("error", fmt::format(f, std::forward<Args>(args)...));
 }
 
-// "what: done/total (pct) rate unit/s, ETA m:ss". Update as often as you like; it redraws at most
-// ~5 times a second on a terminal, and every `batch_interval_s` seconds in a batch log.
+// "what: done/total (pct) rate unit/s, ETA m:ss  extra". Update as often as you like; it redraws at
+// most ~5 times a second on a terminal; in a batch log it writes a line at each further tenth of the
+// work (at most one per 2 s) and at least every `batch_interval_s` seconds. `extra` (e.g. the current
+// FVU) is kept until the next update that gives one, so every line and the last one show it.
 class Progress {
  public:
   Progress(std::string what, int64_t total, std::string unit, double batch_interval_s = 30.0);
@@ -54,6 +56,8 @@ class Progress {
   bool tty_;
   std::chrono::steady_clock::time_point start_, last_print_;
   int64_t done_ = 0;
+  int64_t printed_tenths_ = 0;  // batch log: the tenths of the work already reported
+  std::string extra_;
 };
 
 std::string format_duration(double seconds);

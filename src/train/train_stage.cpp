@@ -601,7 +601,10 @@ void Trainer::log(int64_t step, double lr) {
   std::string extra;
   if (all.size() >= cols) {
     const MetricsRow first = MetricsRow::from(all.data());
-    extra = fmt::format("seed {} FVU {:.4f} L0 {:.1f}", cfg_.sae.seeds[0], first.fvu, first.l0);
+    extra = fmt::format("seed {}: FVU {:.4f}, L0 {:.1f}, dead {:.1f}%", cfg_.sae.seeds[0], first.fvu, first.l0,
+                        100 * first.dead_fraction);
+    if (first.aux_loss != 0) extra += fmt::format(", aux loss {:.4g}", first.aux_loss);
+    if (first.sparsity_loss != 0) extra += fmt::format(", sparsity loss {:.4g}", first.sparsity_loss);
   }
   progress_->update((step + 1) * B_, extra);
 }
@@ -628,7 +631,7 @@ void Trainer::snapshot_if_due(int64_t steps_done) {
     if (L_.group_comm.allreduce_max(std::filesystem::exists(path) ? 1.0 : 0.0) > 0) continue;
     io::ensure_directory(L_.group_comm, std::filesystem::path(path).parent_path().string());
     io::SaeWeights w = saved_weights(cfg_, L_, spec_, st_, s, seeds_[s]);
-    w.metrics = {{"train_tokens", static_cast<double>(tokens)}};
+    w.metrics = {{"train_tokens", static_cast<double>(tokens)}, {"input_scale", st_.input_scale}};
     w.string_attrs = {{"snapshot_of", finals[static_cast<size_t>(L_.seeds.begin + s)]},
                       {"fingerprint", sae_fingerprint(fingerprint_, seeds_[s])}};
     io::write_sae(L_.group_comm, path, w);

@@ -170,12 +170,14 @@ class Jobs(unittest.TestCase):
                 with h5py.File(os.path.join(out, "results.h5"), "r") as f:
                     pair = f["pairs/seed0--seed1"]
                     results.append((pair["decoder"].attrs["mcs_ab"], pair["lap"].attrs["shared_fraction"],
-                                    pair["lap/decoder_match"][()], f["saes/seed0/top_tokens"][()]))
+                                    pair["lap/decoder_match"][()], f["saes/seed0/top_tokens"][()],
+                                    f["saes/seed0/top_windows"][()]))
                     self.assertTrue(pair["lap"].attrs["certified"])
             self.assertEqual(results[0][0], results[1][0])
             self.assertEqual(results[0][1], results[1][1])
             np.testing.assert_array_equal(results[0][2], results[1][2])
             np.testing.assert_array_equal(results[0][3], results[1][3])
+            np.testing.assert_array_equal(results[0][4], results[1][4])  # each rank writes its latents' windows
 
     def test_hf_model_ci_on_stories260k_in_hugging_face_layout(self):
         job = os.path.join(SOURCE, "jobs", "hf_model_ci.toml")

@@ -184,22 +184,26 @@ class ActivationStatistics(unittest.TestCase):
                     z = self.z[name]
                     s = f[f"saes/{name}"]
                     np.testing.assert_array_equal(s["frequency"][()], (z > 0).mean(0), err_msg=name)
-                    top = ref.top_positions(z)
+                    # compare.top_examples (20) examples with ±compare.context_tokens (10) windows by default
+                    top = ref.top_positions(z, 20)
                     np.testing.assert_array_equal(s["top_positions"][()], top, err_msg=name)
                     toks = np.where(top >= 0, self.tokens[np.maximum(top, 0)], -1)
                     np.testing.assert_array_equal(s["top_tokens"][()], toks, err_msg=name)
-                    # ±2 windows inside the position's sequence
+                    # ±10 windows inside the position's sequence
                     win = s["top_windows"][()]
-                    for i, r in [(0, 0), (3, 1), (len(top) - 1, 4)]:
+                    self.assertEqual(s.attrs["context_tokens"], 10)
+                    self.assertEqual(win.shape, (len(top), 20, 21))
+                    for i, r in [(0, 0), (3, 1), (len(top) - 1, 4), (1, 19), (2, 12)]:
                         p = top[i, r]
                         if p < 0:
                             self.assertTrue(np.all(win[i, r] == -1))
                             continue
                         seq = np.searchsorted(self.offsets, p, side="right") - 1
                         lo, hi = self.offsets[seq], self.offsets[seq + 1]
-                        want = [self.tokens[p + w] if lo <= p + w < hi else -1 for w in range(-2, 3)]
+                        want = [self.tokens[p + w] if lo <= p + w < hi else -1 for w in range(-10, 11)]
                         np.testing.assert_array_equal(win[i, r], want)
-                    strings[name] = [[ref.piece(VOCAB, t) for t in row if t >= 0] for row in toks]
+                    # the non-concept filter reads the top 5
+                    strings[name] = [[ref.piece(VOCAB, t) for t in row if t >= 0] for row in toks[:, :5]]
                 for i, a in enumerate(self.names):
                     for b in self.names[i + 1:]:
                         _, maps = self.check_pair(f, a, b, self.z[a], self.z[b])
@@ -248,8 +252,10 @@ class ActivationStatistics(unittest.TestCase):
         def seqs(name):  # per latent, (window text, top token) of each example, escaped as their code does
             esc = lambda t: ref.piece(VOCAB, t).replace("\n", "\\n")  # noqa: E731
             s_ = f[f"saes/{name}"]
+            # what the keyword search reads: the top 5 examples, ±2 tokens around each
+            c = int(s_.attrs["context_tokens"])
             return [[("".join(esc(t) for t in win if t >= 0), esc(top)) for top, win in zip(tops, wins) if top >= 0]
-                    for tops, wins in zip(s_["top_tokens"][()], s_["top_windows"][()])]
+                    for tops, wins in zip(s_["top_tokens"][:, :5], s_["top_windows"][:, :5, c - 2:c + 3])]
 
         seqs_a, seqs_b = seqs(a), seqs(b)
         scored = 0

@@ -1,5 +1,6 @@
 // io/output.hpp and io/fingerprint.hpp: the one publish (files, directories, resumable partial outputs)
-// and the reuse decision (identities of inputs; complete, fingerprinted outputs); scalar attribute reads.
+// and the reuse decision (identities of inputs; complete, fingerprinted outputs); scalar attribute reads;
+// io/schema.hpp's patterns and the walk that describes a file.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -10,6 +11,7 @@
 #include "io/h5.hpp"
 #include "io/inspect.hpp"
 #include "io/output.hpp"
+#include "io/schema.hpp"
 #include "parallel/comm.hpp"
 
 using namespace universae;
@@ -139,4 +141,42 @@ TEST(H5, AListAttributeReadAsOneValueIsRefusedAndInspectShowsIt) {
   EXPECT_EQ(f.read_attr_strings("/", "vocab").size(), 3u);
   const std::string text = io::describe_file(comm, p.string());
   EXPECT_NE(text.find("@vocab = [3 strings]"), std::string::npos) << text;
+}
+
+// A "*" stands for any run of characters within one segment; the first matching entry wins.
+TEST(Schema, PatternsMatchSegmentBySegment) {
+  EXPECT_TRUE(io::schema_pattern_matches("/pairs/*/lap/decoder_cos", "/pairs/seed0--seed1/lap/decoder_cos"));
+  EXPECT_FALSE(io::schema_pattern_matches("/pairs/*/lap", "/pairs/seed0--seed1/lap/decoder_cos"));
+  EXPECT_FALSE(io::schema_pattern_matches("/pairs/*", "/pairs/a/b"));
+  EXPECT_TRUE(io::schema_pattern_matches("/training/tokens*", "/training/tokens102400"));
+  EXPECT_TRUE(io::schema_pattern_matches("/", "/"));
+  EXPECT_FALSE(io::schema_pattern_matches("/", "/W_dec"));
+  const auto* tokens = io::schema_entry(io::SchemaKind::kResults, "/training/tokens");
+  ASSERT_NE(tokens, nullptr);
+  EXPECT_EQ(tokens->units, "tokens");  // the dataset, not the step groups /training/tokens<T>
+  const auto* step_cos = io::schema_entry(io::SchemaKind::kResults, "/training/tokens0/a--b/lap/decoder_cos");
+  ASSERT_NE(step_cos, nullptr);
+  EXPECT_EQ(step_cos->units, "cosine");
+  EXPECT_EQ(io::schema_entry(io::SchemaKind::kSae, "/not_in_the_table"), nullptr);
+}
+
+// Every described object gets its description (and units when it has any); an existing description
+// is kept; what the table lacks is returned.
+TEST(Schema, DescribeObjectsWritesTheTableAndNamesWhatItLacks) {
+  const fs::path p = scratch("described.h5");
+  const auto comm = parallel::Environment::world();
+  {
+    io::File f = io::File::create(comm, p.string());
+    f.write_vector("/frequency", io::DType::kFloat64, std::vector<double>{0.5, 0.25});
+    f.write_vector("/b_enc", io::DType::kFloat32, std::vector<float>{0, 0});
+    f.write_attr("/b_enc", "description", "kept");
+    f.create_group("/extra/inner");
+    EXPECT_EQ(io::describe_objects(f, io::SchemaKind::kSae), (std::vector<std::string>{"/extra", "/extra/inner"}));
+  }
+  const io::File f = io::File::open_read(comm, p.string());
+  EXPECT_EQ(f.read_attr_string("/frequency", "units"), "fraction");
+  EXPECT_NE(f.read_attr_string("/frequency", "description").find("held-out"), std::string::npos);
+  EXPECT_EQ(f.read_attr_string("/b_enc", "description"), "kept");
+  EXPECT_FALSE(f.has_attr("/b_enc", "units"));
+  EXPECT_NE(f.read_attr_string("/", "description").find("SAE file"), std::string::npos);
 }
