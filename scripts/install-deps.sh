@@ -22,8 +22,8 @@ packages=(
   libgtest-dev libgmock-dev libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libfmt-dev libspdlog-dev libicu-dev
   # Python references for the tests and the plotting scripts (use /usr/bin/python3)
   python3 python3-numpy python3-scipy python3-h5py python3-matplotlib python3-pandas python3-torch
-  # Hugging Face tokenizers (npm) for the tokenizer golden test
-  nodejs npm
+  # Hugging Face tokenizers (npm) for the tokenizer golden test; a headless browser for the report's test
+  nodejs npm chromium
   # a real single-node Slurm for the sweep tests
   slurmctld slurmd slurm-client munge
 )

@@ -16,8 +16,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
 from universae_test import SOURCE, universae  # noqa: E402
 
-ALL_FIGURES = {"sharing.png", "training.png", "stability.png", "overlap.png", "layers.png", "frequency.png",
-               "matched_vs_frequency.png"}
+ALL_FIGURES = {"statistics.png", "sharing.png", "train_logs.png", "training.png", "stability.png", "overlap.png",
+               "mcs_sizes.png", "layers.png", "frequency.png", "matched_vs_frequency.png"}
 
 
 def run(args, ranks=None, env=None):
@@ -73,8 +73,16 @@ class Report(unittest.TestCase):
         proc = run(["report", os.path.join(self.quick, "results.h5")])
         self.assertEqual(proc.returncode, 0, proc.stderr)
         out = os.path.join(self.quick, "report")  # beside the results by default
-        _, rows = self.check_page(out, {"sharing.png", "training.png", "stability.png", "frequency.png",
-                                        "matched_vs_frequency.png"})
+        # One configuration: no sharing-vs-n/k figure (the statistics figure has the seed pair vs the baseline).
+        page, rows = self.check_page(out, {"statistics.png", "train_logs.png", "training.png", "stability.png",
+                                           "frequency.png", "matched_vs_frequency.png"})
+        # The Run table names the SAEs' hookpoint and architecture; p at the permutation test's floor
+        # (200 permutations: 1/201) reads "≤ 0.005", not 0.004975.
+        run_table = page[page.index("<h2>Run</h2>"):page.index("<h2>Summary</h2>")]
+        self.assertIn("blocks.2.hook_resid_post", run_table)
+        self.assertIn("<td>topk</td>", run_table)
+        self.assertIn("<td>≤ 0.005</td>", page)
+        self.assertNotIn("0.00497", page)
         expected = results_pairs(os.path.join(self.quick, "results.h5"))
         self.assertEqual({r["pair"] for r in rows}, set(expected))
         for r in rows:
@@ -89,7 +97,8 @@ class Report(unittest.TestCase):
         out = os.path.join(self.tmp.name, "sweep_report")
         proc = run(["report", self.seeds, self.layers, "--out", out], 2)
         self.assertEqual(proc.returncode, 0, proc.stderr)
-        page, rows = self.check_page(out, ALL_FIGURES - {"training.png"})  # no snapshots there
+        # No snapshots there, and no pair of two sizes at one hookpoint.
+        page, rows = self.check_page(out, ALL_FIGURES - {"training.png", "mcs_sizes.png"})
         files = [os.path.join(d, f) for root in (self.seeds, self.layers) for d, _, fs in os.walk(root) for f in fs
                  if f == "results.h5"]
         self.assertGreaterEqual(len(files), 8)
