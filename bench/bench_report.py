@@ -47,7 +47,8 @@ def copy_scaled(src, dst, n, n0):
             g = dst.require_group(name)
         else:
             data = obj[()]
-            per_latent = data.ndim >= 1 and data.shape[0] == n0 and not name.endswith("/null")
+            per_latent = (data.ndim >= 1 and data.shape[0] == n0 and not name.endswith("/null")
+                          and not name.startswith("activations"))  # the vocabulary is not per latent
             if per_latent:
                 index = any(k in name.rsplit("/", 1)[-1] for k in ("argmax", "match")) or name.endswith(("/a", "/b"))
                 data = tile(data, n, n0, index and np.issubdtype(data.dtype, np.integer))
