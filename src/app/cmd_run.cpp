@@ -7,6 +7,7 @@
 #include "app/commands.hpp"
 #include "app/summary.hpp"
 #include "compare/compare_saes.hpp"
+#include "io/output_lock.hpp"
 #include "lm/extract_stage.hpp"
 #include "sweep/study.hpp"
 #include "train/train_stage.hpp"
@@ -62,6 +63,7 @@ void add_run(CLI::App& app, Action& action) {
   cmd->callback([opts, &action] {
     action = [opts](const parallel::Comm& comm) {
       const config::Config cfg = load_config(opts->job, opts->overrides);
+      const io::OutputLock lock(comm, cfg.run.output_dir, "run " + opts->job);  // the whole job's directory
       if (!cfg.grid.empty()) return run_grid(comm, sweep::Study(opts->job, opts->overrides, cfg), opts->fresh);
       std::vector<train::TrainedSae> trained;
       io::SummaryTable pairs;

@@ -19,6 +19,7 @@
 #include "io/foreign_sae.hpp"
 #include "io/h5.hpp"
 #include "io/output.hpp"
+#include "io/output_lock.hpp"
 #include "io/sae_file.hpp"
 #include "parallel/log.hpp"
 
@@ -152,7 +153,8 @@ io::SummaryTable compare_with(const parallel::Comm& comm, const config::Config& 
   std::optional<ActivationData> activations;
   if (cfg.compare.has_activations()) activations = open_activation_data(comm, cfg, in.headers, in.n_main);
   const std::string out_dir = fs::path(out_path).parent_path().string();
-  io::ensure_directory(comm, out_dir);
+  std::optional<io::OutputLock> lock;  // results in the working directory itself are not locked
+  if (!out_dir.empty()) lock.emplace(comm, out_dir, "compare");
   if (cfg.compare.baseline_random) add_random_baseline(comm, cfg, out_dir, in);
   plan_pairs(cfg, in);
   {

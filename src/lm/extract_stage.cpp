@@ -11,6 +11,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 
 #include "core/error.hpp"
 #include "core/sharding.hpp"
@@ -18,6 +19,7 @@
 #include "io/fingerprint.hpp"
 #include "io/h5.hpp"
 #include "io/output.hpp"
+#include "io/output_lock.hpp"
 #include "lm/documents.hpp"
 #include "lm/extract_plan.hpp"
 #include "lm/model.hpp"
@@ -234,7 +236,8 @@ ExtractResult run_extract_stage(const parallel::Comm& comm, const config::Config
     return result_from(io::File::open_read(comm, x.store));
   }
   const std::filesystem::path parent = std::filesystem::path(x.store).parent_path();
-  if (!parent.empty()) io::ensure_directory(comm, parent.string());
+  std::optional<io::OutputLock> lock;  // a store in the working directory itself is not locked
+  if (!parent.empty()) lock.emplace(comm, parent.string(), "extract");
 
   auto t = Clock::now();
   ExtractPlan plan = tokenize_and_plan(comm, x, in);

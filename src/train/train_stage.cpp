@@ -28,6 +28,7 @@
 #include "io/fingerprint.hpp"
 #include "io/h5.hpp"
 #include "io/output.hpp"
+#include "io/output_lock.hpp"
 #include "io/sae_file.hpp"
 #include "lm/model.hpp"
 #include "lm/sae_evaluation.hpp"
@@ -716,6 +717,7 @@ std::vector<TrainedSae> run_train_stage(const parallel::Comm& world, const confi
               cfg.run.output_dir);
     return reused;
   }
+  const io::OutputLock lock(world, cfg.run.output_dir, "train");
   Trainer trainer(world, cfg);
   trainer.resume_or_start(fresh);
   const parallel::StopSignals signals;
