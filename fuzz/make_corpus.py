@@ -269,6 +269,16 @@ def main():
                                                   "max_position_embeddings": 256, "rotary_pct": 0.5, "hidden_act": "gelu_new",
                                                   "use_parallel_residual": False, "tie_word_embeddings": True}))
 
+    # inspect: FuzzedDataProvider takes integers from the end, so the last byte picks the kind of file
+    # (store, SAE, results, checkpoint, other); the rest decides its objects. Its own generator keeps the
+    # corpora above unchanged.
+    kinds = np.random.default_rng(23)
+    for kind, name in enumerate(("store", "sae", "results", "checkpoint", "other")):
+        for i in range(2):
+            data = bytearray(kinds.integers(0, 256, 384, dtype=np.uint8).tobytes())
+            data[-1] = kind
+            put("inspect", f"{name}{i}", bytes(data))
+
 
 if __name__ == "__main__":
     main()

@@ -9,6 +9,6 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 cmake --preset asan -DUNIVERSAE_FUZZ_SECONDS="${UNIVERSAE_FUZZ_SECONDS:-30}" >/dev/null
 targets=(unit_tests mpi_tests fuzz_config fuzz_safetensors fuzz_foreign_sae fuzz_llama2c fuzz_tokenizer fuzz_documents fuzz_hdf5
-         fuzz_gguf fuzz_hf_tokenizer fuzz_hf_config)
+         fuzz_gguf fuzz_hf_tokenizer fuzz_hf_config fuzz_inspect)
 cmake --build --preset asan -j "$(getconf _NPROCESSORS_ONLN)" --target "${targets[@]}"
 ctest --preset asan -L 'unit|mpi|fuzz' "$@"

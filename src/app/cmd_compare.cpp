@@ -41,7 +41,7 @@ void add_compare(CLI::App& app, Action& action) {
   cmd->add_option("--baseline", opts->baselines, "a baseline SAE file, compared with the first SAE (repeatable)");
   cmd->add_option("--set", opts->overrides, "override a config key: section.key=value (repeatable)");
   cmd->add_flag("--fresh", opts->fresh, "recompute even when a complete results file with the same settings and inputs exists");
-  cmd->footer(config_keys_help({"run", "data", "compare"}, false));
+  cmd->footer(config_keys_help({"run", "data", "compare"}, true));
   cmd->callback([opts, &action] {
     if (opts->config.empty() && opts->saes.empty())
       throw CLI::ValidationError("compare", "give a CONFIG file or at least two --sae files");
@@ -62,7 +62,7 @@ void add_compare(CLI::App& app, Action& action) {
       if (cfg.compare.saes.empty())
         throw UsageError(opts->config + ": compare.saes is empty; name the SAE files there or with --sae");
       print_pairs(opts->out.empty() ? compare::run_compare_stage(comm, cfg, {}, opts->fresh)
-                                    : compare::compare_saes(comm, cfg, opts->out));
+                                    : compare::compare_saes(comm, cfg, opts->out, opts->fresh));
       save_resolved_config(comm, cfg, opts->out.empty() ? cfg.run.output_dir : std::filesystem::path(opts->out).parent_path().string());
       return 0;
     };

@@ -1,4 +1,4 @@
-// universae inspect FILE: a human summary of an SAE file, a results file, or any HDF5 file.
+// universae inspect FILE: a human summary of any file universae writes (io/inspect.hpp).
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -11,8 +11,9 @@ namespace universae::app {
 
 void add_inspect(CLI::App& app, Action& action) {
   auto path = std::make_shared<std::string>();
-  CLI::App* cmd = app.add_subcommand("inspect", "Print a human summary of an SAE file, a results file or any HDF5 file");
-  cmd->add_option("file", *path, "the file to describe")->required();
+  CLI::App* cmd = app.add_subcommand("inspect", "Print what a file holds: an activation store, an SAE file or sparsify/SAELens directory, a results file, "
+                                     "a training checkpoint, or any HDF5 file");
+  cmd->add_option("file", *path, "the file (or SAE directory) to describe")->required();
   cmd->callback([path, &action] {
     action = [path](const parallel::Comm& comm) {
       const std::string text = io::describe_file(comm, *path);

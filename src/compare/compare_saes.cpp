@@ -4,6 +4,7 @@
 #include "compare/compare_saes.hpp"
 
 #include <ATen/Functions.h>
+#include <fmt/format.h>
 
 #include <filesystem>
 #include <map>
@@ -22,6 +23,7 @@
 #include "io/output_lock.hpp"
 #include "io/sae_file.hpp"
 #include "parallel/log.hpp"
+#include "parallel/stop_signals.hpp"
 
 namespace universae::compare {
 namespace {
@@ -101,22 +103,52 @@ void write_saes(const parallel::Comm& comm, io::ResultsWriter& results, const In
   }
 }
 
-// Every pair through every statistic that applies to it; the trained pairs' matchings for the overlap.
+// A kept pair's matching as its /lap group holds it (what the overlap and the stability pass read).
+Matching read_matching(const io::File& f, const std::string& lap, const std::string& side) {
+  Matching m;
+  const int64_t n = f.shape(lap + "/" + side + "_match")[0];
+  m.match_ab.resize(static_cast<size_t>(n));
+  f.read_rows(lap + "/" + side + "_match", {0, n}, m.match_ab.data());
+  m.cos_ab.resize(static_cast<size_t>(n));
+  f.read_rows(lap + "/" + side + "_cos", {0, n}, m.cos_ab.data());
+  return m;
+}
+
+// Stops (exit 75) when a signal asked: the complete pairs stay in the partial results file.
+void stop_if_asked(const parallel::Comm& comm, const parallel::StopSignals& signals, int64_t done, size_t total) {
+  if (!signals.requested(comm)) return;
+  throw Checkpointed(fmt::format("compare stopped by a signal after {} of {} pairs; they are kept in the partial results "
+                                 "file. Run the same command again to continue at the next pair.", done, total));
+}
+
+// Every pair through every statistic that applies to it, each marked complete in the file as it is
+// done (pairs a resumed file holds already are read back); the trained pairs' matchings for the overlap.
 std::vector<PairMatching> compare_pairs(const parallel::Comm& comm, const config::Config& cfg, io::ResultsWriter& results,
-                                        const Inputs& in, ActivationData* activations) {
+                                        const Inputs& in, ActivationData* activations, const parallel::StopSignals& signals) {
   std::vector<PairMatching> matchings;
   log::Progress progress("compare", static_cast<int64_t>(in.pairs.size()), "pairs");
   int64_t done = 0;
   for (const auto& [i, j] : in.pairs) {
-    const std::string group = results.add_pair(in.names[i], in.names[j], j >= in.n_main);
+    const bool matched = cfg.compare.hungarian && j < in.n_main;
+    const std::string group = "/pairs/" + in.names[i] + "--" + in.names[j];
+    if (results.kept_pair(in.names[i], in.names[j])) {
+      if (matched && !results.file().has_attr(group, "weight_space_skipped"))
+        matchings.push_back({static_cast<int64_t>(i), static_cast<int64_t>(j), read_matching(results.file(), group + "/lap", "decoder"),
+                             read_matching(results.file(), group + "/lap", "encoder")});
+      progress.update(++done);
+      continue;
+    }
+    results.add_pair(in.names[i], in.names[j], j >= in.n_main);
     PairContext ctx(comm, cfg, results.file(), group, in.headers, i, j, activations);
     if (!ctx.weight_space_skipped.empty()) results.file().write_attr(group, "weight_space_skipped", ctx.weight_space_skipped);
     for (const Statistic& s : pair_statistics())
       if (s.applies(ctx)) s.write(ctx);
-    if (cfg.compare.hungarian && j < in.n_main && ctx.weight_space_skipped.empty())
+    if (matched && ctx.weight_space_skipped.empty())
       matchings.push_back({static_cast<int64_t>(i), static_cast<int64_t>(j), *ctx.side(Side::kDecoder).matching,
                            *ctx.side(Side::kEncoder).matching});
+    results.pair_done(group);
     progress.update(++done);
+    if (done < static_cast<int64_t>(in.pairs.size())) stop_if_asked(comm, signals, done, in.pairs.size());
   }
   progress.finish();
   return matchings;
@@ -146,9 +178,11 @@ void write_summary_csv(const parallel::Comm& comm, const std::string& path, cons
   parallel::agree_on_error(comm, error);
 }
 
-// compare_saes with its fingerprint already made (run_compare_stage made it to decide reuse).
+// compare_saes with its fingerprint already made (run_compare_stage made it to decide reuse). With
+// `resume`, a partial results file of the same comparison continues at its first incomplete pair.
 io::SummaryTable compare_with(const parallel::Comm& comm, const config::Config& cfg, const std::string& out_path,
-                              const std::string& fingerprint) {
+                              const std::string& fingerprint, bool resume) {
+  const parallel::StopSignals signals;  // SIGTERM/SIGUSR1 stop at the next pair boundary (exit 75)
   Inputs in = read_inputs(comm, cfg);
   std::optional<ActivationData> activations;
   if (cfg.compare.has_activations()) activations = open_activation_data(comm, cfg, in.headers, in.n_main);
@@ -158,10 +192,16 @@ io::SummaryTable compare_with(const parallel::Comm& comm, const config::Config& 
   if (cfg.compare.baseline_random) add_random_baseline(comm, cfg, out_dir, in);
   plan_pairs(cfg, in);
   {
-    io::ResultsWriter results(comm, out_path, config::to_toml(cfg), fingerprint);
-    write_saes(comm, results, in, activations.has_value());
+    io::ResultsWriter results(comm, out_path, config::to_toml(cfg), fingerprint, resume);
+    try {
+      write_saes(comm, results, in, activations.has_value());
+    } catch (const UsageError&) {
+      results.discard();  // an SAE refused: nothing to resume
+      throw;
+    }
     if (activations) activation_pass(comm, results.file(), cfg, *activations, in.headers, in.names);
-    const auto matchings = compare_pairs(comm, cfg, results, in, activations ? &*activations : nullptr);
+    stop_if_asked(comm, signals, static_cast<int64_t>(results.kept_pairs()), in.pairs.size());
+    const auto matchings = compare_pairs(comm, cfg, results, in, activations ? &*activations : nullptr, signals);
     // The N-seed overlap needs every pair's matching (none is skipped for a different input space).
     const size_t main_pairs = in.n_main * (in.n_main - 1) / 2;
     if (cfg.compare.hungarian && in.n_main >= 3 && matchings.size() == main_pairs) {
@@ -183,8 +223,8 @@ io::SummaryTable compare_with(const parallel::Comm& comm, const config::Config& 
 
 }  // namespace
 
-io::SummaryTable compare_saes(const parallel::Comm& comm, const config::Config& cfg, const std::string& out_path) {
-  return compare_with(comm, cfg, out_path, compare_fingerprint(cfg));
+io::SummaryTable compare_saes(const parallel::Comm& comm, const config::Config& cfg, const std::string& out_path, bool fresh) {
+  return compare_with(comm, cfg, out_path, compare_fingerprint(cfg), !fresh);
 }
 
 config::Config with_saes(const config::Config& config, const std::vector<std::string>& default_saes) {
@@ -211,7 +251,7 @@ io::SummaryTable run_compare_stage(const parallel::Comm& comm, const config::Con
     if (problem != "missing") log::info("compare: recomputing {} ({})", out, problem);
   }
   if (cfg.compare.saes.empty()) throw UsageError("compare.saes is empty; name the SAE files there or with --sae");
-  return compare_with(comm, cfg, out, fingerprint);
+  return compare_with(comm, cfg, out, fingerprint, !fresh);
 }
 
 std::vector<std::string> sae_names(const std::vector<std::string>& paths) {

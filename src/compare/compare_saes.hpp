@@ -15,8 +15,11 @@ namespace universae::compare {
 
 // Compares config.compare.saes (named by compare.names, else their file stems) into `out_path`,
 // with the statistics compare.* asks for, and writes summary.csv beside it. Every input is checked
-// before any output exists. Returns the summary the file holds.
-io::SummaryTable compare_saes(const parallel::Comm& comm, const config::Config& config, const std::string& out_path);
+// before any output exists. Returns the summary the file holds. SIGTERM/SIGUSR1 stop it after the
+// current pair (Checkpointed: exit 75) keeping the finished pairs in <out_path>.partial, which the
+// next run continues (unless `fresh`); a crash leaves the same resumable file.
+io::SummaryTable compare_saes(const parallel::Comm& comm, const config::Config& config, const std::string& out_path,
+                              bool fresh = false);
 
 // The job stage: compare.saes (or `default_saes`, the job's trained SAEs, when it is empty) into
 // <run.output_dir>/results.h5, reusing a complete results file with the same fingerprint unless `fresh`.

@@ -191,6 +191,10 @@ File File::open_rw(const parallel::Comm& comm, const std::string& path) { return
 
 void File::flush() { UNIVERSAE_H5_CHECK(H5Fflush(id_, H5F_SCOPE_GLOBAL), path_ + ": flush"); }
 
+void File::remove(const std::string& object) {
+  UNIVERSAE_H5_CHECK(H5Ldelete(id_, object.c_str(), H5P_DEFAULT), path_ + ": remove " + object);
+}
+
 bool File::exists(const std::string& object) const {
   if (object == "/") return true;
   // Check each prefix: H5Lexists fails (rather than answering false) when a parent is missing.

@@ -46,6 +46,8 @@ class File {
   // Objects are addressed by absolute paths ("/pairs/a--b/decoder").
   bool exists(const std::string& object) const;
   void create_group(const std::string& group);  // creates missing parents too
+  // Collective: unlinks a group (with everything below it) or a dataset; its space is not reclaimed.
+  void remove(const std::string& object);
 
   // Datasets with a row dimension first: the rank's rows are [rows.begin, rows.end) × rest.
   void create_dataset(const std::string& name, DType type, const std::vector<int64_t>& shape);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <tuple>
@@ -11,6 +12,7 @@
 #include "core/error.hpp"
 #include "core/version.hpp"
 #include "io/schema.hpp"
+#include "parallel/log.hpp"
 
 namespace universae::io {
 namespace {
@@ -70,9 +72,63 @@ void SummaryTable::append(const SummaryTable& other, const std::string& scope) {
   }
 }
 
+namespace {
+
+// Collective: whether `partial` is a results file an earlier run with this fingerprint left unfinished.
+bool resumable_partial(const parallel::Comm& comm, const std::string& partial, const std::string& fingerprint) {
+  int64_t exists = comm.is_root() && std::filesystem::is_regular_file(partial) ? 1 : 0;
+  comm.broadcast(&exists, 1, 0);
+  if (!exists) return false;
+  try {
+    const File f = File::open_read(comm, partial);
+    return f.has_attr("/", "format") && f.read_attr_string("/", "format") == kResultsFormat &&
+           f.has_attr("/", "fingerprint") && f.read_attr_string("/", "fingerprint") == fingerprint &&
+           !f.has_attr("/", "complete") && f.exists("/pairs");
+  } catch (const UsageError&) {
+    return false;  // not HDF5 (cut short): started again
+  }
+}
+
+// Keeps the complete pair groups of a resumed file and removes everything else (written again).
+std::set<std::string> keep_complete_pairs(File& f) {
+  std::set<std::string> kept;
+  for (const auto& name : f.children("/"))
+    if (name != "pairs") f.remove("/" + name);
+  for (const auto& pair : f.children("/pairs")) {
+    const std::string g = "/pairs/" + pair;
+    if (f.has_attr(g, "pair_complete") && f.read_attr_bool(g, "pair_complete"))
+      kept.insert(pair);
+    else
+      f.remove(g);
+  }
+  return kept;
+}
+
+}  // namespace
+
 ResultsWriter::ResultsWriter(const parallel::Comm& comm, const std::string& path, const std::string& config,
-                             const std::string& fingerprint)
-    : pending_(std::make_unique<Pending>(comm, path)), file_(std::make_unique<File>(File::create(comm, pending_->partial()))) {
+                             const std::string& fingerprint, bool resumable)
+    : pending_(std::make_unique<Pending>(comm, path, resumable ? OnAbandon::kKeep : OnAbandon::kRemove)) {
+  if (resumable && resumable_partial(comm, pending_->partial(), fingerprint)) {
+    file_ = std::make_unique<File>(File::open_rw(comm, pending_->partial()));
+    kept_ = keep_complete_pairs(*file_);
+    log::info("compare: resuming {}: {} complete pairs kept", pending_->partial(), kept_.size());
+  } else {
+    file_ = std::make_unique<File>(File::create(comm, pending_->partial()));
+  }
+  write_header(config, fingerprint);
+}
+
+bool ResultsWriter::kept_pair(const std::string& a, const std::string& b) const { return kept_.count(a + "--" + b) > 0; }
+
+void ResultsWriter::pair_done(const std::string& group) {
+  file_->write_attr(group, "pair_complete", true);
+  file_->flush();
+}
+
+void ResultsWriter::discard() { discard_ = true; }
+
+void ResultsWriter::write_header(const std::string& config, const std::string& fingerprint) {
   File& f = *file_;
   f.write_attr("/", "format", kResultsFormat);
   f.write_attr("/", "format_version", kResultsFormatVersion);
@@ -80,11 +136,16 @@ ResultsWriter::ResultsWriter(const parallel::Comm& comm, const std::string& path
   f.write_attr("/", "fingerprint", fingerprint);
   f.write_attr("/", "universae_version", build::kVersion);
   f.write_attr("/", "git_sha", build::kGitSha);
-  f.write_attr("/", "n_ranks", static_cast<int64_t>(comm.size()));
+  f.write_attr("/", "n_ranks", static_cast<int64_t>(f.comm().size()));
   f.write_attr("/", "hdf5_version", hdf5_version());
 }
 
-ResultsWriter::~ResultsWriter() = default;
+ResultsWriter::~ResultsWriter() {
+  if (!discard_ || !file_) return;
+  file_->close();  // a refused input leaves nothing to resume
+  std::error_code ignored;
+  if (file_->comm().is_root()) std::filesystem::remove(pending_->partial(), ignored);
+}
 
 std::string ResultsWriter::add_sae(const std::string& name, const SaeHeader& h, bool baseline, int64_t index) {
   File& f = *file_;

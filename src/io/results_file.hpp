@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -62,9 +63,20 @@ struct SummaryTable {
 class ResultsWriter {
  public:
   // Creates <path>.partial; `config` is the resolved config (TOML), `fingerprint` what decides reuse.
-  ResultsWriter(const parallel::Comm& comm, const std::string& path, const std::string& config, const std::string& fingerprint);
+  // Resumable: a partial file an earlier run left with the same fingerprint is continued instead: its
+  // complete pairs are kept (kept_pair), everything else in it is removed to be written again, and the
+  // partial file stays when the writer goes away uncommitted (a stop, a crash) unless discard()ed.
+  ResultsWriter(const parallel::Comm& comm, const std::string& path, const std::string& config, const std::string& fingerprint,
+                bool resumable = false);
   ~ResultsWriter();
   File& file() { return *file_; }
+  // Whether /pairs/<a>--<b> is a complete pair kept from the partial file resumed.
+  bool kept_pair(const std::string& a, const std::string& b) const;
+  size_t kept_pairs() const { return kept_.size(); }
+  // Collective: marks the pair group complete and flushes the file (a point the next run resumes from).
+  void pair_done(const std::string& group);
+  // The partial file goes when the writer does (the input was refused: nothing to resume).
+  void discard();
   // /saes/<name>: the SAE's header; `index` is its place in the comparison (the order of the pairs).
   std::string add_sae(const std::string& name, const SaeHeader& header, bool baseline, int64_t index);
   // /pairs/<a>--<b>, with its names and whether b is a baseline.
@@ -73,8 +85,11 @@ class ResultsWriter {
   void commit(const std::vector<SummaryColumn>& columns);
 
  private:
+  void write_header(const std::string& config, const std::string& fingerprint);
   std::unique_ptr<Pending> pending_;
   std::unique_ptr<File> file_;
+  std::set<std::string> kept_;  // complete pair groups of a resumed partial file
+  bool discard_ = false;
 };
 
 // Collective: the summary of a complete results file. Rows are in the order the comparison made

@@ -60,7 +60,9 @@ SaeHeader parse_header(const File& f) {
     throw UsageError(f.path() + ": architecture " + architecture + " needs the attribute k >= 1");
   if (h.architecture == core::Architecture::kJumpRelu) check_shape(f, "threshold", {h.n_latents});
   if (h.architecture == core::Architecture::kGated) check_shape(f, "r_mag", {h.n_latents}), check_shape(f, "b_mag", {h.n_latents});
-  if (f.exists("/threshold")) check_shape(f, "threshold", {h.n_latents});
+  // read_sae reads each of these whenever it is there (fuzz_inspect: an [n, d] /r_mag in a topk SAE overflowed).
+  for (const char* name : {"threshold", "r_mag", "b_mag"})
+    if (f.exists(std::string("/") + name)) check_shape(f, name, {h.n_latents});
   h.has_frequency = f.exists("/frequency");
   if (h.has_frequency) check_shape(f, "frequency", {h.n_latents});
   return h;
