@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 
 #include "compare/overlap.hpp"
 #include "compare/stability.hpp"
@@ -192,11 +193,13 @@ io::SummaryTable compare_with(const parallel::Comm& comm, const config::Config& 
   if (cfg.compare.baseline_random) add_random_baseline(comm, cfg, out_dir, in);
   plan_pairs(cfg, in);
   {
-    io::ResultsWriter results(comm, out_path, config::to_toml(cfg), fingerprint, resume);
+    std::set<std::string> planned;
+    for (const auto& [i, j] : in.pairs) planned.insert(in.names[i] + "--" + in.names[j]);
+    io::ResultsWriter results(comm, out_path, config::to_toml(cfg), fingerprint, resume, planned);
     try {
       write_saes(comm, results, in, activations.has_value());
     } catch (const UsageError&) {
-      results.discard();  // an SAE refused: nothing to resume
+      if (results.kept_pairs() == 0) results.discard();  // an SAE refused: nothing to resume
       throw;
     }
     if (activations) activation_pass(comm, results.file(), cfg, *activations, in.headers, in.names);

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -52,13 +53,25 @@ std::map<std::string, std::string> parse(const std::string& text) {
   return fields;
 }
 
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
 std::string own_text(const std::string& command) {
   const char* job = std::getenv("SLURM_JOB_ID");
   const std::time_t now = std::time(nullptr);
   char since[32] = {0};
   std::strftime(since, sizeof(since), "%Y-%m-%d %H:%M:%S", std::localtime(&now));
-  return fmt::format("host={}\npid={}\njob={}\nsince={}\ncommand=universae {}\n", parallel::Comm::host_name(),
-                     static_cast<long>(getpid()), job ? job : "", since, command);
+  return fmt::format("host={}\npid={}\njob={}\nrestart={}\nsince={}\ncommand=universae {}\n", parallel::Comm::host_name(),
+                     static_cast<long>(getpid()), job ? job : "", env("SLURM_RESTART_COUNT"), since, command);
+}
+
+// A restart count ("" → 0; not a number → 0).
+long count(const std::string& text) {
+  char* end = nullptr;
+  const long v = std::strtol(text.c_str(), &end, 10);
+  return text.empty() || *end != '\0' ? 0 : v;
 }
 
 bool pid_running(const std::string& pid) {
@@ -68,8 +81,9 @@ bool pid_running(const std::string& pid) {
   return kill(static_cast<pid_t>(p), 0) == 0 || errno == EPERM;
 }
 
-// Whether Slurm says `job` is over: squeue no longer lists it, or calls its id invalid (finished jobs
-// are purged). false when squeue cannot be run (no Slurm here: nothing can be concluded).
+// Whether Slurm says `job` is over: squeue no longer lists it, calls its id invalid (finished jobs are
+// purged) or lists it in a final state (for MinJobAge after it ended). false when squeue cannot be run
+// (no Slurm here: nothing can be concluded).
 bool slurm_job_over(const std::string& job) {
   if (job.find_first_not_of("0123456789_") != std::string::npos) return false;
   FILE* p = popen(("squeue -h -j " + job + " -o %T 2>&1").c_str(), "r");
@@ -80,16 +94,22 @@ bool slurm_job_over(const std::string& job) {
   const int status = pclose(p);
   if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) == 127) return false;
   if (WEXITSTATUS(status) != 0) return out.find("Invalid job id") != std::string::npos;
-  return out.find_first_not_of(" \n") == std::string::npos;
+  for (const char* state : {"RUNNING", "PENDING", "COMPLETING", "CONFIGURING", "SUSPENDED", "REQUEUE", "RESIZING",
+                            "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD", "SPECIAL_EXIT", "REVOKED"})
+    if (out.find(state) != std::string::npos) return false;
+  return true;  // not listed, or COMPLETED, CANCELLED, FAILED, TIMEOUT, NODE_FAIL, PREEMPTED, OUT_OF_MEMORY, ...
 }
 
 // Why the lock's holder is gone ("" when it may be running).
+// A requeued job keeps its id and counts SLURM_RESTART_COUNT up; two steps of one allocation share the
+// id and the count, so only a lower count is an earlier run of this job.
 std::string gone(const std::map<std::string, std::string>& h) {
   const auto field = [&h](const char* k) { auto it = h.find(k); return it == h.end() ? std::string() : it->second; };
-  const char* job = std::getenv("SLURM_JOB_ID");
-  if (!field("job").empty() && job != nullptr && field("job") == job) return "it is this Slurm job's earlier run (requeued)";
   if (field("host") == parallel::Comm::host_name())
     return pid_running(field("pid")) ? "" : "its process " + field("pid") + " is not running on this host";
+  const long ours = count(env("SLURM_RESTART_COUNT")), theirs = count(field("restart"));
+  if (!field("job").empty() && field("job") == env("SLURM_JOB_ID") && ours > 0 && theirs < ours)
+    return "it is this Slurm job's earlier run (requeued)";
   if (!field("job").empty() && slurm_job_over(field("job"))) return "its Slurm job " + field("job") + " is over";
   return "";
 }
@@ -115,6 +135,21 @@ std::string foreign_lock_above(const std::string& dir, const std::string& canon)
   }
 }
 
+// Moves a stale lock aside, unless another run took it over first (then its new lock goes back).
+void take_over(const std::string& dir, const std::string& lock, const struct stat& judged, const std::string& why,
+               const std::string& text) {
+  const std::string stale = lock + ".stale." + std::to_string(getpid());
+  if (std::rename(lock.c_str(), stale.c_str()) != 0) return;  // someone else moved it: look again
+  struct stat moved {};
+  if (stat(stale.c_str(), &moved) == 0 && (moved.st_ino != judged.st_ino || moved.st_dev != judged.st_dev)) {
+    if (link(stale.c_str(), lock.c_str()) != 0) log::debug("{}: could not put back {}", dir, lock);
+    std::remove(stale.c_str());
+    return;  // that was a live run's fresh lock
+  }
+  log::warn("{}: taking over the lock of a run that is gone ({}): {}", dir, why, describe_lock_holder(text));
+  std::remove(stale.c_str());
+}
+
 // Rank 0: links our holder file to the lock's name, taking over a lock whose holder is gone.
 // → "" (held) or why not.
 std::string take(const std::string& dir, const std::string& lock, const std::string& command) {
@@ -124,25 +159,28 @@ std::string take(const std::string& dir, const std::string& lock, const std::str
     out << own_text(command);
     if (!out.flush()) return fmt::format("{}: cannot write the lock file {}: {}", dir, mine, std::strerror(errno));
   }
-  for (int attempt = 0; attempt < 3; ++attempt) {
-    if (link(mine.c_str(), lock.c_str()) == 0) {
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    const int linked = link(mine.c_str(), lock.c_str());
+    const int link_errno = errno;
+    struct stat own {};
+    // NFS may answer a retransmitted link() that succeeded with EEXIST: two names mean it is ours.
+    if (linked == 0 || (stat(mine.c_str(), &own) == 0 && own.st_nlink == 2)) {
       std::remove(mine.c_str());
       return "";
     }
-    if (errno != EEXIST) {
-      const std::string why = std::strerror(errno);
+    if (link_errno != EEXIST) {
       std::remove(mine.c_str());
-      return fmt::format("{}: cannot take the lock {}: {}", dir, lock, why);
+      return fmt::format("{}: cannot take the lock {}: {}", dir, lock, std::strerror(link_errno));
     }
+    struct stat held {};
+    if (stat(lock.c_str(), &held) != 0) continue;  // released meanwhile: try again
     const std::string text = read_text(lock);
     const std::string why = gone(parse(text));
     if (why.empty()) {
       std::remove(mine.c_str());
       return refusal(dir, lock, text);
     }
-    log::warn("{}: taking over the lock of a run that is gone ({}): {}", dir, why, describe_lock_holder(text));
-    const std::string stale = lock + ".stale." + std::to_string(getpid());
-    if (std::rename(lock.c_str(), stale.c_str()) == 0) std::remove(stale.c_str());
+    take_over(dir, lock, held, why, text);
   }
   std::remove(mine.c_str());
   return fmt::format("{}: could not take the lock {} (other runs keep taking it)", dir, lock);

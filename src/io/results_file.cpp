@@ -81,22 +81,24 @@ bool resumable_partial(const parallel::Comm& comm, const std::string& partial, c
   if (!exists) return false;
   try {
     const File f = File::open_read(comm, partial);
-    return f.has_attr("/", "format") && f.read_attr_string("/", "format") == kResultsFormat &&
-           f.has_attr("/", "fingerprint") && f.read_attr_string("/", "fingerprint") == fingerprint &&
-           !f.has_attr("/", "complete") && f.exists("/pairs");
+    const auto attr = [&f](const char* name) { return f.has_attr("/", name) ? f.read_attr_string("/", name) : std::string(); };
+    // The same comparison by the same universae (another build may compute a statistic differently).
+    return attr("format") == kResultsFormat && attr("fingerprint") == fingerprint && attr("universae_version") == build::kVersion &&
+           attr("git_sha") == build::kGitSha && !f.has_attr("/", "complete") && f.exists("/pairs");
   } catch (const UsageError&) {
     return false;  // not HDF5 (cut short): started again
   }
 }
 
-// Keeps the complete pair groups of a resumed file and removes everything else (written again).
-std::set<std::string> keep_complete_pairs(File& f) {
+// Keeps the complete pair groups of a resumed file that the comparison still plans and removes
+// everything else (written again).
+std::set<std::string> keep_complete_pairs(File& f, const std::set<std::string>& planned) {
   std::set<std::string> kept;
   for (const auto& name : f.children("/"))
     if (name != "pairs") f.remove("/" + name);
   for (const auto& pair : f.children("/pairs")) {
     const std::string g = "/pairs/" + pair;
-    if (f.has_attr(g, "pair_complete") && f.read_attr_bool(g, "pair_complete"))
+    if (planned.count(pair) > 0 && f.has_attr(g, "pair_complete") && f.read_attr_bool(g, "pair_complete"))
       kept.insert(pair);
     else
       f.remove(g);
@@ -104,18 +106,35 @@ std::set<std::string> keep_complete_pairs(File& f) {
   return kept;
 }
 
+// Collective: the resumed file and its kept pairs, or no file when any rank could not read it (a
+// partial file a kill damaged is started again, never a failure of every rerun).
+std::unique_ptr<File> resume(const parallel::Comm& comm, const std::string& partial, const std::set<std::string>& planned,
+                             std::set<std::string>& kept) {
+  std::unique_ptr<File> file;
+  double failed = 0;
+  try {
+    file = std::make_unique<File>(File::open_rw(comm, partial));
+    kept = keep_complete_pairs(*file, planned);
+  } catch (const std::exception& e) {
+    failed = 1;
+    log::debug("compare: cannot resume {}: {}", partial, e.what());
+  }
+  if (comm.allreduce_max(failed) == 0) return file;
+  log::warn("compare: {} cannot be resumed (damaged); starting again", partial);
+  kept.clear();
+  return nullptr;
+}
+
 }  // namespace
 
 ResultsWriter::ResultsWriter(const parallel::Comm& comm, const std::string& path, const std::string& config,
-                             const std::string& fingerprint, bool resumable)
-    : pending_(std::make_unique<Pending>(comm, path, resumable ? OnAbandon::kKeep : OnAbandon::kRemove)) {
+                             const std::string& fingerprint, bool resumable, const std::set<std::string>& pairs)
+    : pending_(std::make_unique<Pending>(comm, path, OnAbandon::kKeep)) {
   if (resumable && resumable_partial(comm, pending_->partial(), fingerprint)) {
-    file_ = std::make_unique<File>(File::open_rw(comm, pending_->partial()));
-    kept_ = keep_complete_pairs(*file_);
-    log::info("compare: resuming {}: {} complete pairs kept", pending_->partial(), kept_.size());
-  } else {
-    file_ = std::make_unique<File>(File::create(comm, pending_->partial()));
+    file_ = resume(comm, pending_->partial(), pairs, kept_);
+    if (file_) log::info("compare: resuming {}: {} complete pairs kept", pending_->partial(), kept_.size());
   }
+  if (!file_) file_ = std::make_unique<File>(File::create(comm, pending_->partial()));  // truncates an old one
   write_header(config, fingerprint);
 }
 

@@ -63,11 +63,12 @@ struct SummaryTable {
 class ResultsWriter {
  public:
   // Creates <path>.partial; `config` is the resolved config (TOML), `fingerprint` what decides reuse.
-  // Resumable: a partial file an earlier run left with the same fingerprint is continued instead: its
-  // complete pairs are kept (kept_pair), everything else in it is removed to be written again, and the
-  // partial file stays when the writer goes away uncommitted (a stop, a crash) unless discard()ed.
+  // Resumable: a partial file an earlier run of the same universae left with the same fingerprint is
+  // continued instead: its complete pairs among `pairs` ("a--b", those planned) are kept (kept_pair),
+  // everything else in it is removed to be written again. Resumable or not, the partial file stays
+  // when the writer goes away uncommitted (a stop, a crash) unless discard()ed.
   ResultsWriter(const parallel::Comm& comm, const std::string& path, const std::string& config, const std::string& fingerprint,
-                bool resumable = false);
+                bool resumable = false, const std::set<std::string>& pairs = {});
   ~ResultsWriter();
   File& file() { return *file_; }
   // Whether /pairs/<a>--<b> is a complete pair kept from the partial file resumed.

@@ -8,8 +8,9 @@ volatile std::sig_atomic_t g_stop_signal = 0;
 extern "C" void on_stop_signal(int signal) { g_stop_signal = signal; }
 }  // namespace
 
+// A signal caught while an earlier stage's handler was installed (between its last check and its end)
+// still counts: the flag is never reset, so the next stage stops at its first check.
 StopSignals::StopSignals() {
-  g_stop_signal = 0;
   old_term_ = std::signal(SIGTERM, on_stop_signal);
   old_usr1_ = std::signal(SIGUSR1, on_stop_signal);
 }

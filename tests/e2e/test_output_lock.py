@@ -4,9 +4,10 @@
 - Two `universae run` on one run.output_dir: the second exits 2 naming the first's host and pid, the
   first finishes, and no lock is left.
 - A lock whose holder is gone is taken over with a warning: a dead pid on this host; a Slurm job that
-  `squeue` calls invalid (a stand-in squeue on PATH); this very job's earlier run (SLURM_JOB_ID equal:
-  a requeue). A holder that may be alive is not: another host without a job, a job squeue lists as
-  RUNNING, a live process holding a directory above. Refused runs exit 2 and write nothing.
+  `squeue` calls invalid or lists in a final state (a stand-in squeue on PATH); this very job's earlier
+  run (SLURM_JOB_ID equal, a lower SLURM_RESTART_COUNT: a requeue). A holder that may be alive is not:
+  another host without a job, a job squeue lists as RUNNING, another step of the same allocation, a
+  live process holding a directory above. Refused runs exit 2 and write nothing.
 """
 import os
 import socket
@@ -28,10 +29,11 @@ def command(out, ranks=2, extra=()):
     return universae_command(["run", SYNTHETIC, *set_args([f"run.output_dir={out}", *extra])], ranks)
 
 
-def write_lock(directory, host, pid, job=""):
+def write_lock(directory, host, pid, job="", restart=""):
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, LOCK), "w") as f:
-        f.write(f"host={host}\npid={pid}\njob={job}\nsince=2026-01-01 00:00:00\ncommand=universae run other.toml\n")
+        f.write(f"host={host}\npid={pid}\njob={job}\nrestart={restart}\nsince=2026-01-01 00:00:00\n"
+                "command=universae run other.toml\n")
 
 
 def dead_pid():
@@ -112,9 +114,20 @@ class OutputLock(unittest.TestCase):
         path = fake_squeue(os.path.join(self.tmp.name, "bin"), "RUNNING", 0)
         self.assert_refused(self.run_job({"PATH": path}), "Slurm job 778")
 
+    def test_job_squeue_lists_as_ended_is_taken_over(self):
+        write_lock(self.out, "node-elsewhere", 4242, job="780")
+        path = fake_squeue(os.path.join(self.tmp.name, "bin"), "TIMEOUT", 0)  # listed for MinJobAge after its end
+        self.assert_taken_over(self.run_job({"PATH": path}), "its Slurm job 780 is over")
+
     def test_requeued_job_takes_over_its_own_lock(self):
-        write_lock(self.out, "node-elsewhere", 4242, job="779")
-        self.assert_taken_over(self.run_job({"SLURM_JOB_ID": "779"}), "this Slurm job's earlier run (requeued)")
+        write_lock(self.out, "node-elsewhere", 4242, job="779")  # written before the requeue: restart count 0
+        self.assert_taken_over(self.run_job({"SLURM_JOB_ID": "779", "SLURM_RESTART_COUNT": "1"}),
+                               "this Slurm job's earlier run (requeued)")
+
+    def test_another_step_of_the_same_job_is_refused(self):
+        write_lock(self.out, "node-elsewhere", 4242, job="781")  # a live step of this allocation elsewhere
+        path = fake_squeue(os.path.join(self.tmp.name, "bin"), "RUNNING", 0)
+        self.assert_refused(self.run_job({"SLURM_JOB_ID": "781", "PATH": path}), "Slurm job 781")
 
     def test_live_lock_above_is_refused(self):
         write_lock(self.tmp.name, socket.gethostname(), os.getpid())  # this test process: alive
