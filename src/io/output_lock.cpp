@@ -15,6 +15,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <sstream>
 #include <vector>
@@ -58,13 +59,25 @@ std::string env(const char* name) {
   return v ? v : "";
 }
 
+// /proc/<pid>/stat's state and start time (clock ticks after boot): ("", "") when unreadable.
+std::pair<std::string, std::string> proc_state(const std::string& pid) {
+  const std::string stat = read_text("/proc/" + pid + "/stat");
+  const auto paren = stat.rfind(')');  // the command name may hold spaces and parentheses
+  if (paren == std::string::npos) return {"", ""};
+  std::istringstream fields(stat.substr(paren + 1));
+  std::vector<std::string> f{std::istream_iterator<std::string>(fields), std::istream_iterator<std::string>()};
+  return {f.empty() ? "" : f[0], f.size() > 19 ? f[19] : ""};  // fields 3 and 22 of proc(5)
+}
+
 std::string own_text(const std::string& command) {
   const char* job = std::getenv("SLURM_JOB_ID");
   const std::time_t now = std::time(nullptr);
   char since[32] = {0};
   std::strftime(since, sizeof(since), "%Y-%m-%d %H:%M:%S", std::localtime(&now));
-  return fmt::format("host={}\npid={}\njob={}\nrestart={}\nsince={}\ncommand=universae {}\n", parallel::Comm::host_name(),
-                     static_cast<long>(getpid()), job ? job : "", env("SLURM_RESTART_COUNT"), since, command);
+  const std::string pid = std::to_string(getpid());
+  return fmt::format("host={}\npid={}\nstart={}\njob={}\nrestart={}\nsince={}\ncommand=universae {}\n",
+                     parallel::Comm::host_name(), pid, proc_state(pid).second, job ? job : "", env("SLURM_RESTART_COUNT"),
+                     since, command);
 }
 
 // A restart count ("" → 0; not a number → 0).
@@ -74,11 +87,17 @@ long count(const std::string& text) {
   return text.empty() || *end != '\0' ? 0 : v;
 }
 
-bool pid_running(const std::string& pid) {
+// Whether the holder's process still runs on this host: not when its pid is gone, a zombie (killed,
+// not yet reaped: containers without an init that reaps) or another process now (its start time
+// differs from the one the lock recorded).
+bool pid_running(const std::string& pid, const std::string& start) {
   char* end = nullptr;
   const long p = std::strtol(pid.c_str(), &end, 10);
   if (pid.empty() || *end != '\0' || p <= 0) return false;
-  return kill(static_cast<pid_t>(p), 0) == 0 || errno == EPERM;
+  if (kill(static_cast<pid_t>(p), 0) != 0 && errno != EPERM) return false;
+  const auto [state, started] = proc_state(pid);
+  if (state == "Z" || state == "X") return false;
+  return start.empty() || started.empty() || start == started;
 }
 
 // Whether Slurm says `job` is over: squeue no longer lists it, calls its id invalid (finished jobs are
@@ -106,7 +125,7 @@ bool slurm_job_over(const std::string& job) {
 std::string gone(const std::map<std::string, std::string>& h) {
   const auto field = [&h](const char* k) { auto it = h.find(k); return it == h.end() ? std::string() : it->second; };
   if (field("host") == parallel::Comm::host_name())
-    return pid_running(field("pid")) ? "" : "its process " + field("pid") + " is not running on this host";
+    return pid_running(field("pid"), field("start")) ? "" : "its process " + field("pid") + " is not running on this host";
   const long ours = count(env("SLURM_RESTART_COUNT")), theirs = count(field("restart"));
   if (!field("job").empty() && field("job") == env("SLURM_JOB_ID") && ours > 0 && theirs < ours)
     return "it is this Slurm job's earlier run (requeued)";
