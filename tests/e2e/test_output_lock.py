@@ -60,8 +60,10 @@ class OutputLock(unittest.TestCase):
     def tearDown(self):
         self.tmp.cleanup()
 
-    def run_job(self, env=None, ranks=1):
-        return run_command(command(self.out, ranks), timeout=600, env={**os.environ, **(env or {})})
+    def run_job(self, env=None):
+        """One process without a launcher: mpiexec called by its absolute path (as CTest gives it) puts its
+        own bin directory first on the ranks' PATH, before a stand-in squeue."""
+        return run_command(command(self.out, None), timeout=600, env={**os.environ, **(env or {})})
 
     def assert_refused(self, proc, *words):
         self.assertEqual(proc.returncode, 2, proc.stderr)
