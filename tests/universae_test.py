@@ -21,10 +21,13 @@ Launching (output captured as text; the working directory is SOURCE unless cwd s
   universae(args, ranks, ...)        runs that command line and returns the CompletedProcess
   run_command(cmd, ...)              the same for any command line (a driver's own, a wrapped one)
   start(cmd)                         starts a command line in a session of its own, to signal or kill it
+  npm_package(node_dir, name, ver)   installs an npm package into node_dir (the build tree) once: None, or why not
 
 Importing this module launches nothing and changes nothing.
 """
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -64,6 +67,23 @@ def universae(args, ranks=None, *, launcher_args=(), timeout=600, cwd=SOURCE, en
     """Runs universae_command(args, ranks, launcher_args) as run_command does."""
     return run_command(universae_command(args, ranks, launcher_args), timeout=timeout, cwd=cwd, env=env, check=check,
                        text=text)
+
+
+def npm_package(node_dir, name, version):
+    """None when npm package `name`@`version` is ready under node_dir (installed there the first time;
+    it needs node, npm and the registry once), else why it cannot be."""
+    package = os.path.join(node_dir, "node_modules", name, "package.json")
+    if os.path.exists(package):
+        with open(package) as f:
+            if json.load(f).get("version") == version:
+                return None
+    if not shutil.which("node") or not shutil.which("npm"):
+        return "node and npm are not installed (scripts/install-deps.sh installs them)"
+    proc = run_command(["npm", "install", "--prefix", node_dir, "--no-audit", "--no-fund", f"{name}@{version}"],
+                       timeout=300, cwd=None)
+    if proc.returncode != 0:
+        return f"npm install {name}@{version} failed (offline?):\n{proc.stderr[-2000:]}"
+    return None
 
 
 def start(cmd, cwd=SOURCE):

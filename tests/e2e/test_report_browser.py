@@ -18,7 +18,6 @@ why, unless UNIVERSAE_SKIP_BROWSER=1 is set: then it is skipped.
 """
 import json
 import os
-import shutil
 import sys
 import tempfile
 import unittest
@@ -28,7 +27,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
-from universae_test import BINARY, SOURCE, run_command, universae  # noqa: E402
+from universae_test import BINARY, SOURCE, npm_package, run_command, universae  # noqa: E402
 
 PLAYWRIGHT_VERSION = "1.64.1"
 NODE_DIR = os.path.join(os.path.dirname(BINARY), "playwright_node")
@@ -41,18 +40,7 @@ def install_playwright():
     """None when playwright-core is ready under NODE_DIR and Chromium is installed, else why not."""
     if not os.path.exists(CHROMIUM):
         return f"{CHROMIUM} is missing (scripts/install-deps.sh installs Debian's chromium)"
-    package = os.path.join(NODE_DIR, "node_modules", "playwright-core", "package.json")
-    if os.path.exists(package):
-        with open(package) as f:
-            if json.load(f).get("version") == PLAYWRIGHT_VERSION:
-                return None
-    if not shutil.which("node") or not shutil.which("npm"):
-        return "node and npm are not installed (scripts/install-deps.sh installs them)"
-    proc = run_command(["npm", "install", "--prefix", NODE_DIR, "--no-audit", "--no-fund",
-                        f"playwright-core@{PLAYWRIGHT_VERSION}"], timeout=300, cwd=None)
-    if proc.returncode != 0:
-        return f"npm install playwright-core@{PLAYWRIGHT_VERSION} failed (offline?):\n{proc.stderr[-2000:]}"
-    return None
+    return npm_package(NODE_DIR, "playwright-core", PLAYWRIGHT_VERSION)
 
 
 def study(job, out):

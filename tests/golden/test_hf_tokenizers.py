@@ -24,14 +24,13 @@ On a mismatch the message gives the first differing position with the pieces aro
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
-from universae_test import BINARY, SOURCE, run_command, universae  # noqa: E402
+from universae_test import BINARY, SOURCE, npm_package, run_command, universae  # noqa: E402
 
 DATA = os.path.normpath(os.path.join(SOURCE, "..", "shared", "data"))
 TOKENIZERS = os.path.join(DATA, "hf", "tokenizers")
@@ -62,18 +61,7 @@ const fs = require('fs');
 
 def install_tokenizers():
     """None when the npm package is ready under NODE_DIR, else why it cannot be."""
-    package = os.path.join(NODE_DIR, "node_modules", "tokenizers", "package.json")
-    if os.path.exists(package):
-        with open(package) as f:
-            if json.load(f).get("version") == TOKENIZERS_VERSION:
-                return None
-    if not shutil.which("node") or not shutil.which("npm"):
-        return "node and npm are not installed (scripts/install-deps.sh installs them)"
-    proc = run_command(["npm", "install", "--prefix", NODE_DIR, "--no-audit", "--no-fund",
-                        f"tokenizers@{TOKENIZERS_VERSION}"], timeout=300, cwd=None)
-    if proc.returncode != 0:
-        return f"npm install tokenizers@{TOKENIZERS_VERSION} failed (offline?):\n{proc.stderr[-2000:]}"
-    return None
+    return npm_package(NODE_DIR, "tokenizers", TOKENIZERS_VERSION)
 
 
 def whole_units(path, size):
