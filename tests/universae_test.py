@@ -21,6 +21,8 @@ Launching (output captured as text; the working directory is SOURCE unless cwd s
   universae(args, ranks, ...)        runs that command line and returns the CompletedProcess
   run_command(cmd, ...)              the same for any command line (a driver's own, a wrapped one)
   start(cmd)                         starts a command line in a session of its own, to signal or kill it
+  kill_job(proc)                     SIGKILLs the launcher and every rank of a start()ed job (a node lost),
+                                     reaps the launcher and waits until no rank is left running
   npm_package(node_dir, name, ver)   installs an npm package into node_dir (the build tree) once: None, or why not
 
 Importing this module launches nothing and changes nothing.
@@ -28,8 +30,10 @@ Importing this module launches nothing and changes nothing.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 SOURCE = os.environ["UNIVERSAE_SOURCE_DIR"]
 BINARY = os.environ["UNIVERSAE_BINARY"]
@@ -87,7 +91,47 @@ def npm_package(node_dir, name, version):
 
 
 def start(cmd, cwd=SOURCE):
-    """Starts cmd in a session of its own (os.killpg(proc.pid, ...) reaches the launcher and every rank),
-    stdout discarded, stderr piped as text; the Popen."""
+    """Starts cmd in a session of its own, stdout discarded, stderr piped as text; the Popen.
+
+    The launcher and its ranks share that session, not a process group: OpenMPI puts each rank in a
+    process group of its own, so os.killpg(proc.pid, ...) reaches the launcher alone and leaves the ranks
+    running as orphans. kill_job() reaches them all."""
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=cwd,
                             start_new_session=True)
+
+
+def _session_members(sid):
+    """{pid: state} of the processes in session sid (zombies included)."""
+    members = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:
+            members[int(entry)] = fields[0]
+    return members
+
+
+def kill_job(proc, timeout=60):
+    """SIGKILLs every process of proc's session (the launcher and its ranks, as a lost node loses them),
+    waits until none is left running (a zombie awaiting its reaper counts as gone) and reaps the
+    launcher; its stderr."""
+    deadline = time.time() + timeout
+    while True:
+        running = [pid for pid, state in _session_members(proc.pid).items() if state != "Z"]
+        if not running:
+            break
+        if time.time() > deadline:
+            raise AssertionError(f"processes of the killed job outlived it by {timeout} s: {running}")
+        for pid in running:  # again each round: a launcher not yet killed may have started another rank
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.02)
+    _, err = proc.communicate()
+    return err

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
-from universae_test import PYTHON, SOURCE, run_command, set_args, start, universae_command  # noqa: E402
+from universae_test import PYTHON, SOURCE, kill_job, run_command, set_args, start, universae_command  # noqa: E402
 
 JOB = os.path.join(SOURCE, "jobs", "quickstart_ci.toml")
 SMALL = ["extract.max_documents=240", "extract.batch_tokens=1024",
@@ -102,10 +102,10 @@ class Interruption(unittest.TestCase):
         time.sleep(1.0)
         self.assertIsNone(proc.poll(), "the extraction ended before the signal: make LONG longer")
         if signum == signal.SIGKILL:
-            os.killpg(proc.pid, signal.SIGKILL)
+            err = kill_job(proc)
         else:
             proc.send_signal(signum)
-        _, err = proc.communicate(timeout=120)
+            _, err = proc.communicate(timeout=120)
         if signum != signal.SIGKILL:
             self.assertEqual(proc.returncode, 75, err)
             self.assertIn("run the same command to resume", err)

@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
-from universae_test import BINARY, SOURCE, run_command, set_args, start, universae, universae_command  # noqa: E402
+from universae_test import BINARY, SOURCE, kill_job, run_command, set_args, start, universae, universae_command  # noqa: E402
 
 QUICKSTART = os.path.join(SOURCE, "jobs", "quickstart_ci.toml")
 SYNTHETIC = os.path.join(SOURCE, "jobs", "synthetic_ci.toml")
@@ -130,8 +130,7 @@ class RankLost(unittest.TestCase):
             elapsed = time.time() - t0
         finally:
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
+                kill_job(proc)
         self.assertNotEqual(proc.returncode, 0)
         self.assertFalse(alive(ranks[0]), "rank 0 outlived the job by 60 s")
         self.assertRegex(err, r"rank 1\b.*(signal 9|Killed)", "the launcher names the lost rank")
@@ -191,8 +190,7 @@ class KillAndRerun(unittest.TestCase):
                 proc = start(command("run", QUICKSTART, out))
                 moments.append(rng.uniform(0.5, self.duration))
                 time.sleep(moments[-1])
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
+                kill_job(proc)
             run("run", QUICKSTART, out)
             got = self.outputs(out)
             with self.subTest(trial=trial, killed_at=moments):

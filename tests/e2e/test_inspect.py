@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
-from universae_test import SOURCE, set_args, start, universae, universae_command  # noqa: E402
+from universae_test import SOURCE, kill_job, set_args, start, universae, universae_command  # noqa: E402
 
 JOB = os.path.join(SOURCE, "jobs", "quickstart_ci.toml")
 SAMPLE_TOKENS = 40
@@ -87,8 +87,7 @@ class Inspect(unittest.TestCase):
         deadline = time.time() + 300
         while not os.path.exists(path):
             if proc.poll() is not None or time.time() > deadline:
-                os.killpg(proc.pid, signal.SIGKILL)
-                raise AssertionError(f"no checkpoint: {proc.communicate()[1]}")
+                raise AssertionError(f"no checkpoint: {kill_job(proc)}")
             time.sleep(0.02)
         proc.send_signal(signal.SIGUSR1)
         _, err = proc.communicate(timeout=300)

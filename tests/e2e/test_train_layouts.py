@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
-from universae_test import SOURCE, run_command, set_args, start, universae_command  # noqa: E402
+from universae_test import SOURCE, kill_job, run_command, set_args, start, universae_command  # noqa: E402
 
 JOB = os.path.join(SOURCE, "jobs", "synthetic_ci.toml")  # the base; every setting below overrides it
 
@@ -206,8 +206,7 @@ class KillAndResume(unittest.TestCase):
             proc = self.start(out, 2)
             self.wait_for_checkpoint(proc, out)
             time.sleep(rng.uniform(0.0, 1.5))
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+            kill_job(proc)
             resumed = run(out, 2, LONG)
             self.assertIn("resuming from", resumed.stderr)
             self.assert_same_as_reference(out)
