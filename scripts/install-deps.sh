@@ -19,7 +19,7 @@ packages=(
   # numerics
   libtorch-dev libopenblas-dev
   # C++ libraries
-  libgtest-dev libgmock-dev libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libfmt-dev libspdlog-dev libicu-dev
+  libgtest-dev libgmock-dev libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libfmt-dev libspdlog-dev libicu-dev libssl-dev
   # Python references for the tests and the plotting scripts (use /usr/bin/python3)
   python3 python3-numpy python3-scipy python3-h5py python3-matplotlib python3-pandas python3-torch
   # Hugging Face tokenizers (npm) for the tokenizer golden test; a headless browser for the report's test

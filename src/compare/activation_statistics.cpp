@@ -361,7 +361,7 @@ void activation_pass(const parallel::Comm& comm, io::File& f, const config::Conf
   const bool strings = !in.vocab.empty() && !in.tokens.empty();
   data.special_ids = in.special_ids;
   f.create_group("/activations");
-  f.write_attr("/activations", "source", in.source);
+  f.write_attr("/activations", "source", io::absolute_path(in.source));
   f.write_attr("/activations", "hookpoint", in.hookpoint);
   f.write_attr("/activations", "n_tokens", in.n_tokens);
   f.write_attr("/activations", "first_token", in.first_token);
@@ -375,7 +375,7 @@ void activation_pass(const parallel::Comm& comm, io::File& f, const config::Conf
     const std::string g = "/saes/" + names[s];
     const core::SaeEncoderWeights encoder = io::encoder_weights(io::read_sae(comm, h.path));
     core::SparseCodes codes = encode_codes(comm, encoder, own, config.compare.chunk_tokens, names[s]);
-    f.write_attr(g, "activations_source", own.source);
+    f.write_attr(g, "activations_source", io::absolute_path(own.source));
     f.write_attr(g, "activations_hookpoint", own.hookpoint);
     f.write_attr(g, "activations_model", own.model);
     f.write_vector(g + "/frequency", io::DType::kFloat64, firing_frequency(codes));

@@ -53,6 +53,7 @@ ActivationInput open_activation_input(const parallel::Comm& comm, const config::
   in.d = store->d();
   in.n_tokens = tokens > 0 ? std::min(tokens, store->n_tokens()) : store->n_tokens();
   in.model = store->model();
+  in.model_sha256 = store->provenance().model_sha256;
   in.token_sequence = store->token_sequence();
   in.vocab = store->vocab();
   in.special_ids = store->special_tokens();

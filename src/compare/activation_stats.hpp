@@ -32,6 +32,7 @@ struct ActivationInput {
   std::vector<int64_t> seq_offsets;  // [n_seq + 1]
   std::vector<std::string> store_hookpoints;  // every hookpoint the store holds (empty for synthetic)
   std::string model;           // the store's model (its path as extracted); "synthetic"
+  std::string model_sha256;    // the store's record of the model's content ("" before 0.7)
   std::string token_sequence;  // the store's token sequence hash ("" before 0.3 or synthetic)
   std::vector<int64_t> special_ids;  // control tokens (the store's /special_tokens, else vocab entries named like one)
 };

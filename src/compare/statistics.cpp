@@ -96,7 +96,10 @@ std::string weight_space_problem(const std::vector<io::SaeHeader>& headers, size
     const ActivationInput &x = activations->input(i), &y = activations->input(j);
     if (x.source != y.source && (x.model.empty() || y.model.empty()))
       return "stores of unknown models (" + x.source + ", " + y.source + " name no model): their bases may not correspond";
-    const auto same_model = fs::path(x.model).lexically_normal() == fs::path(y.model).lexically_normal();
+    // One model: the same content (stores since 0.7 record it), else the same path.
+    const auto same_model = !x.model_sha256.empty() && !y.model_sha256.empty()
+                                ? x.model_sha256 == y.model_sha256
+                                : fs::path(x.model).lexically_normal() == fs::path(y.model).lexically_normal();
     if (!same_model)
       return "different models' streams (" + x.source + " from " + x.model + ", " + y.source + " from " + y.model +
              "): their bases need not correspond, so only activation statistics compare them";

@@ -3,9 +3,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <regex>
 
@@ -98,7 +98,10 @@ ActivationStore::ActivationStore(const parallel::Comm& comm, const std::string& 
     if (f.has_attr(dataset, "dtype")) dtype_ = f.read_attr_string(dataset, "dtype");
     if (dtype_ != "float32" && dtype_ != "float16" && dtype_ != "bfloat16")
       throw UsageError(path + ": " + dataset + " has dtype '" + dtype_ + "' (known: float32, float16, bfloat16)");
-    if (f.has_attr("/", "model")) model_ = f.read_attr_string("/", "model");
+    provenance_ = read_provenance(f, "/");
+    provenance_.store = absolute_path(path);
+    if (f.has_attr("/", "fingerprint")) provenance_.store_fingerprint = fingerprint_hash(f.read_attr_string("/", "fingerprint"));
+    verified_finite_ = f.has_attr("/", "activations_finite") && f.read_attr_bool("/", "activations_finite");
     if (f.has_attr("/", "token_sequence")) token_sequence_ = f.read_attr_string("/", "token_sequence");
     if (f.has_attr("/", "tokenizer_identity")) tokenizer_identity_ = f.read_attr_string("/", "tokenizer_identity");
     if (f.exists("/special_tokens")) {
@@ -131,7 +134,7 @@ ActivationStore::ActivationStore(const parallel::Comm& comm, const std::string& 
   }
   parallel::agree_on_error(comm, error);
   impl_ = std::make_unique<Impl>(Impl{self, std::move(f), "/activations/" + hookpoint_});
-  check_finite(comm);
+  if (!verified_finite_) check_finite(comm);
 }
 
 // One NaN in a store turns every SAE trained on it into NaN hours later, so it is refused up front.
@@ -218,9 +221,7 @@ File create_store(const parallel::Comm& comm, const std::string& path, const Sto
   }
   f.write_attr("/", "format", kStoreFormat);
   f.write_attr("/", "format_version", int64_t{1});
-  f.write_attr("/", "model", L.model);
-  f.write_attr("/", "tokenizer", L.tokenizer);
-  f.write_attr("/", "model_format", L.model_format);
+  write_provenance(f, "/", L.provenance);
   f.write_attr("/", "model_architecture", L.model_architecture);
   f.write_attr("/", "tokenizer_identity", L.tokenizer_identity);
   f.write_attr("/", "token_sequence", token_sequence_hash(L.tokens, L.doc_offsets, L.seq_offsets));
@@ -242,6 +243,7 @@ File create_store(const parallel::Comm& comm, const std::string& path, const Sto
   if (bytes < 48 * 1024) f.write_attr("/", "vocab", L.vocab);
   else f.write_strings("/vocab", L.vocab);
   f.write_attr("/", "batches_done", int64_t{0});
+  f.write_attr("/", "activations_finite", true);  // nothing written yet; each checkpoint updates it
   f.flush();
   return f;
 }
@@ -262,6 +264,8 @@ ActivationStoreWriter::ActivationStoreWriter(const parallel::Comm& comm, const s
     auto f = std::make_unique<File>(File::open_rw(comm, partial));
     if (f->has_attr("/", "batches_done") && f->read_attr_int("/", "n_tokens") == static_cast<int64_t>(L.tokens.size())) {
       done_ = f->read_attr_int("/", "batches_done");
+      // A partial begun before 0.7 did not check its rows: the store is then scanned where it is read.
+      finite_ = f->has_attr("/", "activations_finite") && f->read_attr_bool("/", "activations_finite");
       file_ = std::move(f);
       log::info("extract: resuming {} at batch {} of {}", partial, done_, n_batches_);
       return;
@@ -282,13 +286,24 @@ std::vector<double> ActivationStoreWriter::batch_nll() const {
 
 void ActivationStoreWriter::write_rows(size_t hook, core::Range rows, const float* values) {
   const std::string ds = "/activations/" + hookpoints_[hook];
+  const int64_t n = widths_[hook] * rows.size();
+  // Whether each value stays finite as stored: float16 rounds |x| >= 65520 to Inf.
+  const float limit = dtype_ == core::FloatFormat::kFloat16 ? 65520.0f : std::numeric_limits<float>::infinity();
+  if (first_bad_ < 0) {
+    const float* bad = std::find_if(values, values + n, [limit](float v) { return !(std::fabs(v) < limit); });
+    if (bad != values + n)
+      first_bad_ = (rows.begin + (bad - values) / widths_[hook]) * static_cast<int64_t>(hookpoints_.size()) + static_cast<int64_t>(hook);
+  }
   if (dtype_ != core::FloatFormat::kBFloat16) {
     file_->write_rows(ds, rows, values);  // float16: HDF5 converts
     return;
   }
-  const int64_t n = widths_[hook] * rows.size();
   half_.resize(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) half_[static_cast<size_t>(i)] = core::to_bfloat16(values[i]);
+  for (int64_t i = 0; i < n; ++i) {
+    half_[static_cast<size_t>(i)] = core::to_bfloat16(values[i]);
+    if (first_bad_ < 0 && (half_[static_cast<size_t>(i)] & 0x7F80u) == 0x7F80u)  // rounded up to Inf
+      first_bad_ = (rows.begin + i / widths_[hook]) * static_cast<int64_t>(hookpoints_.size()) + static_cast<int64_t>(hook);
+  }
   file_->write_rows(ds, rows, half_.data());
 }
 
@@ -297,7 +312,19 @@ void ActivationStoreWriter::write_batch_nll(int64_t batch, bool has_batch, doubl
 }
 
 void ActivationStoreWriter::checkpoint(int64_t done) {
+  int64_t first = first_bad_ < 0 ? std::numeric_limits<int64_t>::max() : first_bad_;
+  comm_.allreduce_min(&first, 1);
+  if (finite_ && first != std::numeric_limits<int64_t>::max()) {
+    const auto hooks = static_cast<int64_t>(hookpoints_.size());
+    log::warn("extract: /activations/{} row {} holds a value that is not finite as stored ({}): training and compare "
+              "will refuse this store{}",
+              hookpoints_[static_cast<size_t>(first % hooks)], first / hooks, core::name_of(dtype_),
+              dtype_ == core::FloatFormat::kFloat16 ? " (float16 holds |x| < 65520: set extract.dtype = \"bfloat16\" or \"float32\")"
+                                                     : " (the model's forward produced NaN or Inf: check the checkpoint and extract.compute_dtype)");
+  }
+  finite_ = finite_ && first == std::numeric_limits<int64_t>::max();
   done_ = done;
+  file_->write_attr("/", "activations_finite", finite_);
   file_->write_attr("/", "batches_done", done);
   file_->flush();
 }

@@ -18,6 +18,7 @@
 #include "core/float_format.hpp"
 #include "core/sharding.hpp"
 #include "io/output.hpp"
+#include "io/provenance.hpp"
 #include "parallel/comm.hpp"
 
 namespace universae::io {
@@ -35,7 +36,8 @@ std::vector<std::string> store_hookpoints(const parallel::Comm& comm, const std:
 class ActivationStore {
  public:
   // Collective: checks `complete`, the hookpoint's dataset and the shapes, then reads every row
-  // once (each rank a share) to refuse NaN and Inf; any problem is a UsageError on every rank
+  // once (each rank a share) to refuse NaN and Inf — unless universae's extract verified every value
+  // as it wrote them (root attribute activations_finite); any problem is a UsageError on every rank
   // naming the file and what is missing (with the hookpoints it has) or the first non-finite
   // value (row, sequence and position, column).
   ActivationStore(const parallel::Comm& comm, const std::string& path, const std::string& hookpoint);
@@ -48,7 +50,12 @@ class ActivationStore {
   const std::vector<std::string>& hookpoints() const { return hookpoints_; }
   int64_t n_tokens() const { return n_tokens_; }
   int64_t d() const { return d_; }
-  const std::string& model() const { return model_; }
+  const std::string& model() const { return provenance_.model; }
+  // The model and tokenizer as the store records them (io/provenance.hpp; the store's own path and
+  // fingerprint hash in `store` and `store_fingerprint`): what an SAE trained on it records.
+  const Provenance& provenance() const { return provenance_; }
+  // Whether extract verified every stored value finite (so the full scan was skipped).
+  bool verified_finite() const { return verified_finite_; }
   // What identifies the stored token sequence (stores of several models over the same documents must
   // agree on both to be compared row by row); empty in stores written before 0.3.
   const std::string& token_sequence() const { return token_sequence_; }
@@ -71,9 +78,10 @@ class ActivationStore {
 
   struct Impl;
   std::unique_ptr<Impl> impl_;
-  std::string path_, hookpoint_, model_, dtype_ = "float32", token_sequence_, tokenizer_identity_;
+  std::string path_, hookpoint_, dtype_ = "float32", token_sequence_, tokenizer_identity_;
+  Provenance provenance_;
   int64_t n_tokens_ = 0, d_ = 0;
-  bool has_tokens_ = false;
+  bool has_tokens_ = false, verified_finite_ = false;
   std::vector<std::string> vocab_, hookpoints_;
   std::vector<int64_t> seq_offsets_, special_tokens_;
 };
@@ -92,9 +100,9 @@ struct StoreLayout {
   std::vector<std::string> hookpoints;
   std::vector<int64_t> widths;        // d per hookpoint
   core::FloatFormat dtype = core::FloatFormat::kFloat32;
-  // Provenance: root attributes.
-  std::string model, tokenizer;
-  std::string model_format, model_architecture;  // "huggingface" / "gguf" / "llama2.c"; "llama", "gpt_neox", ...
+  // Provenance: root attributes (model, model_name, model_format, model_sha256, tokenizer, ...).
+  Provenance provenance;
+  std::string model_architecture;                // "llama", "gpt_neox", ...
   std::string tokenizer_identity;                // io::input_identity of the tokenizer file
   std::vector<int64_t> special_tokens;           // control-token ids (/special_tokens)
   std::vector<std::string> inputs, vocab;
@@ -113,11 +121,13 @@ class ActivationStoreWriter {
   int64_t batches_done() const { return done_; }  // batches already in the file (a resumed run starts there)
   // The summed losses of the batches already written ([n_batches], zero after batches_done).
   std::vector<double> batch_nll() const;
-  // This rank's rows of hookpoint `hook` (rows.size() × width float32; converted to the store's dtype).
+  // This rank's rows of hookpoint `hook` (rows.size() × width float32; converted to the store's dtype),
+  // checked for values that are not finite once stored (a float16 overflow counts).
   void write_rows(size_t hook, core::Range rows, const float* values);
   // Collective: batch `batch`'s summed loss (only ranks with `has_batch` contribute a value).
   void write_batch_nll(int64_t batch, bool has_batch, double nll);
-  // Collective: every batch before `done` is in the file (a resumable point).
+  // Collective: every batch before `done` is in the file (a resumable point). Records whether every
+  // value written so far is finite (root attribute activations_finite; warns at the first that is not).
   void checkpoint(int64_t done);
   // Collective: the mean loss, `complete`, then the partial file takes the store's name.
   void finish(double loss, int64_t loss_tokens);
@@ -132,6 +142,8 @@ class ActivationStoreWriter {
   std::unique_ptr<File> file_;
   int64_t done_ = 0;
   std::vector<uint16_t> half_;
+  bool finite_ = true;                // every value written so far (every rank's, after checkpoint())
+  int64_t first_bad_ = -1;            // this rank's first non-finite value: row * hookpoints + hook
 };
 
 }  // namespace universae::io

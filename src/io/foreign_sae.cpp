@@ -84,6 +84,7 @@ CfgInfo parse_sparsify_cfg(const json& j, const std::string& file) {
   const int64_t num_latents = get_int(j, "num_latents", file, 0);
   c.n_latents = num_latents > 0 ? num_latents : get_int(j, "expansion_factor", file, 32) * c.d_in;
   c.k = get_int(j, "k", file);
+  c.model = get_string(j, "model_name", file, "");  // universae's exports add it (sparsify's loader ignores it)
   const std::string activation = get_string(j, "activation", file, "topk");
   if (activation != "topk")
     throw UsageError(file + ": activation '" + activation + "' is not supported (universae reads sparsify's topk SAEs)");
@@ -240,7 +241,9 @@ SaeHeader header_of(const Layout& L) {
   h.n_latents = L.cfg.n_latents;
   h.k = L.cfg.k;
   h.hookpoint = L.cfg.hookpoint;
-  h.model = L.cfg.model;
+  h.provenance.model = L.cfg.model;  // cfg.json's model_name
+  h.provenance.model_name = L.cfg.model;
+  h.provenance.source = absolute_path(join(L.dir, weights_file(L.format)));
   h.apply_b_dec_to_input = L.cfg.apply_b_dec_to_input;
   h.config = L.cfg_text;
   return h;
@@ -359,6 +362,11 @@ struct ForeignFiles {
   std::vector<std::string> notes;  // for the user: what was folded or mapped
 };
 
+// The model's name for the exports' model_name: the short name provenance records, else what it has.
+std::string model_name(const SaeHeader& h) {
+  return h.provenance.model_name.empty() ? h.provenance.model : h.provenance.model_name;
+}
+
 std::string string_attr(const SaeWeights& sae, const std::string& name) {
   for (const auto& [k, v] : sae.string_attrs)
     if (k == name) return v;
@@ -398,16 +406,18 @@ void sparsify_files(const SaeWeights& sae, safetensors::DType st, ForeignFiles& 
   }
   out.tensors = {{"encoder.weight", sae.W_enc, st}, {"encoder.bias", b_enc, st}, {"W_dec", sae.W_dec, st}, {"b_dec", sae.b_dec, st}};
   if (!out.cfg_text.empty()) return;
-  out.cfg_text = json{{"activation", "topk"},
-                      {"expansion_factor", std::max<int64_t>(1, h.n_latents / h.d_in)},
-                      {"normalize_decoder", true},
-                      {"num_latents", h.n_latents},
-                      {"k", h.k},
-                      {"multi_topk", false},
-                      {"skip_connection", false},
-                      {"transcode", false},
-                      {"d_in", h.d_in}}
-                     .dump();
+  json cfg = {{"activation", "topk"},
+              {"expansion_factor", std::max<int64_t>(1, h.n_latents / h.d_in)},
+              {"normalize_decoder", true},
+              {"num_latents", h.n_latents},
+              {"k", h.k},
+              {"multi_topk", false},
+              {"skip_connection", false},
+              {"transcode", false},
+              {"d_in", h.d_in}};
+  // Not a sparsify field (its loader drops extra fields): which model the SAE reads, as SAELens says it.
+  if (!model_name(h).empty()) cfg["model_name"] = model_name(h);
+  out.cfg_text = cfg.dump();
 }
 
 // SAELens: W_enc transposed; relu is "standard"; a batchtopk SAE is used as jumprelu with its threshold.
@@ -433,7 +443,7 @@ void saelens_files(const SaeWeights& sae, safetensors::DType st, const std::stri
               {"apply_b_dec_to_input", h.apply_b_dec_to_input},
               {"normalize_activations", "none"},
               {"reshape_activations", "none"},
-              {"metadata", {{"model_name", h.model}, {"hook_name", h.hookpoint}, {"sae_lens_version", "6.0.0"}}}};
+              {"metadata", {{"model_name", model_name(h)}, {"hook_name", h.hookpoint}, {"sae_lens_version", "6.0.0"}}}};
   if (arch == "topk") cfg["k"] = h.k;
   out.cfg_text = cfg.dump();
 }

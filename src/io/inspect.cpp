@@ -57,6 +57,27 @@ std::string attr_text(const File& f, const std::string& object, const std::strin
   return "<unreadable>";
 }
 
+// What an output records it was made from (io/provenance.hpp), one line per input.
+std::string provenance_lines(const Provenance& p, const std::string& architecture = "") {
+  std::string out;
+  if (!p.model.empty()) {
+    std::string what = p.model_format;
+    if (!architecture.empty()) what += (what.empty() ? "" : ", ") + architecture;
+    if (p.model_bytes > 0) what += fmt::format("{}{:.1f} MB", what.empty() ? "" : ", ", static_cast<double>(p.model_bytes) * 1e-6);
+    if (!p.model_sha256.empty()) what += (what.empty() ? "" : ", ") + ("sha256 " + p.model_sha256);
+    const bool named = !p.model_name.empty() && p.model_name != p.model;
+    out += fmt::format("  model {}{}{}\n", named ? p.model_name + ": " : "", p.model, what.empty() ? "" : " (" + what + ")");
+    for (const auto& line : p.model_files) out += "    " + line + "\n";
+  }
+  if (!p.tokenizer.empty())
+    out += fmt::format("  tokenizer {}{}\n", p.tokenizer, p.tokenizer_sha256.empty() ? "" : " (sha256 " + p.tokenizer_sha256 + ")");
+  if (!p.store.empty())
+    out += fmt::format("  store {}{}\n", p.store, p.store_fingerprint.empty() ? "" : " (fingerprint " + p.store_fingerprint + ")");
+  if (!p.source.empty())
+    out += fmt::format("  source {}{}\n", p.source, p.source_sha256.empty() ? "" : " (sha256 " + p.source_sha256 + ")");
+  return out;
+}
+
 void describe_tree(const File& f, const std::string& group, int depth, std::string& out) {
   if (depth > kMaxDepth) {
     out += fmt::format("{}... (deeper groups not shown)\n", std::string(static_cast<size_t>(2 * depth + 2), ' '));
@@ -84,8 +105,9 @@ std::string describe_sae(const parallel::Comm& comm, const std::string& path) {
                             : fmt::format("{}: universae SAE file (format_version 1, complete)\n", path);
   out += fmt::format("  architecture {}  d_in {}  n_latents {}", core::name_of(h.architecture), h.d_in, h.n_latents);
   if (h.k > 0) out += fmt::format("  k {}", h.k);
-  out += fmt::format("  seed {}\n  hookpoint '{}'  model '{}'  apply_b_dec_to_input {}\n", h.seed, h.hookpoint,
-                     h.model, h.apply_b_dec_to_input ? "true" : "false");
+  out += fmt::format("  seed {}\n  hookpoint '{}'  apply_b_dec_to_input {}\n", h.seed, h.hookpoint,
+                     h.apply_b_dec_to_input ? "true" : "false");
+  out += provenance_lines(h.provenance);
   const at::Tensor norms = sae.W_dec.norm(2, 1);
   out += fmt::format("  decoder row norms: min {:.4f} max {:.4f}\n", norms.min().item<float>(), norms.max().item<float>());
   if (sae.frequency.defined()) {
@@ -152,6 +174,11 @@ std::string describe_results(const parallel::Comm& comm, const File& f) {
       out += fmt::format("    {:<16} {} n_latents {} d_in {} k {} seed {}  ({})\n", name, attr_text(f, g, "architecture"),
                          attr_text(f, g, "n_latents"), attr_text(f, g, "d_in"), attr_text(f, g, "k"),
                          attr_text(f, g, "seed"), attr_text(f, g, "path"));
+      const Provenance p = read_provenance(f, g);
+      if (!p.model_sha256.empty() || !p.source_sha256.empty())
+        out += fmt::format("    {:<16} from {}{}\n", "", p.model_name.empty() ? p.model : p.model_name,
+                           !p.model_sha256.empty() ? " (model sha256 " + p.model_sha256.substr(0, 16) + "...)"
+                                                   : " (weights sha256 " + p.source_sha256.substr(0, 16) + "...)");
       if (f.has_attr(g, "activations_source") && f.exists("/activations") && f.has_attr("/activations", "stores") &&
           f.read_attr_int("/activations", "stores") > 1)
         out += fmt::format("    {:<16} reads {} at {} (model {})\n", "", attr_text(f, g, "activations_source"),
@@ -309,8 +336,11 @@ std::string store_state(const File& f) {
 }
 
 std::string store_provenance(const File& f) {
-  std::string out = fmt::format("  model {} ({}, {})  tokenizer {}\n", root_text(f, "model"), root_text(f, "model_format"),
-                                root_text(f, "model_architecture"), root_text(f, "tokenizer"));
+  Provenance p = read_provenance(f, "/");
+  std::string out = provenance_lines(p, root_text(f, "model_architecture", ""));
+  if (f.has_attr("/", "activations_finite"))
+    out += f.read_attr_bool("/", "activations_finite") ? "  every stored value verified finite as it was written\n"
+                                                        : "  NOT every stored value is finite (training refuses the store)\n";
   if (f.has_attr("/", "inputs")) {
     const auto inputs = f.read_attr_strings("/", "inputs");
     out += "  inputs:";

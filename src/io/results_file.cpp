@@ -170,14 +170,17 @@ std::string ResultsWriter::add_sae(const std::string& name, const SaeHeader& h, 
   File& f = *file_;
   const std::string g = "/saes/" + name;
   f.create_group(g);
-  f.write_attr(g, "path", h.path);
+  f.write_attr(g, "path", absolute_path(h.path));
   f.write_attr(g, "architecture", core::name_of(h.architecture));
   f.write_attr(g, "n_latents", h.n_latents);
   f.write_attr(g, "d_in", h.d_in);
   f.write_attr(g, "k", h.k);
   f.write_attr(g, "seed", h.seed);
   f.write_attr(g, "hookpoint", h.hookpoint);
-  f.write_attr(g, "model", h.model);
+  Provenance p = h.provenance;
+  hash_source(f.comm(), p);  // a foreign SAE's weights file
+  if (p.model.empty()) f.write_attr(g, "model", p.model);  // always there, as before 0.7
+  write_provenance(f, g, p);
   f.write_attr(g, "baseline", baseline);
   f.write_attr(g, "index", index);  // the order of the comparison (and of its pairs)
   return g;

@@ -49,7 +49,7 @@ SaeHeader parse_header(const File& f) {
   h.k = f.has_attr("/", "k") ? f.read_attr_int("/", "k") : 0;
   h.seed = f.has_attr("/", "seed") ? f.read_attr_int("/", "seed") : 0;
   h.hookpoint = f.has_attr("/", "hookpoint") ? f.read_attr_string("/", "hookpoint") : "";
-  h.model = f.has_attr("/", "model") ? f.read_attr_string("/", "model") : "";
+  h.provenance = read_provenance(f, "/");
   h.apply_b_dec_to_input = f.has_attr("/", "apply_b_dec_to_input") ? f.read_attr_bool("/", "apply_b_dec_to_input") : true;
   h.config = f.has_attr("/", "config") ? f.read_attr_string("/", "config") : "";
   check_shape(f, "W_enc", {h.n_latents, h.d_in});
@@ -147,6 +147,8 @@ SaeWeights read_sae(const parallel::Comm& comm, const std::string& path) {
 
 void write_sae(const parallel::Comm& comm, const std::string& path, const SaeWeights& sae) {
   const auto& h = sae.header;
+  Provenance provenance = h.provenance;
+  hash_source(comm, provenance);  // converted from a sparsify/SAELens directory: its weights file
   Pending pending(comm, path);
   {
     File f = File::create(comm, pending.partial());
@@ -186,7 +188,7 @@ void write_sae(const parallel::Comm& comm, const std::string& path, const SaeWei
     if (h.k > 0) f.write_attr("/", "k", h.k);
     f.write_attr("/", "seed", h.seed);
     f.write_attr("/", "hookpoint", h.hookpoint);
-    f.write_attr("/", "model", h.model);
+    write_provenance(f, "/", provenance);
     f.write_attr("/", "apply_b_dec_to_input", h.apply_b_dec_to_input);
     f.write_attr("/", "config", h.config);
     for (const auto& [name, value] : sae.metrics) f.write_attr("/", name, value);

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/architecture.hpp"
+#include "io/provenance.hpp"
 
 namespace universae::io {
 
@@ -20,7 +21,7 @@ struct SaeHeader {
   int64_t k = 0;  // 0 when the architecture has none
   int64_t seed = 0;
   std::string hookpoint;
-  std::string model;
+  Provenance provenance;  // the model, tokenizer and store it was trained on (a foreign SAE: its weights file)
   bool apply_b_dec_to_input = true;
   std::string config;
   bool has_frequency = false;

@@ -20,6 +20,7 @@
 #include "io/h5.hpp"
 #include "io/output.hpp"
 #include "io/output_lock.hpp"
+#include "io/provenance.hpp"
 #include "lm/documents.hpp"
 #include "lm/extract_plan.hpp"
 #include "lm/model.hpp"
@@ -90,7 +91,7 @@ ExtractPlan tokenize_and_plan(const parallel::Comm& comm, const config::ExtractC
 }
 
 io::StoreLayout store_layout(const config::Config& cfg, const Inputs& in, ExtractPlan& plan, const std::vector<std::string>& names,
-                             const std::string& fingerprint, const std::string& tokenizer_identity) {
+                             const std::string& fingerprint, const std::string& tokenizer_identity, io::Provenance provenance) {
   io::StoreLayout L;
   L.tokens = std::move(plan.tokens);  // the plan keeps its offsets; the rows are read back from L
   L.doc_offsets = plan.doc_offsets;
@@ -99,12 +100,10 @@ io::StoreLayout store_layout(const config::Config& cfg, const Inputs& in, Extrac
   L.hookpoints = names;
   for (const Hook& h : in.hooks) L.widths.push_back(h.width);
   L.dtype = cfg.extract.dtype;
-  L.model = cfg.extract.model;
-  L.tokenizer = cfg.extract.tokenizer;
-  L.model_format = in.model->config().format;
+  L.provenance = std::move(provenance);
   L.model_architecture = in.model->config().architecture;
   L.tokenizer_identity = tokenizer_identity;
-  L.inputs = cfg.extract.inputs;
+  for (const auto& input : cfg.extract.inputs) L.inputs.push_back(io::absolute_path(input));
   L.vocab = in.tokenizer->pieces();
   for (int32_t id : in.tokenizer->special_ids()) L.special_tokens.push_back(id);
   L.seq_len = in.seq_len;
@@ -254,7 +253,9 @@ ExtractResult run_extract_stage(const parallel::Comm& comm, const config::Config
             result.n_documents, result.n_sequences, in.seq_len, result.n_tokens, plan.n_batches(), x.batch_tokens,
             fmt::join(names, ", "));
 
-  const io::StoreLayout layout = store_layout(cfg, in, plan, names, fingerprint, identity(x.tokenizer));
+  const ModelConfig& m = in.model->config();
+  io::Provenance provenance = io::identify_model(comm, x.model, m.format, m.name, x.tokenizer);
+  const io::StoreLayout layout = store_layout(cfg, in, plan, names, fingerprint, identity(x.tokenizer), std::move(provenance));
   if (fresh && comm.is_root()) std::filesystem::remove(x.store + ".partial");
   io::ActivationStoreWriter store(comm, x.store, layout);
   std::vector<double> batch_nll = run_batches(comm, x, in, plan, layout.tokens, store, result);

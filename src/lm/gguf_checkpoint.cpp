@@ -22,6 +22,7 @@ ModelConfig read_config(const io::gguf::Reader& r) {
   ModelConfig c;
   c.format = "gguf";
   c.architecture = arch;
+  if (r.has("general.name")) c.name = r.get_string("general.name");
   c.dim = r.get_int(k + "embedding_length");
   c.hidden_dim = r.get_int(k + "feed_forward_length");
   c.n_layers = r.get_int(k + "block_count");

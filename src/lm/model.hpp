@@ -32,6 +32,7 @@ struct RopeScaling {
 struct ModelConfig {
   std::string format;        // "llama2.c", "huggingface" or "gguf"
   std::string architecture;  // "llama", "mistral", "qwen2" or "gpt_neox"
+  std::string name;          // the checkpoint's own name for the model (GGUF general.name), or ""
   int64_t dim = 0, hidden_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, vocab_size = 0, seq_len = 0;
   NormKind norm = NormKind::kRms;
   double norm_eps = 1e-5;

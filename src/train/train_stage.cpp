@@ -121,7 +121,7 @@ at::Tensor gather_latents(const parallel::Comm& latent_comm, const at::Tensor& l
 
 // The SAE as it is saved: full weights (gathered over shards), input scaling folded in.
 io::SaeWeights saved_weights(const config::Config& cfg, const Layout& layout, const core::SaeSpec& spec,
-                             const EnsembleState& st, int64_t s, int64_t seed) {
+                             const EnsembleState& st, int64_t s, int64_t seed, const io::Provenance& provenance) {
   const core::SaeStack& p = st.params;
   const double c = st.input_scale;
   io::SaeWeights w;
@@ -131,7 +131,7 @@ io::SaeWeights saved_weights(const config::Config& cfg, const Layout& layout, co
   w.header.k = core::has_top_k(spec.architecture) ? cfg.sae.k : 0;
   w.header.seed = seed;
   w.header.hookpoint = cfg.data.hookpoint;
-  w.header.model = cfg.data.source;
+  w.header.provenance = provenance;
   w.header.apply_b_dec_to_input = cfg.sae.apply_b_dec_to_input;
   w.header.config = config::to_toml(cfg);
   // x was scaled by c in training: pre = W_enc (c x − b_dec) + b_enc = (c W_enc)(x − b_dec / c) + b_enc,
@@ -391,6 +391,7 @@ class Trainer {
   const config::Config& cfg_;
   const Layout L_;
   std::unique_ptr<data::TokenStream> stream_;
+  io::Provenance provenance_;  // what every SAE file records it was made from (the store's model, the store)
   std::optional<SpliceSetup> splice_;
   const std::filesystem::path out_dir_;
   int64_t d_ = 0, B_ = 0, mb_ = 0, steps_ = 0;
@@ -421,6 +422,11 @@ Trainer::Trainer(const parallel::Comm& world, const config::Config& cfg)
   const auto& t = cfg.train;
   io::ensure_directory(world, (out_dir_ / "saes").string());  // before the store's NaN/Inf scan
   stream_ = data::open_token_stream(world, cfg);
+  if (const io::ActivationStore* store = stream_->store()) {
+    provenance_ = store->provenance();
+  } else {
+    provenance_.model = cfg.data.source;  // "synthetic"
+  }
   splice_ = open_splice(world, cfg, *stream_);
   d_ = stream_->d(), B_ = t.batch_size, mb_ = t.micro_batch, steps_ = t.tokens / B_;
   const int64_t n = cfg.sae.n_latents;
@@ -631,7 +637,7 @@ void Trainer::snapshot_if_due(int64_t steps_done) {
     const std::string path = snapshot_path(cfg_, seeds_[s], tokens);
     if (L_.group_comm.allreduce_max(std::filesystem::exists(path) ? 1.0 : 0.0) > 0) continue;
     io::ensure_directory(L_.group_comm, std::filesystem::path(path).parent_path().string());
-    io::SaeWeights w = saved_weights(cfg_, L_, spec_, st_, s, seeds_[s]);
+    io::SaeWeights w = saved_weights(cfg_, L_, spec_, st_, s, seeds_[s], provenance_);
     w.metrics = {{"train_tokens", static_cast<double>(tokens)}, {"input_scale", st_.input_scale}};
     w.string_attrs = {{"snapshot_of", finals[static_cast<size_t>(L_.seeds.begin + s)]},
                       {"fingerprint", sae_fingerprint(fingerprint_, seeds_[s])}};
@@ -649,7 +655,7 @@ std::vector<TrainedSae> Trainer::publish() {
   const auto paths = sae_output_paths(cfg_);
   std::vector<double> results;  // per seed of this group: mmcs, fvu, l0, dead, ce_loss_score, kl_div_score
   for (int64_t s = 0; s < static_cast<int64_t>(seeds_.size()); ++s) {
-    io::SaeWeights w = saved_weights(cfg_, L_, spec_, st_, s, seeds_[s]);
+    io::SaeWeights w = saved_weights(cfg_, L_, spec_, st_, s, seeds_[s], provenance_);
     const Evaluation e = evaluate(L_.group_comm, w, *stream_, cfg_);
     double mmcs = std::nan("");
     if (truth) {  // the dictionary's rows against the decoder (MMCS)

@@ -47,7 +47,7 @@ class DataVariation(unittest.TestCase):
                 self.assertLessEqual(len(f["tokens"]), 12000)
                 sequences.add(f.attrs["token_sequence"])
             with h5py.File(os.path.join(self.out, f"inputs={text}", "saes", "seed0.h5"), "r") as sae:
-                self.assertEqual(os.path.normpath(sae.attrs["model"]), os.path.normpath(self.store(text)))
+                self.assertEqual(sae.attrs["store"], os.path.normpath(os.path.abspath(self.store(text))))
                 self.assertIn("ce_loss_score", sae.attrs)
         self.assertEqual(len(sequences), 3, "the three texts give three token sequences")
 

@@ -9,6 +9,7 @@
    job (on stories260K converted to Hugging Face's layout) run end to end.
 """
 import csv
+import hashlib
 import os
 import signal
 import sys
@@ -192,8 +193,24 @@ class Jobs(unittest.TestCase):
                 self.assertTrue(pair["lap"].attrs["certified"])
                 self.assertGreater(pair["decoder"].attrs["mcs_ab"], chance["decoder"].attrs["mcs_ab"] + 0.1)
             with h5py.File(os.path.join(out, "activations.h5"), "r") as f:
-                self.assertEqual(f.attrs["model"], model)
+                self.assertEqual(f.attrs["model"], os.path.normpath(os.path.abspath(model)))
                 self.assertEqual(len(f["doc_offsets"]) - 1, 600)
+                # A directory model is named by its files (hashlib is the reference): one line each,
+                # "<sha256>  <bytes>  <name>", and model_sha256 is the SHA-256 of those lines.
+                counted = sorted(n for n in os.listdir(model) if n == "config.json" or n.endswith(".safetensors")
+                                 or n in ("tokenizer.json", "tokenizer_config.json", "model.safetensors.index.json"))
+                lines = []
+                for name in counted:
+                    with open(os.path.join(model, name), "rb") as fh:
+                        data = fh.read()
+                    lines.append(f"{hashlib.sha256(data).hexdigest()}  {len(data)}  {name}")
+                self.assertIn("model.safetensors", counted)
+                self.assertEqual([v.decode() if isinstance(v, bytes) else v for v in f.attrs["model_files"]], lines)
+                self.assertEqual(f.attrs["model_sha256"], hashlib.sha256("".join(l + "\n" for l in lines).encode()).hexdigest())
+                self.assertEqual(f.attrs["model_bytes"], sum(os.path.getsize(os.path.join(model, n)) for n in counted))
+                self.assertEqual(f.attrs["model_name"], "stories260K-hf")
+                self.assertEqual(f.attrs["model_format"], "huggingface")
+                self.assertTrue(f.attrs["activations_finite"])
 
     def test_stories260k_seeds_ci_study(self):
         job = os.path.join(SOURCE, "jobs", "stories260k_seeds_ci.toml")

@@ -11,7 +11,17 @@ seeds and shapes. A partial store says how far its extraction got. Damaged files
 tokens, a truncated /tokens, ids outside the vocabulary, strings where ids belong, seeds of different
 shapes) exit 2 on every rank with one message naming the file; each case is listed in
 docs/troubleshooting.md.
+
+Provenance (issue 23, item 6), on the same files: the store, every SAE and every /saes/<name> of
+results.h5 name the model and tokenizer by absolute path, size and SHA-256 (hashlib computes the
+reference digests), the SAEs and results name the store; a results file copied elsewhere and inspected
+from another directory still says all of it; the sparsify and SAELens exports carry the model's name;
+an SAE converted back from sparsify records the SHA-256 of the weights file it came from. A store
+universae's extract wrote records that every value was verified finite, so training does not scan it
+again; with that record removed, a NaN written into it is found (the scan every other store gets).
 """
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -53,6 +63,11 @@ def piece_bytes(piece):
     """A vocabulary piece as bytes, a byte-fallback piece ("<0x0A>") as its byte."""
     m = re.fullmatch(r"<0x([0-9A-Fa-f]{2})>", piece)
     return bytes([int(m.group(1), 16)]) if m else piece.encode()
+
+
+def sha256(path):
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
 
 
 def text(value):
@@ -211,6 +226,71 @@ class Inspect(unittest.TestCase):
             path = os.path.join(self.tmp.name, library)
             out = self.inspect(path)
             self.assertIn(f"{path}: {library} SAE directory\n  architecture topk  d_in 64  n_latents 512  k 8", out)
+
+    def test_provenance(self):
+        model = os.path.normpath(os.path.join(SOURCE, "..", "shared", "data", "stories260K.bin"))
+        tokenizer = os.path.normpath(os.path.join(SOURCE, "..", "shared", "data", "tok512.bin"))
+        want = {"model": model, "model_name": "stories260K", "model_format": "llama2.c",
+                "model_bytes": os.path.getsize(model), "model_sha256": sha256(model),
+                "tokenizer": tokenizer, "tokenizer_sha256": sha256(tokenizer)}
+        store = os.path.abspath(self.store)
+        with h5py.File(self.store, "r") as f:
+            self.assertEqual({k: f.attrs[k] for k in want}, want)
+            self.assertTrue(f.attrs["activations_finite"])
+        saes = {name: os.path.join(self.out, "saes", f"{name}.h5") for name in ("seed0", "seed1")}
+        saes["random_init"] = os.path.join(self.out, "baselines", "random_init.h5")
+        fingerprints = set()
+        for name, path in saes.items():
+            with h5py.File(path, "r") as f:
+                self.assertEqual({k: f.attrs[k] for k in want}, want, path)
+                self.assertEqual(f.attrs["store"], store)
+                fingerprints.add(f.attrs["store_fingerprint"])
+        self.assertEqual(len(fingerprints), 1)
+        self.assertRegex(fingerprints.pop(), r"^[0-9a-f]{16}$")
+        # A results file moved elsewhere, read from another directory, still says where it all came from.
+        moved = os.path.join(self.tmp.name, "moved")
+        os.makedirs(moved, exist_ok=True)
+        shutil.copy(os.path.join(self.out, "results.h5"), moved)
+        with h5py.File(os.path.join(moved, "results.h5"), "r") as f:
+            for name, path in saes.items():
+                g = f["saes"][name]
+                self.assertEqual(g.attrs["path"], os.path.abspath(path))
+                self.assertEqual({k: g.attrs[k] for k in want}, want, name)
+                self.assertEqual(g.attrs["store"], store)
+            self.assertEqual(f["activations"].attrs["source"], store)
+        out = universae(["inspect", "results.h5"], None, cwd=moved, check=True).stdout
+        self.assertIn(f"({os.path.abspath(saes['seed0'])})", out)
+        self.assertIn(f"from stories260K (model sha256 {want['model_sha256'][:16]}...)", out)
+        self.assertIn(f"  model stories260K: {model} (llama2.c, 1.1 MB, sha256 {want['model_sha256']})",
+                      self.inspect(saes["seed0"]))
+
+    def test_exports_name_the_model(self):
+        with open(os.path.join(self.tmp.name, "sparsify", "cfg.json")) as fh:
+            self.assertEqual(json.load(fh)["model_name"], "stories260K")
+        with open(os.path.join(self.tmp.name, "saelens", "cfg.json")) as fh:
+            self.assertEqual(json.load(fh)["metadata"]["model_name"], "stories260K")
+        back = os.path.join(self.tmp.name, "from_sparsify.h5")
+        universae(["convert", os.path.join(self.tmp.name, "sparsify"), back], check=True)
+        weights = os.path.join(self.tmp.name, "sparsify", "sae.safetensors")
+        with h5py.File(back, "r") as f:
+            self.assertEqual(f.attrs["source"], os.path.abspath(weights))
+            self.assertEqual(f.attrs["source_sha256"], sha256(weights))
+            self.assertEqual(f.attrs["model"], "stories260K")
+
+    def test_a_verified_store_is_not_scanned_again(self):
+        tampered = os.path.join(self.tmp.name, "tampered.h5")
+        shutil.copy(self.store, tampered)
+        with h5py.File(tampered, "r+") as f:
+            f["activations/blocks.2.hook_resid_post"][5, 3] = np.nan
+        train = ["train", JOB, *set_args([f"data.source={tampered}", "train.tokens=2048", "train.eval_tokens=1024",
+                                          "train.splice_tokens=0", "sae.seeds=[0]"])]
+        verified = universae(train + ["--set", f"run.output_dir={os.path.join(self.tmp.name, 'verified')}"], None)
+        self.assertEqual(verified.returncode, 0, verified.stderr)  # trusted: extract checked every value it wrote
+        with h5py.File(tampered, "r+") as f:
+            del f.attrs["activations_finite"]
+        scanned = universae(train + ["--set", f"run.output_dir={os.path.join(self.tmp.name, 'scanned')}"], None)
+        self.assertEqual(scanned.returncode, 2, scanned.stderr)
+        self.assertIn("row 5 (sequence 0, position 5), column 3 is NaN", scanned.stderr)
 
     def test_other_hdf5_and_directories(self):
         path = os.path.join(self.tmp.name, "plain.h5")

@@ -1,16 +1,20 @@
 // io/output.hpp and io/fingerprint.hpp: the one publish (files, directories, resumable partial outputs)
 // and the reuse decision (identities of inputs; complete, fingerprinted outputs); scalar attribute reads;
-// io/schema.hpp's patterns and the walk that describes a file.
+// io/schema.hpp's patterns and the walk that describes a file; io/provenance.hpp's hashes and names, and
+// the store writer's record of whether every value it stored is finite.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "core/error.hpp"
+#include "io/activation_store.hpp"
 #include "io/fingerprint.hpp"
 #include "io/h5.hpp"
 #include "io/inspect.hpp"
 #include "io/output.hpp"
+#include "io/provenance.hpp"
 #include "io/schema.hpp"
 #include "parallel/comm.hpp"
 
@@ -180,4 +184,79 @@ TEST(Schema, DescribeObjectsWritesTheTableAndNamesWhatItLacks) {
   EXPECT_EQ(f.read_attr_string("/b_enc", "description"), "kept");
   EXPECT_FALSE(f.has_attr("/b_enc", "units"));
   EXPECT_NE(f.read_attr_string("/", "description").find("SAE file"), std::string::npos);
+}
+
+// FIPS 180-2's examples (the published digests), and a file read in several buffers.
+TEST(Provenance, Sha256MatchesThePublishedVectors) {
+  EXPECT_EQ(io::sha256_text(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(io::sha256_text("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(io::sha256_text("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  const fs::path p = scratch("million_a.txt");
+  write(p, std::string(1000000, 'a'));  // FIPS 180-2 appendix B.3; 8 MiB buffers, so one read here
+  EXPECT_EQ(io::sha256_file(p.string()), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  EXPECT_THROW(io::sha256_file((p.string() + ".missing")), UsageError);
+}
+
+TEST(Provenance, ModelNames) {
+  EXPECT_EQ(io::model_name_of("/data/stories260K.bin"), "stories260K");
+  EXPECT_EQ(io::model_name_of("/data/x.gguf", "Llama 2 7B"), "Llama 2 7B");
+  const fs::path snapshot = scratch("hub") / "models--meta-llama--Llama-2-7b-hf" / "snapshots" / "0123abcd";
+  fs::create_directories(snapshot);
+  EXPECT_EQ(io::model_name_of(snapshot.string()), "meta-llama/Llama-2-7b-hf");
+  EXPECT_EQ(io::model_name_of(snapshot.string() + "/"), "meta-llama/Llama-2-7b-hf");
+  const fs::path plain = scratch("tiny-llama");
+  fs::create_directories(plain);
+  EXPECT_EQ(io::model_name_of(plain.string() + "/"), plain.filename().string());
+  EXPECT_EQ(io::absolute_path("/a/b/../c/./d"), "/a/c/d");
+  EXPECT_EQ(io::absolute_path("synthetic"), "synthetic");
+}
+
+namespace {
+
+// A one-hookpoint store of 4 rows × 2 in `dtype`, the values written as given, then whether the
+// writer recorded every stored value finite.
+bool stored_finite(core::FloatFormat dtype, const std::vector<float>& values) {
+  const auto comm = parallel::Environment::world();
+  const fs::path p = scratch("finite.h5");
+  io::StoreLayout L;
+  L.tokens = {1, 2, 3, 4};
+  L.doc_offsets = {0, 4};
+  L.seq_offsets = {0, 4};
+  L.n_batches = 1;
+  L.hookpoints = {"blocks.0.hook_resid_post"};
+  L.widths = {2};
+  L.dtype = dtype;
+  L.inputs = {"text.txt"};
+  L.vocab = {"a", "b", "c", "d", "e"};
+  L.fingerprint = "test";
+  {
+    io::ActivationStoreWriter w(comm, p.string(), L);
+    w.write_rows(0, comm.is_root() ? core::Range{0, 4} : core::Range{0, 0}, values.data());
+    w.write_batch_nll(0, comm.is_root(), 0.0);
+    w.checkpoint(1);
+    w.finish(0.0, 0);
+  }
+  const io::File f = io::File::open_read(comm, p.string());
+  return f.read_attr_bool("/", "activations_finite");
+}
+
+}  // namespace
+
+TEST(ActivationStoreWriter, RecordsWhetherEveryStoredValueIsFinite) {
+  using core::FloatFormat;
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> ok = {1, -2, 3e4f, -6.5e4f, 0, 1e-8f, 7, 8};
+  EXPECT_TRUE(stored_finite(FloatFormat::kFloat32, ok));
+  EXPECT_TRUE(stored_finite(FloatFormat::kFloat16, ok));
+  EXPECT_TRUE(stored_finite(FloatFormat::kBFloat16, ok));
+  for (auto dtype : {FloatFormat::kFloat32, FloatFormat::kFloat16, FloatFormat::kBFloat16}) {
+    EXPECT_FALSE(stored_finite(dtype, {1, 2, 3, nan, 5, 6, 7, 8}));
+    EXPECT_FALSE(stored_finite(dtype, {1, 2, 3, 4, 5, 6, 7, -inf}));
+  }
+  // float16 holds |x| < 65520 (65504 is its largest value); bfloat16 rounds FLT_MAX up to Inf.
+  EXPECT_TRUE(stored_finite(FloatFormat::kFloat16, {65519.0f, 2, 3, 4, 5, 6, 7, 8}));
+  EXPECT_FALSE(stored_finite(FloatFormat::kFloat16, {65520.0f, 2, 3, 4, 5, 6, 7, 8}));
+  EXPECT_TRUE(stored_finite(FloatFormat::kFloat32, {std::numeric_limits<float>::max(), 2, 3, 4, 5, 6, 7, 8}));
+  EXPECT_FALSE(stored_finite(FloatFormat::kBFloat16, {std::numeric_limits<float>::max(), 2, 3, 4, 5, 6, 7, 8}));
 }

@@ -23,7 +23,7 @@ io::SaeWeights make_sae(int64_t n, int64_t d) {
   w.header.k = 3;
   w.header.seed = 11;
   w.header.hookpoint = "blocks.2.hook_resid_post";
-  w.header.model = "unit-test";
+  w.header.provenance.model = "unit-test";
   w.header.apply_b_dec_to_input = false;
   w.header.config = "[sae]\nk = 3\n";
   at::manual_seed(n * 1000 + d);  // the same weights whichever tests ran before
