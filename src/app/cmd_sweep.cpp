@@ -71,6 +71,7 @@ void add_sweep(CLI::App& app, Action& action, LocalAction& launcher) {
   struct Options {
     sweep::LaunchOptions launch;
     bool no_submit = false;
+    std::string status;
     std::string step;
     int64_t task = -1;
   };
@@ -80,7 +81,7 @@ void add_sweep(CLI::App& app, Action& action, LocalAction& launcher) {
       "Run a job's [grid] as separate jobs: on Slurm (--slurm DIR: extraction → a training job array → comparisons → "
       "summary, with dependencies, checkpoint on USR1 and requeue) or here (--local, with mpirun). Only tasks whose "
       "outputs are not complete run, so the same command finishes an interrupted or partly failed sweep.");
-  cmd->add_option("sweep", opts->launch.job, "sweep file (a job TOML with [grid] and optional [sweep] resources)")->required();
+  cmd->add_option("sweep", opts->launch.job, "sweep file (a job TOML with [grid] and optional [sweep] resources)");
   auto* slurm = cmd->add_option("--slurm", opts->launch.slurm_dir,
                                 "write sbatch scripts, submit.sh and manifest.json to DIR, and submit them")
                    ->type_name("DIR");
@@ -89,17 +90,35 @@ void add_sweep(CLI::App& app, Action& action, LocalAction& launcher) {
                    ->check(CLI::IsMember({"extract", "train", "compare", "summary"}));
   cmd->add_option("--task", opts->task, "with --step train|compare: the task index (the Slurm array index)")->type_name("I");
   cmd->add_flag("--no-submit", opts->no_submit, "with --slurm: write the scripts but do not run sbatch");
-  cmd->add_option("--set", opts->launch.overrides, "override a config key: section.key=value (repeatable; every job gets it)");
+  auto* set = cmd->add_option("--set", opts->launch.overrides,
+                               "override a config key: section.key=value (repeatable; every job gets it)");
+  auto* status = cmd->add_option("--status", opts->status,
+                                 "say which extractions, tasks and summary of the sweep written to DIR (the --slurm DIR, or "
+                                 "<run.output_dir>/sweep of a --local sweep) are done, running, pending or failed, with their "
+                                 "logs (no sweep file: the manifest names it)")
+                     ->type_name("DIR");
   slurm->excludes(local)->excludes(step);
   local->excludes(step);
+  status->excludes(slurm)->excludes(local)->excludes(step)->excludes(set);
   cmd->footer(
       "\nExit codes: 0 done (or submitted), 2 bad input (nothing written or submitted), 1 a local step failed (the\n"
       "others ran; its log is named), 75 a local step was stopped by a signal after saving its progress.\n"
+      "With --status DIR: 0 complete (every output done), 3 not complete and jobs still pending or running, 4 not\n"
+      "complete and nothing queued (failed or never submitted: run the same sweep command again), 5 not complete and\n"
+      "squeue could not be read, 2 DIR missing or not a sweep's directory, 1 internal failure.\n"
       "Resources per step ([sweep.extract], [sweep.train], [sweep.compare]) and the cluster's env file (sweep.cluster)\n"
       "are config keys; see slurm/README.md.\n"
       "Config sections it reads: every one ([run], [extract], [data], [sae], [train], [compare], [sweep]); the keys:\n"
       "universae keys [SECTION ...].");
   cmd->callback([opts, &action, &launcher] {
+    if (!opts->status.empty()) {
+      if (!opts->launch.job.empty())
+        throw CLI::ValidationError("sweep", "--status DIR reads the sweep file and its --set values from DIR/manifest.json; "
+                                            "give only DIR");
+      launcher = [opts] { return sweep::status(opts->status); };
+      return;
+    }
+    if (opts->launch.job.empty()) throw CLI::ValidationError("sweep", "a sweep file is required (or --status DIR)");
     if (!opts->step.empty()) {
       action = [opts](const parallel::Comm& comm) {
         const config::Config cfg = load_config(opts->launch.job, opts->launch.overrides);

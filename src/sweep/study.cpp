@@ -81,18 +81,25 @@ std::string Study::describe(size_t i) const {
   return tasks_[i].id.empty() ? "task " + n : "task " + n + " (" + tasks_[i].id + ")";
 }
 
-bool Study::trained(const config::Config& task) const {
+std::string Study::train_problem(const config::Config& task) const {
   const auto paths = train::sae_output_paths(task);
   const std::string fingerprint = train::train_fingerprint(task);
   for (size_t s = 0; s < paths.size(); ++s)
-    if (!io::reusable(paths[s], train::sae_fingerprint(fingerprint, task.sae.seeds[s]))) return false;
-  return true;
+    if (const std::string p = io::reuse_problem(paths[s], train::sae_fingerprint(fingerprint, task.sae.seeds[s])); !p.empty())
+      return paths[s] + ": " + p;
+  return "";
 }
 
-bool Study::compared(const config::Config& task) const {
+std::string Study::compare_problem(const config::Config& task) const {
   const config::Config cfg = compare::with_saes(task, train::sae_output_paths(task));
-  return io::reusable((std::filesystem::path(task.run.output_dir) / "results.h5").string(), compare::compare_fingerprint(cfg));
+  const std::string results = (std::filesystem::path(task.run.output_dir) / "results.h5").string();
+  const std::string p = io::reuse_problem(results, compare::compare_fingerprint(cfg));
+  return p.empty() ? p : results + ": " + p;
 }
+
+bool Study::trained(const config::Config& task) const { return train_problem(task).empty(); }
+
+bool Study::compared(const config::Config& task) const { return compare_problem(task).empty(); }
 
 bool Study::extracted(size_t e) const {
   const config::Config cfg = extraction_config(e);
@@ -107,9 +114,9 @@ io::SummaryTable Study::compare_task(const parallel::Comm& comm, const config::C
   return rows;
 }
 
-io::SummaryTable Study::compare_across(const parallel::Comm& comm, const std::vector<size_t>& tasks, bool fresh) const {
-  io::SummaryTable rows;
-  if (config_.run.compare_across.empty()) return rows;
+std::vector<AcrossPair> Study::across_pairs(const std::vector<size_t>& tasks) const {
+  std::vector<AcrossPair> pairs;
+  if (config_.run.compare_across.empty()) return pairs;
   const auto& grid = config_.grid;
   const auto& every = config_.run.across_every;
   auto axis_of = [&](const std::string& key) {
@@ -146,14 +153,15 @@ io::SummaryTable Study::compare_across(const parallel::Comm& comm, const std::ve
           const config::Config& first = configs.at(members[i]);
           const config::Config& second = configs.at(members[j]);
           const auto a = train::sae_output_paths(first), b = train::sae_output_paths(second);
-          const std::vector<std::string> saes{a.front(), b.size() > 1 ? b[1] : b.front()};
-          if (b.size() == 1) log::warn("across {}: one seed per task, so both SAEs share their initialisation", short_key);
+          AcrossPair pair;
+          pair.saes = {a.front(), b.size() > 1 ? b[1] : b.front()};
+          pair.shared_init = b.size() == 1;
           const std::vector<std::string> names{name_of(members[i]), name_of(members[j])};
           config::Config across = first;
           across.run.output_dir = (std::filesystem::path(config_.run.output_dir) / ("across_" + short_key) / group /
                                    (names[0] + "--" + names[1]))
                                       .string();
-          across.compare.saes = saes;
+          across.compare.saes = pair.saes;
           across.compare.names = names;
           across.compare.baseline_random = false;
           // Tasks of different models: each SAE encodes its own model's store. Of one model over other texts
@@ -161,10 +169,27 @@ io::SummaryTable Study::compare_across(const parallel::Comm& comm, const std::ve
           if (first.extract.store != second.extract.store && first.compare.activations == first.extract.store &&
               second.compare.activations == second.extract.store && first.extract.model != second.extract.model)
             across.compare.sae_activations = {first.extract.store, second.extract.store};
-          log::info("across {} ({}): {} vs {}", short_key, group, saes[0], saes[1]);
-          rows.append(compare::run_compare_stage(comm, across, saes, fresh), "across " + short_key + ": " + group);
+          pair.config = std::move(across);
+          pair.key = short_key;
+          pair.group = group;
+          pairs.push_back(std::move(pair));
         }
     }
+  }
+  return pairs;
+}
+
+bool Study::compared(const AcrossPair& pair) const {
+  const config::Config cfg = compare::with_saes(pair.config, pair.saes);
+  return io::reusable((std::filesystem::path(pair.config.run.output_dir) / "results.h5").string(), compare::compare_fingerprint(cfg));
+}
+
+io::SummaryTable Study::compare_across(const parallel::Comm& comm, const std::vector<size_t>& tasks, bool fresh) const {
+  io::SummaryTable rows;
+  for (const auto& pair : across_pairs(tasks)) {
+    if (pair.shared_init) log::warn("across {}: one seed per task, so both SAEs share their initialisation", pair.key);
+    log::info("across {} ({}): {} vs {}", pair.key, pair.group, pair.saes[0], pair.saes[1]);
+    rows.append(compare::run_compare_stage(comm, pair.config, pair.saes, fresh), "across " + pair.key + ": " + pair.group);
   }
   return rows;
 }

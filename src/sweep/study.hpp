@@ -29,6 +29,14 @@ struct Extraction {
   std::vector<size_t> tasks;      // the tasks reading it
 };
 
+// One comparison of run.compare_across: task i's first seed against task j's second.
+struct AcrossPair {
+  config::Config config;           // output in <run.output_dir>/across_<key>/<group>/<a--b>, compare.saes set
+  std::vector<std::string> saes;   // the two SAE files
+  std::string key, group;          // the short key ("hookpoint") and the group of the other grid values ("all")
+  bool shared_init = false;        // one seed per task: both SAEs start from the same initialisation
+};
+
 class Study {
  public:
   // `config` is config::load(job, overrides).
@@ -56,6 +64,9 @@ class Study {
   // fingerprint the current settings and inputs make, i.e. would be reused.
   bool trained(const config::Config& task) const;
   bool compared(const config::Config& task) const;
+  // Why not, "" when they are: "<path>: missing" (or incomplete, made with other settings; io::reuse_problem).
+  std::string train_problem(const config::Config& task) const;
+  std::string compare_problem(const config::Config& task) const;
   bool extracted(size_t e) const;
 
   // Collective. The task's SAEs compared with each other (a complete results file is reused); the
@@ -67,6 +78,10 @@ class Study {
   // task i's first seed against task j's second, each on its own extraction's store; scope
   // "across KEY: GROUP".
   io::SummaryTable compare_across(const parallel::Comm& comm, const std::vector<size_t>& tasks, bool fresh) const;
+  // The pairs compare_across compares, without MPI (sweep --status asks whether each is complete).
+  std::vector<AcrossPair> across_pairs(const std::vector<size_t>& tasks) const;
+  // Without MPI: whether the pair's results.h5 is complete with the fingerprint it would be made with.
+  bool compared(const AcrossPair& pair) const;
 
   std::string summary_path() const;  // <run.output_dir>/study_summary.csv
 

@@ -4,6 +4,10 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <map>
+#include <sstream>
+#include <stdexcept>
 #include <chrono>
 #include <cstdlib>
 #include <ctime>
@@ -292,7 +296,7 @@ int launch_slurm(const Study& study, const Plan& p, const LaunchOptions& opts) {
 
 // What a failed step's log says went wrong: universae's error line, else its last few lines
 // (mpirun's own messages span several).
-std::string failure_lines(const fs::path& log) {
+std::string log_failure(const fs::path& log) {
   std::ifstream in(log);
   std::string line, error;
   std::vector<std::string> last;
@@ -340,7 +344,7 @@ int launch_local(const Study& study, const Plan& p, const LaunchOptions& opts) {
     if (rc == 0)
       log::info("sweep: {} done in {}", what, log::format_duration(seconds));
     else
-      log::error("sweep: {} FAILED (exit {}) after {}: {}\n  log: {}", what, rc, log::format_duration(seconds), failure_lines(log),
+      log::error("sweep: {} FAILED (exit {}) after {}: {}\n  log: {}", what, rc, log::format_duration(seconds), log_failure(log),
                  log.string());
     return rc;
   };
@@ -403,6 +407,311 @@ int launch(const LaunchOptions& opts) {
     return launch_local(study, plan, opts);
   }
   return launch_slurm(study, plan, opts);
+}
+
+namespace {
+
+// ---- sweep --status ----
+
+// A command's output and exit status (`2>&1`: the message when it fails).
+std::pair<int, std::string> capture(const std::string& command) {
+  std::string out;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return {-1, "cannot start a shell"};
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+  const int st = ::pclose(pipe);
+  return {st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), out};
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// The queue for `ids` (jobs.txt's job ids): each job and array element, or why it could not be read.
+struct Queue {
+  bool known = false;
+  std::string problem;                       // when not known
+  std::map<std::string, QueuedJob> jobs;     // by "123" / "123_4"
+};
+
+Queue read_queue(const std::vector<std::string>& ids) {
+  Queue q;
+  if (ids.empty()) {
+    q.known = true;
+    return q;
+  }
+  if (std::system("command -v squeue >/dev/null 2>&1") != 0) {
+    q.problem = "squeue is not on PATH (not a Slurm login node?)";
+    return q;
+  }
+  std::string list;
+  for (const auto& id : ids) list += (list.empty() ? "" : ",") + id;
+  auto [rc, out] = capture("timeout 30 squeue -t all -h -r -o '%i|%T|%r' -j " + list);
+  // -t all: also the jobs that ended (for MinJobAge), to say how. Those that ended longer ago are
+  // unknown to the controller: squeue fails when it knows none of them, which means none is queued.
+  if (rc != 0 && out.find("Invalid job id") != std::string::npos) rc = 0, out.clear();
+  if (rc != 0) {
+    q.problem = rc == 124 ? "squeue did not answer within 30 s" : "squeue failed (exit " + std::to_string(rc) + "): " + trim(out);
+    return q;
+  }
+  q.known = true;
+  for (auto& job : parse_squeue(out)) q.jobs[job.id] = job;
+  return q;
+}
+
+struct StatusRow {
+  std::string what;               // "task 3/8 (k=4)", "extraction 1/1", "summary"
+  std::string state;              // done, running, pending, failed, incomplete, unknown
+  std::string detail;             // the job, why incomplete
+  std::vector<std::string> logs;  // log files (existing ones, or the one a job would write)
+  std::string failure;            // a failed step's error line(s)
+};
+
+std::string status_error(const fs::path& file, const std::string& why) {
+  return file.string() + ": " + why + " (sweep --status takes the directory `sweep --slurm DIR` wrote, or "
+         "<run.output_dir>/sweep of a --local sweep)";
+}
+
+}  // namespace
+
+std::string failure_lines(const std::string& log) { return log_failure(log); }
+
+int status(const std::string& dir_arg) {
+  const fs::path dir = fs::absolute(dir_arg);
+  if (!fs::is_directory(dir)) throw UsageError(status_error(dir_arg, fs::exists(dir) ? "not a directory" : "no such directory"));
+  const fs::path manifest_path = dir / "manifest.json";
+  if (!fs::is_regular_file(manifest_path)) throw UsageError(status_error(manifest_path, "missing"));
+  nlohmann::json m;
+  std::string sweep_file, workdir, mode;
+  std::vector<std::string> overrides;
+  std::vector<std::string> manifest_ids;
+  std::map<std::string, std::vector<size_t>> submitted;  // step → the array elements the last submission had
+  try {
+    m = nlohmann::json::parse(io::read_text(manifest_path.string()));
+    if (!m.is_object() || !m.contains("format") || !m.at("format").is_string() ||
+        m.at("format").get<std::string>() != "universae-sweep")
+      throw UsageError(status_error(manifest_path, "not a sweep manifest (no \"format\": \"universae-sweep\")"));
+    sweep_file = m.at("sweep").get<std::string>();
+    workdir = m.at("workdir").get<std::string>();
+    mode = m.at("mode").get<std::string>();
+    overrides = m.at("overrides").get<std::vector<std::string>>();
+    for (const auto& t : m.at("tasks")) manifest_ids.push_back(t.at("id").get<std::string>());
+    for (const auto& step : m.at("steps"))
+      submitted[step.at("name").get<std::string>()] =
+          step.contains("tasks") ? parse_array_spec(step.at("tasks").get<std::string>()) : std::vector<size_t>{};
+  } catch (const nlohmann::json::exception& e) {
+    throw UsageError(status_error(manifest_path, std::string("garbled: ") + e.what()));
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(status_error(manifest_path, std::string("garbled: ") + e.what()));
+  }
+  if (mode != "slurm" && mode != "local") throw UsageError(status_error(manifest_path, "unknown mode '" + mode + "'"));
+  // The sweep's relative paths are relative to where it was submitted (the jobs' --chdir).
+  std::error_code ec;
+  fs::current_path(workdir, ec);
+  if (ec) throw UsageError(manifest_path.string() + ": the sweep's working directory " + workdir + ": " + ec.message());
+  config::Config cfg;
+  try {
+    cfg = config::load(sweep_file, overrides);
+  } catch (const UsageError& e) {
+    throw UsageError(manifest_path.string() + ": its sweep file (with its --set values): " + e.what());
+  }
+  const Study study(sweep_file, overrides, cfg);
+  std::vector<std::string> ids;
+  for (const auto& t : study.tasks()) ids.push_back(t.id);
+  if (ids != manifest_ids)
+    log::warn("sweep: the tasks of {} differ from those {} lists (the file or its settings changed since): this is the "
+              "status of the sweep as it is now", sweep_file, manifest_path.string());
+
+  // The jobs of the last submission (jobs.txt: "step id" lines) and what squeue says of them.
+  std::map<std::string, std::string> job_of;
+  const fs::path jobs_path = dir / "jobs.txt";
+  if (mode == "slurm" && fs::is_regular_file(jobs_path)) {
+    std::ifstream in(jobs_path);
+    std::string step, id;
+    while (in >> step >> id) {
+      if (id.find_first_not_of("0123456789") != std::string::npos)
+        throw UsageError(status_error(jobs_path, "garbled: '" + step + " " + id + "' is not a step and a job id"));
+      job_of[step] = id;
+    }
+  }
+  std::vector<std::string> job_ids;
+  for (const auto& [step, id] : job_of) job_ids.push_back(id);
+  const Queue queue = mode == "slurm" ? read_queue(job_ids) : Queue{true, "", {}};
+  const fs::path logs = dir / "logs";
+
+  // The job of `step` for array element `element` (-1: not an array), if the last submission had it.
+  struct JobRef {
+    std::string id;          // "123_4"; "" when not submitted
+    const QueuedJob* queued = nullptr;
+  };
+  auto job_for = [&](const std::string& step, int64_t element) {
+    JobRef ref;
+    const auto it = job_of.find(step);
+    if (it == job_of.end()) return ref;
+    if (element >= 0) {
+      const auto& elems = submitted[step];
+      if (std::find(elems.begin(), elems.end(), static_cast<size_t>(element)) == elems.end()) return ref;
+      ref.id = it->second + "_" + std::to_string(element);
+    } else {
+      ref.id = it->second;
+    }
+    const auto q = queue.jobs.find(ref.id);
+    if (q != queue.jobs.end()) ref.queued = &q->second;
+    return ref;
+  };
+  auto log_path = [&](const std::string& step, int64_t element) {
+    return (logs / (step + (element < 0 ? "" : "-" + std::to_string(element)) + ".log")).string();
+  };
+  auto existing = [](std::vector<std::string> paths) {
+    std::vector<std::string> out;
+    for (auto& p : paths)
+      if (fs::exists(p)) out.push_back(std::move(p));
+    return out;
+  };
+  // An incomplete item: queued (running or pending), else failed (its job ended), else not submitted.
+  auto not_done = [&](StatusRow& row, const std::vector<std::pair<std::string, JobRef>>& jobs, const std::string& why,
+                      const std::string& log) {
+    for (const auto& [step, job] : jobs)
+      if (job.queued != nullptr && job_active(job.queued->state)) {
+        row.state = job_running(job.queued->state) ? "running" : "pending";
+        row.detail = step + " job " + job.id +
+                     (row.state == "pending" ? " (" + job.queued->reason + ")" : "");
+        row.logs = {log};
+        return;
+      }
+    row.logs = existing({log});
+    const JobRef* ended = nullptr;
+    std::string ended_step;
+    for (const auto& [step, job] : jobs)
+      if (!job.id.empty() && ended == nullptr) ended = &job, ended_step = step;
+    if (mode == "local") {
+      row.state = "incomplete";
+      row.detail = why;
+    } else if (ended == nullptr) {
+      row.state = "incomplete";
+      row.detail = "not in the last submission; " + why;
+    } else if (!queue.known) {
+      row.state = "unknown";
+      row.detail = ended_step + " job " + ended->id + ": " + queue.problem + "; " + why;
+      return;
+    } else {
+      // A job that failed, was cancelled (its dependency failed) or timed out; one that completed
+      // without completing its outputs (the summary, when tasks failed) is merely incomplete.
+      const bool completed = ended->queued != nullptr && ended->queued->state == "COMPLETED";
+      row.state = completed ? "incomplete" : "failed";
+      row.detail = ended_step + " job " + ended->id + " ended" +
+                   (ended->queued != nullptr ? " (" + ended->queued->state + ")" : "") + "; " + why;
+    }
+    if (!row.logs.empty() && row.state == "failed") row.failure = log_failure(row.logs.front());
+  };
+
+  std::vector<StatusRow> rows;
+  const bool train = study.has_stage(config::Stage::kTrain), compare = study.has_stage(config::Stage::kCompare);
+  const bool extract_array = study.extractions().size() > 1;
+  std::vector<bool> extraction_done(study.extractions().size(), true);
+  if (study.has_stage(config::Stage::kExtract))
+    for (size_t e = 0; e < study.extractions().size(); ++e) {
+      StatusRow row{study.describe_extraction(e), "done", "", {}, ""};
+      const int64_t element = extract_array ? static_cast<int64_t>(e) : -1;
+      const std::string log = log_path("extract", element);
+      if (study.extracted(e)) {
+        row.logs = existing({log});
+      } else {
+        extraction_done[e] = false;
+        not_done(row, {{"extract", job_for("extract", element)}}, study.extraction_config(e).extract.store + ": not complete", log);
+      }
+      rows.push_back(std::move(row));
+    }
+  size_t tasks_done = 0;
+  std::vector<size_t> done_tasks;
+  auto newest = fs::file_time_type::min();  // (the file clock's epoch is not the oldest time)
+  for (size_t i = 0; i < study.tasks().size(); ++i) {
+    const config::Config task = study.task_config(i);
+    StatusRow row{study.describe(i), "done", "", {}, ""};
+    const auto e = static_cast<int64_t>(i);
+    const std::string train_problem = train ? study.train_problem(task) : "";
+    const std::string compare_problem = compare ? study.compare_problem(task) : "";
+    if (train_problem.empty() && compare_problem.empty()) {
+      row.logs = existing({log_path("train", e), log_path("compare", e)});
+      ++tasks_done;
+      done_tasks.push_back(i);
+      if (compare) newest = std::max(newest, fs::last_write_time(fs::path(task.run.output_dir) / "results.h5", ec));
+    } else {
+      std::string why = !train_problem.empty() ? train_problem : compare_problem;
+      const size_t x = [&] {
+        for (size_t k = 0; k < study.extractions().size(); ++k)
+          for (size_t t : study.extractions()[k].tasks)
+            if (t == i) return k;
+        return size_t{0};
+      }();
+      if (study.has_stage(config::Stage::kExtract) && !extraction_done[x]) why += " (its extraction is not complete)";
+      not_done(row, {{"train", job_for("train", e)}, {"compare", job_for("compare", e)}}, why,
+               log_path(!train_problem.empty() ? "train" : "compare", e));
+    }
+    rows.push_back(std::move(row));
+  }
+  if (compare) {
+    // The summary: the across-task comparisons and study_summary.csv, written after every task's results.
+    StatusRow row{"summary", "done", "", {}, ""};
+    const std::string log = log_path("summary", -1);
+    std::string why;
+    if (tasks_done < study.tasks().size()) why = std::to_string(study.tasks().size() - tasks_done) + " task(s) not complete";
+    if (why.empty())
+      for (const auto& pair : study.across_pairs(done_tasks)) {
+        const fs::path results = fs::path(pair.config.run.output_dir) / "results.h5";
+        if (!study.compared(pair)) {
+          why = results.string() + ": not complete";
+          break;
+        }
+        newest = std::max(newest, fs::last_write_time(results, ec));
+      }
+    const fs::path csv = study.summary_path();
+    if (why.empty() && (!fs::exists(csv) || fs::last_write_time(csv, ec) < newest))
+      why = csv.string() + (fs::exists(csv) ? ": older than the results it summarises" : ": missing");
+    if (why.empty())
+      row.logs = existing({log});
+    else
+      not_done(row, {{"summary", job_for("summary", -1)}}, why, log);
+    rows.push_back(std::move(row));
+  }
+
+  // The table, then one line with the counts and the exit code.
+  size_t width = 0;
+  for (const auto& r : rows) width = std::max(width, r.what.size());
+  std::map<std::string, size_t> count;
+  fmt::print("sweep {} ({}): {}\n", cfg.run.name, sweep_file,
+             mode == "local" ? "run with --local, logs in " + logs.string()
+             : job_of.empty() ? "no jobs submitted from " + dir.string()
+                              : "jobs of the last submission in " + jobs_path.string());
+  for (const auto& r : rows) {
+    fmt::print("{}\n", trim(fmt::format("  {:<{}}  {:<10} {}", r.what, width, r.state, r.detail)));
+    for (const auto& l : r.logs) fmt::print("      log: {}\n", l);
+    if (!r.failure.empty()) {  // universae's error line, or "\n  | line" for each of the log's last lines
+      std::stringstream lines(r.failure[0] == '\n' ? r.failure.substr(1) : "  | " + trim(r.failure));
+      for (std::string l; std::getline(lines, l);) fmt::print("      {}\n", l.size() >= 2 ? l.substr(2) : l);
+    }
+    if (r.what.rfind("task ", 0) == 0) ++count[r.state];
+  }
+  if (mode == "slurm" && !job_of.empty() && !queue.known) fmt::print("  ({})\n", queue.problem);
+  const bool complete = std::all_of(rows.begin(), rows.end(), [](const StatusRow& r) { return r.state == "done"; });
+  const bool queued = std::any_of(rows.begin(), rows.end(), [](const StatusRow& r) { return r.state == "running" || r.state == "pending"; });
+  const bool unknown = std::any_of(rows.begin(), rows.end(), [](const StatusRow& r) { return r.state == "unknown"; });
+  std::string counts = fmt::format("{} of {} task(s) done", count["done"], study.tasks().size());
+  for (const char* s : {"running", "pending", "failed", "incomplete", "unknown"})
+    if (count[s] > 0) counts += fmt::format(", {} {}", count[s], s);
+  if (compare) counts += ", summary " + rows.back().state;
+  const int code = complete ? kStatusComplete : queued ? kStatusQueued : unknown ? kStatusUnknown : kStatusIncomplete;
+  const char* verdict = complete   ? "complete"
+                        : queued   ? "not complete, jobs still queued or running: ask again later"
+                        : unknown  ? "not complete, and the queue could not be read: cannot tell running from failed"
+                                   : "not complete, nothing queued: run the same `universae sweep` command again (only "
+                                     "incomplete tasks run)";
+  fmt::print("status: {}; {} (exit {})\n", counts, verdict, code);
+  std::fflush(stdout);
+  return code;
 }
 
 }  // namespace universae::sweep

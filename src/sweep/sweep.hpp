@@ -34,4 +34,20 @@ struct LaunchOptions {
 // step failed (its log is named), 75 when a local step was stopped by a signal.
 int launch(const LaunchOptions& options);
 
+// `universae sweep --status DIR`, without MPI: DIR is a --slurm directory (manifest.json, jobs.txt,
+// logs/) or a --local sweep's <run.output_dir>/sweep. Reloads the sweep file with the manifest's
+// --set values (in its working directory) and prints, for each extraction, task and the summary,
+// whether its outputs are complete as the planner decides (done), its job is running or pending
+// (squeue for the job ids in jobs.txt), or its job ended with the outputs incomplete (failed), with
+// the log path. Returns kStatusComplete, kStatusQueued, kStatusIncomplete or kStatusUnknown; a
+// missing or garbled DIR is a UsageError.
+inline constexpr int kStatusComplete = 0;    // every output complete
+inline constexpr int kStatusQueued = 3;      // not complete; jobs still pending or running
+inline constexpr int kStatusIncomplete = 4;  // not complete and nothing queued: failed or not submitted, run the sweep again
+inline constexpr int kStatusUnknown = 5;     // not complete, and squeue could not say what is running
+int status(const std::string& dir);
+
+// What a failed step's log says went wrong: universae's error line, else its last few lines.
+std::string failure_lines(const std::string& log);
+
 }  // namespace universae::sweep
