@@ -475,110 +475,110 @@ std::string status_error(const fs::path& file, const std::string& why) {
          "<run.output_dir>/sweep of a --local sweep)";
 }
 
-}  // namespace
-
-std::string failure_lines(const std::string& log) { return log_failure(log); }
-
-int status(const std::string& dir_arg) {
-  const fs::path dir = fs::absolute(dir_arg);
-  if (!fs::is_directory(dir)) throw UsageError(status_error(dir_arg, fs::exists(dir) ? "not a directory" : "no such directory"));
-  const fs::path manifest_path = dir / "manifest.json";
-  if (!fs::is_regular_file(manifest_path)) throw UsageError(status_error(manifest_path, "missing"));
-  nlohmann::json m;
+// What `sweep --slurm` or `--local` recorded in DIR: manifest.json (the sweep file, its --set values,
+// the working directory, the tasks, each step's array elements) and jobs.txt (the last submission).
+struct Manifest {
+  fs::path dir, path, jobs_path, logs;
   std::string sweep_file, workdir, mode;
-  std::vector<std::string> overrides;
-  std::vector<std::string> manifest_ids;
+  std::vector<std::string> overrides, task_ids;
   std::map<std::string, std::vector<size_t>> submitted;  // step → the array elements the last submission had
+  std::map<std::string, std::string> job_of;             // step → its job id ("step id" lines of jobs.txt)
+};
+
+Manifest read_manifest(const std::string& dir_arg) {
+  Manifest m;
+  m.dir = fs::absolute(dir_arg);
+  if (!fs::is_directory(m.dir)) throw UsageError(status_error(dir_arg, fs::exists(m.dir) ? "not a directory" : "no such directory"));
+  m.path = m.dir / "manifest.json";
+  m.jobs_path = m.dir / "jobs.txt";
+  m.logs = m.dir / "logs";
+  if (!fs::is_regular_file(m.path)) throw UsageError(status_error(m.path, "missing"));
   try {
-    m = nlohmann::json::parse(io::read_text(manifest_path.string()));
-    if (!m.is_object() || !m.contains("format") || !m.at("format").is_string() ||
-        m.at("format").get<std::string>() != "universae-sweep")
-      throw UsageError(status_error(manifest_path, "not a sweep manifest (no \"format\": \"universae-sweep\")"));
-    sweep_file = m.at("sweep").get<std::string>();
-    workdir = m.at("workdir").get<std::string>();
-    mode = m.at("mode").get<std::string>();
-    overrides = m.at("overrides").get<std::vector<std::string>>();
-    for (const auto& t : m.at("tasks")) manifest_ids.push_back(t.at("id").get<std::string>());
-    for (const auto& step : m.at("steps"))
-      submitted[step.at("name").get<std::string>()] =
+    const nlohmann::json j = nlohmann::json::parse(io::read_text(m.path.string()));
+    if (!j.is_object() || !j.contains("format") || !j.at("format").is_string() ||
+        j.at("format").get<std::string>() != "universae-sweep")
+      throw UsageError(status_error(m.path, "not a sweep manifest (no \"format\": \"universae-sweep\")"));
+    m.sweep_file = j.at("sweep").get<std::string>();
+    m.workdir = j.at("workdir").get<std::string>();
+    m.mode = j.at("mode").get<std::string>();
+    m.overrides = j.at("overrides").get<std::vector<std::string>>();
+    for (const auto& t : j.at("tasks")) m.task_ids.push_back(t.at("id").get<std::string>());
+    for (const auto& step : j.at("steps"))
+      m.submitted[step.at("name").get<std::string>()] =
           step.contains("tasks") ? parse_array_spec(step.at("tasks").get<std::string>()) : std::vector<size_t>{};
   } catch (const nlohmann::json::exception& e) {
-    throw UsageError(status_error(manifest_path, std::string("garbled: ") + e.what()));
+    throw UsageError(status_error(m.path, std::string("garbled: ") + e.what()));
   } catch (const std::invalid_argument& e) {
-    throw UsageError(status_error(manifest_path, std::string("garbled: ") + e.what()));
+    throw UsageError(status_error(m.path, std::string("garbled: ") + e.what()));
   }
-  if (mode != "slurm" && mode != "local") throw UsageError(status_error(manifest_path, "unknown mode '" + mode + "'"));
-  // The sweep's relative paths are relative to where it was submitted (the jobs' --chdir).
-  std::error_code ec;
-  fs::current_path(workdir, ec);
-  if (ec) throw UsageError(manifest_path.string() + ": the sweep's working directory " + workdir + ": " + ec.message());
-  config::Config cfg;
-  try {
-    cfg = config::load(sweep_file, overrides);
-  } catch (const UsageError& e) {
-    throw UsageError(manifest_path.string() + ": its sweep file (with its --set values): " + e.what());
-  }
-  const Study study(sweep_file, overrides, cfg);
-  std::vector<std::string> ids;
-  for (const auto& t : study.tasks()) ids.push_back(t.id);
-  if (ids != manifest_ids)
-    log::warn("sweep: the tasks of {} differ from those {} lists (the file or its settings changed since): this is the "
-              "status of the sweep as it is now", sweep_file, manifest_path.string());
-
-  // The jobs of the last submission (jobs.txt: "step id" lines) and what squeue says of them.
-  std::map<std::string, std::string> job_of;
-  const fs::path jobs_path = dir / "jobs.txt";
-  if (mode == "slurm" && fs::is_regular_file(jobs_path)) {
-    std::ifstream in(jobs_path);
+  if (m.mode != "slurm" && m.mode != "local") throw UsageError(status_error(m.path, "unknown mode '" + m.mode + "'"));
+  if (m.mode == "slurm" && fs::is_regular_file(m.jobs_path)) {
+    std::ifstream in(m.jobs_path);
     std::string step, id;
     while (in >> step >> id) {
       if (id.find_first_not_of("0123456789") != std::string::npos)
-        throw UsageError(status_error(jobs_path, "garbled: '" + step + " " + id + "' is not a step and a job id"));
-      job_of[step] = id;
+        throw UsageError(status_error(m.jobs_path, "garbled: '" + step + " " + id + "' is not a step and a job id"));
+      m.job_of[step] = id;
     }
   }
-  std::vector<std::string> job_ids;
-  for (const auto& [step, id] : job_of) job_ids.push_back(id);
-  const Queue queue = mode == "slurm" ? read_queue(job_ids) : Queue{true, "", {}};
-  const fs::path logs = dir / "logs";
+  return m;
+}
 
-  // The job of `step` for array element `element` (-1: not an array), if the last submission had it.
-  struct JobRef {
-    std::string id;          // "123_4"; "" when not submitted
-    const QueuedJob* queued = nullptr;
-  };
-  auto job_for = [&](const std::string& step, int64_t element) {
+// The job of `step` for one array element (or the step's job), if the last submission had it.
+struct JobRef {
+  std::string id;  // "123_4"; "" when not submitted
+  const QueuedJob* queued = nullptr;
+};
+
+// The status table's rows: each extraction, each task (train and compare), the summary.
+class StatusReport {
+ public:
+  StatusReport(const Manifest& m, const Study& study, const Queue& queue) : m_(m), study_(study), queue_(queue) {}
+
+  std::vector<StatusRow> rows() {
+    add_extractions();
+    add_tasks();
+    if (study_.has_stage(config::Stage::kCompare)) add_summary();
+    return std::move(rows_);
+  }
+
+ private:
+  JobRef job_for(const std::string& step, int64_t element) const {
     JobRef ref;
-    const auto it = job_of.find(step);
-    if (it == job_of.end()) return ref;
+    const auto it = m_.job_of.find(step);
+    if (it == m_.job_of.end()) return ref;
     if (element >= 0) {
-      const auto& elems = submitted[step];
-      if (std::find(elems.begin(), elems.end(), static_cast<size_t>(element)) == elems.end()) return ref;
+      const auto elems = m_.submitted.find(step);
+      if (elems == m_.submitted.end() ||
+          std::find(elems->second.begin(), elems->second.end(), static_cast<size_t>(element)) == elems->second.end())
+        return ref;
       ref.id = it->second + "_" + std::to_string(element);
     } else {
       ref.id = it->second;
     }
-    const auto q = queue.jobs.find(ref.id);
-    if (q != queue.jobs.end()) ref.queued = &q->second;
+    const auto q = queue_.jobs.find(ref.id);
+    if (q != queue_.jobs.end()) ref.queued = &q->second;
     return ref;
-  };
-  auto log_path = [&](const std::string& step, int64_t element) {
-    return (logs / (step + (element < 0 ? "" : "-" + std::to_string(element)) + ".log")).string();
-  };
-  auto existing = [](std::vector<std::string> paths) {
+  }
+
+  std::string log_path(const std::string& step, int64_t element) const {
+    return (m_.logs / (step + (element < 0 ? "" : "-" + std::to_string(element)) + ".log")).string();
+  }
+
+  static std::vector<std::string> existing(std::vector<std::string> paths) {
     std::vector<std::string> out;
     for (auto& p : paths)
       if (fs::exists(p)) out.push_back(std::move(p));
     return out;
-  };
+  }
+
   // An incomplete item: queued (running or pending), else failed (its job ended), else not submitted.
-  auto not_done = [&](StatusRow& row, const std::vector<std::pair<std::string, JobRef>>& jobs, const std::string& why,
-                      const std::string& log) {
+  void not_done(StatusRow& row, const std::vector<std::pair<std::string, JobRef>>& jobs, const std::string& why,
+                const std::string& log) const {
     for (const auto& [step, job] : jobs)
       if (job.queued != nullptr && job_active(job.queued->state)) {
         row.state = job_running(job.queued->state) ? "running" : "pending";
-        row.detail = step + " job " + job.id +
-                     (row.state == "pending" ? " (" + job.queued->reason + ")" : "");
+        row.detail = step + " job " + job.id + (row.state == "pending" ? " (" + job.queued->reason + ")" : "");
         row.logs = {log};
         return;
       }
@@ -587,15 +587,15 @@ int status(const std::string& dir_arg) {
     std::string ended_step;
     for (const auto& [step, job] : jobs)
       if (!job.id.empty() && ended == nullptr) ended = &job, ended_step = step;
-    if (mode == "local") {
+    if (m_.mode == "local") {
       row.state = "incomplete";
       row.detail = why;
     } else if (ended == nullptr) {
       row.state = "incomplete";
       row.detail = "not in the last submission; " + why;
-    } else if (!queue.known) {
+    } else if (!queue_.known) {
       row.state = "unknown";
-      row.detail = ended_step + " job " + ended->id + ": " + queue.problem + "; " + why;
+      row.detail = ended_step + " job " + ended->id + ": " + queue_.problem + "; " + why;
       return;
     } else {
       // A job that failed, was cancelled (its dependency failed) or timed out; one that completed
@@ -606,86 +606,102 @@ int status(const std::string& dir_arg) {
                    (ended->queued != nullptr ? " (" + ended->queued->state + ")" : "") + "; " + why;
     }
     if (!row.logs.empty() && row.state == "failed") row.failure = log_failure(row.logs.front());
-  };
+  }
 
-  std::vector<StatusRow> rows;
-  const bool train = study.has_stage(config::Stage::kTrain), compare = study.has_stage(config::Stage::kCompare);
-  const bool extract_array = study.extractions().size() > 1;
-  std::vector<bool> extraction_done(study.extractions().size(), true);
-  if (study.has_stage(config::Stage::kExtract))
-    for (size_t e = 0; e < study.extractions().size(); ++e) {
-      StatusRow row{study.describe_extraction(e), "done", "", {}, ""};
-      const int64_t element = extract_array ? static_cast<int64_t>(e) : -1;
+  void add_extractions() {
+    extraction_done_.assign(study_.extractions().size(), 1);
+    if (!study_.has_stage(config::Stage::kExtract)) return;
+    const bool array = study_.extractions().size() > 1;
+    for (size_t e = 0; e < study_.extractions().size(); ++e) {
+      StatusRow row{study_.describe_extraction(e), "done", "", {}, ""};
+      const int64_t element = array ? static_cast<int64_t>(e) : -1;
       const std::string log = log_path("extract", element);
-      if (study.extracted(e)) {
+      if (study_.extracted(e)) {
         row.logs = existing({log});
       } else {
-        extraction_done[e] = false;
-        not_done(row, {{"extract", job_for("extract", element)}}, study.extraction_config(e).extract.store + ": not complete", log);
+        extraction_done_[e] = 0;
+        not_done(row, {{"extract", job_for("extract", element)}}, study_.extraction_config(e).extract.store + ": not complete", log);
       }
-      rows.push_back(std::move(row));
+      rows_.push_back(std::move(row));
     }
-  size_t tasks_done = 0;
-  std::vector<size_t> done_tasks;
-  auto newest = fs::file_time_type::min();  // (the file clock's epoch is not the oldest time)
-  for (size_t i = 0; i < study.tasks().size(); ++i) {
-    const config::Config task = study.task_config(i);
-    StatusRow row{study.describe(i), "done", "", {}, ""};
-    const auto e = static_cast<int64_t>(i);
-    const std::string train_problem = train ? study.train_problem(task) : "";
-    const std::string compare_problem = compare ? study.compare_problem(task) : "";
-    if (train_problem.empty() && compare_problem.empty()) {
-      row.logs = existing({log_path("train", e), log_path("compare", e)});
-      ++tasks_done;
-      done_tasks.push_back(i);
-      if (compare) newest = std::max(newest, fs::last_write_time(fs::path(task.run.output_dir) / "results.h5", ec));
-    } else {
-      std::string why = !train_problem.empty() ? train_problem : compare_problem;
-      const size_t x = [&] {
-        for (size_t k = 0; k < study.extractions().size(); ++k)
-          for (size_t t : study.extractions()[k].tasks)
-            if (t == i) return k;
-        return size_t{0};
-      }();
-      if (study.has_stage(config::Stage::kExtract) && !extraction_done[x]) why += " (its extraction is not complete)";
-      not_done(row, {{"train", job_for("train", e)}, {"compare", job_for("compare", e)}}, why,
-               log_path(!train_problem.empty() ? "train" : "compare", e));
-    }
-    rows.push_back(std::move(row));
   }
-  if (compare) {
-    // The summary: the across-task comparisons and study_summary.csv, written after every task's results.
+
+  size_t extraction_of(size_t task) const {
+    for (size_t k = 0; k < study_.extractions().size(); ++k)
+      for (size_t t : study_.extractions()[k].tasks)
+        if (t == task) return k;
+    return 0;
+  }
+
+  void add_tasks() {
+    const bool train = study_.has_stage(config::Stage::kTrain), compare = study_.has_stage(config::Stage::kCompare);
+    std::error_code ec;
+    for (size_t i = 0; i < study_.tasks().size(); ++i) {
+      const config::Config task = study_.task_config(i);
+      StatusRow row{study_.describe(i), "done", "", {}, ""};
+      const auto e = static_cast<int64_t>(i);
+      const std::string train_problem = train ? study_.train_problem(task) : "";
+      const std::string compare_problem = compare ? study_.compare_problem(task) : "";
+      if (train_problem.empty() && compare_problem.empty()) {
+        row.logs = existing({log_path("train", e), log_path("compare", e)});
+        done_tasks_.push_back(i);
+        if (compare) newest_ = std::max(newest_, fs::last_write_time(fs::path(task.run.output_dir) / "results.h5", ec));
+      } else {
+        std::string why = !train_problem.empty() ? train_problem : compare_problem;
+        if (study_.has_stage(config::Stage::kExtract) && !extraction_done_[extraction_of(i)]) why += " (its extraction is not complete)";
+        not_done(row, {{"train", job_for("train", e)}, {"compare", job_for("compare", e)}}, why,
+                 log_path(!train_problem.empty() ? "train" : "compare", e));
+      }
+      rows_.push_back(std::move(row));
+    }
+  }
+
+  // The summary: the across-task comparisons and study_summary.csv, written after every task's results.
+  void add_summary() {
     StatusRow row{"summary", "done", "", {}, ""};
     const std::string log = log_path("summary", -1);
+    std::error_code ec;
     std::string why;
-    if (tasks_done < study.tasks().size()) why = std::to_string(study.tasks().size() - tasks_done) + " task(s) not complete";
+    if (done_tasks_.size() < study_.tasks().size())
+      why = std::to_string(study_.tasks().size() - done_tasks_.size()) + " task(s) not complete";
     if (why.empty())
-      for (const auto& pair : study.across_pairs(done_tasks)) {
+      for (const auto& pair : study_.across_pairs(done_tasks_)) {
         const fs::path results = fs::path(pair.config.run.output_dir) / "results.h5";
-        if (!study.compared(pair)) {
+        if (!study_.compared(pair)) {
           why = results.string() + ": not complete";
           break;
         }
-        newest = std::max(newest, fs::last_write_time(results, ec));
+        newest_ = std::max(newest_, fs::last_write_time(results, ec));
       }
-    const fs::path csv = study.summary_path();
-    if (why.empty() && (!fs::exists(csv) || fs::last_write_time(csv, ec) < newest))
+    const fs::path csv = study_.summary_path();
+    if (why.empty() && (!fs::exists(csv) || fs::last_write_time(csv, ec) < newest_))
       why = csv.string() + (fs::exists(csv) ? ": older than the results it summarises" : ": missing");
     if (why.empty())
       row.logs = existing({log});
     else
       not_done(row, {{"summary", job_for("summary", -1)}}, why, log);
-    rows.push_back(std::move(row));
+    rows_.push_back(std::move(row));
   }
 
-  // The table, then one line with the counts and the exit code.
+  const Manifest& m_;
+  const Study& study_;
+  const Queue& queue_;
+  std::vector<StatusRow> rows_;
+  std::vector<char> extraction_done_;  // per extraction (char: vector<bool>'s proxy trips -Wnull-dereference)
+  std::vector<size_t> done_tasks_;
+  fs::file_time_type newest_ = fs::file_time_type::min();  // (the file clock's epoch is not the oldest time)
+};
+
+// The table, then one line with the counts and the verdict; the exit code.
+int print_status(const Manifest& m, const std::string& name, size_t n_tasks, bool summary, const Queue& queue,
+                 const std::vector<StatusRow>& rows) {
   size_t width = 0;
   for (const auto& r : rows) width = std::max(width, r.what.size());
   std::map<std::string, size_t> count;
-  fmt::print("sweep {} ({}): {}\n", cfg.run.name, sweep_file,
-             mode == "local" ? "run with --local, logs in " + logs.string()
-             : job_of.empty() ? "no jobs submitted from " + dir.string()
-                              : "jobs of the last submission in " + jobs_path.string());
+  fmt::print("sweep {} ({}): {}\n", name, m.sweep_file,
+             m.mode == "local" ? "run with --local, logs in " + m.logs.string()
+             : m.job_of.empty() ? "no jobs submitted from " + m.dir.string()
+                                : "jobs of the last submission in " + m.jobs_path.string());
   for (const auto& r : rows) {
     fmt::print("{}\n", trim(fmt::format("  {:<{}}  {:<10} {}", r.what, width, r.state, r.detail)));
     for (const auto& l : r.logs) fmt::print("      log: {}\n", l);
@@ -695,14 +711,18 @@ int status(const std::string& dir_arg) {
     }
     if (r.what.rfind("task ", 0) == 0) ++count[r.state];
   }
-  if (mode == "slurm" && !job_of.empty() && !queue.known) fmt::print("  ({})\n", queue.problem);
+  if (m.mode == "slurm" && !m.job_of.empty() && !queue.known) fmt::print("  ({})\n", queue.problem);
+  const auto any = [&](std::initializer_list<const char*> states) {
+    return std::any_of(rows.begin(), rows.end(), [&](const StatusRow& r) {
+      return std::any_of(states.begin(), states.end(), [&](const char* s) { return r.state == s; });
+    });
+  };
   const bool complete = std::all_of(rows.begin(), rows.end(), [](const StatusRow& r) { return r.state == "done"; });
-  const bool queued = std::any_of(rows.begin(), rows.end(), [](const StatusRow& r) { return r.state == "running" || r.state == "pending"; });
-  const bool unknown = std::any_of(rows.begin(), rows.end(), [](const StatusRow& r) { return r.state == "unknown"; });
-  std::string counts = fmt::format("{} of {} task(s) done", count["done"], study.tasks().size());
+  const bool queued = any({"running", "pending"}), unknown = any({"unknown"});
+  std::string counts = fmt::format("{} of {} task(s) done", count["done"], n_tasks);
   for (const char* s : {"running", "pending", "failed", "incomplete", "unknown"})
     if (count[s] > 0) counts += fmt::format(", {} {}", count[s], s);
-  if (compare) counts += ", summary " + rows.back().state;
+  if (summary) counts += ", summary " + rows.back().state;
   const int code = complete ? kStatusComplete : queued ? kStatusQueued : unknown ? kStatusUnknown : kStatusIncomplete;
   const char* verdict = complete   ? "complete"
                         : queued   ? "not complete, jobs still queued or running: ask again later"
@@ -712,6 +732,35 @@ int status(const std::string& dir_arg) {
   fmt::print("status: {}; {} (exit {})\n", counts, verdict, code);
   std::fflush(stdout);
   return code;
+}
+
+}  // namespace
+
+std::string failure_lines(const std::string& log) { return log_failure(log); }
+
+int status(const std::string& dir_arg) {
+  const Manifest m = read_manifest(dir_arg);
+  // The sweep's relative paths are relative to where it was submitted (the jobs' --chdir).
+  std::error_code ec;
+  fs::current_path(m.workdir, ec);
+  if (ec) throw UsageError(m.path.string() + ": the sweep's working directory " + m.workdir + ": " + ec.message());
+  config::Config cfg;
+  try {
+    cfg = config::load(m.sweep_file, m.overrides);
+  } catch (const UsageError& e) {
+    throw UsageError(m.path.string() + ": its sweep file (with its --set values): " + e.what());
+  }
+  const Study study(m.sweep_file, m.overrides, cfg);
+  std::vector<std::string> ids;
+  for (const auto& t : study.tasks()) ids.push_back(t.id);
+  if (ids != m.task_ids)
+    log::warn("sweep: the tasks of {} differ from those {} lists (the file or its settings changed since): this is the "
+              "status of the sweep as it is now", m.sweep_file, m.path.string());
+  std::vector<std::string> job_ids;
+  for (const auto& [step, id] : m.job_of) job_ids.push_back(id);
+  const Queue queue = m.mode == "slurm" ? read_queue(job_ids) : Queue{true, "", {}};
+  StatusReport report(m, study, queue);
+  return print_status(m, cfg.run.name, study.tasks().size(), study.has_stage(config::Stage::kCompare), queue, report.rows());
 }
 
 }  // namespace universae::sweep

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <stdexcept>
 
 #include "config/config.hpp"
 #include "core/error.hpp"
@@ -17,6 +18,26 @@ TEST(SweepPlan, ArraySpecJoinsRuns) {
   EXPECT_EQ(array_spec({4}), "4");
   EXPECT_EQ(array_spec({2, 4, 6}), "2,4,6");
   EXPECT_EQ(array_spec({}), "");
+}
+
+// sweep --status reads back what the planner wrote (jobs.txt array specs) and what squeue prints.
+TEST(SweepPlan, ArraySpecsAndQueueLinesParseBack) {
+  for (const std::vector<size_t>& tasks : {std::vector<size_t>{0, 1, 2, 3, 5, 7, 8}, {4}, {2, 4, 6}})
+    EXPECT_EQ(parse_array_spec(array_spec(tasks)), tasks);
+  EXPECT_EQ(parse_array_spec("0-2%4"), (std::vector<size_t>{0, 1, 2}));  // a concurrency limit is not a task
+  EXPECT_TRUE(parse_array_spec("").empty());  // array_spec({})
+  for (const char* bad : {"a-3", "3-1", "1,,2", "-4", "1-"}) EXPECT_THROW(parse_array_spec(bad), std::invalid_argument) << bad;
+  const auto jobs = parse_squeue("12_3|RUNNING|None\nsqueue: warning: something\n14|PENDING|Dependency \r\n");
+  ASSERT_EQ(jobs.size(), 2u);
+  EXPECT_EQ(jobs[0].id, "12_3");
+  EXPECT_EQ(jobs[0].state, "RUNNING");
+  EXPECT_EQ(jobs[1].reason, "Dependency");
+  EXPECT_TRUE(job_running("COMPLETING"));
+  EXPECT_FALSE(job_running("PENDING"));
+  EXPECT_TRUE(job_active("PENDING"));
+  EXPECT_TRUE(job_active("REQUEUED"));
+  for (const char* over : {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"})
+    EXPECT_FALSE(job_active(over)) << over;
 }
 
 TEST(SweepPlan, DependenciesFollowTheStepsLeft) {
