@@ -26,6 +26,8 @@ packages=(
   nodejs npm chromium
   # a real single-node Slurm for the sweep tests
   slurmctld slurmd slurm-client munge
+  # the two-node test cluster (network namespaces, veth links)
+  iproute2
 )
 
 # What installed packages provide counts as present: NodeSource's nodejs provides npm (and conflicts

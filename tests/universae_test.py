@@ -20,7 +20,7 @@ Launching (output captured as text; the working directory is SOURCE unless cwd s
   universae_command(args, ranks)     the command line: under MPIEXEC -n ranks, or alone when ranks is None/0
   universae(args, ranks, ...)        runs that command line and returns the CompletedProcess
   run_command(cmd, ...)              the same for any command line (a driver's own, a wrapped one)
-  start(cmd)                         starts a command line in a session of its own, to signal or kill it
+  start(cmd, cwd, env)               starts a command line in a session of its own, to signal or kill it
   kill_job(proc)                     SIGKILLs the launcher and every rank of a start()ed job (a node lost),
                                      reaps the launcher and waits until no rank is left running
   npm_package(node_dir, name, ver)   installs an npm package into node_dir (the build tree) once: None, or why not
@@ -90,13 +90,14 @@ def npm_package(node_dir, name, version):
     return None
 
 
-def start(cmd, cwd=SOURCE):
-    """Starts cmd in a session of its own, stdout discarded, stderr piped as text; the Popen.
+def start(cmd, cwd=SOURCE, env=None):
+    """Starts cmd in a session of its own (env: a whole environment, None: this one's), stdout discarded,
+    stderr piped as text; the Popen.
 
     The launcher and its ranks share that session, not a process group: OpenMPI puts each rank in a
     process group of its own, so os.killpg(proc.pid, ...) reaches the launcher alone and leaves the ranks
     running as orphans. kill_job() reaches them all."""
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=cwd,
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env,
                             start_new_session=True)
 
 

@@ -7,8 +7,9 @@
 #
 # How a job starts its ranks. srun is the usual choice; if your MPI has no Slurm PMI support, use
 # "mpirun" (it reads the allocation from Slurm).
-# A rank that dies must end the step, not leave the others in a collective: with srun --mpi=pmix
-# the PMIx plugin aborts the step (tests/slurm: a killed rank ends it within 2 s). If your MPI does
-# not (kill one rank of a test job and watch), add --kill-on-bad-exit=1 here; it also ends the step
-# on a checkpoint's exit 75, which then races the job's requeue on some Slurm versions.
-UNIVERSAE_LAUNCH="srun"
+# A rank that dies must end the step, not leave the others in a collective. Across nodes OpenMPI's
+# surviving ranks hang ("An MPI communication peer process has unexpectedly disconnected"), so give
+# srun --wait=60: once one rank has ended, the rest get 60 s, then the step is ended
+# (tests/slurm/test_two_nodes.py). Not --kill-on-bad-exit=1: it also kills ranks still finishing their
+# checkpoint's exit 75, and srun then returns 143, so the job does not requeue itself.
+UNIVERSAE_LAUNCH="srun --wait=60"

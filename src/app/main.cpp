@@ -87,6 +87,10 @@ int main(int argc, char** argv) {
   const parallel::Comm world = parallel::Environment::world();
   log::set_rank(world.rank());
   try {
+    if (world.size() > 1) {  // nodes as MPI sees them (ranks sharing memory): what node-local work is split by
+      const int64_t nodes = world.allreduce_sum(int64_t{world.node_local().rank() == 0 ? 1 : 0});
+      log::info("{} ranks on {} node{}", world.size(), nodes, nodes == 1 ? "" : "s");
+    }
     return action(world);
   } catch (const Checkpointed& e) {
     if (world.is_root()) std::fprintf(stderr, "universae: %s\n", e.what());

@@ -584,6 +584,8 @@ void sweep_keys(Table& t, Config& c) {
     const std::string k = std::string("sweep.") + name + ".";
     const std::string what = std::string(name) == "compare" ? "compare and summary jobs" : std::string(name) + " jobs";
     t.add(k + "ranks", &r->ranks, int64_t{ranks}, what + ": MPI ranks (--ntasks)", at_least<int64_t>(1));
+    t.add(k + "nodes", &r->nodes, int64_t{0}, what + ": nodes the ranks span (--nodes; 0: wherever Slurm places them)",
+          at_least<int64_t>(0));
     t.add(k + "cpus_per_rank", &r->cpus_per_rank, int64_t{1}, what + ": cores per rank (--cpus-per-task, OMP_NUM_THREADS)",
           at_least<int64_t>(1));
     t.add(k + "gpus", &r->gpus, int64_t{0}, what + ": GPUs per rank (--gpus-per-task)", at_least<int64_t>(0));

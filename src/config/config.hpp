@@ -162,6 +162,7 @@ struct CompareConfig {
 // What one kind of sweep job asks for (universae sweep: #SBATCH lines with --slurm, ranks with --local).
 struct SweepResources {
   int64_t ranks{};
+  int64_t nodes{};  // 0: as Slurm places the ranks
   int64_t cpus_per_rank{};
   int64_t gpus{};
   std::string time;

@@ -103,6 +103,7 @@ std::string sbatch_options(const config::Config& cfg, const Step& step) {
   const auto& r = *step.resources;
   std::vector<std::string> o{"--ntasks=" + std::to_string(r.ranks), "--cpus-per-task=" + std::to_string(r.cpus_per_rank),
                              "--time=" + r.time};
+  if (r.nodes > 0) o.push_back("--nodes=" + std::to_string(r.nodes));
   if (!r.mem.empty()) o.push_back("--mem=" + r.mem);
   if (r.gpus > 0) o.push_back("--gpus-per-task=" + std::to_string(r.gpus));
   const std::string partition = r.partition.empty() ? w.partition : r.partition;
@@ -145,6 +146,10 @@ Plan make_plan(const Study& study, const LaunchOptions& opts) {
   p.output_dir = fs::absolute(study.config().run.output_dir);
   const auto& cfg = study.config();
   const bool compare = study.has_stage(config::Stage::kCompare), train = study.has_stage(config::Stage::kTrain);
+  for (auto [name, r] : {std::pair{"extract", &cfg.sweep.extract}, {"train", &cfg.sweep.train}, {"compare", &cfg.sweep.compare}})
+    if (r->nodes > r->ranks)
+      throw UsageError(fmt::format("config key 'sweep.{}.nodes': {} nodes for {} ranks (sweep.{}.ranks) would leave a node "
+                                   "without a rank", name, r->nodes, r->ranks, name));
   // Every task's config, validated now: a bad combination stops the sweep before anything is written.
   std::vector<size_t> todo;
   for (size_t i = 0; i < study.tasks().size(); ++i) {

@@ -62,8 +62,10 @@ class OutputLock(unittest.TestCase):
 
     def run_job(self, env=None):
         """One process without a launcher: mpiexec called by its absolute path (as CTest gives it) puts its
-        own bin directory first on the ranks' PATH, before a stand-in squeue."""
-        return run_command(command(self.out, None), timeout=600, env={**os.environ, **(env or {})})
+        own bin directory first on the ranks' PATH, before a stand-in squeue. A short training only: the
+        lock is the run's, whatever its stages."""
+        short = ['run.stages=["train"]', "train.tokens=8192", "sae.seeds=[0]"]
+        return run_command(command(self.out, None, short), timeout=600, env={**os.environ, **(env or {})})
 
     def assert_refused(self, proc, *words):
         self.assertEqual(proc.returncode, 2, proc.stderr)
@@ -76,7 +78,7 @@ class OutputLock(unittest.TestCase):
         self.assertEqual(proc.returncode, 0, proc.stderr)
         self.assertIn("taking over the lock of a run that is gone", proc.stderr)
         self.assertIn(why, proc.stderr)
-        self.assertTrue(os.path.exists(os.path.join(self.out, "results.h5")))
+        self.assertTrue(os.path.exists(os.path.join(self.out, "saes", "seed0.h5")))
         self.assertFalse(os.path.exists(os.path.join(self.out, LOCK)), "the lock goes with the run")
 
     def test_second_run_on_one_directory_exits_2_naming_the_first(self):

@@ -176,6 +176,10 @@ class BadInput(unittest.TestCase):
     def test_bad_time_limit(self):
         self.check(["--slurm", "SCRIPTS", "--no-submit", "--set", "sweep.train.time=2h"], "sweep.train.time")
 
+    def test_more_nodes_than_ranks(self):
+        self.check(["--slurm", "SCRIPTS", "--no-submit", "--set", "sweep.compare.nodes=2"],
+                   "config key 'sweep.compare.nodes': 2 nodes for 1 ranks")
+
     def test_ranks_that_do_not_fit_the_layout(self):
         self.check(["--local", "--set", "sweep.train.ranks=3", "--set", "train.seed_groups=2"], "sweep.train.ranks")
 
