@@ -19,7 +19,7 @@ find_package(CLI11 REQUIRED)
 find_package(fmt REQUIRED)
 find_package(nlohmann_json 3 REQUIRED)
 find_package(ICU REQUIRED COMPONENTS uc i18n)  # tokenizer.json: Unicode regexes and NFC
-find_package(OpenSSL 3 REQUIRED COMPONENTS Crypto)  # SHA-256 of the models and files outputs record (io/provenance)
+find_package(OpenSSL 1.1 REQUIRED COMPONENTS Crypto)  # SHA-256 of the models and files outputs record (io/provenance)
 
 if(UNIVERSAE_CUDA)
   # A CUDA LibTorch must be named explicitly (Torch_DIR); never mix it with Debian's CPU one.

@@ -228,14 +228,15 @@ stop() {
   for name in $(for n in $(node_names); do slurmd_name "$n"; done) slurmctld; do
     if alive "$name"; then
       pid="$(cat "$dir/run/$name.pid")"
-      kill "$pid"
+      kill "$pid" 2>/dev/null || true
       for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
       kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
       say "stopped $name"
     fi
   done
   [[ $nodes -eq 1 ]] || network_down
-  if [[ -f "$dir/run/munged.ours" ]]; then
+  # munged is shared with another local cluster still running (the other node count): leave it to that one.
+  if [[ -f "$dir/run/munged.ours" ]] && ! pgrep -x slurmctld >/dev/null; then
     pkill -u munge -x munged 2>/dev/null || true
     rm -f "$dir/run/munged.ours"
     say "stopped munged"

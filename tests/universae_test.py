@@ -118,7 +118,7 @@ def _session_members(sid):
 
 
 def kill_job(proc, timeout=60):
-    """SIGKILLs every process of proc's session (the launcher and its ranks, as a lost node loses them),
+    """For a job started with start() (its own session, whose id is proc.pid): SIGKILLs every process of proc's session (the launcher and its ranks, as a lost node loses them),
     waits until none is left running (a zombie awaiting its reaper counts as gone) and reaps the
     launcher; its stderr."""
     deadline = time.time() + timeout

@@ -339,8 +339,10 @@ std::string store_provenance(const File& f) {
   Provenance p = read_provenance(f, "/");
   std::string out = provenance_lines(p, root_text(f, "model_architecture", ""));
   if (f.has_attr("/", "activations_finite"))
-    out += f.read_attr_bool("/", "activations_finite") ? "  every stored value verified finite as it was written\n"
-                                                        : "  NOT every stored value is finite (training refuses the store)\n";
+    out += f.read_attr_bool("/", "activations_finite")
+               ? "  every stored value verified finite as it was written\n"
+               : "  not verified finite as written (a value that is not, or an extraction begun before 0.7): train and "
+                 "compare scan it\n";
   if (f.has_attr("/", "inputs")) {
     const auto inputs = f.read_attr_strings("/", "inputs");
     out += "  inputs:";

@@ -113,17 +113,32 @@ Provenance identify_model(const parallel::Comm& comm, const std::string& model, 
   p.model = absolute_path(model);
   p.model_name = model_name_of(model, gguf_name);
   p.model_format = format;
-  std::error_code ec;
-  const bool directory = fs::is_directory(model, ec);
-  std::vector<std::string> files;  // absolute paths; the last one the tokenizer's when it is outside them
-  if (directory) {
-    for (const auto& entry : fs::directory_iterator(model, ec))
-      if (entry.is_regular_file(ec) && counts_for_model(entry.path().filename().string()))
-        files.push_back(absolute_path(entry.path().string()));
-    std::sort(files.begin(), files.end());
-  } else {
-    files.push_back(p.model);
+  // Rank 0 lists the model's files; every rank hashes its share of that one list (node-local copies
+  // of a directory need not list alike).
+  int64_t directory = 0;
+  std::string listing, error;
+  if (comm.is_root()) {
+    std::error_code ec;
+    directory = fs::is_directory(model, ec) ? 1 : 0;
+    if (directory) {
+      try {
+        std::vector<std::string> found;
+        for (const auto& entry : fs::directory_iterator(model))
+          if (entry.is_regular_file(ec) && counts_for_model(entry.path().filename().string()))
+            found.push_back(absolute_path(entry.path().string()));
+        std::sort(found.begin(), found.end());
+        for (const auto& f : found) listing += f + "\n";
+      } catch (const fs::filesystem_error& e) {
+        error = model + ": cannot list the model's files (" + e.what() + ")";
+      }
+    }
   }
+  parallel::agree_on_error(comm, error);
+  comm.broadcast(&directory, 1, 0);
+  comm.broadcast(listing, 0);
+  std::vector<std::string> files;  // absolute paths; the tokenizer's last
+  for (size_t at = 0, end; (end = listing.find('\n', at)) != std::string::npos; at = end + 1) files.push_back(listing.substr(at, end - at));
+  if (!directory) files = {p.model};
   const size_t n_model = files.size();
   if (!tokenizer.empty()) {
     p.tokenizer = absolute_path(tokenizer_file(tokenizer));
@@ -136,7 +151,6 @@ Provenance identify_model(const parallel::Comm& comm, const std::string& model, 
               files.size());
   // Each file by one rank; every rank ends with every digest.
   std::vector<std::string> digests(files.size());
-  std::string error;
   for (size_t i = 0; i < files.size(); ++i) {
     if (static_cast<int>(i % static_cast<size_t>(comm.size())) != comm.rank()) continue;
     try {

@@ -28,7 +28,7 @@ struct Provenance {
   int64_t model_bytes = 0;
   std::string model_sha256;
   std::vector<std::string> model_files;
-  // The tokenizer file (absolute path; empty when it is the model's own, as in a GGUF) and its SHA-256.
+  // The tokenizer file (absolute path; a directory's tokenizer.json) and its SHA-256.
   std::string tokenizer, tokenizer_sha256;
   // The activation store an SAE was trained on (absolute path) and the hash of its fingerprint (the
   // extraction settings and input identities; io/fingerprint.hpp): a store's content is not re-read.

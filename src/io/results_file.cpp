@@ -179,7 +179,8 @@ std::string ResultsWriter::add_sae(const std::string& name, const SaeHeader& h, 
   f.write_attr(g, "hookpoint", h.hookpoint);
   Provenance p = h.provenance;
   hash_source(f.comm(), p);  // a foreign SAE's weights file
-  if (p.model.empty()) f.write_attr(g, "model", p.model);  // always there, as before 0.7
+  // `model` is always there, as before 0.7 (write_provenance leaves empty fields out).
+  if (p.model.empty()) f.write_attr(g, "model", std::string());
   write_provenance(f, g, p);
   f.write_attr(g, "baseline", baseline);
   f.write_attr(g, "index", index);  // the order of the comparison (and of its pairs)

@@ -284,6 +284,9 @@ int launch_slurm(const Study& study, const Plan& p, const LaunchOptions& opts) {
   write_step_scripts(study, p, opts, dir);
   write_submit_script(p, dir);
   write_text(dir / "manifest.json", manifest(study, p, opts, "slurm").dump(2) + "\n");
+  // jobs.txt names the jobs of the manifest's submission: an older one's would be read against this plan.
+  std::error_code ignored;
+  fs::remove(dir / "jobs.txt", ignored);
   log_plan(study, p);
   log::info("sweep: scripts, manifest.json and submit.sh in {}; logs in {}/logs", dir.string(), dir.string());
   if (!opts.submit) {
@@ -654,8 +657,10 @@ class StatusReport {
       } else {
         std::string why = !train_problem.empty() ? train_problem : compare_problem;
         if (study_.has_stage(config::Stage::kExtract) && !extraction_done_[extraction_of(i)]) why += " (its extraction is not complete)";
-        not_done(row, {{"train", job_for("train", e)}, {"compare", job_for("compare", e)}}, why,
-                 log_path(!train_problem.empty() ? "train" : "compare", e));
+        // The step that left it incomplete first: its job is the one that ended, its log has the error.
+        const bool training = !train_problem.empty();
+        const std::pair<std::string, JobRef> t{"train", job_for("train", e)}, c{"compare", job_for("compare", e)};
+        not_done(row, training ? std::vector{t, c} : std::vector{c, t}, why, log_path(training ? "train" : "compare", e));
       }
       rows_.push_back(std::move(row));
     }
