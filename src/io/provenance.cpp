@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <utility>
 
 #include "core/error.hpp"
 #include "io/h5.hpp"
@@ -193,41 +194,33 @@ void hash_source(const parallel::Comm& comm, Provenance& p) {
   comm.broadcast(p.source_sha256, 0);
 }
 
+// The text fields, by attribute name: what write_provenance writes and read_provenance reads.
+constexpr std::pair<const char*, std::string Provenance::*> kTextFields[] = {
+    {"model", &Provenance::model},
+    {"model_name", &Provenance::model_name},
+    {"model_format", &Provenance::model_format},
+    {"model_sha256", &Provenance::model_sha256},
+    {"tokenizer", &Provenance::tokenizer},
+    {"tokenizer_sha256", &Provenance::tokenizer_sha256},
+    {"store", &Provenance::store},
+    {"store_fingerprint", &Provenance::store_fingerprint},
+    {"source", &Provenance::source},
+    {"source_sha256", &Provenance::source_sha256},
+};
+
 void write_provenance(File& f, const std::string& object, const Provenance& p) {
-  auto text = [&](const char* name, const std::string& value) {
-    if (!value.empty()) f.write_attr(object, name, value);
-  };
-  text("model", p.model);
-  text("model_name", p.model_name);
-  text("model_format", p.model_format);
+  for (const auto& [name, field] : kTextFields)
+    if (!(p.*field).empty()) f.write_attr(object, name, p.*field);
   if (p.model_bytes > 0) f.write_attr(object, "model_bytes", p.model_bytes);
-  text("model_sha256", p.model_sha256);
   if (!p.model_files.empty()) f.write_attr(object, "model_files", p.model_files);
-  text("tokenizer", p.tokenizer);
-  text("tokenizer_sha256", p.tokenizer_sha256);
-  text("store", p.store);
-  text("store_fingerprint", p.store_fingerprint);
-  text("source", p.source);
-  text("source_sha256", p.source_sha256);
 }
 
 Provenance read_provenance(const File& f, const std::string& object) {
   Provenance p;
-  auto text = [&](const char* name, std::string& out) {
-    if (f.has_attr(object, name)) out = f.read_attr_string(object, name);
-  };
-  text("model", p.model);
-  text("model_name", p.model_name);
-  text("model_format", p.model_format);
+  for (const auto& [name, field] : kTextFields)
+    if (f.has_attr(object, name)) p.*field = f.read_attr_string(object, name);
   if (f.has_attr(object, "model_bytes")) p.model_bytes = f.read_attr_int(object, "model_bytes");
-  text("model_sha256", p.model_sha256);
   if (f.has_attr(object, "model_files")) p.model_files = f.read_attr_strings(object, "model_files");
-  text("tokenizer", p.tokenizer);
-  text("tokenizer_sha256", p.tokenizer_sha256);
-  text("store", p.store);
-  text("store_fingerprint", p.store_fingerprint);
-  text("source", p.source);
-  text("source_sha256", p.source_sha256);
   return p;
 }
 

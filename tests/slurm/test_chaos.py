@@ -55,6 +55,12 @@ DEADLINE = 240.0      # seconds for the whole chaos run
 STATUS_EXIT = {0: "complete", 3: "queued", 4: "incomplete", 5: "unknown"}
 
 
+def run_local(sweep, out, env):
+    """The undisturbed reference: the sweep's steps one after another here (--local, MPIEXEC)."""
+    universae(["sweep", sweep, "--local", "--set", f"run.output_dir={out}",
+               "--set", f"sweep.local_launcher={MPIEXEC} -n {{ranks}}"], env=env, timeout=600, check=True)
+
+
 def status(scripts):
     return universae(["sweep", "--status", scripts], env=ENV, timeout=120)
 
@@ -175,8 +181,7 @@ class ChaosSweep(unittest.TestCase):
             ref, out, scripts = (os.path.join(tmp, d) for d in ("ref", "out", "scripts"))
             # Undisturbed: the same steps one after another here.
             t0 = time.time()
-            universae(["sweep", SWEEP, "--local", "--set", f"run.output_dir={ref}",
-                       "--set", f"sweep.local_launcher={MPIEXEC} -n {{ranks}}"], env=ENV, timeout=600, check=True)
+            run_local(SWEEP, ref, ENV)
             t_ref = time.time() - t0
             local_status = status(os.path.join(ref, "sweep"))
             self.assertEqual(local_status.returncode, 0, local_status.stdout + local_status.stderr)

@@ -30,7 +30,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tests/slurm/
 from universae_test import BINARY, MPIEXEC, SOURCE, start, universae  # noqa: E402
-from test_chaos import differences, leftovers, outputs  # noqa: E402  (bit-for-bit comparison of two output trees)
+from test_chaos import differences, leftovers, outputs, run_local  # noqa: E402  (the reference run, bit-for-bit comparison)
 
 CLUSTER = os.path.join(SOURCE, "slurm", "local-cluster.sh")
 STATE = os.environ.get("SLURM_LOCAL_2NODES_DIR", os.path.join(SOURCE, ".slurm-local-2nodes"))
@@ -95,8 +95,7 @@ class TwoNodes(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             ref, out, scripts = (os.path.join(tmp, d) for d in ("ref", "out", "scripts"))
             t0 = time.time()
-            universae(["sweep", SWEEP, "--local", "--set", f"run.output_dir={ref}",
-                       "--set", f"sweep.local_launcher={MPIEXEC} -n {{ranks}}"], env=ENV, timeout=600, check=True)
+            run_local(SWEEP, ref, ENV)
             t_ref = time.time() - t0
             submit = ["sweep", SWEEP, "--slurm", scripts, "--set", f"run.output_dir={out}",
                       "--set", f"sweep.local_launcher={MPIEXEC} -n {{ranks}}"]
