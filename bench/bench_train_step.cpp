@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
   core::SaeStack p = core::init_stack(spec, {0}, std::vector<double>(static_cast<size_t>(d), 0.0));
   core::AdamState adam = core::init_adam(p);
   core::SaeStack g = p.zeros_like();
-  core::StepStats stats(1, latents.size());
+  core::StepStats stats(1, latents.size(), at::kCPU);
   const train::ShardPeers peers(world);  // the job's ranks as the latent shards of one SAE
   const at::Tensor dead = at::zeros({1, latents.size()}, at::kBool);
   at::manual_seed(1);

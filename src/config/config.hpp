@@ -24,6 +24,8 @@ enum class TrainPreset { kNone, kSparsify };
 enum class Compat { kNone, kLan2024 };
 enum class CorrelationInput { kCodes, kPre };
 enum class Mapping { kOneToOne, kManyToOne, kMutual };
+enum class Device { kAuto, kCpu, kCuda };
+enum class Kernels { kAuto, kFast, kGeneric };
 
 // ---- sections -------------------------------------------------------------------------------------
 struct RunConfig {
@@ -31,6 +33,8 @@ struct RunConfig {
   std::string output_dir;    // "": runs/<name>
   std::vector<Stage> stages;
   int64_t threads{};
+  Device device{};
+  Kernels kernels{};
   std::vector<std::string> compare_across;
   std::vector<std::string> across_every;  // [grid] keys left free in compare_across's pairs (layer × layer)
 };
@@ -103,6 +107,7 @@ struct TrainConfig {
   int64_t warmup_steps{};
   double decay_fraction{};
   double grad_clip{};
+  bool exact_sum{};
   double adam_beta1{};
   double adam_beta2{};
   double adam_eps{};
@@ -263,6 +268,16 @@ inline const Choices& choices<config::CorrelationInput>() {
 template <>
 inline const Choices& choices<config::Mapping>() {
   static const Choices c{"a mapping", {"one_to_one", "many_to_one", "mutual"}};
+  return c;
+}
+template <>
+inline const Choices& choices<config::Device>() {
+  static const Choices c{"a device", {"auto", "cpu", "cuda"}};
+  return c;
+}
+template <>
+inline const Choices& choices<config::Kernels>() {
+  static const Choices c{"a kernel choice", {"auto", "fast", "generic"}};
   return c;
 }
 }  // namespace universae::core

@@ -13,6 +13,7 @@
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "core/sae_step_parts.hpp"
 
 namespace universae::core {
 
@@ -52,6 +53,14 @@ SaeStack SaeStack::zeros_like() const {
   return z;
 }
 
+SaeStack SaeStack::to(at::Device device) const {
+  SaeStack out;
+  auto move = [device](const at::Tensor& t) { return t.defined() ? t.to(device) : at::Tensor(); };
+  out.W_enc = move(W_enc), out.b_enc = move(b_enc), out.W_dec = move(W_dec), out.b_dec = move(b_dec);
+  out.log_threshold = move(log_threshold), out.r_mag = move(r_mag), out.b_mag = move(b_mag);
+  return out;
+}
+
 namespace {
 
 // sparsify's encoder and decoder at construction (StepRule::kSparsify): torch.manual_seed(seed), then
@@ -74,6 +83,27 @@ void init_sparsify(const SaeSpec& spec, const std::vector<int64_t>& seeds, SaeSt
 }
 
 }  // namespace
+
+namespace detail {
+
+at::Tensor global_kth(const at::Tensor& candidates, int64_t k, const LatentPeers& peers) {
+  const at::Tensor all = peers.allgather(candidates.contiguous());  // (P, rows, k)
+  const int64_t rows = candidates.size(0), P = peers.size();
+  const at::Tensor gathered = all.permute({1, 0, 2}).reshape({rows, P * k});
+  return std::get<0>(at::topk(gathered, k, 1)).select(1, k - 1).contiguous();
+}
+
+void add_sum(at::Tensor& acc, const at::Tensor& per_seed) { acc.add_(per_seed.to(at::kDouble)); }
+
+at::Tensor residual(at::Tensor partial, const at::Tensor& x, const at::Tensor& b_dec, const LatentPeers& peers,
+                    at::Tensor& sse) {
+  peers.sum(partial);
+  at::Tensor r = partial + b_dec.unsqueeze(1) - x.unsqueeze(0);
+  add_sum(sse, r.to(at::kDouble).pow(2).sum({1, 2}));
+  return r;
+}
+
+}  // namespace detail
 
 SaeStack init_stack(const SaeSpec& spec, const std::vector<int64_t>& seeds, const std::vector<double>& b_dec) {
   const auto S = static_cast<int64_t>(seeds.size());
@@ -101,23 +131,42 @@ SaeStack init_stack(const SaeSpec& spec, const std::vector<int64_t>& seeds, cons
   return p;
 }
 
-StepStats::StepStats(int64_t seeds, int64_t n_local)
-    : sse(static_cast<size_t>(seeds)), aux_sse(static_cast<size_t>(seeds)), sparsity(static_cast<size_t>(seeds)),
-      active(static_cast<size_t>(seeds)), fires(static_cast<size_t>(seeds * n_local)),
-      min_kept(static_cast<size_t>(seeds)) {
+void LatentPeers::sum(at::Tensor& values) const {
+  if (size() == 1) return;
+  at::Tensor host = values.is_cpu() ? values : values.cpu();  // deliberate: MPI reduces host memory
+  if (host.scalar_type() == at::kDouble)
+    sum(host.data_ptr<double>(), host.numel());
+  else
+    sum(host.data_ptr<float>(), host.numel());
+  if (!values.is_cpu()) values.copy_(host);
+}
+
+at::Tensor LatentPeers::allgather(const at::Tensor& local) const {
+  if (size() == 1) return local.unsqueeze(0);
+  const at::Tensor host = local.to(at::kCPU, at::kFloat).contiguous();  // deliberate: MPI gathers host memory
+  std::vector<float> all = allgather(std::vector<float>(host.data_ptr<float>(), host.data_ptr<float>() + host.numel()));
+  std::vector<int64_t> shape = host.sizes().vec();
+  shape.insert(shape.begin(), size());
+  return at::from_blob(all.data(), shape, at::kFloat).to(local.device(), /*non_blocking=*/false, /*copy=*/true);
+}
+
+StepStats::StepStats(int64_t seeds, int64_t n_local, at::Device device) {
+  const auto f64 = at::TensorOptions(device).dtype(at::kDouble), i64 = at::TensorOptions(device).dtype(at::kLong);
+  sse = at::empty({seeds}, f64), aux_sse = at::empty({seeds}, f64), sparsity = at::empty({seeds}, f64);
+  active = at::empty({seeds}, i64), fires = at::empty({seeds, n_local}, i64), min_kept = at::empty({seeds}, f64);
   clear();
 }
 
 void StepStats::clear() {
-  std::fill(sse.begin(), sse.end(), 0.0);
-  std::fill(aux_sse.begin(), aux_sse.end(), 0.0);
-  std::fill(sparsity.begin(), sparsity.end(), 0.0);
-  std::fill(active.begin(), active.end(), 0);
-  std::fill(fires.begin(), fires.end(), 0);
-  std::fill(min_kept.begin(), min_kept.end(), std::numeric_limits<double>::infinity());
+  for (at::Tensor* t : {&sse, &aux_sse, &sparsity, &active, &fires}) t->zero_();
+  min_kept.fill_(std::numeric_limits<double>::infinity());
 }
 
 namespace {
+
+using detail::add_sum;
+using detail::global_kth;
+using detail::residual;
 
 // The non-zero codes of one SAE on a micro-batch, token-major (compressed sparse rows).
 struct Codes {
@@ -212,37 +261,10 @@ void latent_accumulate(const Codes& c, const std::vector<float>& weight, const f
   });
 }
 
-// The k-th largest candidate per row over all latent shards, (rows) float; candidates are (rows, k)
-// per shard. Used only with more than one shard.
-at::Tensor global_kth(const at::Tensor& candidates, int64_t k, const LatentPeers& peers) {
-  const at::Tensor c = candidates.contiguous();
-  std::vector<float> local(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
-  std::vector<float> all = peers.allgather(local);
-  const int64_t rows = c.size(0), P = peers.size();
-  const at::Tensor gathered = at::from_blob(all.data(), {P, rows, k}, at::kFloat).permute({1, 0, 2}).reshape({rows, P * k});
-  return std::get<0>(at::topk(gathered, k, 1)).select(1, k - 1).contiguous();
-}
-
-void add_sum(std::vector<double>& out, const at::Tensor& per_seed) {
-  const at::Tensor t = per_seed.to(at::kDouble).contiguous();
-  for (size_t s = 0; s < out.size(); ++s) out[s] += t.data_ptr<double>()[s];
-}
-
 void count_dense_fires(const at::Tensor& z, StepStats& stats) {
-  const at::Tensor fired = (z > 0).sum(1).to(at::kLong).contiguous();  // (S, n)
-  const int64_t* f = fired.data_ptr<int64_t>();
-  const int64_t S = fired.size(0), n = fired.size(1);
-  for (int64_t s = 0; s < S; ++s)
-    for (int64_t i = 0; i < n; ++i) stats.fires[s * n + i] += f[s * n + i], stats.active[s] += f[s * n + i];
-}
-
-// Sums the shards' partial reconstructions, adds b_dec and returns x̂ − x (S, B, d); adds Σ‖x − x̂‖² to `sse`.
-at::Tensor residual(at::Tensor partial, const at::Tensor& x, const at::Tensor& b_dec, const LatentPeers& peers,
-                    std::vector<double>& sse) {
-  peers.sum(partial.data_ptr<float>(), partial.numel());
-  at::Tensor r = partial + b_dec.unsqueeze(1) - x.unsqueeze(0);
-  add_sum(sse, r.to(at::kDouble).pow(2).sum({1, 2}));
-  return r;
+  const at::Tensor fired = z.gt(0).sum(1);  // (S, n) int64
+  stats.fires.add_(fired);
+  stats.active.add_(fired.sum(1));
 }
 
 // The gradients every architecture shares once dL/dpre is known: W_enc, b_enc, and b_dec through
@@ -272,6 +294,7 @@ std::vector<Codes> select_codes(const SaeSpec& spec, const at::Tensor& post, con
   auto [values, flat] = at::topk(post.reshape({S, B * n}), K, 1);
   at::Tensor kth;
   if (peers.size() > 1) kth = global_kth(values, K, peers);
+  double* min_kept = stats.min_kept.data_ptr<double>();
   for (int64_t s = 0; s < S; ++s) {
     const float* v = values[s].data_ptr<float>();
     const int64_t* f = flat[s].data_ptr<int64_t>();
@@ -285,7 +308,7 @@ std::vector<Codes> select_codes(const SaeSpec& spec, const at::Tensor& post, con
     for (const auto& [fi, val] : kept) {
       c.latent.push_back(fi % n), c.value.push_back(val);
       ++c.row_ptr[static_cast<size_t>(fi / n + 1)];
-      stats.min_kept[s] = std::min(stats.min_kept[s], static_cast<double>(val));
+      min_kept[s] = std::min(min_kept[s], static_cast<double>(val));
     }
     std::partial_sum(c.row_ptr.begin(), c.row_ptr.end(), c.row_ptr.begin());
   }
@@ -298,9 +321,9 @@ std::vector<Codes> select_codes(const SaeSpec& spec, const at::Tensor& post, con
 at::Tensor aux_k(const SaeSpec& spec, const SaeStack& p, const at::Tensor& post, const at::Tensor& r, const at::Tensor& dead,
                  double inv_L, const LatentPeers& peers, std::vector<Codes>& aux, StepStats& stats) {
   const int64_t S = post.size(0), B = post.size(1), d = spec.d;
-  std::vector<double> n_dead(static_cast<size_t>(S));
-  add_sum(n_dead, dead.sum(1));
-  peers.sum(n_dead.data(), S);
+  at::Tensor dead_count = dead.sum(1).to(at::kDouble).contiguous();
+  peers.sum(dead_count);
+  const std::vector<double> n_dead(dead_count.data_ptr<double>(), dead_count.data_ptr<double>() + S);
   if (std::none_of(n_dead.begin(), n_dead.end(), [](double v) { return v > 0; })) return {};
   const int64_t K = spec.k_aux;
   at::Tensor values = at::zeros({S, B, K}, at::kFloat);
@@ -321,7 +344,7 @@ at::Tensor aux_k(const SaeSpec& spec, const SaeStack& p, const at::Tensor& post,
     aux[s] = codes_from_candidates(values[s].contiguous(), indices[s].contiguous(), kth.defined() ? kth[s].data_ptr<float>() : nullptr);
     decode_add(aux[s], p.W_dec[s].data_ptr<float>(), d, aux_partial[s].data_ptr<float>());
   }
-  peers.sum(aux_partial.data_ptr<float>(), aux_partial.numel());
+  peers.sum(aux_partial);
   // ê − (x − x̂) = ê + r; seeds without dead latents have no auxiliary loss. sparsify decodes ê with
   // b_dec and scales each seed's loss by min(dead / k_aux, 1) (recorded scaled in aux_sse).
   const bool sparsify = spec.rule == StepRule::kSparsify;
@@ -346,10 +369,12 @@ void sparse_forward_backward(const SaeSpec& spec, const SaeStack& p, const at::T
   at::Tensor post = at::baddbmm(p.b_enc.unsqueeze(1), x_in, p.W_enc.transpose(1, 2)).relu_();  // (S, B, n)
   const std::vector<Codes> codes = select_codes(spec, post, peers, stats);
   at::Tensor partial = at::zeros({S, B, d}, at::kFloat);
+  int64_t* fires = stats.fires.data_ptr<int64_t>();
+  int64_t* active = stats.active.data_ptr<int64_t>();
   for (int64_t s = 0; s < S; ++s) {
     decode_add(codes[s], p.W_dec[s].data_ptr<float>(), d, partial[s].data_ptr<float>());
-    for (int64_t i : codes[s].latent) ++stats.fires[s * n + i];  // sparsify: every top-k slot fired
-    stats.active[s] += std::count_if(codes[s].value.begin(), codes[s].value.end(), [](float v) { return v > 0; });
+    for (int64_t i : codes[s].latent) ++fires[s * n + i];  // sparsify: every top-k slot fired
+    active[s] += std::count_if(codes[s].value.begin(), codes[s].value.end(), [](float v) { return v > 0; });
   }
   const at::Tensor r = residual(partial, x, p.b_dec, peers, stats.sse);
   const at::Tensor g_rec = r * (2.0 * inv_L);
@@ -462,7 +487,9 @@ void forward_backward(const SaeSpec& spec, const SaeStack& params, const at::Ten
   const at::Tensor x_in = spec.apply_b_dec_to_input ? (x.unsqueeze(0) - params.b_dec.unsqueeze(1)).contiguous()
                                                     : x.unsqueeze(0).expand({S, B, spec.d}).contiguous();
   const double inv_L = 1.0 / loss_denominator;
-  if (has_top_k(spec.architecture))
+  if (has_top_k(spec.architecture) && spec.kernels == Kernels::kGeneric)
+    detail::generic_sparse_forward_backward(spec, params, x, x_in, dead, inv_L, peers, grads, stats);
+  else if (has_top_k(spec.architecture))
     sparse_forward_backward(spec, params, x, x_in, dead, inv_L, peers, grads, stats);
   else
     dense_forward_backward(spec, params, x, x_in, inv_L, peers, grads, stats);
@@ -475,9 +502,9 @@ void remove_parallel_decoder_grad(const SaeSpec& spec, const SaeStack& params, S
   grads.W_dec.sub_((grads.W_dec * params.W_dec).sum(2, /*keepdim=*/true) * params.W_dec);
 }
 
-std::vector<double> grad_sq_norms(const SaeStack& grads, bool with_replicated) {
+at::Tensor grad_sq_norms(const SaeStack& grads, bool with_replicated) {
   const int64_t S = grads.W_enc.size(0);
-  std::vector<double> out(static_cast<size_t>(S), 0.0);
+  at::Tensor out = at::zeros({S}, grads.W_enc.options().dtype(at::kDouble));
   for (const at::Tensor* t : grads.tensors()) {
     if (t == &grads.b_dec && !with_replicated) continue;
     add_sum(out, t->reshape({S, -1}).norm(2, {1}).to(at::kDouble).pow(2));
@@ -485,19 +512,36 @@ std::vector<double> grad_sq_norms(const SaeStack& grads, bool with_replicated) {
   return out;
 }
 
-void clip_gradients(SaeStack& grads, const std::vector<double>& sq_norms, double max_norm) {
+void clip_gradients(SaeStack& grads, const at::Tensor& sq_norms, double max_norm) {
   if (max_norm <= 0) return;
-  for (size_t s = 0; s < sq_norms.size(); ++s) {
-    const double coef = max_norm / (std::sqrt(sq_norms[s]) + 1e-6);
-    if (coef >= 1.0) continue;
-    for (at::Tensor* t : grads.tensors()) (*t)[static_cast<int64_t>(s)].mul_(coef);
+  // coef = min(max_norm / (‖g_s‖ + 1e-6), 1) per seed, in float64 and then float32 as torch multiplies a
+  // float tensor by a Python float; a factor of exactly 1 leaves a seed's gradients unchanged. Off the
+  // CPU no branch on the values, so nothing leaves the device.
+  const at::Tensor coef = (max_norm / (sq_norms.sqrt() + 1e-6)).clamp_max(1.0).to(at::kFloat);
+  if (coef.is_cpu()) {  // on the host the factors can be read: a seed below the clip norm costs no pass
+    for (int64_t s = 0; s < coef.size(0); ++s) {
+      const float c = coef.data_ptr<float>()[s];
+      if (c < 1.0f)
+        for (at::Tensor* t : grads.tensors()) (*t)[s].mul_(c);
+    }
+    return;
+  }
+  for (at::Tensor* t : grads.tensors()) {
+    std::vector<int64_t> shape(static_cast<size_t>(t->dim()), 1);
+    shape[0] = t->size(0);
+    t->mul_(coef.view(shape));
   }
 }
 
-void adam_step(SaeStack& params, const SaeStack& grads, AdamState& state, double lr, const AdamConfig& c) {
+void adam_step(SaeStack& params, const SaeStack& grads, AdamState& state, double lr, const AdamConfig& c,
+               Kernels kernels) {
   ++state.step;
   const double bias1 = 1.0 - std::pow(c.beta1, static_cast<double>(state.step));
   const double bias2_sqrt = std::sqrt(1.0 - std::pow(c.beta2, static_cast<double>(state.step)));
+  if (kernels == Kernels::kGeneric) {
+    detail::generic_adam_update(params, grads, state, lr / bias1, bias2_sqrt, c);
+    return;
+  }
   // torch.optim.Adam's single-tensor update in one pass over memory, in its float operation order:
   // m = β1 m + (1−β1) g; v = β2 v + (1−β2) g²; p −= (lr / bias1) · m / (sqrt(v) / sqrt(bias2) + ε).
   const auto b1 = static_cast<float>(c.beta1), a1 = static_cast<float>(1.0 - c.beta1);
@@ -538,13 +582,13 @@ void optimizer_step(const SaeSpec& spec, SaeStack& params, SaeStack& grads, Adam
                     const AdamConfig& config, double grad_clip, const LatentPeers& peers) {
   remove_parallel_decoder_grad(spec, params, grads);
   if (spec.rule == StepRule::kSparsify) {  // sparsify clips nothing and renormalises at the next step's start
-    adam_step(params, grads, state, lr, config);
+    adam_step(params, grads, state, lr, config, spec.kernels);
     return;
   }
-  std::vector<double> sq = grad_sq_norms(grads, peers.rank() == 0);
-  peers.sum(sq.data(), static_cast<int64_t>(sq.size()));
+  at::Tensor sq = grad_sq_norms(grads, peers.rank() == 0);
+  peers.sum(sq);
   clip_gradients(grads, sq, grad_clip);
-  adam_step(params, grads, state, lr, config);
+  adam_step(params, grads, state, lr, config, spec.kernels);
   normalize_decoder(spec, params);
 }
 

@@ -30,6 +30,13 @@ namespace universae::core {
 // (normalize_decoder_at_step_start before each forward instead).
 enum class StepRule { kUniversae, kSparsify };
 
+// Which implementation of the training step runs (run.kernels). kFast: the CPU's hand-written kernels
+// (the SIMD sparse decoder and its gradients over compressed codes, the one-pass Adam); CPU tensors
+// only. kGeneric: ATen operators only (sae_generic.cpp), so the same code runs on any device, with no
+// device-to-host copy and no data-dependent shape inside a step (tests run it on LibTorch's `meta`
+// device to prove it). Both compute the same step: within 1e-5 relative, tested on the CPU.
+enum class Kernels { kFast, kGeneric };
+
 // Every field is set by its maker (train/ from the config: train.*, sae.*): none has a default here.
 struct SaeSpec {
   Architecture architecture{};
@@ -44,6 +51,7 @@ struct SaeSpec {
   double jumprelu_init_threshold{};
   bool apply_b_dec_to_input{};
   StepRule rule{};      // kUniversae unless train.preset = "sparsify"
+  Kernels kernels{};    // kFast on the CPU unless run.kernels = "generic"; kGeneric on any other device
   int64_t n_local() const { return latents.size(); }
   // relu, topk and batchtopk keep unit-norm decoder rows; jumprelu and gated carry the norm in the loss.
   bool unit_norm_decoder() const;
@@ -62,6 +70,7 @@ struct SaeStack {
   std::vector<const at::Tensor*> tensors() const;
   std::vector<std::string> names() const;
   SaeStack zeros_like() const;
+  SaeStack to(at::Device device) const;  // the same tensors when they are there already
 };
 
 // Decoder rows: unit vectors from each seed (core/rng.hpp, rows of this rank's slice only); encoder
@@ -82,16 +91,24 @@ class LatentPeers {
   virtual void sum(double* /*values*/, int64_t /*n*/) const {}
   // Each shard contributes `local` (same length on every shard); all receive them in shard order.
   virtual std::vector<float> allgather(const std::vector<float>& local) const { return local; }
+  // Tensor forms (float32 or float64, contiguous): nothing on one shard. The defaults go through the
+  // pointer forms above, for a tensor off the CPU through a host copy (deliberate: MPI takes host
+  // memory); a communicator that reduces device memory (NCCL) overrides them.
+  virtual void sum(at::Tensor& values) const;
+  // (P, local's shape): every shard's `local` (float32), in shard order.
+  virtual at::Tensor allgather(const at::Tensor& local) const;
 };
 
-// Per-seed sums over the tokens of the micro-batches this rank ran (unnormalised).
+// Per-seed sums over the tokens of the micro-batches this rank ran (unnormalised), as tensors on the
+// parameters' device, so that a step leaves them there (train/ reads them at logging steps only).
 struct StepStats {
-  explicit StepStats(int64_t seeds = 0, int64_t n_local = 0);
+  StepStats() = default;
+  StepStats(int64_t seeds, int64_t n_local, at::Device device);
   void clear();
-  std::vector<double> sse, aux_sse, sparsity;  // Σ‖x − x̂‖², Σ aux residual², Σ sparsity penalty (before λ)
-  std::vector<int64_t> active;                 // non-zero codes on this rank's latents
-  std::vector<int64_t> fires;                  // (S · n_local) tokens each latent fired on
-  std::vector<double> min_kept;                // batchtopk: smallest kept activation (+inf if none)
+  at::Tensor sse, aux_sse, sparsity;  // (S) float64: Σ‖x − x̂‖², Σ aux residual², Σ sparsity penalty (before λ)
+  at::Tensor active;                  // (S) int64: non-zero codes on this rank's latents
+  at::Tensor fires;                   // (S, n_local) int64: tokens each latent fired on
+  at::Tensor min_kept;                // (S) float64: batchtopk's smallest kept activation (+inf if none)
 };
 
 // One micro-batch: x (B, d) float32, dead (S, n_local) bool or undefined (no AuxK). Adds the gradient
@@ -117,13 +134,15 @@ AdamState init_adam(const SaeStack& params);
 
 // Removes the component of each decoder row's gradient parallel to the row (unit-norm architectures).
 void remove_parallel_decoder_grad(const SaeSpec& spec, const SaeStack& params, SaeStack& grads);
-// Σ of squared gradient entries per seed over this rank's tensors; b_dec only when `with_replicated`
-// (so that a sum over latent shards counts it once).
-std::vector<double> grad_sq_norms(const SaeStack& grads, bool with_replicated);
+// Σ of squared gradient entries per seed over this rank's tensors, (S) float64 on their device; b_dec
+// only when `with_replicated` (so that a sum over latent shards counts it once).
+at::Tensor grad_sq_norms(const SaeStack& grads, bool with_replicated);
 // Scales seed s's gradients by max_norm / (‖g_s‖ + 1e-6) when that is below 1 (torch's clip_grad_norm_).
-void clip_gradients(SaeStack& grads, const std::vector<double>& sq_norms, double max_norm);
-// torch.optim.Adam's update, per element, with the same operation order.
-void adam_step(SaeStack& params, const SaeStack& grads, AdamState& state, double lr, const AdamConfig& config);
+void clip_gradients(SaeStack& grads, const at::Tensor& sq_norms, double max_norm);
+// torch.optim.Adam's update, per element, with the same operation order: one pass over memory (kFast)
+// or torch's own sequence of in-place operators (kGeneric).
+void adam_step(SaeStack& params, const SaeStack& grads, AdamState& state, double lr, const AdamConfig& config,
+               Kernels kernels = Kernels::kFast);
 void normalize_decoder(const SaeSpec& spec, SaeStack& params);
 // kSparsify, before each step's forward: W_dec rows /= ‖row‖ + ε(float32) (sparsify's
 // set_decoder_norm_to_unit_norm, in Trainer.fit before the forward); nothing for kUniversae.

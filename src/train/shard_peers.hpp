@@ -12,6 +12,8 @@ namespace universae::train {
 class ShardPeers final : public core::LatentPeers {
  public:
   explicit ShardPeers(parallel::Comm comm) : comm_(std::move(comm)) {}
+  using core::LatentPeers::allgather;  // the tensor forms: through these, host memory
+  using core::LatentPeers::sum;
   int size() const override { return comm_.size(); }
   int rank() const override { return comm_.rank(); }
   void sum(float* v, int64_t n) const override {

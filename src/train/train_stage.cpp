@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <numeric>
 #include <optional>
 #include <sstream>
 
@@ -35,10 +36,12 @@
 #include "parallel/log.hpp"
 #include "parallel/stop_signals.hpp"
 #include "train/checkpoint.hpp"
+#include "train/device.hpp"
 #include "train/layout.hpp"
 #include "train/metrics.hpp"
 #include "train/schedule.hpp"
 #include "train/shard_peers.hpp"
+#include "train/tensor_comm.hpp"
 
 namespace universae::train {
 namespace {
@@ -101,11 +104,28 @@ void reduce_gradients(const parallel::Comm& dp, core::SaeStack& grads, std::vect
 void accumulate_micro_batch(core::SaeStack& grads, std::vector<core::wide_int>& acc) {
   int64_t offset = 0;
   for (at::Tensor* t : grads.tensors()) {
-    if (!core::accumulate_fixed(t->data_ptr<float>(), t->numel(), acc.data() + offset))
+    const at::Tensor host = t->to(at::kCPU).contiguous();  // deliberate off the CPU: the fixed point is host code
+    if (!core::accumulate_fixed(host.data_ptr<float>(), host.numel(), acc.data() + offset))
       throw InternalError("a gradient is not finite or exceeds 2^40: training diverged (lower train.lr)");
     offset += t->numel();
     t->zero_();
   }
+}
+
+// The step's gradient sum over the data-parallel ranks. train.exact_sum: reduce_gradients' fixed point,
+// through host memory when the gradients are on a GPU (deliberate: exact integers are host code).
+// Otherwise a float32 all-reduce, whose rounding depends on the rank count (docs/training.md).
+void sum_gradients(const parallel::Comm& dp, bool exact, core::SaeStack& grads, std::vector<core::wide_int>& acc) {
+  if (!exact) {
+    for (at::Tensor* t : grads.tensors()) allreduce_sum(dp, *t);
+    return;
+  }
+  if (grads.W_enc.is_cpu()) return reduce_gradients(dp, grads, acc);
+  core::SaeStack host = grads.to(at::kCPU);
+  reduce_gradients(dp, host, acc);
+  const auto device = grads.tensors();
+  const auto reduced = host.tensors();
+  for (size_t i = 0; i < device.size(); ++i) device[i]->copy_(*reduced[i]);
 }
 
 // Gathers a latent-sharded (n_local, ...) tensor into the whole (n, ...) on every shard.
@@ -386,6 +406,11 @@ class Trainer {
   void run_micro_batches(int64_t step, const at::Tensor& dead);
   void update_counters();
   void log(int64_t step, double lr);
+  at::Tensor dead_mask() const;  // (S, n_local) bool on the device: the dead-latent rule (schedule.hpp's is_dead)
+  void to_device();              // the state as initialised or read from a checkpoint, onto the device
+  // The state for a file: counters and thresholds from the device, and the tensors on the host (a copy
+  // off the CPU: deliberate, HDF5 writes host memory); Adam's moments only `with_adam` (checkpoints).
+  EnsembleState host_state(bool with_adam) const;
 
   const parallel::Comm& world_;
   const config::Config& cfg_;
@@ -396,6 +421,7 @@ class Trainer {
   const std::filesystem::path out_dir_;
   int64_t d_ = 0, B_ = 0, mb_ = 0, steps_ = 0;
   core::SaeSpec spec_;
+  DevicePlan plan_;  // run.device, run.kernels
   double base_lr_ = 0;
   core::Range my_chunks_;
   std::vector<int64_t> seeds_;  // this group's
@@ -405,6 +431,8 @@ class Trainer {
   core::SaeStack grads_, micro_grads_;
   std::vector<core::wide_int> acc_;
   core::StepStats stats_;
+  at::Tensor since_fired_;  // (S, n_local) int64 on the device: tokens since each latent last fired
+  at::Tensor threshold_;    // (S) float64 on the device: batchtopk's running threshold (NaN: unset)
   std::vector<double> data_sums_;
   std::unique_ptr<ShardPeers> peers_;
   std::ofstream metrics_log_;
@@ -431,14 +459,16 @@ Trainer::Trainer(const parallel::Comm& world, const config::Config& cfg)
   d_ = stream_->d(), B_ = t.batch_size, mb_ = t.micro_batch, steps_ = t.tokens / B_;
   const int64_t n = cfg.sae.n_latents;
   spec_ = make_spec(cfg, d_, L_.latents);
+  plan_ = resolve_device(world, cfg.run.device, cfg.run.kernels);
+  spec_.kernels = plan_.kernels;
   base_lr_ = t.lr > 0 ? t.lr : 2e-4 / std::sqrt(static_cast<double>(n) / 16384.0);
   my_chunks_ = core::shard_range(B_ / mb_, L_.dp_rank, L_.dp);
   seeds_.assign(cfg.sae.seeds.begin() + L_.seeds.begin, cfg.sae.seeds.begin() + L_.seeds.end);
   log::info("train: {} × {} SAE d={} n={}{} on {}; {} steps of {} tokens, lr {:.3g}", cfg.sae.seeds.size(),
             core::name_of(cfg.sae.architecture), d_, n, core::has_top_k(spec_.architecture) ? fmt::format(" k={}", spec_.k) : "",
             stream_->describe(), steps_, B_, base_lr_);
-  log::info("train: {} rank(s) = {} seed group(s) × {} data-parallel × {} latent shard(s); {} micro-batches of {} per step",
-            world.size(), L_.groups, L_.dp, L_.shards, B_ / mb_, mb_);
+  log::info("train: {} rank(s) = {} seed group(s) × {} data-parallel × {} latent shard(s); {} micro-batches of {} per step; {}",
+            world.size(), L_.groups, L_.dp, L_.shards, B_ / mb_, mb_, plan_.describe());
   const int64_t per_sae = (2 * n * d_ + n + d_) * 4;  // the SAE files, and a checkpoint of parameters and both Adam moments
   io::ensure_space(world, (out_dir_ / "saes").string(), per_sae * static_cast<int64_t>(cfg.sae.seeds.size()) * 4,
                    fmt::format("{} SAE files and their checkpoint", cfg.sae.seeds.size()));
@@ -485,14 +515,15 @@ void Trainer::resume_or_start(bool fresh) {
     metrics_log_.open(out_dir_ / "train_log.jsonl", st_.step > 0 ? std::ios::app : std::ios::trunc);
   }
   peers_ = std::make_unique<ShardPeers>(L_.latent_comm);
+  to_device();
   grads_ = st_.params.zeros_like();
-  if (my_chunks_.size() > 1) {
+  if (my_chunks_.size() > 1 && cfg_.train.exact_sum) {
     micro_grads_ = st_.params.zeros_like();
     int64_t total = 0;
     for (const at::Tensor* g : grads_.tensors()) total += g->numel();
     acc_.assign(static_cast<size_t>(total), core::wide_int{0});
   }
-  stats_ = core::StepStats(static_cast<int64_t>(seeds_.size()), spec_.n_local());
+  stats_ = core::StepStats(static_cast<int64_t>(seeds_.size()), spec_.n_local(), plan_.device);
   data_sums_.assign(static_cast<size_t>(d_ + 1), 0.0);
   progress_ = std::make_unique<log::Progress>("train", steps_ * B_, "tokens");
   start_ = std::chrono::steady_clock::now();
@@ -523,11 +554,12 @@ void Trainer::run_micro_batches(int64_t step, const at::Tensor& dead) {
     stream_->train_tokens(step * B_ + c * mb_, mb_, x.data_ptr<float>());
     if (cfg_.train.normalize_input) x.mul_(st_.input_scale);
     if (log_step(step)) core::add_data_sums(x, data_sums_.data());
+    if (sparsify) core::add_data_sums(x, chunk_sums.data() + c * (d_ + 1));
+    x = x.to(plan_.device);  // deliberate: the tokens come from a file into host memory
     if (!sparsify) {
       run(x, static_cast<double>(B_));
       continue;
     }
-    core::add_data_sums(x, chunk_sums.data() + c * (d_ + 1));
     held.push_back(x);
   }
   if (!sparsify) return;
@@ -540,35 +572,56 @@ void Trainer::run_micro_batches(int64_t step, const at::Tensor& dead) {
 }
 
 // Dead-latent counters and the batchtopk inference threshold (a running mean of the smallest kept activation).
+// On the device, with no branch on the values: th = m when unset, (1 − rate)·th + rate·m after, kept
+// when no activation was kept (m = +inf).
 void Trainer::update_counters() {
-  const auto S = static_cast<int64_t>(seeds_.size());
-  const int64_t n_local = spec_.n_local();
-  L_.dp_comm.allreduce_sum(stats_.fires.data(), S * n_local);
-  for (int64_t i = 0; i < S * n_local; ++i) st_.since_fired[i] = stats_.fires[i] > 0 ? 0 : st_.since_fired[i] + B_;
+  allreduce_sum(L_.dp_comm, stats_.fires);
+  since_fired_.add_(B_).masked_fill_(stats_.fires.gt(0), 0);
   if (spec_.architecture != core::Architecture::kBatchTopK) return;
-  L_.group_comm.allreduce_min(stats_.min_kept.data(), S);
+  allreduce_min(L_.group_comm, stats_.min_kept);
   const double rate = cfg_.train.batchtopk_threshold_rate;
-  for (int64_t s = 0; s < S; ++s) {
-    const double m = stats_.min_kept[s];
-    double& th = st_.threshold[static_cast<size_t>(s)];
-    if (!std::isinf(m)) th = std::isnan(th) ? m : (1.0 - rate) * th + rate * m;
-  }
+  const at::Tensor& m = stats_.min_kept;
+  const at::Tensor blended = at::where(threshold_.isnan(), m, threshold_ * (1.0 - rate) + m * rate);
+  threshold_ = at::where(m.isinf(), threshold_, blended);
+}
+
+at::Tensor Trainer::dead_mask() const {
+  const int64_t after = cfg_.train.dead_tokens;
+  return cfg_.train.preset == config::TrainPreset::kSparsify ? since_fired_.gt(after) : since_fired_.ge(after);
+}
+
+void Trainer::to_device() {
+  const auto S = static_cast<int64_t>(seeds_.size());
+  st_.params = st_.params.to(plan_.device);
+  st_.adam.m = st_.adam.m.to(plan_.device);
+  st_.adam.v = st_.adam.v.to(plan_.device);
+  since_fired_ = at::tensor(st_.since_fired, at::kLong).view({S, spec_.n_local()}).to(plan_.device);
+  threshold_ = at::tensor(st_.threshold, at::kDouble).to(plan_.device);
+}
+
+EnsembleState Trainer::host_state(bool with_adam) const {
+  EnsembleState h;
+  h.params = st_.params.to(at::kCPU);
+  if (with_adam) h.adam = {st_.adam.m.to(at::kCPU), st_.adam.v.to(at::kCPU), st_.adam.step};
+  const at::Tensor since = since_fired_.to(at::kCPU).contiguous(), threshold = threshold_.to(at::kCPU).contiguous();
+  h.since_fired.assign(since.data_ptr<int64_t>(), since.data_ptr<int64_t>() + since.numel());
+  h.threshold.assign(threshold.data_ptr<double>(), threshold.data_ptr<double>() + threshold.numel());
+  h.history = st_.history;
+  h.step = st_.step;
+  h.input_scale = st_.input_scale;
+  return h;
 }
 
 void Trainer::step(int64_t step) {
   const auto& t = cfg_.train;
   const double lr = learning_rate(t, base_lr_, step, steps_);
-  const auto S = static_cast<int64_t>(seeds_.size());
-  const int64_t n_local = spec_.n_local();
   std::fill(data_sums_.begin(), data_sums_.end(), 0.0);
   stats_.clear();
-  at::Tensor dead = at::empty({S, n_local}, at::kBool);
-  for (int64_t i = 0; i < S * n_local; ++i) dead.data_ptr<bool>()[i] = is_dead(t, st_.since_fired[i]);
   for (at::Tensor* g : grads_.tensors()) g->zero_();
   core::normalize_decoder_at_step_start(spec_, st_.params);  // sparsify only
-  run_micro_batches(step, dead);
-  reduce_gradients(L_.dp_comm, grads_, acc_);
-  if (L_.shards > 1) L_.latent_comm.allreduce_sum(grads_.b_dec.data_ptr<float>(), grads_.b_dec.numel());
+  run_micro_batches(step, dead_mask());
+  sum_gradients(L_.dp_comm, t.exact_sum, grads_, acc_);
+  allreduce_sum(L_.latent_comm, grads_.b_dec);
   update_counters();
   core::optimizer_step(spec_, st_.params, grads_, st_.adam, lr, core::AdamConfig{t.adam_beta1, t.adam_beta2, t.adam_eps},
                        t.grad_clip, *peers_);
@@ -581,14 +634,21 @@ void Trainer::log(int64_t step, double lr) {
   const auto S = static_cast<int64_t>(seeds_.size());
   L_.dp_comm.allreduce_sum(data_sums_.data(), d_ + 1);
   const double sst = core::total_variance(data_sums_.data(), d_, B_);
+  // The one read from the device in a logged step: the step's sums, as (5, S) float64.
+  const at::Tensor step_sums = at::stack({stats_.sse, stats_.aux_sse, stats_.sparsity, stats_.active.to(at::kDouble),
+                                          dead_mask().sum(1).to(at::kDouble)})
+                                   .to(at::kCPU)
+                                   .contiguous();
+  const double* v = step_sums.data_ptr<double>();
   StepSums sums(S);
   for (int64_t s = 0; s < S; ++s) {
-    int64_t dead_count = 0;
-    for (int64_t i = 0; i < spec_.n_local(); ++i) dead_count += is_dead(cfg_.train, st_.since_fired[s * spec_.n_local() + i]);
     const auto i = static_cast<size_t>(s);
-    sums.sse[i] = stats_.sse[i], sums.aux_sse[i] = stats_.aux_sse[i], sums.sparsity[i] = stats_.sparsity[i];
-    sums.active[i] = static_cast<double>(stats_.active[i]), sums.dead[i] = static_cast<double>(dead_count);
+    sums.sse[i] = v[s], sums.aux_sse[i] = v[S + s], sums.sparsity[i] = v[2 * S + s];
+    sums.active[i] = v[3 * S + s], sums.dead[i] = v[4 * S + s];
   }
+  // Without the exact sum's per-value check (train.exact_sum = false), divergence shows here.
+  if (!cfg_.train.exact_sum && world_.allreduce_max(std::isfinite(std::accumulate(v, v + S, 0.0)) ? 0.0 : 1.0) > 0)
+    throw InternalError("the reconstruction error is not finite: training diverged (lower train.lr)");
   sums.reduce(L_);
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double rate = static_cast<double>((step + 1 - start_step_) * B_) / std::max(elapsed, 1e-9);
@@ -621,7 +681,8 @@ void Trainer::save_if_due(int64_t step, const parallel::StopSignals& signals) {
   const bool stop = signals.requested(world_);
   const int64_t every = cfg_.train.checkpoint_every;
   const bool periodic = every > 0 && (step + 1) % every == 0 && step + 1 < steps_;
-  if (stop || periodic) write_checkpoint(world_, L_, ckpt_, fingerprint_, cfg_.sae.seeds, cfg_.sae.n_latents, d_, st_);
+  if (stop || periodic)
+    write_checkpoint(world_, L_, ckpt_, fingerprint_, cfg_.sae.seeds, cfg_.sae.n_latents, d_, host_state(/*with_adam=*/true));
   if (stop)
     throw Checkpointed(fmt::format("stopped by a signal after step {} of {}; checkpoint {} written. Run the same command "
                                    "again to resume.", step + 1, steps_, ckpt_));
@@ -633,11 +694,12 @@ void Trainer::snapshot_if_due(int64_t steps_done) {
   const int64_t every = cfg_.train.snapshot_every, tokens = steps_done * B_;
   if (every == 0 || tokens % every != 0) return;
   const auto finals = sae_output_paths(cfg_);
+  const EnsembleState host = host_state(/*with_adam=*/false);
   for (int64_t s = 0; s < static_cast<int64_t>(seeds_.size()); ++s) {
     const std::string path = snapshot_path(cfg_, seeds_[s], tokens);
     if (L_.group_comm.allreduce_max(std::filesystem::exists(path) ? 1.0 : 0.0) > 0) continue;
     io::ensure_directory(L_.group_comm, std::filesystem::path(path).parent_path().string());
-    io::SaeWeights w = saved_weights(cfg_, L_, spec_, st_, s, seeds_[s], provenance_);
+    io::SaeWeights w = saved_weights(cfg_, L_, spec_, host, s, seeds_[s], provenance_);
     w.metrics = {{"train_tokens", static_cast<double>(tokens)}, {"input_scale", st_.input_scale}};
     w.string_attrs = {{"snapshot_of", finals[static_cast<size_t>(L_.seeds.begin + s)]},
                       {"fingerprint", sae_fingerprint(fingerprint_, seeds_[s])}};
@@ -654,8 +716,9 @@ std::vector<TrainedSae> Trainer::publish() {
   if (cfg_.data.source == "synthetic") truth = std::make_unique<data::SyntheticSource>(cfg_.data.synthetic);
   const auto paths = sae_output_paths(cfg_);
   std::vector<double> results;  // per seed of this group: mmcs, fvu, l0, dead, ce_loss_score, kl_div_score
+  const EnsembleState host = host_state(/*with_adam=*/false);
   for (int64_t s = 0; s < static_cast<int64_t>(seeds_.size()); ++s) {
-    io::SaeWeights w = saved_weights(cfg_, L_, spec_, st_, s, seeds_[s], provenance_);
+    io::SaeWeights w = saved_weights(cfg_, L_, spec_, host, s, seeds_[s], provenance_);
     const Evaluation e = evaluate(L_.group_comm, w, *stream_, cfg_);
     double mmcs = std::nan("");
     if (truth) {  // the dictionary's rows against the decoder (MMCS)

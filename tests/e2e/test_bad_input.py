@@ -175,6 +175,12 @@ class Catalogue(unittest.TestCase):
         self.refused(["run", SYNTHETIC, "--set", f"run.output_dir={self.out}", "--set", "train.micro_batch=300"],
                      "train.micro_batch", readme="| config | micro-batch does not divide the batch |")
 
+    def test_config_cuda_without_a_cuda_build(self):
+        # CI's build is the CPU one; a CUDA build on a machine without a GPU gives "sees no GPU" instead
+        self.refused(["run", SYNTHETIC, "--set", f"run.output_dir={self.out}", "--set", "run.device=cuda"],
+                     'run.device = "cuda"', "built without CUDA", 'run.device = "cpu"',
+                     readme="| config | run.device = \"cuda\" without CUDA or a GPU |")
+
     def test_config_output_directory_cannot_be_created(self):
         blocker = write(self.path("a_file"), "")
         self.out = os.path.join(blocker, "out")  # a directory below a regular file cannot exist

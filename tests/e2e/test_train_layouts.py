@@ -4,6 +4,9 @@
    groups and 2 latent shards. Data parallelism and seed groups give bit-identical weights (exact
    fixed-point gradient sums); latent sharding sums partial reconstructions in floating point and
    must agree within 1e-5 (jumprelu: but for the few weights a discontinuity flip touched, see check()).
+   The same with run.kernels = "generic" (the ATen-only step a GPU runs, here on the CPU): its data-
+   parallel runs are bit-identical to its one-rank run, and it agrees with the CPU kernels within 1e-5.
+   train.exact_sum = false (a float all-reduce): within 1e-5 of the exact sum on 1 and 2 ranks.
 2. Kill and resume: a run killed with SIGKILL at a random moment after its first checkpoint, then
    re-run with the same command, ends with SAE files bit-identical to an uninterrupted run.
 3. SIGUSR1 (forwarded by mpirun) and SIGTERM (a single process, as Slurm signals each task): the
@@ -104,6 +107,53 @@ class Layouts(unittest.TestCase):
 
     def test_jumprelu(self):
         self.check("jumprelu")
+
+    def test_gated(self):
+        self.check("gated")
+
+
+class GenericKernels(unittest.TestCase):
+    """run.kernels = "generic" through the whole trainer (device-resident counters, thresholds and
+    statistics; the tensors stay on the CPU here) and train.exact_sum = false."""
+
+    def check(self, arch):
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = SMALL + [f"sae.architecture={arch}"]
+            outs = {}
+            for name, ranks, extra in (("fast", 1, []), ("one", 1, ["run.kernels=generic"]),
+                                       ("dp2", 2, ["run.kernels=generic"]),
+                                       ("shards2", 2, ["run.kernels=generic", "train.latent_shards=2"]),
+                                       ("float1", 1, ["run.kernels=generic", "train.exact_sum=false"]),
+                                       ("float2", 2, ["run.kernels=generic", "train.exact_sum=false"])):
+                outs[name] = os.path.join(tmp, name)
+                r = run(outs[name], ranks, settings + extra)
+                if name != "fast":
+                    self.assertIn("generic kernels", r.stderr + r.stdout)
+            fast, one = sae_arrays(outs["fast"]), sae_arrays(outs["one"])
+            dp2 = sae_arrays(outs["dp2"])
+            for key, value in one.items():  # the exact sum: the rank count changes no bit
+                if key[1] == "train/metrics":
+                    np.testing.assert_allclose(dp2[key], value, rtol=1e-12, err_msg=f"{arch} generic dp2 {key}")
+                else:
+                    np.testing.assert_array_equal(dp2[key], value, err_msg=f"{arch} generic dp2 {key}")
+            worst = {}
+            for name, other in (("fast", fast), ("shards2", sae_arrays(outs["shards2"])),
+                                ("float1", sae_arrays(outs["float1"])), ("float2", sae_arrays(outs["float2"]))):
+                for key, value in one.items():
+                    if key[1] in ("frequency", "train/metrics"):
+                        continue  # counts at a top-k boundary may differ within rounding
+                    err = float(np.abs(other[key] - value).max())
+                    worst[name] = max(worst.get(name, 0.0), err)
+                    self.assertLessEqual(err, 1e-5, f"{arch} generic vs {name} {key}: max |diff| {err:.3g}")
+            bits = all(np.array_equal(sae_arrays(outs["float1"])[k], v) for k, v in sae_arrays(outs["float2"]).items())
+            print(f"\n  {arch}: max |generic − x|: " + ", ".join(f"{k} {v:.2g}" for k, v in worst.items()) +
+                  f"; float sum on 1 and 2 ranks bit-identical: {bits}", flush=True)
+
+    def test_topk(self):
+        self.check("topk")
+
+    def test_batchtopk(self):
+        self.check("batchtopk")
 
     def test_gated(self):
         self.check("gated")

@@ -63,8 +63,9 @@ def explicit_params(rng):
     return seeds
 
 
-def run_harness(x, alpha, threshold, seeds=None, init_seeds=None):
-    """The harness's /init, /param and /steps for these inputs."""
+def run_harness(x, alpha, threshold, seeds=None, init_seeds=None, kernels="fast"):
+    """The harness's /init, /param and /steps for these inputs, with the CPU kernels or (kernels =
+    "generic") the ATen-only twin of the step."""
     with tempfile.TemporaryDirectory() as tmp:
         inp, out = os.path.join(tmp, "in.h5"), os.path.join(tmp, "out.h5")
         with h5py.File(inp, "w") as f:
@@ -80,7 +81,7 @@ def run_harness(x, alpha, threshold, seeds=None, init_seeds=None):
             f.attrs.update({"architecture": "topk", "k": K, "k_aux": D // 2, "aux_alpha": alpha, "sparsity": 0.0,
                             "bandwidth": 0.05, "apply_b_dec": 1, "lr": LR, "grad_clip": 0.0, "beta1": 0.9,
                             "beta2": 0.999, "eps": 1e-8})
-        r = run_command([HARNESS, inp, out], timeout=120, cwd=None)
+        r = run_command([HARNESS, inp, out] + ([kernels] if kernels == "generic" else []), timeout=120, cwd=None)
         assert r.returncode == 0, r.stderr
         with h5py.File(out, "r") as f:
             return ({k: f["init"][k][()] for k in f["init"]}, {k: f["param"][k][()] for k in f["param"]},
@@ -119,10 +120,10 @@ class SparsifyPresetAgainstTorch(unittest.TestCase):
               f"auxk {[round(o['auxk_loss'], 5) for o in outs[0]]}, dead {[o['num_dead'] for o in outs[0]]}, "
               f"lr {[o['lr'] for o in outs[0]]}", flush=True)
 
-    def explicit(self, alpha, threshold, seed=7):
+    def explicit(self, alpha, threshold, seed=7, kernels="fast"):
         rng = np.random.default_rng(seed)
         seeds, x = explicit_params(rng), batches(rng)
-        _, got_param, got_steps = run_harness(x, alpha, threshold, seeds=seeds)
+        _, got_param, got_steps = run_harness(x, alpha, threshold, seeds=seeds, kernels=kernels)
         want, outs = [], []
         for p in seeds:
             w, o = reference(ref.init_from(p["W_enc"], p["b_enc"], p["W_dec"], p["b_dec"]), x, alpha, threshold, False)
@@ -147,6 +148,12 @@ class SparsifyPresetAgainstTorch(unittest.TestCase):
         _, _, no_aux, _ = self.explicit(0.0, 0)
         moved = max(float((want[s][n] - no_aux[s][n]).abs().max()) for s in range(S) for n in ("W_dec", "b_dec"))
         self.assertGreater(moved, 100 * TOL)
+
+    def test_generic_kernels(self):
+        # run.kernels = "generic" (core/sae_generic.cpp) against the same reference, AuxK on and scaled
+        for alpha, threshold, seed in ((1.0 / 32.0, 0, 7), (1.0 / 32.0, B, 11)):
+            got_param, got_steps, want, outs = self.explicit(alpha, threshold, seed=seed, kernels="generic")
+            self.compare(f"generic kernels, threshold {threshold}", got_param, got_steps, want, outs, alpha)
 
     def test_auxk_scale_below_one(self):
         # B tokens per step: a threshold of B leaves dead only the latents silent on both steps 0 and 1

@@ -84,28 +84,37 @@ class TrainStepAgainstTorch(unittest.TestCase):
                 f.attrs["architecture"] = arch
                 for key, value in hp.items():
                     f.attrs[key] = value
-            r = run_command([HARNESS, inp, out], timeout=120, cwd=None)
-            self.assertEqual(r.returncode, 0, r.stderr)
-            with h5py.File(out, "r") as f:
-                got_loss = {k: f["loss"][k][()] for k in ("sse", "aux_sse", "sparsity")}
-                got_grad = {k: f["grad"][k][()] for k in f["grad"]}
-                got_param = {k: f["param"][k][()] for k in f["param"]}
+            # Both implementations of the step (run.kernels): the CPU kernels and the ATen-only twin.
+            got = {}
+            for kernels in ("fast", "generic"):
+                r = run_command([HARNESS, inp, out] + ([kernels] if kernels == "generic" else []), timeout=120, cwd=None)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                with h5py.File(out, "r") as f:
+                    got[kernels] = ({k: f["loss"][k][()] for k in ("sse", "aux_sse", "sparsity")},
+                                    {k: f["grad"][k][()] for k in f["grad"]}, {k: f["param"][k][()] for k in f["param"]})
         for s, p in enumerate(seeds):
             terms, grads, final = ref.train(arch, {k: torch.from_numpy(v) for k, v in p.items()},
                                             [torch.from_numpy(b) for b in x],
                                             torch.from_numpy(dead).bool(), hp)
-            for name, value in zip(("sse", "aux_sse", "sparsity"), terms):
-                self.assertAlmostEqual(got_loss[name][s], value, delta=TOL * max(1.0, abs(value)),
-                                       msg=f"{arch} seed {s} {name}")
-            if arch in ("topk", "batchtopk"):
-                self.assertGreater(terms[1], 0, "the test must exercise AuxK")
-            for name, g in grads.items():
-                close(self, got_grad[name][s], g.numpy(), f"{arch} seed {s} grad {name}")
-                self.assertGreater(float(np.abs(g.numpy()).max()), 0, f"{arch} grad {name} is all zero")
-            for name, w in final.items():
-                close(self, got_param[name][s], w.numpy(), f"{arch} seed {s} {name} after {STEPS} steps")
-                moved = float(np.abs(w.numpy() - p[name]).max())
-                self.assertGreater(moved, 1e-3, f"{arch} {name} did not move")
+            for kernels, (got_loss, got_grad, got_param) in got.items():
+                with self.subTest(kernels=kernels, seed=s):
+                    self.compare(arch, s, p, (terms, grads, final), got_loss, got_grad, got_param)
+
+    def compare(self, arch, s, p, reference, got_loss, got_grad, got_param):
+        """One implementation's seed `s` against the autograd reference: loss terms, gradients, weights."""
+        terms, grads, final = reference
+        for name, value in zip(("sse", "aux_sse", "sparsity"), terms):
+            self.assertAlmostEqual(got_loss[name][s], value, delta=TOL * max(1.0, abs(value)),
+                                   msg=f"{arch} seed {s} {name}")
+        if arch in ("topk", "batchtopk"):
+            self.assertGreater(terms[1], 0, "the test must exercise AuxK")
+        for name, g in grads.items():
+            close(self, got_grad[name][s], g.numpy(), f"{arch} seed {s} grad {name}")
+            self.assertGreater(float(np.abs(g.numpy()).max()), 0, f"{arch} grad {name} is all zero")
+        for name, w in final.items():
+            close(self, got_param[name][s], w.numpy(), f"{arch} seed {s} {name} after {STEPS} steps")
+            moved = float(np.abs(w.numpy() - p[name]).max())
+            self.assertGreater(moved, 1e-3, f"{arch} {name} did not move")
 
     def test_relu(self):
         self.check("relu")

@@ -5,7 +5,9 @@
 // train.preset = "sparsify" (StepRule::kSparsify, train/schedule.hpp's lr schedule and dead rule, the
 // loss divided by each batch's total variance), compared with scripts/sparsify_ref.py; per step it
 // writes /steps/{fvu,auxk,num_dead,lr}.
-//   train_step_harness IN.h5 OUT.h5
+// With `generic`, the step is the ATen-only twin of the CPU kernels (run.kernels = "generic",
+// core/sae_generic.cpp), so the same references check both implementations.
+//   train_step_harness IN.h5 OUT.h5 [generic]
 #include <ATen/ATen.h>
 
 #include <cstdio>
@@ -66,13 +68,14 @@ void run_sparsify(const io::File& in, io::File& out, core::SaeSpec spec, core::S
     for (int64_t i = 0; i < S * n; ++i) dead.data_ptr<bool>()[i] = train::is_dead(tc, since_fired[i]);
     core::normalize_decoder_at_step_start(spec, p);
     core::SaeStack g = p.zeros_like();
-    core::StepStats stats(S, n);
+    core::StepStats stats(S, n, at::kCPU);
     core::forward_backward(spec, p, xb, dead, variance, one_shard, g, stats);
     const double lr = train::learning_rate(tc, base_lr, step, total_steps);
     core::optimizer_step(spec, p, g, state, lr, adam, 0.0, one_shard);
-    for (int64_t i = 0; i < S * n; ++i) since_fired[i] = stats.fires[i] > 0 ? 0 : since_fired[i] + B;
+    const int64_t* fires = stats.fires.data_ptr<int64_t>();
+    for (int64_t i = 0; i < S * n; ++i) since_fired[i] = fires[i] > 0 ? 0 : since_fired[i] + B;
     for (int64_t s = 0; s < S; ++s) {
-      fvu[step][s] = stats.sse[s] / variance, auxk[step][s] = stats.aux_sse[s] / variance;
+      fvu[step][s] = stats.sse[s].item<double>() / variance, auxk[step][s] = stats.aux_sse[s].item<double>() / variance;
       num_dead[step][s] = dead[s].sum().item<double>();
     }
     lrs[step] = lr;
@@ -102,12 +105,13 @@ void init_sparsify(const io::File& in, core::SaeSpec spec, const at::Tensor& x, 
 int main(int argc, char** argv) {
   parallel::Environment env(argc, argv);
   const parallel::Comm world = parallel::Environment::world();
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: train_step_harness IN.h5 OUT.h5\n");
+  if (argc != 3 && !(argc == 4 && std::string(argv[3]) == "generic")) {
+    std::fprintf(stderr, "usage: train_step_harness IN.h5 OUT.h5 [generic]\n");
     return 2;
   }
   io::File in = io::File::open_read(world, argv[1]);
   core::SaeSpec spec;
+  spec.kernels = argc == 4 ? core::Kernels::kGeneric : core::Kernels::kFast;
   spec.architecture = *core::choice_from<core::Architecture>(in.read_attr_string("/", "architecture"));
   const at::Tensor x = read_tensor(in, "/x");  // (steps, B, d)
   core::SaeStack p;
@@ -160,14 +164,13 @@ int main(int argc, char** argv) {
   const core::LatentPeers one_shard;
   for (int64_t step = 0; step < x.size(0); ++step) {
     core::SaeStack g = p.zeros_like();
-    core::StepStats stats(S, n);
+    core::StepStats stats(S, n, at::kCPU);
     const at::Tensor xb = x[step].contiguous();
     core::forward_backward(spec, p, xb, dead, xb.size(0), one_shard, g, stats);
     if (step == 0) {
-      auto vec = [](const std::vector<double>& v) { return at::tensor(v, at::kDouble); };
-      write_tensor(out, "/loss/sse", vec(stats.sse), true);
-      write_tensor(out, "/loss/aux_sse", vec(stats.aux_sse), true);
-      write_tensor(out, "/loss/sparsity", vec(stats.sparsity), true);
+      write_tensor(out, "/loss/sse", stats.sse, true);
+      write_tensor(out, "/loss/aux_sse", stats.aux_sse, true);
+      write_tensor(out, "/loss/sparsity", stats.sparsity, true);
       const auto names = g.names();
       const auto ts = g.tensors();
       for (size_t i = 0; i < ts.size(); ++i) write_tensor(out, "/grad/" + names[i], *ts[i]);

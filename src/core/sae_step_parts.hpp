@@ -1,0 +1,35 @@
+// What the two implementations of the training step (sae_model.cpp's CPU kernels, sae_generic.cpp's
+// ATen-only twin) share, and the generic parts sae_model.cpp dispatches to. Internal to core/.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+#include "core/sae_model.hpp"
+
+namespace universae::core::detail {
+
+// The k-th largest candidate per row over all latent shards, (rows) float; candidates are (rows, k)
+// per shard. Used only with more than one shard.
+at::Tensor global_kth(const at::Tensor& candidates, int64_t k, const LatentPeers& peers);
+
+// acc (S) float64 += per_seed.
+void add_sum(at::Tensor& acc, const at::Tensor& per_seed);
+
+// Sums the shards' partial reconstructions, adds b_dec and returns x̂ − x (S, B, d); adds Σ‖x − x̂‖² to `sse`.
+at::Tensor residual(at::Tensor partial, const at::Tensor& x, const at::Tensor& b_dec, const LatentPeers& peers,
+                    at::Tensor& sse);
+
+// topk and batchtopk (with AuxK) from ATen operators, on the device of `p`: the twin of
+// sae_model.cpp's sparse_forward_backward.
+void generic_sparse_forward_backward(const SaeSpec& spec, const SaeStack& p, const at::Tensor& x, const at::Tensor& x_in,
+                                     const at::Tensor& dead, double inv_L, const LatentPeers& peers, SaeStack& g,
+                                     StepStats& stats);
+
+// torch.optim.Adam's update as torch writes it (single-tensor, in-place operators); `step_size` =
+// lr / (1 − β1^t), `bias2_sqrt` = √(1 − β2^t).
+void generic_adam_update(SaeStack& params, const SaeStack& grads, AdamState& state, double step_size, double bias2_sqrt,
+                         const AdamConfig& config);
+
+}  // namespace universae::core::detail

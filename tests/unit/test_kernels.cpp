@@ -1,0 +1,258 @@
+// The two implementations of the training step (core::Kernels, run.kernels): the CPU's hand-written
+// kernels and their ATen-only twin (core/sae_generic.cpp) must compute the same step, and the twin
+// must run on a device whose tensors cannot be read from the host. Both are also checked against
+// PyTorch autograd in tests/golden/test_train_step.py and test_sparsify_preset.py (the independent
+// reference); here they are checked against each other on inputs those tests do not cover: several
+// seeds, dead latents with k_aux above the dead count, active clipping, and every architecture.
+#include <ATen/ATen.h>
+#include <ATen/ExpandUtils.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <gtest/gtest.h>
+#include <torch/library.h>
+
+#include <string>
+#include <vector>
+
+#include "core/sae_model.hpp"
+
+namespace universae::core {
+namespace {
+
+constexpr int64_t kSeeds = 2, kD = 24, kN = 96, kB = 40;
+
+SaeSpec spec_of(Architecture a, StepRule rule, bool b_dec_in, Kernels kernels) {
+  SaeSpec s;
+  s.architecture = a;
+  s.d = kD, s.n_latents = kN, s.latents = {0, kN};
+  s.k = 6, s.k_aux = 48, s.aux_alpha = 1.0 / 32.0;
+  s.sparsity = has_top_k(a) ? 0.0 : 0.3;
+  s.bandwidth = 0.05, s.jumprelu_init_threshold = 0.05;
+  s.apply_b_dec_to_input = b_dec_in;
+  s.rule = rule;
+  s.kernels = kernels;
+  return s;
+}
+
+// Seeded starting weights with spread-out encoder biases, so that codes and thresholds vary by latent.
+SaeStack start(const SaeSpec& spec) {
+  at::manual_seed(5);
+  SaeStack p = init_stack(spec, {3, 9}, std::vector<double>(kD, 0.1));
+  p.b_enc.add_(at::randn(p.b_enc.sizes()) * 0.2);
+  if (p.r_mag.defined()) p.r_mag.add_(at::randn(p.r_mag.sizes()) * 0.1), p.b_mag.add_(at::randn(p.b_mag.sizes()) * 0.1);
+  return p;
+}
+
+struct StepResult {
+  StepStats stats;
+  SaeStack grads, params;
+  AdamState adam;
+};
+
+// One optimiser step with clipping active, the gradients kept from before the optimiser changes them.
+// (One step: after two, Adam's m / (√v + ε) turns the last-bit differences of gradients near ε into
+// differences of ~lr·1e-3 in a few weights; OptimizerGenericEqualsFast checks Adam over several steps
+// on shared gradients instead.)
+StepResult one_step(const SaeSpec& spec) {
+  at::manual_seed(11);
+  const at::Tensor x = at::randn({kB, kD}) * 2.0;
+  const at::Tensor dead = at::rand({kSeeds, kN}).lt(0.3);  // 29 dead of 96 on average: below k_aux = 48
+  StepResult r{StepStats(kSeeds, kN, at::kCPU), {}, start(spec), {}};
+  r.adam = init_adam(r.params);
+  const LatentPeers one_shard;
+  SaeStack g = r.params.zeros_like();
+  normalize_decoder_at_step_start(spec, r.params);
+  forward_backward(spec, r.params, x, has_top_k(spec.architecture) ? dead : at::Tensor(), static_cast<int64_t>(kB), one_shard, g,
+                   r.stats);
+  r.grads = g.zeros_like();  // a copy: the optimiser projects and clips `g` in place
+  const auto from = g.tensors();
+  const auto to = r.grads.tensors();
+  for (size_t i = 0; i < from.size(); ++i) to[i]->copy_(*from[i]);
+  optimizer_step(spec, r.params, g, r.adam, 1e-2, AdamConfig{}, /*grad_clip=*/0.05, one_shard);
+  return r;
+}
+
+// Weights after one Adam step: Δ = lr·g/(|g| + ε) moves by up to lr·|δg|/(|g| + ε) for a gradient
+// difference δg, which for an entry near ε (a sum that cancels) is far more than 1e-5 of the weights'
+// scale while the gradients agree to 1e-5 of theirs. Allowed: 1e-5 of the scale plus 4× that bound.
+void expect_step_close(const at::Tensor& fast, const at::Tensor& generic, const at::Tensor& g_fast, const at::Tensor& g_generic,
+                       double lr, const std::string& what) {
+  const double scale = std::max(1.0, fast.abs().max().item<double>());
+  const at::Tensor sensitivity = 4.0 * lr * (g_fast - g_generic).abs().to(at::kDouble) / (g_fast.abs().to(at::kDouble) + 1e-8);
+  const at::Tensor excess = (fast.to(at::kDouble) - generic.to(at::kDouble)).abs() - sensitivity;
+  const double worst = excess.max().item<double>();
+  EXPECT_LE(worst, 1e-5 * scale) << what << ": |fast − generic| exceeds Adam's sensitivity by " << worst;
+}
+
+void expect_close(const at::Tensor& fast, const at::Tensor& generic, const std::string& what) {
+  ASSERT_EQ(fast.sizes(), generic.sizes()) << what;
+  const double scale = std::max(1.0, fast.abs().max().item<double>());
+  const double err = (fast.to(at::kDouble) - generic.to(at::kDouble)).abs().max().item<double>();
+  EXPECT_LE(err, 1e-5 * scale) << what << ": max |fast − generic| " << err << " (scale " << scale << ")";
+}
+
+void expect_same_step(Architecture a, StepRule rule, bool b_dec_in) {
+  const std::string label = name_of(a) + (rule == StepRule::kSparsify ? " (sparsify)" : "") + (b_dec_in ? "" : " (no b_dec in)");
+  const StepResult fast = one_step(spec_of(a, rule, b_dec_in, Kernels::kFast));
+  const StepResult generic = one_step(spec_of(a, rule, b_dec_in, Kernels::kGeneric));
+  // Counts are exact in both: equal, not close.
+  EXPECT_TRUE(at::equal(fast.stats.fires, generic.stats.fires)) << label << ": fires";
+  EXPECT_TRUE(at::equal(fast.stats.active, generic.stats.active)) << label << ": active";
+  EXPECT_GT(fast.stats.active.sum().item<int64_t>(), 0) << label;
+  expect_close(fast.stats.sse, generic.stats.sse, label + ": sse");
+  expect_close(fast.stats.aux_sse, generic.stats.aux_sse, label + ": aux_sse");
+  expect_close(fast.stats.sparsity, generic.stats.sparsity, label + ": sparsity");
+  if (a == Architecture::kBatchTopK) expect_close(fast.stats.min_kept, generic.stats.min_kept, label + ": min_kept");
+  if (has_top_k(a)) {
+    EXPECT_GT(fast.stats.aux_sse.min().item<double>(), 0) << label << ": AuxK must be exercised";
+  }
+  const auto names = fast.params.names();
+  const auto grads_f = fast.grads.tensors(), grads_g = generic.grads.tensors();
+  const auto params_f = fast.params.tensors(), params_g = generic.params.tensors();
+  const auto m_f = fast.adam.m.tensors(), m_g = generic.adam.m.tensors();
+  const auto v_f = fast.adam.v.tensors(), v_g = generic.adam.v.tensors();
+  ASSERT_EQ(params_f.size(), params_g.size());
+  for (size_t i = 0; i < params_f.size(); ++i) {
+    expect_close(*grads_f[i], *grads_g[i], label + ": first step's gradient of " + names[i]);
+    expect_step_close(*params_f[i], *params_g[i], *grads_f[i], *grads_g[i], 1e-2, label + ": " + names[i] + " after the step");
+    expect_close(*m_f[i], *m_g[i], label + ": Adam m of " + names[i]);
+    expect_close(*v_f[i], *v_g[i], label + ": Adam v of " + names[i]);
+  }
+}
+
+TEST(Kernels, TopKGenericEqualsFast) { expect_same_step(Architecture::kTopK, StepRule::kUniversae, true); }
+TEST(Kernels, TopKSparsifyGenericEqualsFast) { expect_same_step(Architecture::kTopK, StepRule::kSparsify, true); }
+TEST(Kernels, TopKNoBDecInputGenericEqualsFast) { expect_same_step(Architecture::kTopK, StepRule::kUniversae, false); }
+TEST(Kernels, BatchTopKGenericEqualsFast) { expect_same_step(Architecture::kBatchTopK, StepRule::kUniversae, true); }
+TEST(Kernels, ReluGenericEqualsFast) { expect_same_step(Architecture::kRelu, StepRule::kUniversae, true); }
+TEST(Kernels, JumpReluGenericEqualsFast) { expect_same_step(Architecture::kJumpRelu, StepRule::kUniversae, true); }
+TEST(Kernels, GatedGenericEqualsFast) { expect_same_step(Architecture::kGated, StepRule::kUniversae, true); }
+
+// The optimiser alone over several steps, both kernels given the same gradients each step: the
+// one-pass CPU Adam and torch's sequence of in-place operators (with projection, clipping, renormalisation).
+TEST(Kernels, OptimizerGenericEqualsFast) {
+  for (StepRule rule : {StepRule::kUniversae, StepRule::kSparsify}) {
+    const SaeSpec fast_spec = spec_of(Architecture::kJumpRelu, rule, true, Kernels::kFast);
+    SaeSpec generic_spec = fast_spec;
+    generic_spec.kernels = Kernels::kGeneric;
+    SaeStack pf = start(fast_spec), pg = start(fast_spec);
+    AdamState af = init_adam(pf), ag = init_adam(pg);
+    const LatentPeers one_shard;
+    at::manual_seed(17);
+    for (int step = 0; step < 4; ++step) {
+      SaeStack gf = pf.zeros_like(), gg = pg.zeros_like();
+      const auto tf = gf.tensors(), tg = gg.tensors();
+      for (size_t i = 0; i < tf.size(); ++i) tf[i]->copy_(at::randn(tf[i]->sizes()) * (step + 1)), tg[i]->copy_(*tf[i]);
+      optimizer_step(fast_spec, pf, gf, af, 1e-2, AdamConfig{}, 0.5, one_shard);
+      optimizer_step(generic_spec, pg, gg, ag, 1e-2, AdamConfig{}, 0.5, one_shard);
+    }
+    const auto names = pf.names();
+    const auto f = pf.tensors(), g = pg.tensors(), mf = af.m.tensors(), mg = ag.m.tensors(), vf = af.v.tensors(),
+               vg = ag.v.tensors();
+    for (size_t i = 0; i < f.size(); ++i) {
+      expect_close(*f[i], *g[i], names[i] + " after 4 steps");
+      expect_close(*mf[i], *mg[i], "Adam m of " + names[i]);
+      expect_close(*vf[i], *vg[i], "Adam v of " + names[i]);
+    }
+    EXPECT_EQ(af.step, ag.step);
+  }
+}
+
+// Latent shards whose exchanges stay on the device (as an NCCL communicator's would): two identical
+// shards, so a sum doubles and a gather repeats. Only the tensor forms may be called.
+class DevicePeers final : public LatentPeers {
+ public:
+  int size() const override { return 2; }
+  int rank() const override { return 0; }
+  void sum(float* /*values*/, int64_t /*n*/) const override { ADD_FAILURE() << "a host sum in the generic step"; }
+  void sum(double* /*values*/, int64_t /*n*/) const override { ADD_FAILURE() << "a host sum in the generic step"; }
+  std::vector<float> allgather(const std::vector<float>& local) const override {
+    ADD_FAILURE() << "a host gather in the generic step";
+    return local;
+  }
+  void sum(at::Tensor& values) const override { values.mul_(2); }
+  at::Tensor allgather(const at::Tensor& local) const override { return at::stack({local, local}); }
+};
+
+// LibTorch 1.13's C++ library has meta kernels for part of ATen only (Python registers the rest, in
+// torch/_meta_registrations.py). The operators of the generic step that lack one get a shape-only
+// kernel here, registered only where missing (a newer LibTorch has them all).
+at::Tensor meta_index_select(const at::Tensor& self, int64_t dim, const at::Tensor& index) {
+  std::vector<int64_t> shape = self.sizes().vec();
+  shape[static_cast<size_t>(at::maybe_wrap_dim(dim, self.dim()))] = index.numel();
+  return at::empty(shape, self.options());
+}
+at::Tensor& meta_logical_and_out(const at::Tensor& self, const at::Tensor& other, at::Tensor& out) {
+  out.resize_(at::infer_size(self.sizes(), other.sizes()));
+  return out;
+}
+at::Tensor& meta_logical_not_out(const at::Tensor& self, at::Tensor& out) {
+  out.resize_(self.sizes());
+  return out;
+}
+at::Tensor meta_relu(const at::Tensor& self) { return at::empty_like(self); }
+at::Tensor meta_where(const at::Tensor& condition, const at::Tensor& self, const at::Tensor& other) {
+  const auto shape = at::infer_size(at::infer_size(condition.sizes(), self.sizes()), other.sizes());
+  return at::empty(shape, self.options().dtype(at::result_type(self, other)));
+}
+
+void register_missing_meta_kernels() {
+  static torch::Library* library = [] {
+    auto* lib = new torch::Library(torch::Library::IMPL, "aten", c10::DispatchKey::Meta, __FILE__, __LINE__);
+    auto missing = [](const char* name, const char* overload) {
+      const auto op = c10::Dispatcher::singleton().findSchema({name, overload});
+      return op && !op->hasKernelForDispatchKey(c10::DispatchKey::Meta);
+    };
+    if (missing("aten::index_select", "")) lib->impl("index_select", &meta_index_select);
+    if (missing("aten::logical_and", "out")) lib->impl("logical_and.out", &meta_logical_and_out);
+    if (missing("aten::logical_not", "out")) lib->impl("logical_not.out", &meta_logical_not_out);
+    if (missing("aten::relu", "")) lib->impl("relu", &meta_relu);
+    if (missing("aten::where", "self")) lib->impl("where.self", &meta_where);
+    return lib;
+  }();
+  (void)library;
+}
+
+// A whole step on LibTorch's meta device: tensors with shapes and no storage, so any read of a value
+// on the host (.item(), data_ptr(), a loop over elements) or any operator whose output shape depends
+// on the values (nonzero, masked_select) throws. What passes here sends nothing back to the host and
+// never waits for a GPU inside the step.
+void step_on_meta(Architecture a, StepRule rule, const LatentPeers& peers) {
+  register_missing_meta_kernels();
+  const SaeSpec spec = spec_of(a, rule, true, Kernels::kGeneric);
+  SaeStack p = start(spec).to(at::kMeta);
+  AdamState adam = init_adam(p);
+  SaeStack g = p.zeros_like();
+  StepStats stats(kSeeds, kN, at::kMeta);
+  const at::Tensor x = at::empty({kB, kD}, at::TensorOptions(at::kMeta).dtype(at::kFloat));
+  const at::Tensor dead = has_top_k(a) ? at::empty({kSeeds, kN}, at::TensorOptions(at::kMeta).dtype(at::kBool)) : at::Tensor();
+  normalize_decoder_at_step_start(spec, p);
+  forward_backward(spec, p, x, dead, static_cast<int64_t>(kB), peers, g, stats);
+  optimizer_step(spec, p, g, adam, 1e-3, AdamConfig{}, 1.0, peers);
+  EXPECT_TRUE(p.W_dec.is_meta() && stats.fires.is_meta() && adam.v.W_enc.is_meta());
+}
+
+TEST(Kernels, GenericStepRunsOnTheMetaDevice) {
+  const LatentPeers one_shard;
+  const DevicePeers two_shards;
+  for (Architecture a : {Architecture::kTopK, Architecture::kBatchTopK, Architecture::kRelu, Architecture::kJumpRelu,
+                         Architecture::kGated}) {
+    SCOPED_TRACE(name_of(a));
+    EXPECT_NO_THROW(step_on_meta(a, StepRule::kUniversae, one_shard));
+    EXPECT_NO_THROW(step_on_meta(a, StepRule::kUniversae, two_shards));
+  }
+  EXPECT_NO_THROW(step_on_meta(Architecture::kTopK, StepRule::kSparsify, two_shards));
+}
+
+// The control: the CPU kernels read values on the host, and the meta device catches it.
+TEST(Kernels, FastStepFailsOnTheMetaDevice) {
+  const SaeSpec spec = spec_of(Architecture::kTopK, StepRule::kUniversae, true, Kernels::kFast);
+  SaeStack p = start(spec).to(at::kMeta);
+  SaeStack g = p.zeros_like();
+  StepStats stats(kSeeds, kN, at::kMeta);
+  const at::Tensor x = at::empty({kB, kD}, at::TensorOptions(at::kMeta).dtype(at::kFloat));
+  const LatentPeers one_shard;
+  EXPECT_ANY_THROW(forward_backward(spec, p, x, at::Tensor(), static_cast<int64_t>(kB), one_shard, g, stats));
+}
+
+}  // namespace
+}  // namespace universae::core
