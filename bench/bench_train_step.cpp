@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
   core::AdamState adam = core::init_adam(p);
   core::SaeStack g = p.zeros_like();
   core::StepStats stats(1, latents.size(), at::kCPU);
-  const train::ShardPeers peers(world);  // the job's ranks as the latent shards of one SAE
+  const train::ShardPeers peers(world, at::kCPU);  // the job's ranks as the latent shards of one SAE
   const at::Tensor dead = at::zeros({1, latents.size()}, at::kBool);
   at::manual_seed(1);
   const at::Tensor x = at::randn({B, d});  // the same batch on every rank

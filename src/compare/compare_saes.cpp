@@ -23,6 +23,7 @@
 #include "io/output.hpp"
 #include "io/output_lock.hpp"
 #include "io/sae_file.hpp"
+#include "parallel/device.hpp"
 #include "parallel/log.hpp"
 #include "parallel/stop_signals.hpp"
 
@@ -127,6 +128,8 @@ void stop_if_asked(const parallel::Comm& comm, const parallel::StopSignals& sign
 std::vector<PairMatching> compare_pairs(const parallel::Comm& comm, const config::Config& cfg, io::ResultsWriter& results,
                                         const Inputs& in, ActivationData* activations, const parallel::StopSignals& signals) {
   std::vector<PairMatching> matchings;
+  const parallel::DevicePlan plan = parallel::resolve_device(comm, cfg.run.device, cfg.run.kernels);
+  log::info("compare: similarity passes on {}", plan.describe());
   log::Progress progress("compare", static_cast<int64_t>(in.pairs.size()), "pairs");
   int64_t done = 0;
   for (const auto& [i, j] : in.pairs) {
@@ -141,6 +144,7 @@ std::vector<PairMatching> compare_pairs(const parallel::Comm& comm, const config
     }
     results.add_pair(in.names[i], in.names[j], j >= in.n_main);
     PairContext ctx(comm, cfg, results.file(), group, in.headers, i, j, activations);
+    ctx.scan = {plan.device, plan.generic()};
     if (!ctx.weight_space_skipped.empty()) results.file().write_attr(group, "weight_space_skipped", ctx.weight_space_skipped);
     for (const Statistic& s : pair_statistics())
       if (s.applies(ctx)) s.write(ctx);

@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 #include "core/similarity.hpp"
+#include "core/topk_scan.hpp"
 
 namespace universae::compare {
 
@@ -41,10 +42,27 @@ void merge_columns(const parallel::Comm& comm, core::TopKLists& cols) {
   cols = std::move(merged);
 }
 
+// The tile stream on a device: the unit rows copied there once (deliberate: they are read from files
+// into host memory), the lists kept there as keys and copied back once at the end.
+void scan_on_device(SimilarityPass& p, const TileSizes& tiles, int64_t k, at::Device device) {
+  const at::Tensor a = p.a_unit.to(device), b = p.b_unit.to(device);
+  core::DeviceTopK rows(p.mine.size(), k, device), cols(p.n_b, k, device);
+  for (int64_t r0 = 0; r0 < p.mine.size(); r0 += tiles.rows) {
+    const int64_t tr = std::min(tiles.rows, p.mine.size() - r0);
+    const at::Tensor tile = a.narrow(0, r0, tr);
+    for (int64_t c0 = 0; c0 < p.n_b; c0 += tiles.cols) {
+      const int64_t tc = std::min(tiles.cols, p.n_b - c0);
+      core::DeviceTopK::offer_block(at::mm(tile, b.narrow(0, c0, tc).t()), p.mine.begin + r0, r0, c0, rows, cols);
+    }
+  }
+  p.rows = rows.to_host();
+  p.cols = cols.to_host();
+}
+
 }  // namespace
 
 SimilarityPass similarity_pass(const parallel::Comm& comm, const at::Tensor& a_local, int64_t n_a, const at::Tensor& b,
-                               const TileSizes& tiles, int64_t k) {
+                               const TileSizes& tiles, int64_t k, const ScanDevice& where) {
   SimilarityPass p;
   p.mine = a_rows_of_rank(n_a, tiles, comm);
   if (a_local.size(0) != p.mine.size())
@@ -56,6 +74,11 @@ SimilarityPass similarity_pass(const parallel::Comm& comm, const at::Tensor& a_l
   p.a_unit = core::unit_rows(a_local, &zero_a);
   p.b_unit = core::unit_rows(b, &p.zero_rows_b);
   p.zero_rows_a = comm.allreduce_sum(zero_a);
+  if (where.generic) {
+    scan_on_device(p, tiles, k, where.device);
+    merge_columns(comm, p.cols);
+    return p;
+  }
   p.rows = core::TopKLists(p.mine.size(), k);
   p.cols = core::TopKLists(p.n_b, k);
   for (int64_t r0 = 0; r0 < p.mine.size(); r0 += tiles.rows) {

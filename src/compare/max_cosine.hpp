@@ -39,9 +39,17 @@ struct SimilarityPass {
   int64_t zero_rows_a = 0, zero_rows_b = 0;
 };
 
+// Where the pass's tiles are computed (run.device, run.kernels): the CPU with core::offer_block
+// (the default), or any device with core::DeviceTopK, whose lists are the same bit for bit given the
+// same tile products. The unit rows the matching rescores with stay on the host either way.
+struct ScanDevice {
+  at::Device device = at::kCPU;
+  bool generic = false;
+};
+
 // Collective. a_local: the rows a_rows_of_rank() of A; b: all of B.
 SimilarityPass similarity_pass(const parallel::Comm& comm, const at::Tensor& a_local, int64_t n_a, const at::Tensor& b,
-                               const TileSizes& tiles, int64_t k);
+                               const TileSizes& tiles, int64_t k, const ScanDevice& where = {});
 
 struct MaxCosine {
   std::vector<float> max_cos_ab;   // [n_a]

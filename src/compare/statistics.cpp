@@ -117,7 +117,7 @@ const SideResult& PairContext::side(Side s) {
   // One tile stream serves both: its top-1 is the max cosine, its top-K the matching's candidates.
   const auto start = std::chrono::steady_clock::now();
   const bool hungarian = config.compare.hungarian;
-  const SimilarityPass pass = similarity_pass(comm, a_local, a.n_latents, b_all, tiles, hungarian ? config.compare.candidates : 1);
+  const SimilarityPass pass = similarity_pass(comm, a_local, a.n_latents, b_all, tiles, hungarian ? config.compare.candidates : 1, scan);
   SideResult r;
   r.max_cosine = max_cosine_from(comm, pass);
   r.pass_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -89,6 +89,7 @@ class PairContext {
   // pair: "" when both SAEs read the same model's stream with the same width; else the reason, written
   // to the pair's group as `weight_space_skipped`.
   const std::string weight_space_skipped;
+  ScanDevice scan;  // where the similarity passes run (run.device, run.kernels); the CPU unless the stage says
 
   const SideResult& side(Side s);      // the similarity pass of one side, reduced to its results
   const at::Tensor& decoder_a();       // whole W_dec, read on first use

@@ -270,10 +270,10 @@ void run_keys(Table& t, Config& c) {
   t.add("run.stages", &c.run.stages, {Stage::kTrain, Stage::kCompare},
         "stages `universae run` executes, in order: extract, train, compare");
   t.add("run.threads", &c.run.threads, int64_t{0}, "intra-op threads per rank (0: OMP_NUM_THREADS, else 1)", at_least<int64_t>(0));
-  t.add("run.device", &c.run.device, Device::kAuto,
+  t.add("run.device", &c.run.device, core::DeviceChoice::kAuto,
         "where training tensors live: cpu, cuda (each rank takes the GPU of its rank on its node), or auto (cuda when "
         "this build has CUDA and a GPU is visible, else cpu)");
-  t.add("run.kernels", &c.run.kernels, Kernels::kAuto,
+  t.add("run.kernels", &c.run.kernels, core::KernelChoice::kAuto,
         "the training step's implementation: fast (the CPU's hand-written kernels; cpu only), generic (ATen operators "
         "only: any device, the GPU's), or auto (fast on the CPU, generic elsewhere)");
   t.add<std::vector<std::string>>(
@@ -419,6 +419,10 @@ void train_schedule_keys(Table& t, Config& c) {
   t.add("train.warmup_steps", &x.warmup_steps, int64_t{1000}, "linear learning-rate warm-up", at_least<int64_t>(0));
   t.add("train.decay_fraction", &x.decay_fraction, 0.2, "linear decay to 0 over this last fraction of steps", within(0, 1));
   t.add("train.grad_clip", &x.grad_clip, 1.0, "global gradient-norm clip (0: off)", at_least(0.0));
+  t.add("train.dtype", &x.dtype, MatmulDtype::kFloat32,
+        "precision of the step's large matrix products (the encoder GEMM; the dense architectures' decoder too): "
+        "float32, bfloat16 (operands rounded, float32 accumulation and result) or tf32 (TF32 tensor cores on a GPU; "
+        "float32 on the CPU). Weights, Adam state and sums stay float32/64");
   t.add("train.exact_sum", &x.exact_sum, true,
         "sum gradients over data-parallel ranks and micro-batches in exact fixed point: the same bits for any rank "
         "count (through host memory on a GPU). false: a float32 sum (MPI, or NCCL on GPUs), faster, whose last bits "

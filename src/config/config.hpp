@@ -12,6 +12,7 @@
 
 #include "core/architecture.hpp"
 #include "core/choice.hpp"
+#include "core/device_choice.hpp"
 #include "core/float_format.hpp"
 
 namespace universae::config {
@@ -24,8 +25,7 @@ enum class TrainPreset { kNone, kSparsify };
 enum class Compat { kNone, kLan2024 };
 enum class CorrelationInput { kCodes, kPre };
 enum class Mapping { kOneToOne, kManyToOne, kMutual };
-enum class Device { kAuto, kCpu, kCuda };
-enum class Kernels { kAuto, kFast, kGeneric };
+enum class MatmulDtype { kFloat32, kBFloat16, kTF32 };
 
 // ---- sections -------------------------------------------------------------------------------------
 struct RunConfig {
@@ -33,8 +33,8 @@ struct RunConfig {
   std::string output_dir;    // "": runs/<name>
   std::vector<Stage> stages;
   int64_t threads{};
-  Device device{};
-  Kernels kernels{};
+  core::DeviceChoice device{};
+  core::KernelChoice kernels{};
   std::vector<std::string> compare_across;
   std::vector<std::string> across_every;  // [grid] keys left free in compare_across's pairs (layer × layer)
 };
@@ -108,6 +108,7 @@ struct TrainConfig {
   double decay_fraction{};
   double grad_clip{};
   bool exact_sum{};
+  MatmulDtype dtype{};
   double adam_beta1{};
   double adam_beta2{};
   double adam_eps{};
@@ -271,13 +272,9 @@ inline const Choices& choices<config::Mapping>() {
   return c;
 }
 template <>
-inline const Choices& choices<config::Device>() {
-  static const Choices c{"a device", {"auto", "cpu", "cuda"}};
+inline const Choices& choices<config::MatmulDtype>() {
+  static const Choices c{"a matrix-product precision", {"float32", "bfloat16", "tf32"}};
   return c;
 }
-template <>
-inline const Choices& choices<config::Kernels>() {
-  static const Choices c{"a kernel choice", {"auto", "fast", "generic"}};
-  return c;
-}
+
 }  // namespace universae::core

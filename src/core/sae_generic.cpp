@@ -131,7 +131,7 @@ void generic_sparse_forward_backward(const SaeSpec& spec, const SaeStack& p, con
                                      const at::Tensor& dead, double inv_L, const LatentPeers& peers, SaeStack& g,
                                      StepStats& stats) {
   const int64_t S = p.W_enc.size(0), B = x.size(0), n = spec.n_local();
-  const at::Tensor post = at::baddbmm(p.b_enc.unsqueeze(1), x_in, p.W_enc.transpose(1, 2)).relu_();  // (S, B, n)
+  const at::Tensor post = baddbmm(spec, p.b_enc.unsqueeze(1), x_in, p.W_enc.transpose(1, 2)).relu_();  // (S, B, n)
   const Slots codes = select_slots(spec, post, peers, stats);
   at::Tensor partial = at::zeros({S, B, spec.d}, x.options());
   for (int64_t s = 0; s < S; ++s) decode_add(codes, s, p.W_dec[s], partial[s]);

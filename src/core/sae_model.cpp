@@ -93,6 +93,16 @@ at::Tensor global_kth(const at::Tensor& candidates, int64_t k, const LatentPeers
   return std::get<0>(at::topk(gathered, k, 1)).select(1, k - 1).contiguous();
 }
 
+at::Tensor bmm(const SaeSpec& spec, const at::Tensor& a, const at::Tensor& b) {
+  if (spec.matmul != MatmulPrecision::kBFloat16) return at::bmm(a, b);
+  return at::bmm(a.to(at::kBFloat16), b.to(at::kBFloat16)).to(at::kFloat);
+}
+
+at::Tensor baddbmm(const SaeSpec& spec, const at::Tensor& bias, const at::Tensor& a, const at::Tensor& b) {
+  if (spec.matmul != MatmulPrecision::kBFloat16) return at::baddbmm(bias, a, b);
+  return bmm(spec, a, b).add_(bias);
+}
+
 void add_sum(at::Tensor& acc, const at::Tensor& per_seed) { acc.add_(per_seed.to(at::kDouble)); }
 
 at::Tensor residual(at::Tensor partial, const at::Tensor& x, const at::Tensor& b_dec, const LatentPeers& peers,
@@ -270,7 +280,7 @@ void count_dense_fires(const at::Tensor& z, StepStats& stats) {
 // The gradients every architecture shares once dL/dpre is known: W_enc, b_enc, and b_dec through
 // x − b_dec; `dpre` (S, B, n). Returns nothing; adds to grads.
 void encoder_grads(const SaeSpec& spec, const SaeStack& p, const at::Tensor& x_in, const at::Tensor& dpre, SaeStack& g) {
-  g.W_enc.add_(at::bmm(dpre.transpose(1, 2), x_in));
+  g.W_enc.add_(detail::bmm(spec, dpre.transpose(1, 2), x_in));
   const at::Tensor col = dpre.sum(1);  // (S, n)
   g.b_enc.add_(col);
   if (spec.apply_b_dec_to_input) g.b_dec.sub_(at::bmm(col.unsqueeze(1), p.W_enc).squeeze(1));
@@ -366,7 +376,7 @@ void sparse_forward_backward(const SaeSpec& spec, const SaeStack& p, const at::T
                              const at::Tensor& dead, double inv_L, const LatentPeers& peers, SaeStack& g,
                              StepStats& stats) {
   const int64_t S = p.W_enc.size(0), B = x.size(0), d = spec.d, n = spec.n_local();
-  at::Tensor post = at::baddbmm(p.b_enc.unsqueeze(1), x_in, p.W_enc.transpose(1, 2)).relu_();  // (S, B, n)
+  at::Tensor post = detail::baddbmm(spec, p.b_enc.unsqueeze(1), x_in, p.W_enc.transpose(1, 2)).relu_();  // (S, B, n)
   const std::vector<Codes> codes = select_codes(spec, post, peers, stats);
   at::Tensor partial = at::zeros({S, B, d}, at::kFloat);
   int64_t* fires = stats.fires.data_ptr<int64_t>();
@@ -416,36 +426,36 @@ void dense_forward_backward(const SaeSpec& spec, const SaeStack& p, const at::Te
   at::Tensor g_rec;
   switch (spec.architecture) {
     case Architecture::kRelu: {
-      const at::Tensor z = at::baddbmm(p.b_enc.unsqueeze(1), x_in, p.W_enc.transpose(1, 2)).relu_();
+      const at::Tensor z = detail::baddbmm(spec, p.b_enc.unsqueeze(1), x_in, p.W_enc.transpose(1, 2)).relu_();
       count_dense_fires(z, stats);
-      g_rec = residual(at::bmm(z, p.W_dec), x, p.b_dec, peers, stats.sse) * (2.0 * inv_L);
+      g_rec = residual(detail::bmm(spec, z, p.W_dec), x, p.b_dec, peers, stats.sse) * (2.0 * inv_L);
       add_sum(stats.sparsity, (z * dec_norm.unsqueeze(1)).sum({1, 2}));
-      const at::Tensor dpre = (at::bmm(g_rec, W_dec_t) + lam * dec_norm.unsqueeze(1)) * z.gt(0);
-      g.W_dec.add_(at::bmm(z.transpose(1, 2), g_rec) + lam * z.sum(1).unsqueeze(2) * unit_dec);
+      const at::Tensor dpre = (detail::bmm(spec, g_rec, W_dec_t) + lam * dec_norm.unsqueeze(1)) * z.gt(0);
+      g.W_dec.add_(detail::bmm(spec, z.transpose(1, 2), g_rec) + lam * z.sum(1).unsqueeze(2) * unit_dec);
       encoder_grads(spec, p, x_in, dpre, g);
       break;
     }
     case Architecture::kJumpRelu: {
       // Rajamanoharan et al. 2024b: z = relu(pre)·H(relu(pre) − θ); pseudo-derivatives in θ only.
-      const at::Tensor post = at::baddbmm(p.b_enc.unsqueeze(1), x_in, p.W_enc.transpose(1, 2)).relu_();
+      const at::Tensor post = detail::baddbmm(spec, p.b_enc.unsqueeze(1), x_in, p.W_enc.transpose(1, 2)).relu_();
       const at::Tensor theta = p.log_threshold.exp();  // (S, n)
       const at::Tensor mask = post.gt(theta.unsqueeze(1)).to(at::kFloat);
       const at::Tensor z = post * mask;
       count_dense_fires(z, stats);
-      g_rec = residual(at::bmm(z, p.W_dec), x, p.b_dec, peers, stats.sse) * (2.0 * inv_L);
+      g_rec = residual(detail::bmm(spec, z, p.W_dec), x, p.b_dec, peers, stats.sse) * (2.0 * inv_L);
       add_sum(stats.sparsity, mask.sum({1, 2}));
-      const at::Tensor dz = at::bmm(g_rec, W_dec_t);
+      const at::Tensor dz = detail::bmm(spec, g_rec, W_dec_t);
       const at::Tensor u = (post - theta.unsqueeze(1)) / spec.bandwidth;
       const at::Tensor kernel = (u.gt(-0.5) & u.lt(0.5)).to(at::kFloat);
       const at::Tensor d_theta = (dz * kernel).sum(1) * (-theta / spec.bandwidth) - (lam / spec.bandwidth) * kernel.sum(1);
       g.log_threshold.add_(d_theta * theta);
-      g.W_dec.add_(at::bmm(z.transpose(1, 2), g_rec));
+      g.W_dec.add_(detail::bmm(spec, z.transpose(1, 2), g_rec));
       encoder_grads(spec, p, x_in, dz * mask, g);
       break;
     }
     case Architecture::kGated: {
       // Rajamanoharan et al. 2024a: gate and magnitude paths share W_gate (W_mag = exp(r_mag) ⊙ W_gate).
-      const at::Tensor h = at::bmm(x_in, p.W_enc.transpose(1, 2));
+      const at::Tensor h = detail::bmm(spec, x_in, p.W_enc.transpose(1, 2));
       const at::Tensor pi_gate = h + p.b_enc.unsqueeze(1);
       const at::Tensor e = p.r_mag.exp().unsqueeze(1);
       const at::Tensor pi_mag = h * e + p.b_mag.unsqueeze(1);
@@ -453,18 +463,18 @@ void dense_forward_backward(const SaeSpec& spec, const SaeStack& p, const at::Te
       const at::Tensor z = gate * pi_mag.relu();
       const at::Tensor rg = pi_gate.relu();
       count_dense_fires(z, stats);
-      g_rec = residual(at::bmm(z, p.W_dec), x, p.b_dec, peers, stats.sse) * (2.0 * inv_L);
+      g_rec = residual(detail::bmm(spec, z, p.W_dec), x, p.b_dec, peers, stats.sse) * (2.0 * inv_L);
       add_sum(stats.sparsity, (rg * dec_norm.unsqueeze(1)).sum({1, 2}));
       // Auxiliary loss: relu(π_gate) through a frozen copy of the decoder (W_dec and b_dec detached).
-      const at::Tensor g_aux = residual(at::bmm(rg, p.W_dec), x, p.b_dec, peers, stats.aux_sse) * (2.0 * inv_L);
-      const at::Tensor d_mag = at::bmm(g_rec, W_dec_t) * gate * pi_mag.gt(0);
-      const at::Tensor d_gate = (lam * dec_norm.unsqueeze(1) + at::bmm(g_aux, W_dec_t)) * gate;
+      const at::Tensor g_aux = residual(detail::bmm(spec, rg, p.W_dec), x, p.b_dec, peers, stats.aux_sse) * (2.0 * inv_L);
+      const at::Tensor d_mag = detail::bmm(spec, g_rec, W_dec_t) * gate * pi_mag.gt(0);
+      const at::Tensor d_gate = (lam * dec_norm.unsqueeze(1) + detail::bmm(spec, g_aux, W_dec_t)) * gate;
       g.b_mag.add_(d_mag.sum(1));
       g.r_mag.add_((d_mag * h).sum(1) * e.squeeze(1));
-      g.W_dec.add_(at::bmm(z.transpose(1, 2), g_rec) + lam * rg.sum(1).unsqueeze(2) * unit_dec);
+      g.W_dec.add_(detail::bmm(spec, z.transpose(1, 2), g_rec) + lam * rg.sum(1).unsqueeze(2) * unit_dec);
       // dL/dh = d_gate + e ⊙ d_mag; b_enc (b_gate) sees d_gate only.
       const at::Tensor dh = d_gate + d_mag * e;
-      g.W_enc.add_(at::bmm(dh.transpose(1, 2), x_in));
+      g.W_enc.add_(detail::bmm(spec, dh.transpose(1, 2), x_in));
       g.b_enc.add_(d_gate.sum(1));
       if (spec.apply_b_dec_to_input) g.b_dec.sub_(at::bmm(dh.sum(1).unsqueeze(1), p.W_enc).squeeze(1));
       break;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/architecture.hpp"
+#include "core/device_choice.hpp"
 #include "core/sharding.hpp"
 
 namespace universae::core {
@@ -30,12 +31,13 @@ namespace universae::core {
 // (normalize_decoder_at_step_start before each forward instead).
 enum class StepRule { kUniversae, kSparsify };
 
-// Which implementation of the training step runs (run.kernels). kFast: the CPU's hand-written kernels
-// (the SIMD sparse decoder and its gradients over compressed codes, the one-pass Adam); CPU tensors
-// only. kGeneric: ATen operators only (sae_generic.cpp), so the same code runs on any device, with no
-// device-to-host copy and no data-dependent shape inside a step (tests run it on LibTorch's `meta`
-// device to prove it). Both compute the same step: within 1e-5 relative, tested on the CPU.
-enum class Kernels { kFast, kGeneric };
+
+// The precision of the step's large matrix products (train.dtype): the (B × n × d) encoder and, for the
+// dense architectures, decoder GEMMs and their gradients. Weights, Adam state, the sparse decoder and
+// every sum stay float32/64 (the master copy). kBFloat16 rounds both operands to bfloat16 and returns
+// the float32-accumulated product as float32 (autocast's rule); kTF32 lets cuBLAS use TF32 tensor
+// cores (a CUDA setting: the CPU computes float32).
+enum class MatmulPrecision { kFloat32, kBFloat16, kTF32 };
 
 // Every field is set by its maker (train/ from the config: train.*, sae.*): none has a default here.
 struct SaeSpec {
@@ -51,7 +53,8 @@ struct SaeSpec {
   double jumprelu_init_threshold{};
   bool apply_b_dec_to_input{};
   StepRule rule{};      // kUniversae unless train.preset = "sparsify"
-  Kernels kernels{};    // kFast on the CPU unless run.kernels = "generic"; kGeneric on any other device
+  Kernels kernels{};    // core/device_choice.hpp; kGeneric: sae_generic.cpp (the twin of the CPU kernels here)
+  MatmulPrecision matmul{};  // train.dtype
   int64_t n_local() const { return latents.size(); }
   // relu, topk and batchtopk keep unit-norm decoder rows; jumprelu and gated carry the norm in the loss.
   bool unit_norm_decoder() const;

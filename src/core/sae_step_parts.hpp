@@ -14,6 +14,10 @@ namespace universae::core::detail {
 // per shard. Used only with more than one shard.
 at::Tensor global_kth(const at::Tensor& candidates, int64_t k, const LatentPeers& peers);
 
+// The step's large batched products in spec.matmul's precision (sae_model.hpp): float32 in, float32 out.
+at::Tensor bmm(const SaeSpec& spec, const at::Tensor& a, const at::Tensor& b);
+at::Tensor baddbmm(const SaeSpec& spec, const at::Tensor& bias, const at::Tensor& a, const at::Tensor& b);
+
 // acc (S) float64 += per_seed.
 void add_sum(at::Tensor& acc, const at::Tensor& per_seed);
 

@@ -41,6 +41,8 @@ int device_count() {
   return n;
 }
 
+void use_device(int device) { UNIVERSAE_CUDA_CHECK(cudaSetDevice(device)); }
+
 int select_device(const Comm& world) {
   const int n = device_count();
   if (n == 0) throw std::runtime_error("rank " + std::to_string(world.rank()) + " on " + Comm::host_name() +
@@ -110,6 +112,18 @@ void NcclComm::allreduce_sum(double* v, int64_t n, void* compute) const {
 void NcclComm::allreduce_max(float* v, int64_t n, void* compute) const {
   impl_->ordered(compute, [&] {
     UNIVERSAE_NCCL_CHECK(ncclAllReduce(v, v, static_cast<size_t>(n), ncclFloat32, ncclMax, impl_->comm, impl_->stream));
+  });
+}
+
+void NcclComm::allreduce_min(double* v, int64_t n, void* compute) const {
+  impl_->ordered(compute, [&] {
+    UNIVERSAE_NCCL_CHECK(ncclAllReduce(v, v, static_cast<size_t>(n), ncclFloat64, ncclMin, impl_->comm, impl_->stream));
+  });
+}
+
+void NcclComm::allgather(const float* v, float* out, int64_t n, void* compute) const {
+  impl_->ordered(compute, [&] {
+    UNIVERSAE_NCCL_CHECK(ncclAllGather(v, out, static_cast<size_t>(n), ncclFloat32, impl_->comm, impl_->stream));
   });
 }
 

@@ -25,6 +25,9 @@ int select_device(const Comm& world);
 // Number of visible CUDA devices (0 when there is no driver or no device).
 int device_count();
 
+// Makes `device` this thread's current CUDA device (NCCL communicators bind to it when made).
+void use_device(int device);
+
 class NcclComm {
  public:
   // Collective over `comm`: every rank must have selected its device first.
@@ -41,8 +44,11 @@ class NcclComm {
   // result. Returns without waiting for the reduction.
   void allreduce_sum(float* device_values, int64_t n, void* compute_stream) const;
   void allreduce_sum(double* device_values, int64_t n, void* compute_stream) const;
-  // Element-wise max (the statistics' column maxima).
+  // Element-wise max (the statistics' column maxima) and min (batchtopk's smallest kept activation).
   void allreduce_max(float* device_values, int64_t n, void* compute_stream) const;
+  void allreduce_min(double* device_values, int64_t n, void* compute_stream) const;
+  // Every rank's `n` values into `device_out` (size() · n), in rank order (the latent shards' top-k candidates).
+  void allgather(const float* device_values, float* device_out, int64_t n, void* compute_stream) const;
   // Root's `n` device values to every rank.
   void broadcast(float* device_values, int64_t n, int root, void* compute_stream) const;
 

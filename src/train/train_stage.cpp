@@ -33,21 +33,24 @@
 #include "io/sae_file.hpp"
 #include "lm/model.hpp"
 #include "lm/sae_evaluation.hpp"
+#include "parallel/device.hpp"
 #include "parallel/log.hpp"
+#include "parallel/tensor_comm.hpp"
 #include "parallel/stop_signals.hpp"
 #include "train/checkpoint.hpp"
-#include "train/device.hpp"
 #include "train/layout.hpp"
 #include "train/metrics.hpp"
 #include "train/schedule.hpp"
 #include "train/shard_peers.hpp"
-#include "train/tensor_comm.hpp"
 
 namespace universae::train {
 namespace {
 
 // λ when train.sparsity_coefficient is not set: a starting point on inputs with E‖x‖² = d (sweep it).
 double default_sparsity(core::Architecture a) { return core::has_top_k(a) ? 0.0 : 1.0; }
+
+static_assert(static_cast<int>(config::MatmulDtype::kBFloat16) == static_cast<int>(core::MatmulPrecision::kBFloat16) &&
+              static_cast<int>(config::MatmulDtype::kTF32) == static_cast<int>(core::MatmulPrecision::kTF32));
 
 core::SaeSpec make_spec(const config::Config& cfg, int64_t d, core::Range latents) {
   core::SaeSpec spec;
@@ -66,6 +69,7 @@ core::SaeSpec make_spec(const config::Config& cfg, int64_t d, core::Range latent
   spec.bandwidth = cfg.train.jumprelu_bandwidth;
   spec.jumprelu_init_threshold = cfg.train.jumprelu_init_threshold;
   spec.apply_b_dec_to_input = cfg.sae.apply_b_dec_to_input;
+  spec.matmul = static_cast<core::MatmulPrecision>(cfg.train.dtype);  // the same three, in the same order
   return spec;
 }
 
@@ -115,9 +119,10 @@ void accumulate_micro_batch(core::SaeStack& grads, std::vector<core::wide_int>& 
 // The step's gradient sum over the data-parallel ranks. train.exact_sum: reduce_gradients' fixed point,
 // through host memory when the gradients are on a GPU (deliberate: exact integers are host code).
 // Otherwise a float32 all-reduce, whose rounding depends on the rank count (docs/training.md).
-void sum_gradients(const parallel::Comm& dp, bool exact, core::SaeStack& grads, std::vector<core::wide_int>& acc) {
+void sum_gradients(const parallel::Comm& dp, const parallel::TensorComm& dp_tensors, bool exact, core::SaeStack& grads,
+                   std::vector<core::wide_int>& acc) {
   if (!exact) {
-    for (at::Tensor* t : grads.tensors()) allreduce_sum(dp, *t);
+    for (at::Tensor* t : grads.tensors()) dp_tensors.sum(*t);
     return;
   }
   if (grads.W_enc.is_cpu()) return reduce_gradients(dp, grads, acc);
@@ -421,7 +426,7 @@ class Trainer {
   const std::filesystem::path out_dir_;
   int64_t d_ = 0, B_ = 0, mb_ = 0, steps_ = 0;
   core::SaeSpec spec_;
-  DevicePlan plan_;  // run.device, run.kernels
+  parallel::DevicePlan plan_;  // run.device, run.kernels
   double base_lr_ = 0;
   core::Range my_chunks_;
   std::vector<int64_t> seeds_;  // this group's
@@ -435,6 +440,8 @@ class Trainer {
   at::Tensor threshold_;    // (S) float64 on the device: batchtopk's running threshold (NaN: unset)
   std::vector<double> data_sums_;
   std::unique_ptr<ShardPeers> peers_;
+  // The layout's communicators for device tensors (NCCL on a GPU): data-parallel, latent shards, group.
+  std::unique_ptr<parallel::TensorComm> dp_tensors_, shard_tensors_, group_tensors_;
   std::ofstream metrics_log_;
   std::unique_ptr<log::Progress> progress_;
   std::chrono::steady_clock::time_point start_;
@@ -459,8 +466,14 @@ Trainer::Trainer(const parallel::Comm& world, const config::Config& cfg)
   d_ = stream_->d(), B_ = t.batch_size, mb_ = t.micro_batch, steps_ = t.tokens / B_;
   const int64_t n = cfg.sae.n_latents;
   spec_ = make_spec(cfg, d_, L_.latents);
-  plan_ = resolve_device(world, cfg.run.device, cfg.run.kernels);
+  plan_ = parallel::resolve_device(world, cfg.run.device, cfg.run.kernels);
   spec_.kernels = plan_.kernels;
+  if (t.dtype == config::MatmulDtype::kTF32) {
+    if (plan_.device.is_cuda())
+      at::globalContext().setAllowTF32CuBLAS(true);
+    else
+      log::info("train: train.dtype = \"tf32\" is a GPU setting; the CPU computes float32");
+  }
   base_lr_ = t.lr > 0 ? t.lr : 2e-4 / std::sqrt(static_cast<double>(n) / 16384.0);
   my_chunks_ = core::shard_range(B_ / mb_, L_.dp_rank, L_.dp);
   seeds_.assign(cfg.sae.seeds.begin() + L_.seeds.begin, cfg.sae.seeds.begin() + L_.seeds.end);
@@ -514,7 +527,10 @@ void Trainer::resume_or_start(bool fresh) {
     if (st_.step > 0) truncate_metrics_log(out_dir_ / "train_log.jsonl", st_.step);
     metrics_log_.open(out_dir_ / "train_log.jsonl", st_.step > 0 ? std::ios::app : std::ios::trunc);
   }
-  peers_ = std::make_unique<ShardPeers>(L_.latent_comm);
+  peers_ = std::make_unique<ShardPeers>(L_.latent_comm, plan_.device);
+  dp_tensors_ = std::make_unique<parallel::TensorComm>(L_.dp_comm, plan_.device);
+  shard_tensors_ = std::make_unique<parallel::TensorComm>(L_.latent_comm, plan_.device);
+  group_tensors_ = std::make_unique<parallel::TensorComm>(L_.group_comm, plan_.device);
   to_device();
   grads_ = st_.params.zeros_like();
   if (my_chunks_.size() > 1 && cfg_.train.exact_sum) {
@@ -575,10 +591,10 @@ void Trainer::run_micro_batches(int64_t step, const at::Tensor& dead) {
 // On the device, with no branch on the values: th = m when unset, (1 − rate)·th + rate·m after, kept
 // when no activation was kept (m = +inf).
 void Trainer::update_counters() {
-  allreduce_sum(L_.dp_comm, stats_.fires);
+  dp_tensors_->sum(stats_.fires);
   since_fired_.add_(B_).masked_fill_(stats_.fires.gt(0), 0);
   if (spec_.architecture != core::Architecture::kBatchTopK) return;
-  allreduce_min(L_.group_comm, stats_.min_kept);
+  group_tensors_->min(stats_.min_kept);
   const double rate = cfg_.train.batchtopk_threshold_rate;
   const at::Tensor& m = stats_.min_kept;
   const at::Tensor blended = at::where(threshold_.isnan(), m, threshold_ * (1.0 - rate) + m * rate);
@@ -620,8 +636,8 @@ void Trainer::step(int64_t step) {
   for (at::Tensor* g : grads_.tensors()) g->zero_();
   core::normalize_decoder_at_step_start(spec_, st_.params);  // sparsify only
   run_micro_batches(step, dead_mask());
-  sum_gradients(L_.dp_comm, t.exact_sum, grads_, acc_);
-  allreduce_sum(L_.latent_comm, grads_.b_dec);
+  sum_gradients(L_.dp_comm, *dp_tensors_, t.exact_sum, grads_, acc_);
+  shard_tensors_->sum(grads_.b_dec);
   update_counters();
   core::optimizer_step(spec_, st_.params, grads_, st_.adam, lr, core::AdamConfig{t.adam_beta1, t.adam_beta2, t.adam_eps},
                        t.grad_clip, *peers_);

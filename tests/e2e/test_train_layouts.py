@@ -158,6 +158,31 @@ class GenericKernels(unittest.TestCase):
     def test_gated(self):
         self.check("gated")
 
+    def test_compare_on_the_device_scan(self):
+        # compare's similarity passes with run.kernels = "generic" (core::DeviceTopK) write the same max
+        # cosines, argmaxes and certified matchings, bit for bit, as the CPU scan, on 1 and 2 ranks.
+        with tempfile.TemporaryDirectory() as tmp:
+            train_out = os.path.join(tmp, "train")
+            run(train_out, 1, SMALL + ["sae.architecture=topk"])
+            saes = [os.path.join(train_out, "saes", f"seed{s}.h5") for s in (0, 1)]
+            datasets = {}
+            for name, ranks, extra in (("fast", 1, []), ("generic", 1, ["run.kernels=generic"]),
+                                       ("generic2", 2, ["run.kernels=generic"])):
+                out = os.path.join(tmp, name + ".h5")
+                args = ["compare", JOB, "--sae", saes[0], "--sae", saes[1], "--out", out,
+                        *set_args([s for s in SMALL if s.startswith("data.")] + ["compare.permutations=0"] + extra)]
+                r = run_command(universae_command(args, ranks), timeout=300)
+                self.assertIn("generic kernels" if extra else "fast CPU kernels", r.stderr + r.stdout)
+                found = {}
+                with h5py.File(out, "r") as f:
+                    f["pairs"].visititems(lambda k, v: found.__setitem__(k, v[()]) if isinstance(v, h5py.Dataset) else None)
+                datasets[name] = found
+            self.assertTrue(any("max_cos" in k for k in datasets["fast"]), sorted(datasets["fast"]))
+            for name in ("generic", "generic2"):
+                self.assertEqual(sorted(datasets[name]), sorted(datasets["fast"]))
+                for key, value in datasets["fast"].items():
+                    np.testing.assert_array_equal(datasets[name][key], value, err_msg=f"{name} {key}")
+
 
 class StoreTraining(unittest.TestCase):
     """Every architecture trains on an activation store (several epochs through the seeded shuffle),

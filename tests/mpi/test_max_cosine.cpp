@@ -59,3 +59,34 @@ TEST(MaxCosine, MoreRanksThanTiles) {
   EXPECT_EQ(r.argmax_ab.size(), 3u);
   for (auto j : r.argmax_ba) EXPECT_TRUE(j >= 0 && j < n_a) << j;
 }
+
+// run.kernels = "generic": the tile stream's top-K lists kept as keys on a device (core::DeviceTopK,
+// here the CPU) equal the CPU scan's bit for bit, at every rank count, with ties (duplicate columns and
+// rows), a zero row (all cosines 0: the lowest index must win), K above the tile width and above n_b.
+TEST(MaxCosine, DeviceScanEqualsCpuScanBitForBit) {
+  const auto world = parallel::Environment::world();
+  const int64_t n_a = 41, n_b = 23, d = 9;
+  at::Tensor a = matrix(n_a, d, 5), b = matrix(n_b, d, 6);
+  b[17].copy_(b[3]);
+  b[9].copy_(b[3]);
+  a[12].copy_(a[2]);
+  a[30].zero_();
+  const compare::TileSizes tiles{4, 7};
+  const core::Range mine = compare::a_rows_of_rank(n_a, tiles, world);
+  const at::Tensor a_local = a.narrow(0, mine.begin, mine.size());
+  for (int64_t k : {1, 3, 8, 30}) {
+    SCOPED_TRACE("K = " + std::to_string(k));
+    const auto cpu = compare::similarity_pass(world, a_local, n_a, b, tiles, k);
+    const auto device = compare::similarity_pass(world, a_local, n_a, b, tiles, k, {at::kCPU, /*generic=*/true});
+    for (const auto* lists : {&cpu.rows, &cpu.cols}) {
+      const auto& other = lists == &cpu.rows ? device.rows : device.cols;
+      ASSERT_EQ(lists->all_values().size(), other.all_values().size());
+      EXPECT_EQ(std::memcmp(lists->all_values().data(), other.all_values().data(), lists->all_values().size() * sizeof(float)), 0);
+      EXPECT_EQ(lists->all_indices(), other.all_indices());
+    }
+    const auto m_cpu = compare::max_cosine_from(world, cpu), m_device = compare::max_cosine_from(world, device);
+    EXPECT_EQ(m_cpu.argmax_ab, m_device.argmax_ab);
+    EXPECT_EQ(m_cpu.argmax_ba, m_device.argmax_ba);
+    EXPECT_EQ(m_device.argmax_ab[30], 0) << "a zero row's cosines all tie at 0: the first column wins";
+  }
+}

@@ -1,0 +1,37 @@
+#include "parallel/device.hpp"
+
+#include <ATen/Context.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+
+namespace universae::parallel {
+
+std::string DevicePlan::describe() const {
+  return device.str() + (generic() ? ", generic kernels" : ", fast CPU kernels");
+}
+
+int cuda_device_count() { return at::hasCUDA() ? static_cast<int>(at::detail::getCUDAHooks().getNumGPUs()) : 0; }
+
+DevicePlan resolve_device(const Comm& world, core::DeviceChoice device, core::KernelChoice kernels) {
+  DevicePlan plan;
+  std::string error;
+  const int gpus = cuda_device_count();
+  const int local_rank = world.node_local().rank();  // collective: every rank splits, GPU or not
+  const bool cuda = device == core::DeviceChoice::kCuda || (device == core::DeviceChoice::kAuto && gpus > 0);
+  if (cuda && gpus == 0) {
+    error = at::hasCUDA() ? "run.device = \"cuda\": rank " + std::to_string(world.rank()) + " on " + Comm::host_name() +
+                                " sees no GPU (CUDA_VISIBLE_DEVICES?); set run.device = \"cpu\" to run on the CPU"
+                          : "run.device = \"cuda\": this universae was built without CUDA (cmake --preset cuda, "
+                            "docs/gpu.md); set run.device = \"cpu\"";
+  } else if (cuda) {
+    plan.device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank % gpus));
+  }
+  if (error.empty() && kernels == core::KernelChoice::kFast && cuda)
+    error = "run.kernels = \"fast\": the fast kernels run on the CPU only; on " + plan.device.str() +
+            " use \"generic\" or \"auto\"";
+  const bool generic = kernels == core::KernelChoice::kGeneric || (kernels == core::KernelChoice::kAuto && cuda);
+  plan.kernels = generic ? core::Kernels::kGeneric : core::Kernels::kFast;
+  agree_on_error(world, error);
+  return plan;
+}
+
+}  // namespace universae::parallel
