@@ -1,7 +1,11 @@
-// Benchmark: one topk SAE training step (core/sae_model, the trainer's step) against the sgemm peak
-// measured in the same process with the same BLAS and threads. Prints one JSON line.
-//   bench_train_step [d n k batch steps]      default 512 16384 32 4096 5
-// Under mpirun -n P the latents are split over the P ranks (latent sharding with the distributed
+// Benchmark: one topk SAE training step (core/sae_model, the trainer's step) against the GEMM peak
+// measured in the same process with the same library, threads and precision. Prints one JSON line.
+//   bench_train_step [d n k batch steps [device [dtype]]]   default 512 16384 32 4096 5 cpu float32
+// device: cpu (the fast CPU kernels, the exact fixed-point gradient round trip) or cuda (the generic
+// kernels on GPU 0, float gradients: train.exact_sum = false); dtype: float32, bfloat16 or tf32
+// (train.dtype; the peak is measured in the same precision). On the GPU machine:
+//   bench_train_step 4096 131072 64 4096 5 cuda bfloat16
+// Under mpirun -n P (cpu) the latents are split over the P ranks (latent sharding with the distributed
 // top-k) and each rank reports its peak RSS: the memory check of a 131,072 × 4,096 SAE is
 //   mpirun -n 2 bench_train_step 4096 131072 32 4096 1
 // FLOPs counted are the step's arithmetic as implemented: encoder GEMM 2·B·d·n, the sparse decoder
@@ -12,9 +16,12 @@
 
 #include <sys/resource.h>
 
+#include <ATen/Context.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "core/exact_sum.hpp"
@@ -29,6 +36,11 @@ using Clock = std::chrono::steady_clock;
 namespace {
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+// Waits for the device's queued work (a one-value copy to the host; nothing on the CPU).
+void wait_for(const at::Tensor& t) {
+  if (t.is_cuda()) (void)t.sum().item<double>();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -37,14 +49,26 @@ int main(int argc, char** argv) {
   const int64_t k = argc > 3 ? std::atoll(argv[3]) : 32, B = argc > 4 ? std::atoll(argv[4]) : 4096;
   const int steps = argc > 5 ? std::atoi(argv[5]) : 5;
 
+  const std::string device_name = argc > 6 ? argv[6] : "cpu", dtype = argc > 7 ? argv[7] : "float32";
+  const at::Device device = device_name == "cuda" ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+  const auto matmul = dtype == "bfloat16" ? core::MatmulPrecision::kBFloat16
+                      : dtype == "tf32"   ? core::MatmulPrecision::kTF32
+                                          : core::MatmulPrecision::kFloat32;
+  if (matmul == core::MatmulPrecision::kTF32) at::globalContext().setAllowTF32CuBLAS(true);
+
   const parallel::Comm world = parallel::Environment::world();
   const core::Range latents = core::shard_range(n, world.rank(), world.size());
-  // sgemm peak: the encoder's shape (this rank's latents), best of several; skipped when sharded.
-  const at::Tensor a = at::randn({B, d}), w = world.size() == 1 ? at::randn({n, d}) : at::Tensor();
+  // GEMM peak: the encoder's shape (this rank's latents) in the step's precision, best of several;
+  // skipped when sharded.
+  const auto gemm_type = matmul == core::MatmulPrecision::kBFloat16 ? at::kBFloat16 : at::kFloat;
+  const at::Tensor a = at::randn({B, d}).to(device, gemm_type);
+  const at::Tensor w = world.size() == 1 ? at::randn({n, d}).to(device, gemm_type) : at::Tensor();
   double gemm_best = 1e30;
   for (int r = 0; r < (world.size() == 1 ? steps + 1 : 0); ++r) {
+    wait_for(a);
     const auto t = Clock::now();
     const at::Tensor c = at::mm(a, w.t());
+    wait_for(c);
     gemm_best = std::min(gemm_best, seconds_since(t));
   }
   const double peak = 2.0 * static_cast<double>(B * d * n) / gemm_best;  // meaningful on one rank
@@ -53,24 +77,31 @@ int main(int argc, char** argv) {
   spec.architecture = core::Architecture::kTopK;
   spec.d = d, spec.n_latents = n, spec.latents = latents, spec.k = k, spec.k_aux = std::min<int64_t>(512, d / 2);
   spec.aux_alpha = 1.0 / 32.0, spec.apply_b_dec_to_input = true;  // the config's defaults (train.auxk_alpha, sae.*)
-  core::SaeStack p = core::init_stack(spec, {0}, std::vector<double>(static_cast<size_t>(d), 0.0));
+  spec.kernels = device.is_cpu() ? core::Kernels::kFast : core::Kernels::kGeneric;
+  spec.matmul = matmul;
+  core::SaeStack p = core::init_stack(spec, {0}, std::vector<double>(static_cast<size_t>(d), 0.0)).to(device);
   core::AdamState adam = core::init_adam(p);
   core::SaeStack g = p.zeros_like();
-  core::StepStats stats(1, latents.size(), at::kCPU);
-  const train::ShardPeers peers(world, at::kCPU);  // the job's ranks as the latent shards of one SAE
-  const at::Tensor dead = at::zeros({1, latents.size()}, at::kBool);
+  core::StepStats stats(1, latents.size(), device);
+  const train::ShardPeers peers(world, device);  // the job's ranks as the latent shards of one SAE
+  const at::Tensor dead = at::zeros({1, latents.size()}, at::TensorOptions(device).dtype(at::kBool));
   at::manual_seed(1);
-  const at::Tensor x = at::randn({B, d});  // the same batch on every rank
+  const at::Tensor x = at::randn({B, d}).to(device);  // the same batch on every rank
   double best = 1e30, forward_backward_s = 0;
   for (int r = 0; r < steps + 1; ++r) {  // the first is a warm-up
+    wait_for(x);
     const auto t = Clock::now();
     for (at::Tensor* gt : g.tensors()) gt->zero_();
     stats.clear();
     core::forward_backward(spec, p, x, dead, B, peers, g, stats);
+    wait_for(g.W_enc);
     const double t_fb = seconds_since(t);
-    // The trainer's exact gradient sum (one rank, one micro-batch: the fixed-point round trip).
-    for (at::Tensor* gt : g.tensors()) core::round_trip_fixed(gt->data_ptr<float>(), gt->numel());
+    // The trainer's exact gradient sum (one rank, one micro-batch: the fixed-point round trip); on the
+    // GPU the float sum (train.exact_sum = false), which on one rank is nothing.
+    if (device.is_cpu())
+      for (at::Tensor* gt : g.tensors()) core::round_trip_fixed(gt->data_ptr<float>(), gt->numel());
     core::optimizer_step(spec, p, g, adam, 1e-4, {}, 1.0, peers);
+    wait_for(p.W_enc);
     if (r > 0 && seconds_since(t) < best) best = seconds_since(t), forward_backward_s = t_fb;
   }
   const double flops = 2.0 * static_cast<double>(B * d * n) + 8.0 * static_cast<double>(B * k * d) + 2.0 * static_cast<double>(n * d);
@@ -80,10 +111,11 @@ int main(int argc, char** argv) {
   if (!world.is_root()) return 0;
   std::string rss_list;
   for (double r : rss) rss_list += (rss_list.empty() ? "" : ", ") + std::to_string(r);
-  std::printf("{\"d\": %ld, \"n\": %ld, \"k\": %ld, \"batch\": %ld, \"ranks\": %d, \"threads\": %d, \"step_s\": %.4f, "
-              "\"forward_backward_s\": %.4f, \"tokens_per_s\": %.1f, \"flops_per_s\": %.4g, "
+  std::printf("{\"device\": \"%s\", \"dtype\": \"%s\", \"d\": %ld, \"n\": %ld, \"k\": %ld, \"batch\": %ld, \"ranks\": %d, "
+              "\"threads\": %d, \"step_s\": %.4f, \"forward_backward_s\": %.4f, \"tokens_per_s\": %.1f, \"flops_per_s\": %.4g, "
               "\"sgemm_peak_flops_per_s\": %.4g, \"fraction_of_peak\": %.3f, \"peak_rss_gib_per_rank\": [%s]}\n",
-              static_cast<long>(d), static_cast<long>(n), static_cast<long>(k), static_cast<long>(B), world.size(),
+              device.str().c_str(), dtype.c_str(), static_cast<long>(d), static_cast<long>(n), static_cast<long>(k),
+              static_cast<long>(B), world.size(),
               at::get_num_threads(), best, forward_backward_s, static_cast<double>(B) / best, flops / best,
               world.size() == 1 ? peak : 0.0, world.size() == 1 ? flops / best / peak : 0.0, rss_list.c_str());
   return 0;

@@ -33,8 +33,13 @@ class Field {
   std::string section() const { return key_.substr(0, key_.find('.')); }
   Role role() const { return role_; }
   Field& role(Role r) { return role_ = r, *this; }
+  // A key added after outputs were first fingerprinted, whose default is what those outputs were made
+  // with: left out of fingerprints while at its default, so older outputs stay reusable.
+  bool later() const { return later_; }
+  Field& later(bool v) { return later_ = v, *this; }
 
   virtual void reset() = 0;                                                   // the default
+  virtual bool at_default() const = 0;
   virtual void assign(const toml::node& node, const std::string& where) = 0;  // a TOML value, checked for type
   virtual void insert(toml::table& root) const = 0;                           // the echo
   virtual std::string text() const = 0;                                       // --help: the value as written
@@ -44,6 +49,7 @@ class Field {
  private:
   std::string key_, doc_;
   Role role_ = Role::kValue;
+  bool later_ = false;
 };
 
 template <typename T>
@@ -120,6 +126,7 @@ class Key final : public Field {
       : Field(std::move(key), std::move(doc)), target_(target), default_(std::move(default_value)), check_(std::move(check)) {}
 
   void reset() override { *target_ = default_; }
+  bool at_default() const override { return *target_ == default_; }
 
   void assign(const toml::node& node, const std::string& where) override {
     auto wrong = [&] {
@@ -422,11 +429,13 @@ void train_schedule_keys(Table& t, Config& c) {
   t.add("train.dtype", &x.dtype, MatmulDtype::kFloat32,
         "precision of the step's large matrix products (the encoder GEMM; the dense architectures' decoder too): "
         "float32, bfloat16 (operands rounded, float32 accumulation and result) or tf32 (TF32 tensor cores on a GPU; "
-        "float32 on the CPU). Weights, Adam state and sums stay float32/64");
+        "float32 on the CPU). Weights, Adam state and sums stay float32/64")
+      .later(true);
   t.add("train.exact_sum", &x.exact_sum, true,
         "sum gradients over data-parallel ranks and micro-batches in exact fixed point: the same bits for any rank "
         "count (through host memory on a GPU). false: a float32 sum (MPI, or NCCL on GPUs), faster, whose last bits "
-        "depend on the number of ranks (docs/training.md)");
+        "depend on the number of ranks (docs/gpu.md)")
+      .later(true);
   t.add("train.adam_beta1", &x.adam_beta1, 0.9, "Adam β1", within(0, 1, false, true));
   t.add("train.adam_beta2", &x.adam_beta2, 0.999, "Adam β2", within(0, 1, false, true));
   t.add("train.adam_eps", &x.adam_eps, 1e-8, "Adam ε", above(0.0));
@@ -876,6 +885,7 @@ std::string fingerprint(const Config& config, Stage stage, const Identity& ident
   toml::table root, inputs;
   for (const auto& f : fields_of(copy)) {
     if (std::find(sections.begin(), sections.end(), f->section()) == sections.end() || f->role() == Role::kOutput) continue;
+    if (f->later() && f->at_default()) continue;
     if (f->role() == Role::kValue) {
       f->insert(root);
       continue;

@@ -182,30 +182,37 @@ struct Evaluation {
 };
 
 // The saved SAE on the held-out tokens, encoded exactly as `compare` encodes it (core/sae_encode),
-// token blocks sharded over the ranks of the group.
+// token blocks sharded over the ranks of the group, on the training device: the weights go there once,
+// each block of tokens as it is read, and the counts come back once at the end.
 Evaluation evaluate(const parallel::Comm& comm, const io::SaeWeights& w, data::TokenStream& stream,
-                    const config::Config& cfg) {
+                    const config::Config& cfg, at::Device device) {
   const int64_t n = w.header.n_latents, d = w.header.d_in, mb = cfg.train.micro_batch;
   const int64_t total = std::min(cfg.train.eval_tokens, stream.eval_available());
   Evaluation e;
   if (total == 0) return e;
-  const core::SaeEncoderWeights enc = io::encoder_weights(w);
-  std::vector<int64_t> fires(static_cast<size_t>(n), 0);
+  core::SaeEncoderWeights enc = io::encoder_weights(w);
+  for (at::Tensor* t : {&enc.W_enc, &enc.b_enc, &enc.b_dec, &enc.threshold, &enc.r_mag, &enc.b_mag})
+    if (t->defined()) *t = t->to(device);
+  const at::Tensor W_dec = w.W_dec.to(device), b_dec = w.b_dec.to(device);
+  at::Tensor fires = at::zeros({n}, at::TensorOptions(device).dtype(at::kLong));
+  at::Tensor sse = at::zeros({}, at::TensorOptions(device).dtype(at::kDouble));
   std::vector<double> sums(static_cast<size_t>(d + 3), 0.0);  // Σx (d), Σ‖x‖², sse, active
   const core::Range chunks = core::shard_range(core::ceil_div(total, mb), comm.rank(), comm.size());
   for (int64_t c = chunks.begin; c < chunks.end; ++c) {
     const int64_t count = std::min(mb, total - c * mb);
     at::Tensor x = at::empty({count, d}, at::kFloat);
     stream.eval_tokens(c * mb, count, x.data_ptr<float>());
-    const at::Tensor z = core::codes(enc, x);
-    const at::Tensor x_hat = at::addmm(w.b_dec, z, w.W_dec);
-    const at::Tensor fired = (z > 0).sum(0).to(at::kLong).contiguous();
-    for (int64_t i = 0; i < n; ++i) fires[i] += fired.data_ptr<int64_t>()[i];
     core::add_data_sums(x, sums.data());
-    sums[d + 1] += (x - x_hat).to(at::kDouble).pow(2).sum().item<double>();
-    sums[d + 2] += static_cast<double>(fired.sum().item<int64_t>());
+    x = x.to(device);
+    const at::Tensor z = core::codes(enc, x);
+    fires.add_(z.gt(0).sum(0));
+    sse.add_((x - at::addmm(b_dec, z, W_dec)).to(at::kDouble).pow(2).sum());
   }
-  comm.allreduce_sum(fires.data(), n);
+  const at::Tensor fires_host = fires.to(at::kCPU).contiguous();
+  std::vector<int64_t> fired(fires_host.data_ptr<int64_t>(), fires_host.data_ptr<int64_t>() + n);
+  sums[d + 1] = sse.item<double>();
+  for (int64_t f : fired) sums[d + 2] += static_cast<double>(f);
+  comm.allreduce_sum(fired.data(), n);
   comm.allreduce_sum(sums.data(), static_cast<int64_t>(sums.size()));
   e.fvu = sums[d + 1] / core::total_variance(sums.data(), d, total);
   e.l0 = sums[d + 2] / static_cast<double>(total);
@@ -213,8 +220,8 @@ Evaluation evaluate(const parallel::Comm& comm, const io::SaeWeights& w, data::T
   double* frequency = e.frequency.data_ptr<double>();
   int64_t never = 0;
   for (int64_t i = 0; i < n; ++i) {
-    frequency[i] = static_cast<double>(fires[i]) / static_cast<double>(total);
-    never += fires[i] == 0;
+    frequency[i] = static_cast<double>(fired[i]) / static_cast<double>(total);
+    never += fired[i] == 0;
   }
   e.dead_fraction = static_cast<double>(never) / static_cast<double>(n);
   return e;
@@ -735,7 +742,7 @@ std::vector<TrainedSae> Trainer::publish() {
   const EnsembleState host = host_state(/*with_adam=*/false);
   for (int64_t s = 0; s < static_cast<int64_t>(seeds_.size()); ++s) {
     io::SaeWeights w = saved_weights(cfg_, L_, spec_, host, s, seeds_[s], provenance_);
-    const Evaluation e = evaluate(L_.group_comm, w, *stream_, cfg_);
+    const Evaluation e = evaluate(L_.group_comm, w, *stream_, cfg_, plan_.device);
     double mmcs = std::nan("");
     if (truth) {  // the dictionary's rows against the decoder (MMCS)
       const compare::TileSizes tiles = compare::tiles_of(cfg_.compare);

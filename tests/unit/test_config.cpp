@@ -162,3 +162,18 @@ TEST(Config, FingerprintsNameInputsByIdentityAndLeaveOutOutputs) {
   EXPECT_NE(fingerprint(k, Stage::kTrain, identity), fingerprint(Config(), Stage::kTrain, identity));
   EXPECT_EQ(fingerprint(k, Stage::kCompare, identity), fingerprint(Config(), Stage::kCompare, identity));  // not its keys
 }
+
+// Keys added in 0.8 with the behaviour of 0.7 as their default (train.dtype, train.exact_sum) are left
+// out of the fingerprint at that default, so SAEs trained by 0.7 stay reusable; any other value enters
+// it. run.device and run.kernels never do (they change where, not what).
+TEST(Config, LaterKeysAtTheirDefaultLeaveFingerprintsAsBefore) {
+  const Identity identity = [](const std::string& path) { return path; };
+  const std::string plain = fingerprint(Config(), Stage::kTrain, identity);
+  EXPECT_EQ(plain.find("dtype"), std::string::npos) << plain;
+  EXPECT_EQ(plain.find("exact_sum"), std::string::npos) << plain;
+  EXPECT_EQ(fingerprint(load("", {"train.dtype=\"float32\"", "train.exact_sum=true", "run.device=\"cpu\"",
+                                  "run.kernels=\"generic\""}), Stage::kTrain, identity), plain);
+  const std::string bf16 = fingerprint(load("", {"train.dtype=\"bfloat16\""}), Stage::kTrain, identity);
+  EXPECT_NE(bf16.find("dtype = 'bfloat16'"), std::string::npos) << bf16;
+  EXPECT_NE(fingerprint(load("", {"train.exact_sum=false"}), Stage::kTrain, identity), plain);
+}
