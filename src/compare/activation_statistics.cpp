@@ -199,7 +199,7 @@ const Correlation& PairContext::correlation() {
     correlation_ = dense_correlation(comm, encoder_a(), encoder_b(), data.input(i), data.input(j), config.compare.chunk_tokens,
                                      config.compare.tile_rows);
   } else {
-    correlation_ = sparse_correlation(comm, data.codes[i], data.codes[j], config.compare.tile_rows);
+    correlation_ = sparse_correlation(comm, data.codes[i], data.codes[j], config.compare.tile_rows, scan);
   }
   return *correlation_;
 }

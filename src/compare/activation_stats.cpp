@@ -164,7 +164,7 @@ std::vector<double> firing_frequency(const core::SparseCodes& codes) {
 }
 
 Correlation sparse_correlation(const parallel::Comm& comm, const core::SparseCodes& a, const core::SparseCodes& b,
-                               int64_t tile_rows) {
+                               int64_t tile_rows, const ScanDevice& where) {
   const auto start = std::chrono::steady_clock::now();
   const core::LatentMoments ma = core::moments(a), mb = core::moments(b);
   Correlation c;
@@ -173,7 +173,11 @@ Correlation sparse_correlation(const parallel::Comm& comm, const core::SparseCod
     const core::Range rows = core::tile_shard(x.n_latents, tile_rows, comm.rank(), comm.size());
     std::vector<double> local_max(static_cast<size_t>(rows.size()));
     std::vector<int64_t> local_arg(static_cast<size_t>(rows.size()));
-    core::correlation_row_maxima(core::latent_columns(x), mx, y, my, rows, local_max.data(), local_arg.data());
+    if (where.generic)
+      core::correlation_row_maxima_generic(core::latent_columns(x), mx, y, my, rows, local_max.data(), local_arg.data(),
+                                           where.device);
+    else
+      core::correlation_row_maxima(core::latent_columns(x), mx, y, my, rows, local_max.data(), local_arg.data());
     max = comm.allgatherv(local_max);
     argmax = comm.allgatherv(local_arg);
   };

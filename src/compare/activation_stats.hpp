@@ -68,9 +68,10 @@ struct Correlation {
   double seconds = 0;
 };
 
-// Collective. Exact correlation maxima from the sparse codes; latent rows sharded in tiles.
+// Collective. Exact correlation maxima from the sparse codes; latent rows sharded in tiles. With
+// `where.generic`, each rank's rows go through core::correlation_row_maxima_generic on where.device.
 Correlation sparse_correlation(const parallel::Comm& comm, const core::SparseCodes& a, const core::SparseCodes& b,
-                               int64_t tile_rows);
+                               int64_t tile_rows, const ScanDevice& where = {});
 
 // Collective. Correlation maxima of the dense relu(pre) activations: A's rows sharded in tiles, every
 // rank streams all tokens in fixed chunks and accumulates S = Σ_t a(t) b(t)ᵀ for its rows in float64.

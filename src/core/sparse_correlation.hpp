@@ -39,6 +39,17 @@ LatentColumns latent_columns(const SparseCodes& codes);
 void correlation_row_maxima(const LatentColumns& a_cols, const LatentMoments& a, const SparseCodes& b,
                             const LatentMoments& b_moments, Range rows, double* max_out, int64_t* argmax_out);
 
+// The same from ATen operators on any device (run.kernels = "generic"; sparse_correlation_generic.cpp):
+// B as a sparse (T × n_b) matrix, each block of A's rows as a sparse (rows × T) one, their product the
+// co-firing sums S, and the block's correlations dense, (S/T − μ_i μ_j) / (σ_i σ_j), so the pairs that
+// never co-fire need no ordering by μ/σ. The maxima agree within rounding of the sums (float64 in
+// another order; exactly where a pair never co-fires) and the argmax is the lowest index among equal
+// maxima, as above. The codes and the results pass through host memory (deliberate: they come from
+// and go to host structures).
+void correlation_row_maxima_generic(const LatentColumns& a_cols, const LatentMoments& a, const SparseCodes& b,
+                                    const LatentMoments& b_moments, Range rows, double* max_out, int64_t* argmax_out,
+                                    at::Device device);
+
 // Top activating examples: for every latent its `count` largest code values (ties: earlier token),
 // positions −1 where it fired on fewer tokens.
 struct TopExamples {

@@ -159,8 +159,10 @@ class GenericKernels(unittest.TestCase):
         self.check("gated")
 
     def test_compare_on_the_device_scan(self):
-        # compare's similarity passes with run.kernels = "generic" (core::DeviceTopK) write the same max
-        # cosines, argmaxes and certified matchings, bit for bit, as the CPU scan, on 1 and 2 ranks.
+        # compare with run.kernels = "generic" (core::DeviceTopK for the similarity passes,
+        # correlation_row_maxima_generic for the activation correlation) writes the same max cosines,
+        # argmaxes, certified matchings and correlation maxima, bit for bit, as the CPU kernels, on 1 and
+        # 2 ranks (the correlation's float64 sums could differ in the last bit; here they do not).
         with tempfile.TemporaryDirectory() as tmp:
             train_out = os.path.join(tmp, "train")
             run(train_out, 1, SMALL + ["sae.architecture=topk"])
@@ -178,6 +180,7 @@ class GenericKernels(unittest.TestCase):
                     f["pairs"].visititems(lambda k, v: found.__setitem__(k, v[()]) if isinstance(v, h5py.Dataset) else None)
                 datasets[name] = found
             self.assertTrue(any("max_cos" in k for k in datasets["fast"]), sorted(datasets["fast"]))
+            self.assertTrue(any("corr" in k for k in datasets["fast"]), sorted(datasets["fast"]))  # the correlation twin
             for name in ("generic", "generic2"):
                 self.assertEqual(sorted(datasets[name]), sorted(datasets["fast"]))
                 for key, value in datasets["fast"].items():

@@ -111,6 +111,16 @@ void check(bool negative, bool dead) {
   if (!dead) {
     EXPECT_GT(never_cofired, 3);  // the walk was exercised
   }
+  // The ATen twin (run.kernels = "generic"), here on the CPU, in blocks as two ranks: the same maxima
+  // within rounding of the float64 sums, and the same argmax.
+  std::vector<double> gmax(n_a);
+  std::vector<int64_t> garg(n_a);
+  correlation_row_maxima_generic(latent_columns(a), ma, b, mb, {0, 20}, gmax.data(), garg.data(), at::kCPU);
+  correlation_row_maxima_generic(latent_columns(a), ma, b, mb, {20, n_a}, gmax.data() + 20, garg.data() + 20, at::kCPU);
+  for (int64_t i = 0; i < n_a; ++i) {
+    EXPECT_NEAR(gmax[i], max[i], 1e-12) << "generic, row " << i;
+    EXPECT_EQ(garg[i], arg[i]) << "generic, row " << i;
+  }
 }
 
 }  // namespace
@@ -119,6 +129,37 @@ TEST(SparseCorrelation, EqualsTheDenseDefinition) { check(false, true); }
 TEST(SparseCorrelation, EqualsTheDenseDefinitionWithNegativeCodes) { check(true, true); }
 TEST(SparseCorrelation, RareLatentsTakeTheBestNeverCofiringPair) { check(false, false); }
 TEST(SparseCorrelation, RareNegativeLatentsTakeTheBestNeverCofiringPair) { check(true, false); }
+
+// Exact ties: B's latent 11 is a copy of latent 4, so every row that prefers one prefers both, and both
+// implementations must name the lower (4), whether the pair co-fires or not.
+TEST(SparseCorrelation, GenericTwinBreaksTiesAsTheCpuKernel) {
+  const int64_t t_count = 300, n_a = 23, n_b = 17;
+  for (const bool rare : {false, true}) {
+    const auto za = random_codes(t_count, n_a, 3, false, false, rare ? 0.01 : 0.3);
+    auto zb = random_codes(t_count, n_b, 4, false, false, rare ? 0.01 : 0.3);
+    if (rare) {  // latent 4 fires once (the smallest μ/σ of all, 1/√(T−1)); 0..3 often, so 4 leads the walk
+      for (int64_t t = 0; t < t_count; ++t) {
+        for (int64_t j = 0; j < 4; ++j) zb[static_cast<size_t>(t * n_b + j)] = t % 3 == 0 ? 0.5 : 0.0;
+        zb[static_cast<size_t>(t * n_b + 4)] = t == 7 ? 0.9 : 0.0;
+      }
+    }
+    for (int64_t t = 0; t < t_count; ++t) zb[static_cast<size_t>(t * n_b + 11)] = zb[static_cast<size_t>(t * n_b + 4)];
+    const SparseCodes a = sparse(za, t_count, n_a), b = sparse(zb, t_count, n_b);
+    const auto ma = moments(a), mb = moments(b);
+    std::vector<double> max(n_a), gmax(n_a);
+    std::vector<int64_t> arg(n_a), garg(n_a);
+    correlation_row_maxima(latent_columns(a), ma, b, mb, {0, n_a}, max.data(), arg.data());
+    correlation_row_maxima_generic(latent_columns(a), ma, b, mb, {0, n_a}, gmax.data(), garg.data(), at::kCPU);
+    int64_t chose_the_pair = 0;
+    for (int64_t i = 0; i < n_a; ++i) {
+      EXPECT_NE(arg[i], 11) << "row " << i;
+      EXPECT_EQ(garg[i], arg[i]) << "row " << i << (rare ? " (rare)" : "");
+      EXPECT_NEAR(gmax[i], max[i], 1e-12) << "row " << i;
+      chose_the_pair += arg[i] == 4;
+    }
+    EXPECT_GT(chose_the_pair, 0) << "the tie must be exercised" << (rare ? " (rare)" : "");
+  }
+}
 
 TEST(SparseCorrelation, TopExamplesKeepTheLargestEarliestFirst) {
   // Latent 0 takes values 1, 3, 3, 2, 3, 5, 0.5 at tokens 0..6: top-3 = 5@5, 3@1, 3@2.
