@@ -3,7 +3,9 @@
 # universae's C++ stack (MPI, parallel HDF5, Boost.MPI, ...): the Debian 12 packages of that stack,
 # fetched here, unpacked there into a prefix. scripts/gpu-check.sh drives it; docs/gpu.md explains.
 #
-#   here:   scripts/gpu-build.sh fetch       # the .debs → .gpu-debs/ (git-ignored through .git/info/exclude)
+#   here:   scripts/gpu-build.sh fetch       # the .debs → .gpu-debs/, and the quick-start job's model, tokenizer
+#                                            # and text (../shared/data) → .gpu-data/ (both git-ignored through
+#                                            # .git/info/exclude)
 #   there:  scripts/gpu-build.sh build       # unpack into /tmp/gpu-prefix, configure the `cuda` preset
 #                                            # against torch's LibTorch, build TARGETS (default: all)
 #           scripts/gpu-build.sh env         # the environment lines the build used (to `eval`)
@@ -41,8 +43,11 @@ case "${1:-}" in
     exclude="$(git rev-parse --git-dir)/info/exclude"
     mkdir -p "$(dirname "$exclude")"
     grep -qx "/$debs/" "$exclude" 2>/dev/null || echo "/$debs/" >> "$exclude"
+    grep -qx "/.gpu-data/" "$exclude" 2>/dev/null || echo "/.gpu-data/" >> "$exclude"
     (cd "$debs" && apt-get download "${dev_packages[@]}" "${runtime_packages[@]}")
-    du -sh "$debs"
+    mkdir -p .gpu-data  # the device machine gets the repository only: ../shared/data does not travel
+    cp ../shared/data/stories260K.bin ../shared/data/tok512.bin ../shared/data/tinystories_val_794k.txt .gpu-data/
+    du -sh "$debs" .gpu-data
     ;;
   env)
     env_lines

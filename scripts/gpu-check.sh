@@ -2,19 +2,21 @@
 # The one-shot GPU check (issue 21, docs/gpu.md): on a fresh GPU machine, build only what the GPU
 # tests and benchmarks need, run the `gpu` test label (the training step of every architecture on
 # cuda against the CPU kernels, bfloat16, the similarity pass's top-K lists, NCCL collectives) and
-# the GPU benchmarks, and write everything to one results file, gpu-check.json, beside its log.
+# the GPU benchmarks, run the quick-start job on the GPU and on the CPU and compare every output
+# (tests/gpu/compare_runs.py), and write everything to one results file, gpu-check.json, beside its log.
 #
 #   scripts/gpu-check.sh [--out DIR] [--quick] [--dry-run] [--skip-build]
 #
-#   --out DIR     where gpu-check.json and gpu-check.log go (default: gpu-check/)
+#   --out DIR     where gpu-check.json and gpu-check.log go, and nothing else (default: gpu-check/)
 #   --quick       benchmarks at a tenth of the size (a first look, or a short lease)
 #   --dry-run     here, without a GPU: the `nccl` preset against Debian's CPU LibTorch and the CUDA
 #                 toolkit, the same targets, the gpu label (every test skips), the benchmarks on the CPU
-#                 at a small size. Checks the script, the prefix build and the argument handling.
+#                 at a small size, the quick-start job with the fast and the generic kernels. Checks
+#                 the script, the prefix build and the argument handling.
 #   --skip-build  reuse the build directory (a rerun on a machine still warm)
 #
-# With the device tool (one call; .gpu-debs from `scripts/gpu-build.sh fetch` here):
-#   run(command="scripts/gpu-check.sh --out $OUT", carry=[".gpu-debs"], timeout_s=540)
+# With the device tool (one call; .gpu-debs and .gpu-data from `scripts/gpu-build.sh fetch` here):
+#   run(command="scripts/gpu-check.sh --out $OUT", carry=[".gpu-debs", ".gpu-data"], timeout_s=540)
 # Exit status: 0 when every step passed, 1 when one failed (the file says which), 2 on bad usage.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +34,8 @@ while [ $# -gt 0 ]; do
 done
 mkdir -p "$out" || { echo "gpu-check.sh: cannot create $out" >&2; exit 2; }
 out=$(cd "$out" && pwd)
-log="$out/gpu-check.log" steps="$out/steps.jsonl"
+work=$(mktemp -d /tmp/gpu-check.XXXXXX)  # each step's output and the job runs; only the summary goes to --out
+log="$out/gpu-check.log" steps="$work/steps.jsonl"
 : > "$log"; : > "$steps"
 failed=0
 
@@ -43,10 +46,10 @@ step() {
   local start end status
   echo "=== $name: $*" | tee -a "$log"
   start=$(date +%s.%N)
-  "$@" > "$out/$name.out" 2>&1
+  "$@" > "$work/$name.out" 2>&1
   status=$?
   end=$(date +%s.%N)
-  tee -a "$log" < "$out/$name.out" | tail -n 25
+  tee -a "$log" < "$work/$name.out" | tail -n 25
   local seconds
   seconds=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
   printf '{"step": "%s", "seconds": %s, "status": %d}\n' "$name" "$seconds" "$status" >> "$steps"
@@ -84,15 +87,29 @@ if [ -x "$dir/universae" ]; then
     step "train_step_$dtype" "$dir/bench/bench_train_step" "${train_args[@]}" "$dtype"
   done
   step max_cosine_tf32 "$dir/bench/bench_max_cosine" "${cosine_args[@]}" tf32
+  # The quick-start job end to end (extract, train, compare) twice: on the GPU and on the CPU (the dry
+  # run: the generic and the fast kernels on the CPU), every output compared.
+  data=.gpu-data
+  if [ -f "$data/stories260K.bin" ]; then
+    if [ "$dry" -eq 1 ]; then runs=("fast:run.kernels=fast" "other:run.kernels=generic"); else runs=("fast:run.device=cpu" "other:run.device=cuda"); fi
+    for r in "${runs[@]}"; do
+      step "job_${r%%:*}" "$dir/universae" run jobs/quickstart_ci.toml --set "${r#*:}" --set "run.output_dir=$work/job-${r%%:*}" \
+        --set "extract.model=$data/stories260K.bin" --set "extract.tokenizer=$data/tok512.bin" \
+        --set "extract.inputs=[\"$data/tinystories_val_794k.txt\"]" --set extract.max_documents=200 --set train.tokens=102400
+    done
+    step job_compare python3 tests/gpu/compare_runs.py "$work/job-fast" "$work/job-other"
+  else
+    echo "gpu-check.sh: no $data/ (scripts/gpu-build.sh fetch, and carry it): the end-to-end job is skipped" | tee -a "$log"
+  fi
 fi
 
 # One file: the steps, and each benchmark's JSON line or summary.
-python3 - "$out" "$dry" <<'EOF'
+python3 - "$out" "$dry" "$work" <<'EOF'
 import json, os, sys
-out, dry = sys.argv[1], sys.argv[2] == "1"
-steps = [json.loads(line) for line in open(os.path.join(out, "steps.jsonl"))]
+out, dry, work = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
+steps = [json.loads(line) for line in open(os.path.join(work, "steps.jsonl"))]
 for s in steps:
-    text = open(os.path.join(out, s["step"] + ".out"), errors="replace").read()
+    text = open(os.path.join(work, s["step"] + ".out"), errors="replace").read()
     s["output_tail"] = text[-4000:]
     for line in text.splitlines():
         if line.startswith("{") and line.endswith("}"):

@@ -197,7 +197,7 @@ const Correlation& PairContext::correlation() {
   const ActivationData& data = *activations;
   if (config.compare.correlation_input == config::CorrelationInput::kPre) {
     correlation_ = dense_correlation(comm, encoder_a(), encoder_b(), data.input(i), data.input(j), config.compare.chunk_tokens,
-                                     config.compare.tile_rows);
+                                     config.compare.tile_rows, scan);
   } else {
     correlation_ = sparse_correlation(comm, data.codes[i], data.codes[j], config.compare.tile_rows, scan);
   }

@@ -21,6 +21,12 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }
 
 // The rows [rows.begin, rows.end) of an encoder: per-latent pre-activations only depend on their own rows.
+core::SaeEncoderWeights to_device(core::SaeEncoderWeights w, at::Device device) {
+  for (at::Tensor* t : {&w.W_enc, &w.b_enc, &w.b_dec, &w.threshold, &w.r_mag, &w.b_mag})
+    if (t->defined()) *t = t->to(device);
+  return w;
+}
+
 core::SaeEncoderWeights slice_rows(const core::SaeEncoderWeights& w, core::Range rows) {
   core::SaeEncoderWeights s = w;
   auto cut = [&](const at::Tensor& t) { return t.defined() ? t.slice(0, rows.begin, rows.end) : t; };
@@ -191,14 +197,17 @@ Correlation sparse_correlation(const parallel::Comm& comm, const core::SparseCod
 
 Correlation dense_correlation(const parallel::Comm& comm, const core::SaeEncoderWeights& a,
                               const core::SaeEncoderWeights& b, const ActivationInput& in, const ActivationInput& in_b,
-                              int64_t chunk_tokens, int64_t tile_rows) {
+                              int64_t chunk_tokens, int64_t tile_rows, const ScanDevice& where) {
   if (in_b.n_tokens != in.n_tokens)
     throw UsageError(in.source + ": hookpoints '" + in.hookpoint + "' and '" + in_b.hookpoint + "' have different token counts");
   const auto start = std::chrono::steady_clock::now();
   const int64_t n_a = a.W_enc.size(0), n_b = b.W_enc.size(0);
   const core::Range rows = core::tile_shard(n_a, tile_rows, comm.rank(), comm.size());
-  const core::SaeEncoderWeights a_mine = slice_rows(a, rows);
-  const auto opts = at::TensorOptions().dtype(at::kDouble);
+  // On run.device with the generic kernels: the encoders go there once, each chunk of tokens as it is
+  // read, and the correlations come back once (deliberate: the maxima are reduced over ranks by MPI).
+  const at::Device device = where.generic ? where.device : at::Device(at::kCPU);
+  const core::SaeEncoderWeights a_mine = to_device(slice_rows(a, rows), device), b_here = to_device(b, device);
+  const auto opts = at::TensorOptions(device).dtype(at::kDouble);
   at::Tensor s = at::zeros({rows.size(), n_b}, opts);
   at::Tensor sum_a = at::zeros({rows.size()}, opts), sum2_a = at::zeros({rows.size()}, opts);
   at::Tensor sum_b = at::zeros({n_b}, opts), sum2_b = at::zeros({n_b}, opts);
@@ -209,14 +218,14 @@ Correlation dense_correlation(const parallel::Comm& comm, const core::SaeEncoder
     const int64_t count = std::min(chunk_tokens, in.n_tokens - first);
     buffer.resize(static_cast<size_t>(count * in.d));
     in.read(first, count, buffer.data());
-    const at::Tensor x = at::from_blob(buffer.data(), {count, in.d}, at::kFloat);
+    const at::Tensor x = at::from_blob(buffer.data(), {count, in.d}, at::kFloat).to(device);
     at::Tensor x_b = x;
     if (!same) {  // the same tokens at B's hookpoint (a cross-layer comparison)
       buffer_b.resize(static_cast<size_t>(count * in_b.d));
       in_b.read(first, count, buffer_b.data());
-      x_b = at::from_blob(buffer_b.data(), {count, in_b.d}, at::kFloat);
+      x_b = at::from_blob(buffer_b.data(), {count, in_b.d}, at::kFloat).to(device);
     }
-    const at::Tensor pa = core::dense_pre(a_mine, x).to(at::kDouble), pb = core::dense_pre(b, x_b).to(at::kDouble);
+    const at::Tensor pa = core::dense_pre(a_mine, x).to(at::kDouble), pb = core::dense_pre(b_here, x_b).to(at::kDouble);
     s.addmm_(pa.t(), pb);
     sum_a += pa.sum(0), sum2_a += pa.square().sum(0);
     sum_b += pb.sum(0), sum2_b += pb.square().sum(0);
@@ -231,7 +240,7 @@ Correlation dense_correlation(const parallel::Comm& comm, const core::SaeEncoder
   const at::Tensor mean_a = sum_a / t, mean_b = sum_b / t, sd_a = sd_of(sum_a, sum2_a), sd_b = sd_of(sum_b, sum2_b);
   const at::Tensor denom = sd_a.unsqueeze(1) * sd_b.unsqueeze(0);
   const at::Tensor corr =
-      at::where(denom > 0, (s / t - mean_a.unsqueeze(1) * mean_b.unsqueeze(0)) / denom, at::zeros_like(s));
+      at::where(denom > 0, (s / t - mean_a.unsqueeze(1) * mean_b.unsqueeze(0)) / denom, at::zeros_like(s)).to(at::kCPU).contiguous();
   Correlation c;
   // Rows: max over B, lowest index on ties (at::max does not promise which tie it returns).
   std::vector<double> local_max(static_cast<size_t>(rows.size()));

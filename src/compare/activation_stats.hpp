@@ -79,7 +79,8 @@ Correlation sparse_correlation(const parallel::Comm& comm, const core::SparseCod
 // different layers (the same object when not).
 Correlation dense_correlation(const parallel::Comm& comm, const core::SaeEncoderWeights& a,
                               const core::SaeEncoderWeights& b, const ActivationInput& input,
-                              const ActivationInput& input_b, int64_t chunk_tokens, int64_t tile_rows);
+                              const ActivationInput& input_b, int64_t chunk_tokens, int64_t tile_rows,
+                              const ScanDevice& where = {});
 
 // Token strings with byte-fallback pieces ("<0x0A>") decoded to their byte.
 std::string token_string(const std::vector<std::string>& vocab, int64_t token);

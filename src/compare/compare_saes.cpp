@@ -3,6 +3,7 @@
 // publish, and the summary.
 #include "compare/compare_saes.hpp"
 
+#include <ATen/Context.h>
 #include <ATen/Functions.h>
 #include <fmt/format.h>
 
@@ -130,6 +131,8 @@ std::vector<PairMatching> compare_pairs(const parallel::Comm& comm, const config
   std::vector<PairMatching> matchings;
   const parallel::DevicePlan plan = parallel::resolve_device(comm, cfg.run.device, cfg.run.kernels);
   log::info("compare: similarity passes on {}", plan.describe());
+  // The certificate's bounds hold for float32 products: no TF32 (train.dtype = "tf32" sets it for the process).
+  at::globalContext().setAllowTF32CuBLAS(false);
   log::Progress progress("compare", static_cast<int64_t>(in.pairs.size()), "pairs");
   int64_t done = 0;
   for (const auto& [i, j] : in.pairs) {

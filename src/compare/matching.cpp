@@ -13,6 +13,7 @@
 #include "core/error.hpp"
 #include "core/lap.hpp"
 #include "core/similarity.hpp"
+#include "core/topk_scan.hpp"
 #include "parallel/log.hpp"
 
 namespace universae::compare {
@@ -29,11 +30,22 @@ struct Edges {
   }
 };
 
-// This rank's rows of A and all of B, as unit rows in float32 (for GEMM) and float64 (to rescore).
+// This rank's rows of A and all of B, as unit rows in float32 (for GEMM) and float64 (to rescore);
+// with the generic kernels the float32 ones also on the device (copied there once).
 struct Operands {
   core::Range mine;
   at::Tensor a32, a64, b32, b64;
+  at::Tensor a32_device, b32_device;  // defined only with the generic kernels
   int64_t n_a = 0, n_b = 0;
+};
+
+// Which pairs of an exact block are kept: every pair, or those violating the duals,
+// w > α_i + β_j + tol (α by row of A, β by column of B), compared in float64.
+struct Keep {
+  const std::vector<double>* alpha = nullptr;  // nullptr: every pair
+  const std::vector<double>* beta = nullptr;
+  double tol = 0;
+  bool operator()(int64_t i, int64_t j, float w) const { return alpha == nullptr || w > (*alpha)[i] + (*beta)[j] + tol; }
 };
 
 // Exact float64 cosines of pairs whose A row this rank owns, gathered on every rank.
@@ -65,19 +77,62 @@ Edges rescore_and_gather(const parallel::Comm& comm, const Operands& op, const s
 // With deep_k > 0 (only when cols_b is every column), each of these rows also keeps its top deep_k
 // columns, which become candidates and tighten the row's bound (*deep_bound, by global row);
 // *kept counts the pairs `keep` accepted, over all ranks.
+// One tile of an exact block on the device: the float32 products, the kept pairs (row-major, as the
+// host loop finds them) and, with deep_k > 0, each row's top deep_k of the pairs not kept. Only the
+// kept pairs and the lists come back to the host.
+void exact_tile_on_device(const Operands& op, const std::vector<int64_t>& rows, const std::vector<int64_t>& cols_b,
+                          const at::Tensor& cols, const Keep& keep, int64_t deep_k, std::vector<int64_t>& pa,
+                          std::vector<int64_t>& pb, std::vector<float>& bounds, int64_t& n_kept) {
+  const at::Device device = op.a32_device.device();
+  std::vector<int64_t> local(rows);
+  for (auto& i : local) i -= op.mine.begin;
+  const at::Tensor s = at::mm(op.a32_device.index_select(0, at::tensor(local, at::kLong).to(device)),
+                              op.b32_device.index_select(0, cols).t());
+  at::Tensor kept = at::ones(s.sizes(), s.options().dtype(at::kBool));
+  if (keep.alpha != nullptr) {
+    const at::Tensor alpha = at::tensor(*keep.alpha, at::kDouble).index_select(0, at::tensor(rows, at::kLong)).to(device);
+    const at::Tensor beta = at::tensor(*keep.beta, at::kDouble).to(device).index_select(0, cols);
+    kept = s.to(at::kDouble).gt(alpha.unsqueeze(1).add(beta.unsqueeze(0)).add_(keep.tol));  // (α_i + β_j) + tol
+  }
+  const at::Tensor where = kept.nonzero().to(at::kCPU).contiguous();  // (kept, 2): row, column, row-major
+  const int64_t* rc = where.data_ptr<int64_t>();
+  n_kept += where.size(0);
+  core::TopKLists lists(0, 1);
+  if (deep_k > 0) {
+    core::DeviceTopK deep(static_cast<int64_t>(rows.size()), deep_k, device);
+    deep.offer_rows(s.masked_fill(kept, -std::numeric_limits<float>::infinity()), 0, 0);  // cols_b is every column
+    lists = deep.to_host();
+  }
+  // Per row as the host loop gives them: its kept pairs by column, then its deep list.
+  for (int64_t r = 0, e = 0; r < static_cast<int64_t>(rows.size()); ++r) {
+    for (; e < where.size(0) && rc[2 * e] == r; ++e) pa.push_back(rows[r]), pb.push_back(cols_b[rc[2 * e + 1]]);
+    if (deep_k == 0) continue;
+    for (int64_t c = 0; c < deep_k; ++c)
+      if (lists.indices(r)[c] >= 0) pa.push_back(rows[r]), pb.push_back(lists.indices(r)[c]);
+    bounds.push_back(lists.kth(r));
+  }
+}
+
 Edges exact_block(const parallel::Comm& comm, const Operands& op, const TileSizes& tiles,
-                  const std::vector<int64_t>& rows_a, const std::vector<int64_t>& cols_b,
-                  const std::function<bool(int64_t, int64_t, float)>& keep, int64_t* checked, int64_t deep_k = 0,
-                  std::vector<float>* deep_bound = nullptr, int64_t* kept = nullptr) {
+                  const std::vector<int64_t>& rows_a, const std::vector<int64_t>& cols_b, const Keep& keep,
+                  int64_t* checked, int64_t deep_k = 0, std::vector<float>* deep_bound = nullptr, int64_t* kept = nullptr) {
   std::vector<int64_t> mine_rows;
   for (int64_t i : rows_a)
     if (i >= op.mine.begin && i < op.mine.end) mine_rows.push_back(i);
   std::vector<int64_t> pa, pb;
   std::vector<float> bounds;
   int64_t n_kept = 0;
-  const at::Tensor cols = at::tensor(cols_b, at::kLong);
-  const at::Tensor b_sel = op.b32.index_select(0, cols);
-  for (size_t r0 = 0; r0 < mine_rows.size(); r0 += static_cast<size_t>(tiles.rows)) {
+  if (op.a32_device.defined()) {
+    const at::Tensor cols = at::tensor(cols_b, at::kLong).to(op.a32_device.device());
+    for (size_t r0 = 0; r0 < mine_rows.size(); r0 += static_cast<size_t>(tiles.rows)) {
+      const size_t tr = std::min(static_cast<size_t>(tiles.rows), mine_rows.size() - r0);
+      const std::vector<int64_t> rows(mine_rows.begin() + static_cast<std::ptrdiff_t>(r0),
+                                      mine_rows.begin() + static_cast<std::ptrdiff_t>(r0 + tr));
+      exact_tile_on_device(op, rows, cols_b, cols, keep, deep_k, pa, pb, bounds, n_kept);
+    }
+  }
+  const at::Tensor b_sel = op.a32_device.defined() ? at::Tensor() : op.b32.index_select(0, at::tensor(cols_b, at::kLong));
+  for (size_t r0 = 0; !op.a32_device.defined() && r0 < mine_rows.size(); r0 += static_cast<size_t>(tiles.rows)) {
     const size_t tr = std::min(static_cast<size_t>(tiles.rows), mine_rows.size() - r0);
     std::vector<int64_t> local(mine_rows.begin() + static_cast<std::ptrdiff_t>(r0),
                                mine_rows.begin() + static_cast<std::ptrdiff_t>(r0 + tr));
@@ -230,9 +285,8 @@ bool Pricing::certify(Matching& m) {
   // deep_k columns, so their bound drops and later rounds recompute fewer rows.
   const int64_t deep_k = std::min<int64_t>(opt_.deep_factor * opt_.candidates, n_b);
   int64_t n_violating = 0;
-  const Edges violations = exact_block(
-      comm_, op_, tiles_, suspect_a, iota_vector(n_b), [&](int64_t i, int64_t j, float w) { return w > alpha[i] + beta[j] + tol; },
-      &m.pairs_checked, deep_k, &t_, &n_violating);
+  const Edges violations = exact_block(comm_, op_, tiles_, suspect_a, iota_vector(n_b), Keep{&alpha, &beta, tol},
+                                       &m.pairs_checked, deep_k, &t_, &n_violating);
   if (n_violating == 0) return true;
   log::debug("matching: pricing round {} adds {} violating pairs ({} rows rechecked, {} columns suspect)", m.rounds, n_violating,
             suspect_a.size(), suspect_b.size());
@@ -247,7 +301,7 @@ const core::LapSolution& Pricing::run(Matching& m) {
     if (!sol_.unmatched_rows.empty()) {
       // Rows without an augmenting path get all their pairs.
       log::debug("matching: {} rows need more candidates (round {})", sol_.unmatched_rows.size(), m.rounds);
-      const auto all = [](int64_t, int64_t, float) { return true; };
+      const Keep all;
       edges_.append(rows_are_a()
                         ? exact_block(comm_, op_, tiles_, sol_.unmatched_rows, iota_vector(op_.n_b), all, &m.pairs_checked)
                         : exact_block(comm_, op_, tiles_, iota_vector(op_.n_a), sol_.unmatched_rows, all, &m.pairs_checked));
@@ -288,7 +342,8 @@ void read_matching(const core::LapSolution& sol, const Edges& edges, int64_t n_a
 }  // namespace
 
 Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_local, const at::Tensor& b,
-                            const SimilarityPass& pass, const TileSizes& tiles, const config::CompareConfig& opt) {
+                            const SimilarityPass& pass, const TileSizes& tiles, const config::CompareConfig& opt,
+                            const ScanDevice& where) {
   const auto began = std::chrono::steady_clock::now();
   Operands op;
   op.mine = pass.mine;
@@ -299,6 +354,7 @@ Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_loca
   // float64 unit rows from the inputs, so rescored cosines match a float64 reference.
   op.a64 = core::unit_rows(a_local, nullptr, at::kDouble);
   op.b64 = core::unit_rows(b, nullptr, at::kDouble);
+  if (where.generic) op.a32_device = op.a32.to(where.device), op.b32_device = op.b32.to(where.device);
   std::vector<float> t, s;
   auto start = std::chrono::steady_clock::now();
   Edges edges = candidate_edges(comm, op, pass, t, s);

@@ -40,7 +40,11 @@ struct Matching {
 // Collective. a_local, b: as given to similarity_pass, which produced `pass` with K = compare.candidates.
 // Uses compare.candidates (K, per row and per column), compare.certificate_tolerance and
 // compare.deep_factor (a recomputed row keeps its top deep_factor·K columns; 0: only violators).
+// With `where.generic`, the certificate's exact blocks (the float32 products of suspect rows against
+// every column, the violation test, each row's deep list) run on where.device; only the kept pairs and
+// the lists come back. The same edges as on the CPU given the same float32 products.
 Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_local, const at::Tensor& b,
-                            const SimilarityPass& pass, const TileSizes& tiles, const config::CompareConfig& options);
+                            const SimilarityPass& pass, const TileSizes& tiles, const config::CompareConfig& options,
+                            const ScanDevice& where = {});
 
 }  // namespace universae::compare

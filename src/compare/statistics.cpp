@@ -121,7 +121,7 @@ const SideResult& PairContext::side(Side s) {
   SideResult r;
   r.max_cosine = max_cosine_from(comm, pass);
   r.pass_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (hungarian) r.matching = certified_matching(comm, a_local, b_all, pass, tiles, config.compare);
+  if (hungarian) r.matching = certified_matching(comm, a_local, b_all, pass, tiles, config.compare, scan);
   slot = std::move(r);
   return *slot;
 }

@@ -40,6 +40,12 @@ void DeviceTopK::offer_block(const at::Tensor& s, int64_t row0, int64_t local_ro
   cols.merge(col0, std::get<0>(at::topk(by_row, std::min(cols.k_, tr), 0)).t());
 }
 
+void DeviceTopK::offer_rows(const at::Tensor& s, int64_t local_row0, int64_t col0) {
+  const auto long_options = at::TensorOptions(s.device()).dtype(at::kLong);
+  const at::Tensor by_col = keys_of(s, at::arange(col0, col0 + s.size(1), long_options).unsqueeze(0));
+  merge(local_row0, std::get<0>(at::topk(by_col, std::min(k_, s.size(1)), 1)));
+}
+
 TopKLists DeviceTopK::to_host() const {
   const at::Tensor keys = keys_.to(at::kCPU).contiguous();
   const int64_t* key = keys.data_ptr<int64_t>();

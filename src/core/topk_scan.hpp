@@ -32,6 +32,9 @@ class DeviceTopK {
   // indices, `cols` by the global column and records global row indices.
   static void offer_block(const at::Tensor& s, int64_t row0, int64_t local_row0, int64_t col0, DeviceTopK& rows,
                           DeviceTopK& cols);
+  // Offers the block to row lists only (entry (r, c): list local_row0 + r, index col0 + c). A −inf value
+  // never enters (as on the CPU, where a value must be strictly greater than the empty list's −inf).
+  void offer_rows(const at::Tensor& s, int64_t local_row0, int64_t col0);
 
  private:
   // Lists [first, first + keys.size(0)) merged with candidate keys (one row per list).

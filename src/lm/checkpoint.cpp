@@ -53,10 +53,23 @@ Checkpoint load_any(const std::string& path) {
 
 }  // namespace
 
-Checkpoint load_checkpoint(const std::string& path, ComputeDtype compute) {
+Checkpoint load_checkpoint(const std::string& path, ComputeDtype compute, at::Device device) {
   Checkpoint ck = load_any(path);
   const at::ScalarType type = compute == ComputeDtype::kBFloat16 ? at::kBFloat16 : at::kFloat;
-  for (at::Tensor* t : norms_and_biases(ck.weights)) *t = t->to(type);  // the matrices convert as they are used (dense_weight)
+  for (at::Tensor* t : norms_and_biases(ck.weights)) *t = t->to(device, type);  // on the CPU the matrices convert as used
+  if (device.is_cpu()) return ck;
+  Weights& w = ck.weights;
+  auto move = [&](Linear& l) {
+    if (!l.weight.defined()) return;
+    l.weight = dense_weight(l, type).to(device);
+    l.quantized = -1;
+  };
+  const bool tied = w.classifier.weight.is_same(w.embedding);
+  w.embedding = w.embedding.to(device);
+  if (tied) w.classifier.weight = w.embedding.to(type);  // one copy of a tied matrix when it is already the compute type
+  else move(w.classifier);
+  for (Block& b : w.blocks)
+    for (Linear* l : {&b.q, &b.k, &b.v, &b.qkv, &b.o, &b.gate, &b.up, &b.down}) move(*l);
   return ck;
 }
 

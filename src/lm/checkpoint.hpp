@@ -60,8 +60,10 @@ struct Checkpoint {
 std::vector<at::Tensor*> norms_and_biases(Weights& w);
 
 // Dispatches on what `path` is: a directory (Hugging Face), a file starting "GGUF", else llama2.c;
-// then converts the norms and biases to the compute type.
-Checkpoint load_checkpoint(const std::string& path, ComputeDtype compute);
+// then converts the norms and biases to the compute type. On a device other than the CPU every
+// tensor goes there, the matrices converted to the compute type (quantized GGUF blocks dequantized)
+// once at load: a device holds the dense model; the CPU keeps the shared mapping and converts per product.
+Checkpoint load_checkpoint(const std::string& path, ComputeDtype compute, at::Device device = at::kCPU);
 
 Checkpoint load_llama2c(const std::string& path);
 Checkpoint load_huggingface(const std::string& dir);

@@ -25,6 +25,7 @@
 #include "lm/extract_plan.hpp"
 #include "lm/model.hpp"
 #include "lm/text_tokenizer.hpp"
+#include "parallel/device.hpp"
 #include "parallel/log.hpp"
 #include "parallel/stop_signals.hpp"
 
@@ -45,7 +46,7 @@ struct Inputs {
   int64_t seq_len = 0;
 };
 
-Inputs open_inputs(const parallel::Comm& comm, const config::ExtractConfig& x) {
+Inputs open_inputs(const parallel::Comm& comm, const config::ExtractConfig& x, at::Device device) {
   Inputs in;
   std::string error;
   try {
@@ -54,7 +55,7 @@ Inputs open_inputs(const parallel::Comm& comm, const config::ExtractConfig& x) {
     if (x.tokenizer.empty()) throw UsageError("config key 'extract.tokenizer': name a tokenizer.json or a llama2.c tokenizer (.bin)");
     if (x.inputs.empty()) throw UsageError("config key 'extract.inputs': name at least one text file");
     in.model = std::make_unique<LanguageModel>(
-        x.model, x.compute_dtype == core::FloatFormat::kBFloat16 ? ComputeDtype::kBFloat16 : ComputeDtype::kFloat32);
+        x.model, x.compute_dtype == core::FloatFormat::kBFloat16 ? ComputeDtype::kBFloat16 : ComputeDtype::kFloat32, device);
     const ModelConfig& m = in.model->config();
     in.tokenizer = open_tokenizer(x.tokenizer, &m);
     for (const auto& name : resolve_hookpoints(x.hookpoints, m.n_layers)) in.hooks.push_back(parse_hook(m, name));
@@ -221,7 +222,10 @@ std::vector<std::string> resolve_hookpoints(const std::vector<std::string>& requ
 ExtractResult run_extract_stage(const parallel::Comm& comm, const config::Config& cfg, bool fresh) {
   const config::ExtractConfig& x = cfg.extract;
   const auto start = Clock::now();
-  const Inputs in = open_inputs(comm, x);
+  // The forward runs on run.device (the generic ATen path: the model's code is one for every device).
+  const parallel::DevicePlan where = parallel::resolve_device(comm, cfg.run.device, cfg.run.kernels);
+  if (!where.device.is_cpu()) log::info("extract: the model runs on {}", where.device.str());
+  const Inputs in = open_inputs(comm, x, where.device);
   // Hashes the model, tokenizer and texts once: the store records the tokenizer's identity too.
   std::map<std::string, std::string> identities;
   const config::Identity identity = [&identities](const std::string& path) {

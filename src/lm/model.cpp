@@ -72,7 +72,7 @@ std::vector<float> inverse_frequencies(const ModelConfig& c) {
 struct Rope {
   at::Tensor cos, sin;
 };
-Rope rope_tables(const ModelConfig& c, std::vector<int64_t>& position, int64_t longest, at::ScalarType dtype) {
+Rope rope_tables(const ModelConfig& c, std::vector<int64_t>& position, int64_t longest, at::ScalarType dtype, at::Device device) {
   const int64_t half = c.rotary_dims / 2, T = static_cast<int64_t>(position.size());
   const std::vector<float> inv = inverse_frequencies(c);
   std::vector<float> cos_table(static_cast<size_t>(longest * half)), sin_table(cos_table.size());
@@ -83,9 +83,9 @@ Rope rope_tables(const ModelConfig& c, std::vector<int64_t>& position, int64_t l
       sin_table[static_cast<size_t>(pos * half + i)] = std::sin(angle);
     }
   const at::Tensor pos = at::from_blob(position.data(), {T}, at::kLong);
-  // index_select copies, so the tables may go out of scope.
-  return {at::from_blob(cos_table.data(), {longest, half}, at::kFloat).index_select(0, pos).view({T, 1, half}).to(dtype),
-          at::from_blob(sin_table.data(), {longest, half}, at::kFloat).index_select(0, pos).view({T, 1, half}).to(dtype)};
+  // index_select copies, so the tables may go out of scope; then to the model's device.
+  return {at::from_blob(cos_table.data(), {longest, half}, at::kFloat).index_select(0, pos).view({T, 1, half}).to(device, dtype),
+          at::from_blob(sin_table.data(), {longest, half}, at::kFloat).index_select(0, pos).view({T, 1, half}).to(device, dtype)};
 }
 
 // RoPE on the first rotary_dims of each head of x [T, heads, hs]; the rest passes through.
@@ -121,9 +121,10 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
 }
 
 // The mask: a key after the query, or (sliding window) window or more positions before it.
-at::Tensor attention_mask(int64_t longest, int64_t window) {
-  at::Tensor masked = at::ones({longest, longest}, at::kBool).triu(1);
-  if (window > 0 && window < longest) masked.logical_or_(at::ones({longest, longest}, at::kBool).tril(-window));
+at::Tensor attention_mask(int64_t longest, int64_t window, at::Device device) {
+  const auto options = at::TensorOptions(device).dtype(at::kBool);
+  at::Tensor masked = at::ones({longest, longest}, options).triu(1);
+  if (window > 0 && window < longest) masked.logical_or_(at::ones({longest, longest}, options).tril(-window));
   return masked;
 }
 
@@ -164,8 +165,8 @@ std::vector<std::string> hook_names(const ModelConfig& c) {
 LanguageModel::~LanguageModel() = default;
 LanguageModel::LanguageModel(LanguageModel&&) noexcept = default;
 
-LanguageModel::LanguageModel(const std::string& path, ComputeDtype compute) : path_(path) {
-  Checkpoint ck = load_checkpoint(path, compute);
+LanguageModel::LanguageModel(const std::string& path, ComputeDtype compute, at::Device device) : path_(path) {
+  Checkpoint ck = load_checkpoint(path, compute, device);
   config_ = ck.config;
   weights_ = std::make_unique<Weights>(std::move(ck.weights));
 }
@@ -177,7 +178,7 @@ namespace {
 class Pass {
  public:
   Pass(const ModelConfig& c, const Weights& w, const std::vector<Hook>& hooks, LanguageModel::Output& out)
-      : c_(c), w_(w), hooks_(hooks), out_(out), compute_(w.final_norm.weight.scalar_type()) {}
+      : c_(c), w_(w), hooks_(hooks), out_(out), compute_(w.final_norm.weight.scalar_type()), device_(w.embedding.device()) {}
 
   // Returns the residual stream after block `last_layer` ([T, d], compute type).
   at::Tensor run(std::vector<int64_t>& ids, const std::vector<int64_t>& lengths, int64_t last_layer, bool need_last_mlp) {
@@ -200,12 +201,12 @@ class Pass {
       if (id < 0 || id >= c_.vocab_size) throw InternalError("token id " + std::to_string(id) + " outside the vocabulary");
     T_ = T;
     lengths_ = &lengths;
-    rope_ = rope_tables(c_, position, longest, compute_);
-    masked_ = attention_mask(longest, c_.sliding_window);
+    rope_ = rope_tables(c_, position, longest, compute_, device_);
+    masked_ = attention_mask(longest, c_.sliding_window, device_);
   }
 
   at::Tensor embed(std::vector<int64_t>& ids) const {
-    return at::embedding(w_.embedding, at::from_blob(ids.data(), {T_}, at::kLong)).to(compute_);  // [T, d]
+    return at::embedding(w_.embedding, at::from_blob(ids.data(), {T_}, at::kLong).to(device_)).to(compute_);  // [T, d]
   }
 
   // Blocks first..last on x (the stream entering block `first`); the input of each block in `keep`
@@ -237,9 +238,9 @@ class Pass {
     if (!splice_ || splice_->hook.layer != layer || splice_->hook.site != site) return x;
     replaced_ = true;
     if (!splice_->replace) return at::zeros_like(x);
-    at::Tensor rows = x.to(at::kFloat).contiguous().clone();
+    at::Tensor rows = x.to(at::kCPU, at::kFloat).contiguous().clone();  // the SAE's replacement is host code
     splice_->replace(rows.data_ptr<float>(), rows.size(0), rows.size(1));
-    return rows.to(x.scalar_type());
+    return rows.to(x.device(), x.scalar_type());
   }
 
   at::Tensor attention(const Block& b, const at::Tensor& a) {
@@ -285,6 +286,7 @@ class Pass {
   Rope rope_;
   at::Tensor masked_;
   at::ScalarType compute_;  // the norms are held in the compute type
+  at::Device device_;       // the weights
   const Splice* splice_ = nullptr;
   std::map<int64_t, at::Tensor>* keep_ = nullptr;
   bool replaced_ = false;
@@ -317,8 +319,8 @@ LanguageModel::Output LanguageModel::forward(const std::vector<int32_t>& tokens,
   const int64_t chunk = std::max<int64_t>(16, (4 << 20) / std::max<int64_t>(1, config_.vocab_size));
   for (int64_t begin = 0; begin < n; begin += chunk) {
     const int64_t m = std::min(chunk, n - begin);
-    const at::Tensor r = at::from_blob(rows.data() + begin, {m}, at::kLong);
-    const at::Tensor y = at::from_blob(targets.data() + begin, {m, 1}, at::kLong);
+    const at::Tensor r = at::from_blob(rows.data() + begin, {m}, at::kLong).to(x.device());
+    const at::Tensor y = at::from_blob(targets.data() + begin, {m, 1}, at::kLong).to(x.device());
     const at::Tensor picked = at::log_softmax(logits_of(x.index_select(0, r), *weights_, config_), -1).gather(1, y);
     out.nll_sum -= picked.to(at::kDouble).sum().item<double>();
   }
@@ -367,7 +369,7 @@ LanguageModel::SplicedOutput LanguageModel::forward_spliced(const std::vector<in
 
   std::vector<int64_t> target = next_targets(ids, lengths);
   const auto T = static_cast<int64_t>(ids.size());
-  const at::Tensor targets = at::from_blob(target.data(), {T}, at::kLong);
+  const at::Tensor targets = at::from_blob(target.data(), {T}, at::kLong).to(clean.device());
   for (int64_t t : target) out.nll_count += t >= 0;
   out.kl_count = T;
   // Rows in chunks whose logits fit the cache (as forward). The clean distribution p and its Σ p log p
@@ -378,7 +380,8 @@ LanguageModel::SplicedOutput LanguageModel::forward_spliced(const std::vector<in
   };
   const bool hold = T * config_.vocab_size <= (int64_t{1} << 26);
   at::Tensor p_clean, neg_entropy;  // [T, vocab], [T]
-  if (hold) p_clean = at::empty({T, config_.vocab_size}, at::kFloat), neg_entropy = at::empty({T}, at::kFloat);
+  const auto f32 = at::TensorOptions(clean.device()).dtype(at::kFloat);
+  if (hold) p_clean = at::empty({T, config_.vocab_size}, f32), neg_entropy = at::empty({T}, f32);
   for (int64_t begin = 0; begin < T; begin += chunk) {
     const int64_t m = std::min(chunk, T - begin);
     const at::Tensor lp = log_probs(clean, begin, m);
@@ -417,7 +420,8 @@ std::vector<float> LanguageModel::next_logits(const std::vector<int32_t>& tokens
   Output unused;
   std::vector<int64_t> ids(tokens.begin(), tokens.end());
   const at::Tensor x = Pass(config_, *weights_, {}, unused).run(ids, {static_cast<int64_t>(ids.size())}, config_.n_layers - 1, true);
-  const at::Tensor logits = logits_of(x.narrow(0, x.size(0) - 1, 1), *weights_, config_).reshape({config_.vocab_size}).contiguous();
+  const at::Tensor logits =
+      logits_of(x.narrow(0, x.size(0) - 1, 1), *weights_, config_).reshape({config_.vocab_size}).to(at::kCPU).contiguous();
   return {logits.data_ptr<float>(), logits.data_ptr<float>() + config_.vocab_size};
 }
 

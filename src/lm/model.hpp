@@ -9,6 +9,8 @@
 // Torch stays out of this header: inputs and captures are plain buffers.
 #pragma once
 
+#include <c10/core/Device.h>
+
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -91,7 +93,9 @@ class LanguageModel {
  public:
   // Reads a checkpoint: a Hugging Face model directory (config.json + safetensors), a GGUF file, or a
   // llama2.c file; anything missing, truncated or unsupported is a UsageError naming the file and key.
-  explicit LanguageModel(const std::string& path, ComputeDtype compute = ComputeDtype::kFloat32);
+  // `device`: where the weights live and the forward runs (run.device); tokens go there per batch and
+  // captured activations and losses come back (deliberate: they are written to files on the host).
+  explicit LanguageModel(const std::string& path, ComputeDtype compute = ComputeDtype::kFloat32, at::Device device = at::kCPU);
   ~LanguageModel();
   LanguageModel(LanguageModel&&) noexcept;
 

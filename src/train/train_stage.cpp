@@ -360,7 +360,8 @@ struct SpliceSetup {
 // Opened before training so that a model that cannot be read stops the run at once (a UsageError on
 // every rank). Nothing on synthetic data or with the key at 0; a warning and nothing when the store
 // records no tokens or model, or its model file is not here (a store moved to another machine).
-std::optional<SpliceSetup> open_splice(const parallel::Comm& world, const config::Config& cfg, const data::TokenStream& stream) {
+std::optional<SpliceSetup> open_splice(const parallel::Comm& world, const config::Config& cfg, const data::TokenStream& stream,
+                                       at::Device device) {
   const io::ActivationStore* store = stream.store();
   if (cfg.train.splice_tokens == 0 || store == nullptr) return std::nullopt;
   if (!store->has_tokens() || store->model().empty() || !std::filesystem::exists(store->model())) {
@@ -374,7 +375,7 @@ std::optional<SpliceSetup> open_splice(const parallel::Comm& world, const config
   const std::string off = "; set train.splice_tokens = 0 to train without the spliced evaluation";
   try {
     try {
-      s.model = std::make_unique<lm::LanguageModel>(store->model());
+      s.model = std::make_unique<lm::LanguageModel>(store->model(), lm::ComputeDtype::kFloat32, device);
     } catch (const UsageError& e) {
       throw UsageError("train.splice_tokens: the model of the store " + store->path() + " cannot be read: " + e.what() + off);
     }
@@ -469,11 +470,11 @@ Trainer::Trainer(const parallel::Comm& world, const config::Config& cfg)
   } else {
     provenance_.model = cfg.data.source;  // "synthetic"
   }
-  splice_ = open_splice(world, cfg, *stream_);
+  plan_ = parallel::resolve_device(world, cfg.run.device, cfg.run.kernels);
+  splice_ = open_splice(world, cfg, *stream_, plan_.device);
   d_ = stream_->d(), B_ = t.batch_size, mb_ = t.micro_batch, steps_ = t.tokens / B_;
   const int64_t n = cfg.sae.n_latents;
   spec_ = make_spec(cfg, d_, L_.latents);
-  plan_ = parallel::resolve_device(world, cfg.run.device, cfg.run.kernels);
   spec_.kernels = plan_.kernels;
   if (t.dtype == config::MatmulDtype::kTF32) {
     if (plan_.device.is_cuda())
@@ -529,6 +530,7 @@ void Trainer::resume_or_start(bool fresh) {
   }
   if (st_.step == 0 && world_.is_root()) std::filesystem::remove_all(out_dir_ / "snapshots");  // an earlier run's
   world_.barrier();
+  to_device();  // before anything reads the state back (a snapshot at step 0)
   snapshot_if_due(st_.step);
   if (world_.is_root()) {
     if (st_.step > 0) truncate_metrics_log(out_dir_ / "train_log.jsonl", st_.step);
@@ -538,7 +540,6 @@ void Trainer::resume_or_start(bool fresh) {
   dp_tensors_ = std::make_unique<parallel::TensorComm>(L_.dp_comm, plan_.device);
   shard_tensors_ = std::make_unique<parallel::TensorComm>(L_.latent_comm, plan_.device);
   group_tensors_ = std::make_unique<parallel::TensorComm>(L_.group_comm, plan_.device);
-  to_device();
   grads_ = st_.params.zeros_like();
   if (my_chunks_.size() > 1 && cfg_.train.exact_sum) {
     micro_grads_ = st_.params.zeros_like();

@@ -160,7 +160,8 @@ class GenericKernels(unittest.TestCase):
 
     def test_compare_on_the_device_scan(self):
         # compare with run.kernels = "generic" (core::DeviceTopK for the similarity passes,
-        # correlation_row_maxima_generic for the activation correlation) writes the same max cosines,
+        # correlation_row_maxima_generic for the activation correlation of codes, the dense correlation of
+        # relu(pre) on the device) writes the same max cosines,
         # argmaxes, certified matchings and correlation maxima, bit for bit, as the CPU kernels, on 1 and
         # 2 ranks (the correlation's float64 sums could differ in the last bit; here they do not).
         with tempfile.TemporaryDirectory() as tmp:
@@ -168,22 +169,24 @@ class GenericKernels(unittest.TestCase):
             run(train_out, 1, SMALL + ["sae.architecture=topk"])
             saes = [os.path.join(train_out, "saes", f"seed{s}.h5") for s in (0, 1)]
             datasets = {}
+            pre = ['compare.correlation_input="pre"']  # the dense correlation of relu(pre), on the device too
             for name, ranks, extra in (("fast", 1, []), ("generic", 1, ["run.kernels=generic"]),
-                                       ("generic2", 2, ["run.kernels=generic"])):
+                                       ("generic2", 2, ["run.kernels=generic"]), ("fast_pre", 1, pre),
+                                       ("generic_pre", 2, pre + ["run.kernels=generic"])):
                 out = os.path.join(tmp, name + ".h5")
                 args = ["compare", JOB, "--sae", saes[0], "--sae", saes[1], "--out", out,
                         *set_args([s for s in SMALL if s.startswith("data.")] + ["compare.permutations=0"] + extra)]
                 r = run_command(universae_command(args, ranks), timeout=300)
-                self.assertIn("generic kernels" if extra else "fast CPU kernels", r.stderr + r.stdout)
+                self.assertIn("generic kernels" if "run.kernels=generic" in extra else "fast CPU kernels", r.stderr + r.stdout)
                 found = {}
                 with h5py.File(out, "r") as f:
                     f["pairs"].visititems(lambda k, v: found.__setitem__(k, v[()]) if isinstance(v, h5py.Dataset) else None)
                 datasets[name] = found
             self.assertTrue(any("max_cos" in k for k in datasets["fast"]), sorted(datasets["fast"]))
             self.assertTrue(any("corr" in k for k in datasets["fast"]), sorted(datasets["fast"]))  # the correlation twin
-            for name in ("generic", "generic2"):
-                self.assertEqual(sorted(datasets[name]), sorted(datasets["fast"]))
-                for key, value in datasets["fast"].items():
+            for name, reference in (("generic", "fast"), ("generic2", "fast"), ("generic_pre", "fast_pre")):
+                self.assertEqual(sorted(datasets[name]), sorted(datasets[reference]))
+                for key, value in datasets[reference].items():
                     np.testing.assert_array_equal(datasets[name][key], value, err_msg=f"{name} {key}")
 
 
