@@ -71,6 +71,9 @@ else
   fi
 fi
 dir=$GPU_BUILD_DIR
+# A Python with h5py for the output comparison: the GPU image's python3; here, Debian's.
+py=python3
+python3 -c 'import h5py' 2>/dev/null || { [ -x /usr/bin/python3 ] && py=/usr/bin/python3; }
 
 step machine sh -c 'uname -a; nproc; free -g | head -2; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 || echo "no nvidia-smi"; python3 -c "import torch; print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, \"gpus\", torch.cuda.device_count())" 2>&1; nvcc --version 2>&1 | tail -1; cmake --version | head -1'
 if [ "$build" -eq 1 ]; then
@@ -97,7 +100,7 @@ if [ -x "$dir/universae" ]; then
         --set "extract.model=$data/stories260K.bin" --set "extract.tokenizer=$data/tok512.bin" \
         --set "extract.inputs=[\"$data/tinystories_val_794k.txt\"]" --set extract.max_documents=200 --set train.tokens=102400
     done
-    step job_compare python3 tests/gpu/compare_runs.py "$work/job-fast" "$work/job-other"
+    step job_compare "$py" tests/gpu/compare_runs.py "$work/job-fast" "$work/job-other"
   else
     echo "gpu-check.sh: no $data/ (scripts/gpu-build.sh fetch, and carry it): the end-to-end job is skipped" | tee -a "$log"
   fi
