@@ -189,10 +189,12 @@ double lap_seconds(std::chrono::steady_clock::time_point& t) {
 Edges candidate_edges(const parallel::Comm& comm, const Operands& op, const SimilarityPass& pass, std::vector<float>& t,
                       std::vector<float>& s) {
   std::vector<float> t_local(static_cast<size_t>(op.mine.size()));
-  for (int64_t r = 0; r < op.mine.size(); ++r) t_local[r] = pass.rows.kth(r);
+  // Widened by the pass's product error (compare.dtype): an upper bound on every pair not listed.
+  const auto slack = static_cast<float>(pass.slack);
+  for (int64_t r = 0; r < op.mine.size(); ++r) t_local[r] = pass.rows.kth(r) + slack;
   t = comm.allgatherv(t_local);
   s.resize(static_cast<size_t>(op.n_b));
-  for (int64_t j = 0; j < op.n_b; ++j) s[j] = pass.cols.kth(j);
+  for (int64_t j = 0; j < op.n_b; ++j) s[j] = pass.cols.kth(j) + slack;
   std::vector<int64_t> ca, cb;
   for (int64_t r = 0; r < op.mine.size(); ++r)
     for (int64_t c = 0; c < pass.rows.k(); ++c)

@@ -1,5 +1,6 @@
 #include "compare/max_cosine.hpp"
 
+#include <ATen/Context.h>
 #include <ATen/Functions.h>
 
 #include <algorithm>
@@ -42,9 +43,15 @@ void merge_columns(const parallel::Comm& comm, core::TopKLists& cols) {
   cols = std::move(merged);
 }
 
+// A tile's products in the pass's precision, as float32.
+at::Tensor product(const at::Tensor& a, const at::Tensor& b, config::MatmulDtype dtype) {
+  if (dtype != config::MatmulDtype::kBFloat16) return at::mm(a, b.t());
+  return at::mm(a.to(at::kBFloat16), b.to(at::kBFloat16).t()).to(at::kFloat);
+}
+
 // The tile stream on a device: the unit rows copied there once (deliberate: they are read from files
 // into host memory), the lists kept there as keys and copied back once at the end.
-void scan_on_device(SimilarityPass& p, const TileSizes& tiles, int64_t k, at::Device device) {
+void scan_on_device(SimilarityPass& p, const TileSizes& tiles, int64_t k, at::Device device, config::MatmulDtype dtype) {
   const at::Tensor a = p.a_unit.to(device), b = p.b_unit.to(device);
   core::DeviceTopK rows(p.mine.size(), k, device), cols(p.n_b, k, device);
   for (int64_t r0 = 0; r0 < p.mine.size(); r0 += tiles.rows) {
@@ -52,7 +59,7 @@ void scan_on_device(SimilarityPass& p, const TileSizes& tiles, int64_t k, at::De
     const at::Tensor tile = a.narrow(0, r0, tr);
     for (int64_t c0 = 0; c0 < p.n_b; c0 += tiles.cols) {
       const int64_t tc = std::min(tiles.cols, p.n_b - c0);
-      core::DeviceTopK::offer_block(at::mm(tile, b.narrow(0, c0, tc).t()), p.mine.begin + r0, r0, c0, rows, cols);
+      core::DeviceTopK::offer_block(product(tile, b.narrow(0, c0, tc), dtype), p.mine.begin + r0, r0, c0, rows, cols);
     }
   }
   p.rows = rows.to_host();
@@ -74,8 +81,13 @@ SimilarityPass similarity_pass(const parallel::Comm& comm, const at::Tensor& a_l
   p.a_unit = core::unit_rows(a_local, &zero_a);
   p.b_unit = core::unit_rows(b, &p.zero_rows_b);
   p.zero_rows_a = comm.allreduce_sum(zero_a);
+  p.slack = product_error_bound(where.dtype, where.device);
+  // TF32 for this pass only (compare keeps it off: the certificate's bounds assume float32 products).
+  const bool tf32 = where.dtype == config::MatmulDtype::kTF32 && where.device.is_cuda();
+  if (tf32) at::globalContext().setAllowTF32CuBLAS(true);
   if (where.generic) {
-    scan_on_device(p, tiles, k, where.device);
+    scan_on_device(p, tiles, k, where.device, where.dtype);
+    if (tf32) at::globalContext().setAllowTF32CuBLAS(false);
     merge_columns(comm, p.cols);
     return p;
   }
@@ -86,12 +98,18 @@ SimilarityPass similarity_pass(const parallel::Comm& comm, const at::Tensor& a_l
     const at::Tensor tile = p.a_unit.narrow(0, r0, tr);
     for (int64_t c0 = 0; c0 < p.n_b; c0 += tiles.cols) {
       const int64_t tc = std::min(tiles.cols, p.n_b - c0);
-      const at::Tensor s = at::mm(tile, p.b_unit.narrow(0, c0, tc).t()).contiguous();  // (tr, tc)
+      const at::Tensor s = product(tile, p.b_unit.narrow(0, c0, tc), where.dtype).contiguous();  // (tr, tc)
       core::offer_block(s.data_ptr<float>(), tr, tc, p.mine.begin + r0, r0, c0, p.rows, p.cols);
     }
   }
   merge_columns(comm, p.cols);
   return p;
+}
+
+double product_error_bound(config::MatmulDtype dtype, at::Device device) {
+  if (dtype == config::MatmulDtype::kBFloat16) return 0x1p-7 + 0x1p-9;
+  if (dtype == config::MatmulDtype::kTF32 && device.is_cuda()) return 0x1p-10;
+  return 0.0;
 }
 
 MaxCosine max_cosine_from(const parallel::Comm& comm, const SimilarityPass& p) {
@@ -108,6 +126,7 @@ MaxCosine max_cosine_from(const parallel::Comm& comm, const SimilarityPass& p) {
   out.mcs_ba = ordered_mean(out.max_cos_ba);
   out.zero_rows_a = p.zero_rows_a;
   out.zero_rows_b = p.zero_rows_b;
+  out.error_bound = p.slack;
   return out;
 }
 

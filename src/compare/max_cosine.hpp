@@ -37,6 +37,7 @@ struct SimilarityPass {
   core::TopKLists rows{0, 1};  // per local row of A: best B columns
   core::TopKLists cols{0, 1};  // per B column: best A rows, over all ranks
   int64_t zero_rows_a = 0, zero_rows_b = 0;
+  double slack = 0;  // product_error_bound of the pass: the lists' values are within this of the exact cosines
 };
 
 // Where the pass's tiles are computed (run.device, run.kernels): the CPU with core::offer_block
@@ -45,7 +46,14 @@ struct SimilarityPass {
 struct ScanDevice {
   at::Device device = at::kCPU;
   bool generic = false;
+  config::MatmulDtype dtype = config::MatmulDtype::kFloat32;  // compare.dtype: the tile products' precision
 };
+
+// The most a tile product in `dtype` can differ from the exact cosine of two unit rows of width d,
+// beyond float32 rounding: bfloat16 rounds both operands (2^-8 relative each, so Σ|a_k b_k| ≤ 1 times
+// 2^-7) and the product (2^-9); TF32 rounds both operands (2^-11 each) on a GPU; float32 adds nothing
+// (compare.certificate_tolerance covers float32 rounding). The matching widens its bounds by this.
+double product_error_bound(config::MatmulDtype dtype, at::Device device);
 
 // Collective. a_local: the rows a_rows_of_rank() of A; b: all of B.
 SimilarityPass similarity_pass(const parallel::Comm& comm, const at::Tensor& a_local, int64_t n_a, const at::Tensor& b,
@@ -60,6 +68,7 @@ struct MaxCosine {
   double mcs_ba = 0;
   int64_t zero_rows_a = 0;
   int64_t zero_rows_b = 0;
+  double error_bound = 0;  // the pass's slack: with compare.dtype below float32 the values are within this
 };
 
 // Collective: the top-1 of a pass, gathered on every rank.

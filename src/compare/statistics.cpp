@@ -33,6 +33,7 @@ void write_max_cosine(io::File& f, const std::string& group, const SideResult& r
   f.write_attr(group, "zero_rows_a", mc.zero_rows_a);
   f.write_attr(group, "zero_rows_b", mc.zero_rows_b);
   f.write_attr(group, "seconds", r.pass_seconds);
+  if (mc.error_bound > 0) f.write_attr(group, "error_bound", mc.error_bound);  // compare.dtype below float32
 }
 
 // /pairs/<a>--<b>/lap: decoder and encoder matched separately, then the shared and equal fractions

@@ -503,6 +503,11 @@ void compare_weight_keys(Table& t, Config& c) {
       });
   t.add("compare.tile_rows", &x.tile_rows, int64_t{256}, "rows of A per similarity tile (the unit of sharding)", at_least<int64_t>(1));
   t.add("compare.tile_cols", &x.tile_cols, int64_t{4096}, "rows of B per similarity tile", at_least<int64_t>(1));
+  t.add("compare.dtype", &x.dtype, MatmulDtype::kFloat32,
+        "precision of the similarity pass's tile products: float32, bfloat16 or tf32 (a GPU's tensor cores; float32 on "
+        "the CPU). The matching's candidates are rescored in float64 and its certificate bounds widened by the "
+        "precision's error, so the certified matching is the same; max cosines are then the pass's values (docs/gpu.md)")
+      .later(true);
   t.add("compare.hungarian", &x.hungarian, true, "certified Hungarian matching of decoder and encoder rows");
   t.add("compare.candidates", &x.candidates, int64_t{16}, "top-K candidates per row and column for the matching",
         at_least<int64_t>(1));

@@ -137,6 +137,7 @@ struct CompareConfig {
   std::vector<std::string> names;  // empty: the SAEs' file stems
   int64_t tile_rows{};
   int64_t tile_cols{};
+  MatmulDtype dtype{};  // the similarity pass's tile products
   bool hungarian{};
   int64_t candidates{};
   int64_t deep_factor{};

@@ -57,12 +57,13 @@ class HungarianAgainstScipy(unittest.TestCase):
             outs = {}
             # 1, 2 and 3 ranks with the CPU kernels, and 2 with the generic ones (the pass's lists and the
             # certificate's exact blocks through ATen, as on a GPU): every matching the same, scipy's.
-            for ranks, generic in ((1, False), (2, False), (3, False), (2, True)):
-                label = f"np{ranks}" + ("_generic" if generic else "")
+            # And compare.dtype = "bfloat16" (a bfloat16 pass: candidates rescored, bounds widened): the same.
+            for ranks, extra in ((1, []), (2, []), (3, []), (2, ["run.kernels=generic"]), (1, ["compare.dtype=\"bfloat16\""])):
+                label = f"np{ranks}" + ("_generic" if "run.kernels=generic" in extra else "_bf16" if extra else "")
                 out = os.path.join(cls.tmp.name, f"{name}_{label}", "r.h5")
                 proc = universae(["compare", "--sae", a, "--sae", b, "--out", out, "--set", f"compare.candidates={k}",
                                   "--set", "compare.tile_rows=64", "--set", "compare.tile_cols=128"] +
-                                 (["--set", "run.kernels=generic"] if generic else []),
+                                 [arg for e in extra for arg in ("--set", e)],
                                  ranks, timeout=240, cwd=None)
                 if proc.returncode != 0:
                     raise AssertionError(f"{name} at {label} exited {proc.returncode}:\n{proc.stderr}")
@@ -96,6 +97,14 @@ class HungarianAgainstScipy(unittest.TestCase):
                     np.testing.assert_allclose(lap[f"{part}_cos"][()][rows], S[np.nonzero(rows)[0], m[rows]], atol=1e-6)
                 self.assertAlmostEqual(lap.attrs["shared_fraction"], want["shared_fraction"], delta=1e-12)
                 self.assertAlmostEqual(lap.attrs["equal_fraction"], want["equal_fraction"], delta=1e-12)
+                if ranks == "np1_bf16":  # the pass's max cosines within its stated error of float32's
+                    with h5py.File(outs["np1"], "r") as g:
+                        group = f"pairs/{name}_a--{name}_b/decoder"
+                        bound = f[group].attrs["error_bound"]
+                        self.assertEqual(bound, 2.0 ** -7 + 2.0 ** -9)
+                        diff = np.abs(f[group + "/max_cos_ab"][()] - g[group + "/max_cos_ab"][()]).max()
+                        self.assertLessEqual(diff, bound, f"{name}: bfloat16 max cosines")
+                        self.assertGreater(diff, 0, f"{name}: the bfloat16 pass must differ from float32")
                 if base is None:
                     base = got
                 else:
