@@ -52,7 +52,9 @@ int main(int argc, char** argv) {
   const bool cuda = argc > 6 && std::string(argv[6]) == "cuda";
   const compare::ScanDevice where{cuda ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU), cuda};
   if (argc > 7 && std::string(argv[7]) == "tf32") at::globalContext().setAllowTF32CuBLAS(true);
-  at::set_num_threads(1);
+  // One thread per rank on the CPU (the comparison's own setting); on a GPU the host only prepares the
+  // inputs (unit rows in float64), with every core.
+  if (!cuda) at::set_num_threads(1);
   const at::Tensor a = random_matrix(n_a, d, 1), b = random_matrix(n_b, d, 2);
   const core::Range mine = compare::a_rows_of_rank(n_a, tiles, comm);
   const at::Tensor a_local = a.narrow(0, mine.begin, mine.size()).contiguous();

@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
   core::SaeStack g = p.zeros_like();
   core::StepStats stats(1, latents.size(), device);
   const train::ShardPeers peers(world, device);  // the job's ranks as the latent shards of one SAE
-  const at::Tensor dead = at::zeros({1, latents.size()}, at::TensorOptions(device).dtype(at::kBool));
+  const at::Tensor dead;  // no latent can be dead yet: the trainer passes no mask and AuxK is skipped
   at::manual_seed(1);
   const at::Tensor x = at::randn({B, d}).to(device);  // the same batch on every rank
   double best = 1e30, forward_backward_s = 0;

@@ -35,6 +35,7 @@ env_lines() {
   echo "export LD_LIBRARY_PATH=\"$lib:$lib/openmpi/lib:$lib/hdf5/openmpi:\${LD_LIBRARY_PATH:-}\""
   echo "export OPAL_PREFIX=\"$prefix/usr\""  # a relocated OpenMPI finds its help files and components here
   echo "export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"
+  echo "export OMPI_MCA_plm_rsh_agent=/bin/false"  # one node, no ssh: mpiexec needs no remote agent
 }
 
 case "${1:-}" in
@@ -61,12 +62,15 @@ case "${1:-}" in
     ln -sf mpicxx.openmpi "$prefix/usr/bin/mpicxx"; ln -sf mpicc.openmpi "$prefix/usr/bin/mpicc"
     ln -sf mpirun.openmpi "$prefix/usr/bin/mpiexec"; ln -sf mpirun.openmpi "$prefix/usr/bin/mpirun"
     ln -sf libmpi.so "$lib/openmpi/lib/libmpi.so" 2>/dev/null || true
+    # HDF5's compiler wrapper names its install prefix (/usr); point it at the unpacked one.
+    sed -i "s|^prefix=\"/usr\"|prefix=\"$prefix/usr\"|" "$prefix/usr/bin/h5pcc.openmpi"
+    ln -sf h5pcc.openmpi "$prefix/usr/bin/h5pcc"
     eval "$(env_lines)"
     torch_dir=${TORCH_DIR:-$(python3 -c 'import torch, os; print(os.path.join(torch.utils.cmake_prefix_path, "Torch"))')}
     args=(-DTorch_DIR="$torch_dir" -DCMAKE_PREFIX_PATH="$prefix/usr" -DMPI_HOME="$lib/openmpi"
           -DHDF5_ROOT="$lib/hdf5/openmpi" -DOPENSSL_ROOT_DIR="$prefix/usr" -DICU_ROOT="$prefix/usr")
     # NCCL from the CUDA toolkit (CMakeLists.txt looks there), else from pip's nvidia-nccl wheel beside torch.
-    nccl_root=$(python3 -c 'import nvidia.nccl, os; print(os.path.dirname(nvidia.nccl.__file__))' 2>/dev/null || true)
+    nccl_root=$(python3 -c 'import nvidia.nccl; print(list(nvidia.nccl.__path__)[0])' 2>/dev/null || true)
     nccl_lib=$(ls "${nccl_root:-/nonexistent}"/lib/libnccl.so* 2>/dev/null | head -1 || true)
     if [ -n "$nccl_lib" ] && [ ! -e /usr/local/cuda/include/nccl.h ]; then
       args+=(-DNCCL_INCLUDE_DIR="$nccl_root/include" -DNCCL_LIBRARY="$nccl_lib")

@@ -428,7 +428,7 @@ void train_schedule_keys(Table& t, Config& c) {
   t.add("train.grad_clip", &x.grad_clip, 1.0, "global gradient-norm clip (0: off)", at_least(0.0));
   t.add("train.dtype", &x.dtype, MatmulDtype::kFloat32,
         "precision of the step's large matrix products (the encoder GEMM; the dense architectures' decoder too): "
-        "float32, bfloat16 (operands rounded, float32 accumulation and result) or tf32 (TF32 tensor cores on a GPU; "
+        "float32, bfloat16 (operands and product in bfloat16, widened to float32) or tf32 (TF32 tensor cores on a GPU; "
         "float32 on the CPU). Weights, Adam state and sums stay float32/64")
       .later(true);
   t.add("train.exact_sum", &x.exact_sum, true,

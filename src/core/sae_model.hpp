@@ -34,8 +34,8 @@ enum class StepRule { kUniversae, kSparsify };
 
 // The precision of the step's large matrix products (train.dtype): the (B × n × d) encoder and, for the
 // dense architectures, decoder GEMMs and their gradients. Weights, Adam state, the sparse decoder and
-// every sum stay float32/64 (the master copy). kBFloat16 rounds both operands to bfloat16 and returns
-// the float32-accumulated product as float32 (autocast's rule); kTF32 lets cuBLAS use TF32 tensor
+// every sum stay float32/64 (the master copy). kBFloat16 rounds both operands to bfloat16 and widens
+// the bfloat16 product to float32 (autocast's rule); kTF32 lets cuBLAS use TF32 tensor
 // cores (a CUDA setting: the CPU computes float32).
 enum class MatmulPrecision { kFloat32, kBFloat16, kTF32 };
 

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -446,6 +447,7 @@ class Trainer {
   core::StepStats stats_;
   at::Tensor since_fired_;  // (S, n_local) int64 on the device: tokens since each latent last fired
   at::Tensor threshold_;    // (S) float64 on the device: batchtopk's running threshold (NaN: unset)
+  int64_t max_since_start_ = 0;  // the largest since_fired of any rank when training (re)started
   std::vector<double> data_sums_;
   std::unique_ptr<ShardPeers> peers_;
   // The layout's communicators for device tensors (NCCL on a GPU): data-parallel, latent shards, group.
@@ -573,13 +575,17 @@ void Trainer::run_micro_batches(int64_t step, const at::Tensor& dead) {
   std::vector<at::Tensor> held;
   const int64_t chunks = B_ / mb_;
   std::vector<double> chunk_sums(sparsify ? static_cast<size_t>(chunks * (d_ + 1)) : 0, 0.0);
+  // On a GPU the tokens are read into pinned host memory and copied without waiting (the caching host
+  // allocator keeps a buffer until its copy is done), so reading the next micro-batch overlaps the step.
+  const bool gpu = plan_.device.is_cuda();
+  const auto host = at::TensorOptions().dtype(at::kFloat).pinned_memory(gpu);
   for (int64_t c = my_chunks_.begin; c < my_chunks_.end; ++c) {
-    at::Tensor x = at::empty({mb_, d_}, at::kFloat);
+    at::Tensor x = at::empty({mb_, d_}, host);
     stream_->train_tokens(step * B_ + c * mb_, mb_, x.data_ptr<float>());
     if (cfg_.train.normalize_input) x.mul_(st_.input_scale);
     if (log_step(step)) core::add_data_sums(x, data_sums_.data());
     if (sparsify) core::add_data_sums(x, chunk_sums.data() + c * (d_ + 1));
-    x = x.to(plan_.device);  // deliberate: the tokens come from a file into host memory
+    x = x.to(x.options().device(plan_.device).pinned_memory(false), /*non_blocking=*/gpu);  // deliberate: from a file
     if (!sparsify) {
       run(x, static_cast<double>(B_));
       continue;
@@ -620,6 +626,8 @@ void Trainer::to_device() {
   st_.adam.m = st_.adam.m.to(plan_.device);
   st_.adam.v = st_.adam.v.to(plan_.device);
   since_fired_ = at::tensor(st_.since_fired, at::kLong).view({S, spec_.n_local()}).to(plan_.device);
+  const int64_t local_max = st_.since_fired.empty() ? 0 : *std::max_element(st_.since_fired.begin(), st_.since_fired.end());
+  max_since_start_ = static_cast<int64_t>(world_.allreduce_max(static_cast<double>(local_max)));  // every rank: the same
   threshold_ = at::tensor(st_.threshold, at::kDouble).to(plan_.device);
 }
 
@@ -643,7 +651,12 @@ void Trainer::step(int64_t step) {
   stats_.clear();
   for (at::Tensor* g : grads_.tensors()) g->zero_();
   core::normalize_decoder_at_step_start(spec_, st_.params);  // sparsify only
-  run_micro_batches(step, dead_mask());
+  // No latent can be dead before dead_tokens tokens have passed since the longest-silent one last
+  // fired (every rank computes this alike): until then the step gets no dead mask and skips AuxK, whose
+  // loss and gradient with no dead latent are 0. It spares the generic step a masked top-k_aux and its
+  // zero-weight scatters, and both steps a collective, for the first train.dead_tokens tokens.
+  const bool maybe_dead = max_since_start_ + (step - start_step_) * B_ >= t.dead_tokens;
+  run_micro_batches(step, maybe_dead ? dead_mask() : at::Tensor());
   sum_gradients(L_.dp_comm, *dp_tensors_, t.exact_sum, grads_, acc_);
   shard_tensors_->sum(grads_.b_dec);
   update_counters();
