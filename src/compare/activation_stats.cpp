@@ -21,12 +21,6 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }
 
 // The rows [rows.begin, rows.end) of an encoder: per-latent pre-activations only depend on their own rows.
-core::SaeEncoderWeights to_device(core::SaeEncoderWeights w, at::Device device) {
-  for (at::Tensor* t : {&w.W_enc, &w.b_enc, &w.b_dec, &w.threshold, &w.r_mag, &w.b_mag})
-    if (t->defined()) *t = t->to(device);
-  return w;
-}
-
 core::SaeEncoderWeights slice_rows(const core::SaeEncoderWeights& w, core::Range rows) {
   core::SaeEncoderWeights s = w;
   auto cut = [&](const at::Tensor& t) { return t.defined() ? t.slice(0, rows.begin, rows.end) : t; };
@@ -206,7 +200,7 @@ Correlation dense_correlation(const parallel::Comm& comm, const core::SaeEncoder
   // On run.device with the generic kernels: the encoders go there once, each chunk of tokens as it is
   // read, and the correlations come back once (deliberate: the maxima are reduced over ranks by MPI).
   const at::Device device = where.generic ? where.device : at::Device(at::kCPU);
-  const core::SaeEncoderWeights a_mine = to_device(slice_rows(a, rows), device), b_here = to_device(b, device);
+  const core::SaeEncoderWeights a_mine = core::on_device(slice_rows(a, rows), device), b_here = core::on_device(b, device);
   const auto opts = at::TensorOptions(device).dtype(at::kDouble);
   at::Tensor s = at::zeros({rows.size(), n_b}, opts);
   at::Tensor sum_a = at::zeros({rows.size()}, opts), sum2_a = at::zeros({rows.size()}, opts);

@@ -20,6 +20,12 @@ at::Tensor keep_top_k(const at::Tensor& post, int64_t k) {
 
 }  // namespace
 
+SaeEncoderWeights on_device(SaeEncoderWeights w, at::Device device) {
+  for (at::Tensor* t : {&w.W_enc, &w.b_enc, &w.b_dec, &w.threshold, &w.r_mag, &w.b_mag})
+    if (t->defined()) *t = t->to(device);
+  return w;
+}
+
 at::Tensor dense_pre(const SaeEncoderWeights& w, const at::Tensor& x) { return at::relu(pre_activation(w, x)); }
 
 at::Tensor codes(const SaeEncoderWeights& w, const at::Tensor& x) {

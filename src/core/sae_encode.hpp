@@ -21,6 +21,9 @@ struct SaeEncoderWeights {
   at::Tensor r_mag, b_mag;         // gated
 };
 
+// The same weights on `device` (the tensors themselves when they are there already).
+SaeEncoderWeights on_device(SaeEncoderWeights w, at::Device device);
+
 // relu(pre) for every latent (B, n): the dense input of Lan et al.'s correlations. For gated SAEs
 // pre is the magnitude path's pre-activation.
 at::Tensor dense_pre(const SaeEncoderWeights& w, const at::Tensor& x);

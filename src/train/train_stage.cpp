@@ -191,9 +191,7 @@ Evaluation evaluate(const parallel::Comm& comm, const io::SaeWeights& w, data::T
   const int64_t total = std::min(cfg.train.eval_tokens, stream.eval_available());
   Evaluation e;
   if (total == 0) return e;
-  core::SaeEncoderWeights enc = io::encoder_weights(w);
-  for (at::Tensor* t : {&enc.W_enc, &enc.b_enc, &enc.b_dec, &enc.threshold, &enc.r_mag, &enc.b_mag})
-    if (t->defined()) *t = t->to(device);
+  const core::SaeEncoderWeights enc = core::on_device(io::encoder_weights(w), device);
   const at::Tensor W_dec = w.W_dec.to(device), b_dec = w.b_dec.to(device);
   at::Tensor fires = at::zeros({n}, at::TensorOptions(device).dtype(at::kLong));
   at::Tensor sse = at::zeros({}, at::TensorOptions(device).dtype(at::kDouble));
