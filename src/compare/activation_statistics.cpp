@@ -115,7 +115,7 @@ SubsetDraws test2_draws(PairContext& ctx, const LatentSubsets& sizes, uint64_t s
     const at::Tensor x = dec_a.index_select(0, at::tensor(pa, at::kLong));
     const at::Tensor y = dec_b.index_select(0, at::tensor(pb, at::kLong));
     for (size_t m = 0; m < kRepSimMetrics.size(); ++m)
-      local[m].push_back(pa.size() >= 3 ? similarity_score(kRepSimMetrics[m], x, y, o) : std::nan(""));
+      local[m].push_back(pa.size() >= 3 ? similarity_score(kRepSimMetrics[m], x, y, o, ctx.scan) : std::nan(""));
     local_a.insert(local_a.end(), draws[k].a.begin(), draws[k].a.end());
     local_b.insert(local_b.end(), draws[k].b.begin(), draws[k].b.end());
   }
@@ -157,7 +157,7 @@ void write_subspace(PairContext& ctx, const ConceptCategory& cat, const at::Tens
   const at::Tensor x = ctx.decoder_a().index_select(0, at::tensor(pa, at::kLong));
   const at::Tensor y = ctx.decoder_b().index_select(0, at::tensor(pb, at::kLong));
   std::vector<RepSimResult> results =
-      subspace_similarity(ctx.comm, x, y, x_all, y_all, ctx.name + "/" + cat.name, ctx.config.compare);
+      subspace_similarity(ctx.comm, x, y, x_all, y_all, ctx.name + "/" + cat.name, ctx.config.compare, ctx.scan);
   const SubsetDraws draws = test2_draws(ctx, s, core::mix64(results.front().seed ^ 0x5E3A2ull) >> 1);
   for (size_t m = 0; m < results.size(); ++m) {
     RepSimResult& r = results[m];
@@ -184,7 +184,7 @@ void write_activation_repsim(PairContext& ctx) {
   if (p.kept.size() >= 3)
     write_repsim(ctx.file, g,
                  paired_similarity(ctx.comm, x_all.index_select(0, idx), y_all.index_select(0, idx), ctx.name + "/activation",
-                                   ctx.config.compare),
+                                   ctx.config.compare, ctx.scan),
                  pairing);
   // Subspaces find their own latents: they do not need the whole-space pairs.
   for (const auto& cat : data.concepts) write_subspace(ctx, cat, x_all, y_all, "semantic_subspace");

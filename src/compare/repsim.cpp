@@ -8,6 +8,7 @@
 #include <cmath>
 #include <functional>
 #include <memory>
+#include <numeric>
 
 #include "core/rng.hpp"
 #include "core/sharding.hpp"
@@ -36,19 +37,47 @@ NullSummary summarise(const std::vector<double>& null, double observed, bool lan
   return s;
 }
 
+// Where the scores are computed: `where.generic` scores permutations as tensors on where.device
+// (core's scores()), else on the CPU one permutation at a time (score_with). The inputs' rows are
+// copied to the device once per call (host → device: the comparison's input).
+at::Tensor on(const at::Tensor& m, const ScanDevice& where) { return where.generic ? m.to(where.device) : m; }
+
+template <typename Prepared>
+double observed_score(const Prepared& prepared, int64_t n, const ScanDevice& where) {
+  if (!where.generic) return prepared.score();
+  const at::Tensor identity = at::arange(n, at::TensorOptions().dtype(at::kLong).device(where.device)).unsqueeze(0);
+  return prepared.scores(identity).template item<double>();  // device → host: the score is gathered and written
+}
+
+// Permutation p is drawn from (seed, p) by the rank that owns it. The generic path scores the
+// identity (the observed score) and this rank's permutations as one (1 + P) × n tensor: drawn on
+// the host, one copy to the device, one copy of the 1 + P scores back (they are gathered over MPI).
+template <typename Prepared>
 RepSimResult permutation_test(const parallel::Comm& comm, const std::string& metric, int64_t n, uint64_t seed,
-                              int64_t permutations, const std::function<double(const std::vector<int64_t>&)>& score_with,
-                              double observed, bool lan2024) {
+                              int64_t permutations, const Prepared& prepared, const ScanDevice& where, bool lan2024) {
   RepSimResult r;
   r.metric = metric;
-  r.score = observed;
   r.seed = seed;
   const core::Range mine = core::shard_range(permutations, comm.rank(), comm.size());
   std::vector<double> local;
-  for (int64_t p = mine.begin; p < mine.end; ++p)
-    local.push_back(score_with(core::permutation(n, seed, static_cast<uint64_t>(p))));
+  if (!where.generic) {
+    r.score = prepared.score();
+    for (int64_t p = mine.begin; p < mine.end; ++p) local.push_back(prepared.score_with(core::permutation(n, seed, static_cast<uint64_t>(p))));
+  } else {
+    std::vector<int64_t> rows(static_cast<size_t>(n));
+    std::iota(rows.begin(), rows.end(), int64_t{0});
+    for (int64_t p = mine.begin; p < mine.end; ++p) {
+      const std::vector<int64_t> perm = core::permutation(n, seed, static_cast<uint64_t>(p));
+      rows.insert(rows.end(), perm.begin(), perm.end());
+    }
+    const at::Tensor perms = at::tensor(rows, at::kLong).view({1 + mine.end - mine.begin, n}).to(where.device);
+    const at::Tensor scores = prepared.scores(perms).to(at::kCPU).contiguous();
+    const double* s = scores.data_ptr<double>();
+    r.score = s[0];
+    local.assign(s + 1, s + scores.numel());
+  }
   r.null = comm.allgatherv(local);
-  const NullSummary s = summarise(r.null, observed, lan2024);
+  const NullSummary s = summarise(r.null, r.score, lan2024);
   r.null_mean = s.mean, r.null_std = s.std, r.p_value = s.p_value;
   return r;
 }
@@ -59,11 +88,14 @@ core::SvccaOptions svcca_options(const config::CompareConfig& o) {
 
 }  // namespace
 
-double similarity_score(const std::string& metric, const at::Tensor& x, const at::Tensor& y, const config::CompareConfig& o) {
-  if (metric == "svcca") return core::Svcca(x, y, svcca_options(o)).score();
-  if (metric == "rsa") return core::Rsa(x, y).score();
-  if (metric == "cka") return core::Cka(x, y).score();
-  return core::MutualKnn(x, y, o.knn_k).score();
+double similarity_score(const std::string& metric, const at::Tensor& x_in, const at::Tensor& y_in, const config::CompareConfig& o,
+                        const ScanDevice& where) {
+  const at::Tensor x = on(x_in, where), y = on(y_in, where);
+  const int64_t n = x.size(0);
+  if (metric == "svcca") return observed_score(core::Svcca(x, y, svcca_options(o)), n, where);
+  if (metric == "rsa") return observed_score(core::Rsa(x, y), n, where);
+  if (metric == "cka") return observed_score(core::Cka(x, y), n, where);
+  return observed_score(core::MutualKnn(x, y, o.knn_k), n, where);
 }
 
 void summarise_null(const std::vector<double>& null, double observed, const config::CompareConfig& o, double& mean, double& std,
@@ -73,16 +105,16 @@ void summarise_null(const std::vector<double>& null, double observed, const conf
 }
 
 std::vector<RepSimResult> paired_similarity(const parallel::Comm& comm, const at::Tensor& x_all, const at::Tensor& y_all,
-                                            const std::string& pair_name, const config::CompareConfig& o) {
+                                            const std::string& pair_name, const config::CompareConfig& o, const ScanDevice& where) {
   const uint64_t base = core::mix64(static_cast<uint64_t>(o.seed) ^ core::fnv1a64(pair_name));
-  at::Tensor x = x_all, y = y_all;
+  at::Tensor x = on(x_all, where), y = on(y_all, where);
   bool subsampled = false;
   if (x.size(0) > o.repsim_max_pairs) {
     // A seeded subset of the pairs, the same on every rank (its permutation's first max_pairs).
     std::vector<int64_t> pick = core::permutation(x.size(0), base, ~uint64_t{0});
     pick.resize(static_cast<size_t>(o.repsim_max_pairs));
     std::sort(pick.begin(), pick.end());
-    const at::Tensor idx = at::tensor(pick, at::kLong);
+    const at::Tensor idx = at::tensor(pick, at::kLong).to(x.device());
     x = x.index_select(0, idx);
     y = y.index_select(0, idx);
     subsampled = true;
@@ -93,9 +125,7 @@ std::vector<RepSimResult> paired_similarity(const parallel::Comm& comm, const at
     const auto start = std::chrono::steady_clock::now();
     const uint64_t seed = core::mix64(base ^ core::fnv1a64(metric)) >> 1;  // 63 bits: stored as a non-negative int64
     const auto prepared = make();
-    out.push_back(permutation_test(comm, metric, n, seed, o.permutations,
-                                   [&](const std::vector<int64_t>& p) { return prepared.score_with(p); },
-                                   prepared.score(), o.compat == config::Compat::kLan2024));
+    out.push_back(permutation_test(comm, metric, n, seed, o.permutations, prepared, where, o.compat == config::Compat::kLan2024));
     out.back().n_pairs = n;
     out.back().subsampled = subsampled;
     out.back().seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -109,11 +139,12 @@ std::vector<RepSimResult> paired_similarity(const parallel::Comm& comm, const at
 }
 
 std::vector<RepSimResult> subspace_similarity(const parallel::Comm& comm, const at::Tensor& x, const at::Tensor& y,
-                                              const at::Tensor& x_all, const at::Tensor& y_all, const std::string& name,
-                                              const config::CompareConfig& o) {
-  std::vector<RepSimResult> results = paired_similarity(comm, x, y, name, o);
-  const auto m = std::min(x.size(0), o.repsim_max_pairs), n = x_all.size(0);
+                                              const at::Tensor& x_all_in, const at::Tensor& y_all_in, const std::string& name,
+                                              const config::CompareConfig& o, const ScanDevice& where) {
+  std::vector<RepSimResult> results = paired_similarity(comm, x, y, name, o, where);
+  const auto m = std::min(x.size(0), o.repsim_max_pairs), n = x_all_in.size(0);
   if (n < m) return results;
+  const at::Tensor x_all = on(x_all_in, where), y_all = on(y_all_in, where);
   for (auto& r : results) {
     const auto start = std::chrono::steady_clock::now();
     const uint64_t seed = core::mix64(r.seed ^ 0x7E572ull) >> 1;
@@ -123,8 +154,9 @@ std::vector<RepSimResult> subspace_similarity(const parallel::Comm& comm, const 
       std::vector<int64_t> subset = core::permutation(n, seed, static_cast<uint64_t>(p));
       subset.resize(static_cast<size_t>(m));
       std::sort(subset.begin(), subset.end());
-      const at::Tensor idx = at::tensor(subset, at::kLong);
-      local.push_back(similarity_score(r.metric, x_all.index_select(0, idx), y_all.index_select(0, idx), o));
+      // One score read back per draw: SVCCA's preparation reads its spectrum on the host anyway.
+      const at::Tensor idx = at::tensor(subset, at::kLong).to(x_all.device());
+      local.push_back(similarity_score(r.metric, x_all.index_select(0, idx), y_all.index_select(0, idx), o, where));
     }
     r.mapping_subset_null = comm.allgatherv(local);
     summarise_null(r.mapping_subset_null, r.score, o, r.mapping_subset_null_mean, r.mapping_subset_null_std,

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "compare/max_cosine.hpp"
 #include "config/config.hpp"
 #include "core/repsim.hpp"
 #include "parallel/comm.hpp"
@@ -36,8 +37,13 @@ struct RepSimResult {
   double mapping_subset_null_mean = 0, mapping_subset_null_std = 0, mapping_subset_p_value = 1;
 };
 
+// Every function here computes on `where`: with where.generic on where.device through core's
+// scores() (ATen only), else on the CPU's loops. Results are read back to the host, as they are
+// gathered over MPI and written.
+
 // The score of one metric of kRepSimMetrics on paired rows (no permutation test).
-double similarity_score(const std::string& metric, const at::Tensor& x, const at::Tensor& y, const config::CompareConfig& config);
+double similarity_score(const std::string& metric, const at::Tensor& x, const at::Tensor& y, const config::CompareConfig& config,
+                        const ScanDevice& where = {});
 
 // Mean, standard deviation and p-value of `null` (NaN entries left out) against `observed`:
 // (1 + #{null >= observed}) / (N + 1), or with compat lan2024 mean(null >= observed).
@@ -48,13 +54,14 @@ void summarise_null(const std::vector<double>& null, double observed, const conf
 // compare.permutations, repsim_max_pairs (more pairs: a seeded random subset, RSA and kNN are O(n²)),
 // svcca_variance, svcca_dims, compat, knn_k and seed.
 std::vector<RepSimResult> paired_similarity(const parallel::Comm& comm, const at::Tensor& x, const at::Tensor& y,
-                                            const std::string& pair_name, const config::CompareConfig& config);
+                                            const std::string& pair_name, const config::CompareConfig& config,
+                                            const ScanDevice& where = {});
 
 // Collective. A subspace's paired rows (x, y): Test 1 as paired_similarity, plus the mapping-subset
 // variant of Test 2: `config.permutations` random subsets of x.size(0) pairs of (x_all, y_all), the
 // whole-space mapping's pairs (Test 2 itself needs the activations: compare/activation_statistics.cpp).
 std::vector<RepSimResult> subspace_similarity(const parallel::Comm& comm, const at::Tensor& x, const at::Tensor& y,
                                               const at::Tensor& x_all, const at::Tensor& y_all, const std::string& name,
-                                              const config::CompareConfig& config);
+                                              const config::CompareConfig& config, const ScanDevice& where = {});
 
 }  // namespace universae::compare

@@ -239,7 +239,7 @@ Statistic paired_decoder_statistic() {
               if (m.match_ab[r] >= 0) a_rows.push_back(static_cast<int64_t>(r)), b_rows.push_back(m.match_ab[r]);
             const at::Tensor x = ctx.decoder_a().index_select(0, at::tensor(a_rows, at::kLong));
             const at::Tensor y = ctx.decoder_b().index_select(0, at::tensor(b_rows, at::kLong));
-            write_repsim(ctx.file, ctx.group, paired_similarity(ctx.comm, x, y, ctx.name, ctx.config.compare), "hungarian_decoder");
+            write_repsim(ctx.file, ctx.group, paired_similarity(ctx.comm, x, y, ctx.name, ctx.config.compare, ctx.scan), "hungarian_decoder");
           },
           repsim_columns("", "", "the Hungarian-matched decoder rows", "pair (paired decoders)", kRepSimMetrics)};
 }

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <numeric>
 
 #include "core/error.hpp"
@@ -21,44 +22,51 @@ bool SaeSpec::unit_norm_decoder() const {
   return architecture == Architecture::kRelu || has_top_k(architecture);
 }
 
+namespace {
+
+// Every tensor slot of a stack, in the order tensors() lists them.
+constexpr at::Tensor SaeStack::*kSlots[] = {&SaeStack::W_enc, &SaeStack::b_enc, &SaeStack::W_dec, &SaeStack::b_dec,
+                                            &SaeStack::log_threshold, &SaeStack::r_mag, &SaeStack::b_mag};
+constexpr const char* kSlotNames[] = {"W_enc", "b_enc", "W_dec", "b_dec", "log_threshold", "r_mag", "b_mag"};
+
+// fn(t) for each defined tensor of s; undefined slots stay undefined.
+template <typename Fn>
+SaeStack map_defined(const SaeStack& s, Fn&& fn) {
+  SaeStack out;
+  for (auto slot : kSlots)
+    if ((s.*slot).defined()) out.*slot = fn(s.*slot);
+  return out;
+}
+
+}  // namespace
+
 std::vector<at::Tensor*> SaeStack::tensors() {
   std::vector<at::Tensor*> out;
-  for (at::Tensor* t : {&W_enc, &b_enc, &W_dec, &b_dec, &log_threshold, &r_mag, &b_mag})
-    if (t->defined()) out.push_back(t);
+  for (auto slot : kSlots)
+    if ((this->*slot).defined()) out.push_back(&(this->*slot));
   return out;
 }
 
 std::vector<const at::Tensor*> SaeStack::tensors() const {
   std::vector<const at::Tensor*> out;
-  for (const at::Tensor* t : {&W_enc, &b_enc, &W_dec, &b_dec, &log_threshold, &r_mag, &b_mag})
-    if (t->defined()) out.push_back(t);
+  for (auto slot : kSlots)
+    if ((this->*slot).defined()) out.push_back(&(this->*slot));
   return out;
 }
 
 std::vector<std::string> SaeStack::names() const {
   std::vector<std::string> out;
-  const std::pair<const at::Tensor*, const char*> all[] = {{&W_enc, "W_enc"}, {&b_enc, "b_enc"}, {&W_dec, "W_dec"},
-                                                           {&b_dec, "b_dec"}, {&log_threshold, "log_threshold"},
-                                                           {&r_mag, "r_mag"}, {&b_mag, "b_mag"}};
-  for (const auto& [t, name] : all)
-    if (t->defined()) out.emplace_back(name);
+  for (size_t i = 0; i < std::size(kSlots); ++i)
+    if ((this->*kSlots[i]).defined()) out.emplace_back(kSlotNames[i]);
   return out;
 }
 
 SaeStack SaeStack::zeros_like() const {
-  SaeStack z;
-  auto copy = [](const at::Tensor& t) { return t.defined() ? at::zeros_like(t) : at::Tensor(); };
-  z.W_enc = copy(W_enc), z.b_enc = copy(b_enc), z.W_dec = copy(W_dec), z.b_dec = copy(b_dec);
-  z.log_threshold = copy(log_threshold), z.r_mag = copy(r_mag), z.b_mag = copy(b_mag);
-  return z;
+  return map_defined(*this, [](const at::Tensor& t) { return at::zeros_like(t); });
 }
 
 SaeStack SaeStack::to(at::Device device) const {
-  SaeStack out;
-  auto move = [device](const at::Tensor& t) { return t.defined() ? t.to(device) : at::Tensor(); };
-  out.W_enc = move(W_enc), out.b_enc = move(b_enc), out.W_dec = move(W_dec), out.b_dec = move(b_dec);
-  out.log_threshold = move(log_threshold), out.r_mag = move(r_mag), out.b_mag = move(b_mag);
-  return out;
+  return map_defined(*this, [device](const at::Tensor& t) { return t.to(device); });
 }
 
 namespace {

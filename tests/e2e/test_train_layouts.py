@@ -161,9 +161,10 @@ class GenericKernels(unittest.TestCase):
     def test_compare_on_the_device_scan(self):
         # compare with run.kernels = "generic" (core::DeviceTopK for the similarity passes,
         # correlation_row_maxima_generic for the activation correlation of codes, the dense correlation of
-        # relu(pre) on the device) writes the same max cosines,
-        # argmaxes, certified matchings and correlation maxima, bit for bit, as the CPU kernels, on 1 and
-        # 2 ranks (the correlation's float64 sums could differ in the last bit; here they do not).
+        # relu(pre) on the device, the representational similarities' scores() twins) writes the same max
+        # cosines, argmaxes, certified matchings, correlation maxima and mutual-kNN scores and nulls, bit
+        # for bit, as the CPU kernels, on 1 and 2 ranks (the correlation's float64 sums could differ in the
+        # last bit; here they do not). SVCCA, RSA and CKA sum float64 in another order: 1e-12 relative.
         with tempfile.TemporaryDirectory() as tmp:
             train_out = os.path.join(tmp, "train")
             run(train_out, 1, SMALL + ["sae.architecture=topk"])
@@ -175,19 +176,30 @@ class GenericKernels(unittest.TestCase):
                                        ("generic_pre", 2, pre + ["run.kernels=generic"])):
                 out = os.path.join(tmp, name + ".h5")
                 args = ["compare", JOB, "--sae", saes[0], "--sae", saes[1], "--out", out,
-                        *set_args([s for s in SMALL if s.startswith("data.")] + ["compare.permutations=0"] + extra)]
+                        *set_args([s for s in SMALL if s.startswith("data.")] + ["compare.permutations=20"] + extra)]
                 r = run_command(universae_command(args, ranks), timeout=300)
                 self.assertIn("generic kernels" if "run.kernels=generic" in extra else "fast CPU kernels", r.stderr + r.stdout)
                 found = {}
+
+                def record(key, v):
+                    if isinstance(v, h5py.Dataset):
+                        found[key] = v[()]
+                    elif "score" in v.attrs:  # a representational similarity's group
+                        found[key + "@score"] = v.attrs["score"]
                 with h5py.File(out, "r") as f:
-                    f["pairs"].visititems(lambda k, v: found.__setitem__(k, v[()]) if isinstance(v, h5py.Dataset) else None)
+                    f["pairs"].visititems(record)
                 datasets[name] = found
             self.assertTrue(any("max_cos" in k for k in datasets["fast"]), sorted(datasets["fast"]))
             self.assertTrue(any("corr" in k for k in datasets["fast"]), sorted(datasets["fast"]))  # the correlation twin
             for name, reference in (("generic", "fast"), ("generic2", "fast"), ("generic_pre", "fast_pre")):
                 self.assertEqual(sorted(datasets[name]), sorted(datasets[reference]))
                 for key, value in datasets[reference].items():
-                    np.testing.assert_array_equal(datasets[name][key], value, err_msg=f"{name} {key}")
+                    if any(f"{m}/" in key or key.endswith(f"{m}@score") for m in ("svcca", "rsa", "cka")):
+                        np.testing.assert_allclose(datasets[name][key], value, rtol=1e-12, atol=1e-15, err_msg=f"{name} {key}")
+                    else:
+                        np.testing.assert_array_equal(datasets[name][key], value, err_msg=f"{name} {key}")
+            self.assertTrue(any(k.endswith("mutual_knn/null") and len(v) == 20 for k, v in datasets["fast"].items()))
+            self.assertTrue(any(k.endswith("rsa@score") for k in datasets["fast"]), sorted(datasets["fast"]))
 
 
 class StoreTraining(unittest.TestCase):

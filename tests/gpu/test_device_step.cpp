@@ -5,6 +5,8 @@
 //     fast kernels (float32: within 1e-4 of the scale, cuBLAS and the float atomics of index_add_
 //     sum in other orders; counts equal); with train.dtype = "bfloat16" within its tolerance;
 //   - the similarity pass's top-K lists (core::DeviceTopK on cuda) against the CPU scan;
+//   - SVCCA, RSA, CKA and mutual kNN prepared and permutation-scored on cuda against the CPU loops
+//     (kNN bit for bit; the others to 1e-9: cuSOLVER and cuBLAS in float64, other summation orders);
 //   - the parameters and Adam state stay on the GPU through the step.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -12,10 +14,12 @@
 #include <string>
 #include <vector>
 
+#include "core/repsim.hpp"
 #include "core/sae_model.hpp"
 #include "core/topk.hpp"
 #include "core/topk_scan.hpp"
 #include "parallel/device.hpp"
+#include "../unit/kernel_spec.hpp"
 
 namespace universae::core {
 namespace {
@@ -26,16 +30,7 @@ namespace {
 constexpr int64_t kSeeds = 2, kD = 64, kN = 512, kB = 256;
 
 SaeSpec spec_of(Architecture a, StepRule rule, Kernels kernels) {
-  SaeSpec s;
-  s.architecture = a;
-  s.d = kD, s.n_latents = kN, s.latents = {0, kN};
-  s.k = 16, s.k_aux = 64, s.aux_alpha = 1.0 / 32.0;
-  s.sparsity = has_top_k(a) ? 0.0 : 0.3;
-  s.bandwidth = 0.05, s.jumprelu_init_threshold = 0.05;
-  s.apply_b_dec_to_input = true;
-  s.rule = rule;
-  s.kernels = kernels;
-  return s;
+  return kernel_spec(a, rule, kernels, kD, kN, /*k=*/16, /*k_aux=*/64);
 }
 
 struct Step {
@@ -131,6 +126,34 @@ TEST(DeviceStep, TopKListsOnCudaMatchTheCpuScan) {
   EXPECT_EQ(rows.all_indices(), got_rows.all_indices());
   EXPECT_EQ(cols.all_values(), got_cols.all_values());
   EXPECT_EQ(cols.all_indices(), got_cols.all_indices());
+}
+
+TEST(DeviceStep, RepresentationalSimilarityOnCudaMatchesTheCpuLoops) {
+  SKIP_WITHOUT_CUDA();
+  const at::Device cuda(at::kCUDA, 0);
+  at::manual_seed(10);
+  const int64_t n = 300;
+  const at::Tensor x = at::randn({n, 24}, at::kDouble);
+  const at::Tensor y = at::mm(x, at::randn({24, 16}, at::kDouble)) + 0.5 * at::randn({n, 16}, at::kDouble);
+  std::vector<std::vector<int64_t>> perms;
+  std::vector<int64_t> flat;
+  for (uint64_t i = 0; i < 6; ++i) {
+    perms.push_back(permutation(n, 31, i));
+    flat.insert(flat.end(), perms.back().begin(), perms.back().end());
+  }
+  const at::Tensor p = at::tensor(flat, at::kLong).view({6, n}).to(cuda);
+  auto check = [&](const auto& on_cpu, const auto& on_cuda, const char* name, double tolerance) {
+    const at::Tensor s = on_cuda.scores(p).cpu();
+    for (size_t i = 0; i < perms.size(); ++i) {
+      const double want = on_cpu.score_with(perms[i]), got = s[static_cast<int64_t>(i)].template item<double>();
+      EXPECT_NEAR(got, want, tolerance * std::fabs(want)) << name << " permutation " << i;
+    }
+  };
+  const at::Tensor xc = x.to(cuda), yc = y.to(cuda);
+  check(Svcca(x, y, {0.99, 0, false}), Svcca(xc, yc, {0.99, 0, false}), "svcca", 1e-9);
+  check(Rsa(x, y), Rsa(xc, yc), "rsa", 1e-9);
+  check(Cka(x, y), Cka(xc, yc), "cka", 1e-9);
+  check(MutualKnn(x, y, 8), MutualKnn(xc, yc, 8), "mutual_knn", 0.0);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/sae_model.hpp"
+#include "kernel_spec.hpp"
 
 namespace universae::core {
 namespace {
@@ -21,16 +22,7 @@ namespace {
 constexpr int64_t kSeeds = 2, kD = 24, kN = 96, kB = 40;
 
 SaeSpec spec_of(Architecture a, StepRule rule, bool b_dec_in, Kernels kernels) {
-  SaeSpec s;
-  s.architecture = a;
-  s.d = kD, s.n_latents = kN, s.latents = {0, kN};
-  s.k = 6, s.k_aux = 48, s.aux_alpha = 1.0 / 32.0;
-  s.sparsity = has_top_k(a) ? 0.0 : 0.3;
-  s.bandwidth = 0.05, s.jumprelu_init_threshold = 0.05;
-  s.apply_b_dec_to_input = b_dec_in;
-  s.rule = rule;
-  s.kernels = kernels;
-  return s;
+  return kernel_spec(a, rule, kernels, kD, kN, /*k=*/6, /*k_aux=*/48, b_dec_in);
 }
 
 // Seeded starting weights with spread-out encoder biases, so that codes and thresholds vary by latent.

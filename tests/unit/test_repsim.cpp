@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <numeric>
 
 #include "core/repsim.hpp"
 
@@ -70,4 +71,46 @@ TEST(RepSim, AverageRanksAndPermutations) {
   for (int64_t i = 0; i < 50; ++i) EXPECT_EQ(sorted[i], i);
   EXPECT_EQ(p, permutation(50, 9, 2));
   EXPECT_NE(p, permutation(50, 9, 3));
+}
+
+// The generic twins (scores(): ATen ops on the data's device, compare's run.kernels = "generic" and
+// the GPU path) against the CPU loops (score_with) on the same prepared data: the shared-neighbour
+// fraction bit for bit (both count exactly), the others to 1e-12 relative (float64 sums in another
+// order). Small chunk sizes make every metric cross chunk edges (RSA: within one permutation's rows).
+TEST(RepSim, GenericScoresEqualTheCpuLoops) {
+  at::manual_seed(5);
+  const int64_t n = 70;
+  const at::Tensor x = at::randn({n, 10}, at::kDouble);
+  const at::Tensor y = at::mm(x, at::randn({10, 7}, at::kDouble)) + 0.7 * at::randn({n, 7}, at::kDouble);
+  std::vector<std::vector<int64_t>> perms;
+  std::vector<int64_t> flat;
+  for (uint64_t i = 0; i < 9; ++i) {
+    perms.push_back(i == 0 ? permutation(n, 1, 0) : permutation(n, 23, i));
+    if (i == 0) std::iota(perms[0].begin(), perms[0].end(), int64_t{0});  // row 0: the identity
+    flat.insert(flat.end(), perms.back().begin(), perms.back().end());
+  }
+  const at::Tensor p = at::tensor(flat, at::kLong).view({static_cast<int64_t>(perms.size()), n});
+  auto check = [&](const auto& prepared, const char* name, bool exact) {
+    for (int64_t chunk : {kScoreChunkBytes, int64_t{8} * n * 9}) {  // one chunk; chunks of a few permutations or rows
+      const at::Tensor s = prepared.scores(p, chunk);
+      ASSERT_EQ(s.numel(), static_cast<int64_t>(perms.size()));
+      for (size_t i = 0; i < perms.size(); ++i) {
+        const double want = prepared.score_with(perms[i]), got = s[static_cast<int64_t>(i)].template item<double>();
+        if (exact)
+          EXPECT_EQ(got, want) << name << " permutation " << i << " chunk " << chunk;
+        else
+          EXPECT_NEAR(got, want, 1e-12 * std::fabs(want) + 1e-15) << name << " permutation " << i << " chunk " << chunk;
+      }
+    }
+  };
+  check(Svcca(x, y, {}), "svcca", false);
+  check(Svcca(x, y, {0.99, 3, false}), "svcca dims", false);
+  check(Rsa(x, y), "rsa", false);
+  check(Cka(x, y), "cka", false);
+  check(MutualKnn(x, y, 6), "mutual_knn", true);
+  // RSA's average ranks of tied values (rounded Pearson correlations tie often) match the host's.
+  const at::Tensor v = at::round(at::randn({5000}, at::kDouble) * 8) / 8;
+  const std::vector<double> host(v.data_ptr<double>(), v.data_ptr<double>() + v.numel());
+  const at::Tensor ranks = average_ranks(v);
+  EXPECT_EQ(std::vector<double>(ranks.data_ptr<double>(), ranks.data_ptr<double>() + ranks.numel()), average_ranks(host));
 }
