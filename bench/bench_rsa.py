@@ -1,6 +1,6 @@
 """RSA permutation test: universae's Mantel fast path vs per-permutation scipy.stats.spearmanr.
 
-    /usr/bin/python3 bench/bench_rsa.py [--n 4096] [--permutations 1000] [--naive 10] [--ranks 2]
+    /usr/bin/python3 bench/bench_rsa.py [--n 4096] [--permutations 1000] [--naive 10] [--ranks 2] [--kernels fast|generic]
 
 universae: `compare` on a pair of SAE-like SAEs with n latents; the RSA group's `seconds` covers
 preparing the two Pearson matrices and their ranks, the score, and all permutations (over the ranks).
@@ -33,6 +33,8 @@ def main():
     p.add_argument("--naive", type=int, default=10)
     p.add_argument("--ranks", type=int, default=2)
     p.add_argument("--binary", default=os.path.join(HERE, "..", "build", "universae"))
+    p.add_argument("--kernels", default="fast", choices=["fast", "generic"],
+                   help="run.kernels: the CPU loops, or the device-generic scores() run on the CPU")
     a = p.parse_args()
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
     rng = np.random.default_rng(a.n)
@@ -40,14 +42,15 @@ def main():
     B = (A + 0.5 * rng.standard_normal((a.n, a.d))).astype(np.float32)  # same order: the matching is the identity
     with tempfile.TemporaryDirectory() as tmp:
         fa, fb, out = (os.path.join(tmp, f) for f in ("a.h5", "b.h5", "r.h5"))
-        ref.write_sae(fa, A, np.zeros(a.n), A, np.zeros(a.d))
-        ref.write_sae(fb, B, np.zeros(a.n), B, np.zeros(a.d))
+        ref.write_sae(fa, A, np.zeros(a.n), A, np.zeros(a.d), k=8)
+        ref.write_sae(fb, B, np.zeros(a.n), B, np.zeros(a.d), k=8)
         subprocess.run(["mpirun", "-n", str(a.ranks), a.binary, "compare", "--sae", fa, "--sae", fb, "--out", out,
-                        "--set", f"compare.permutations={a.permutations}", "--set", f"compare.repsim_max_pairs={a.n}"],
+                        "--set", f"compare.permutations={a.permutations}", "--set", f"compare.repsim_max_pairs={a.n}", "--set", f"run.kernels={a.kernels}"],
                        check=True, env=env, capture_output=True)
         with h5py.File(out) as f:
             g = f["pairs/a--b/rsa"]
             ours_s, score, match = g.attrs["seconds"], g.attrs["score"], f["pairs/a--b/lap/decoder_match"][()]
+            metric_s = {m: round(float(f[f"pairs/a--b/{m}"].attrs["seconds"]), 3) for m in ("svcca", "rsa", "cka", "mutual_knn")}
     X, Y = A.astype(np.float64), B.astype(np.float64)[match]
     iu = np.triu_indices(a.n, k=1)
     sx = np.corrcoef(X)[iu]
@@ -58,7 +61,8 @@ def main():
     naive_each = (time.perf_counter() - t0) / a.naive
     naive_total = naive_each * a.permutations
     ref_score = spearmanr(sx, np.corrcoef(Y)[iu]).correlation
-    row = dict(benchmark="rsa_permutations", n=a.n, permutations=a.permutations, ranks=a.ranks,
+    row = dict(benchmark="rsa_permutations", n=a.n, permutations=a.permutations, ranks=a.ranks, kernels=a.kernels,
+               seconds_by_metric=metric_s,
                universae_s=round(ours_s, 3), naive_per_permutation_s=round(naive_each, 3),
                naive_total_s_extrapolated=round(naive_total, 1), speedup=round(naive_total / ours_s, 1),
                score=score, scipy_score=ref_score)

@@ -30,7 +30,17 @@ at::Tensor rows_of(const at::Tensor& m, const std::vector<int64_t>& perm) {
   return m.index_select(0, at::tensor(perm, at::kLong).to(m.device()));
 }
 
-// Calls fn(chunk) over the rows of perms in chunks of temporaries of about chunk_bytes,
+// On the CPU, temporaries of at most 2 MiB stay in cache. Measured at n 4,096 (Debian's torch 1.13,
+// one thread): an RSA permutation takes 0.034 s in 64-row blocks against 1.6 s in one 128 MiB block;
+// 64 SVCCA permutations 0.06 s one at a time against 0.94 s in one batch; mutual kNN 0.4 s against
+// 3.5 s for 232. A GPU takes the big chunks.
+constexpr int64_t kCpuBlockBytes = int64_t{2} << 20;
+
+int64_t block_bytes(const at::Device& device, int64_t chunk_bytes) {
+  return device.is_cpu() ? std::min(chunk_bytes, kCpuBlockBytes) : chunk_bytes;
+}
+
+// Calls fn(chunk) over the rows of perms in chunks of temporaries of about chunk_bytes (CPU: 2 MiB),
 // after checking that perms is (P × n) int64 on `device`; returns the P scores (float64, on device).
 template <typename Fn>
 at::Tensor by_chunks(const at::Tensor& perms, int64_t n, const at::Device& device, int64_t bytes_per_permutation,
@@ -38,7 +48,7 @@ at::Tensor by_chunks(const at::Tensor& perms, int64_t n, const at::Device& devic
   if (perms.dim() != 2 || perms.size(1) != n || perms.scalar_type() != at::kLong || perms.device() != device)
     throw std::invalid_argument("representational similarity: permutations must be a (P x n) int64 tensor on the data's device");
   at::Tensor out = at::empty({perms.size(0)}, at::TensorOptions().dtype(at::kDouble).device(device));
-  const int64_t step = std::max<int64_t>(1, chunk_bytes / std::max<int64_t>(1, bytes_per_permutation));
+  const int64_t step = std::max<int64_t>(1, block_bytes(device, chunk_bytes) / std::max<int64_t>(1, bytes_per_permutation));
   for (int64_t b = 0; b < perms.size(0); b += step) {
     const int64_t c = std::min(step, perms.size(0) - b);
     out.narrow(0, b, c).copy_(fn(perms.narrow(0, b, c)));
@@ -165,7 +175,7 @@ double Rsa::score_with(const std::vector<int64_t>& perm) const {
 at::Tensor Rsa::scores(const at::Tensor& perms, int64_t chunk_bytes) const {
   // One permutation at a time, in blocks of rows of about chunk_bytes: the upper triangle of X's
   // ranks against Y's ranks gathered at (perm[i], perm[j]) for the block's rows i and columns j > i.
-  const int64_t rows = std::max<int64_t>(1, chunk_bytes / (8 * n_));
+  const int64_t rows = std::max<int64_t>(1, block_bytes(rank_x_.device(), chunk_bytes) / (8 * n_));
   const at::Tensor safe_norm = at::where(norm_ > 0, norm_, at::ones_like(norm_));
   return by_chunks(perms, n_, rank_x_.device(), chunk_bytes, chunk_bytes, [&](const at::Tensor& p) {  // one permutation per chunk
     const at::Tensor perm = p[0];

@@ -25,7 +25,8 @@
 namespace universae::core {
 
 // scores() works through the permutations (RSA: through a permutation's rows) in chunks whose
-// temporaries stay under about this many bytes; tests pass small values to cross chunk edges.
+// temporaries stay under about this many bytes (on the CPU at most 2 MiB, which stay in cache);
+// tests pass small values to cross chunk edges.
 constexpr int64_t kScoreChunkBytes = int64_t{256} << 20;
 
 // Filled from compare.svcca_variance, compare.svcca_dims and compare.compat (compare/repsim.cpp).
