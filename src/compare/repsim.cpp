@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <functional>
 #include <memory>
 #include <numeric>
 
@@ -62,7 +61,8 @@ RepSimResult permutation_test(const parallel::Comm& comm, const std::string& met
   std::vector<double> local;
   if (!where.generic) {
     r.score = prepared.score();
-    for (int64_t p = mine.begin; p < mine.end; ++p) local.push_back(prepared.score_with(core::permutation(n, seed, static_cast<uint64_t>(p))));
+    for (int64_t p = mine.begin; p < mine.end; ++p)
+      local.push_back(prepared.score_with(core::permutation(n, seed, static_cast<uint64_t>(p))));
   } else {
     std::vector<int64_t> rows(static_cast<size_t>(n));
     std::iota(rows.begin(), rows.end(), int64_t{0});
