@@ -384,7 +384,13 @@ void sparse_forward_backward(const SaeSpec& spec, const SaeStack& p, const at::T
                              const at::Tensor& dead, double inv_L, const LatentPeers& peers, SaeStack& g,
                              StepStats& stats) {
   const int64_t S = p.W_enc.size(0), B = x.size(0), d = spec.d, n = spec.n_local();
-  at::Tensor post = detail::baddbmm(spec, p.b_enc.unsqueeze(1), x_in, p.W_enc.transpose(1, 2)).relu_();  // (S, B, n)
+  at::Tensor post;  // relu(pre) (S, B, n)
+  if (spec.matmul == MatmulPrecision::kBFloat16) {
+    post = detail::baddbmm(spec, p.b_enc.unsqueeze(1), x_in, p.W_enc.transpose(1, 2)).relu_();
+  } else {  // into the buffer kept in `stats`: the same kernel as at::baddbmm, no fresh GB-sized pages per step
+    if (!stats.encoder_buffer.defined()) stats.encoder_buffer = at::empty({0}, x_in.options());
+    post = at::baddbmm_out(stats.encoder_buffer, p.b_enc.unsqueeze(1), x_in, p.W_enc.transpose(1, 2)).relu_();
+  }
   const std::vector<Codes> codes = select_codes(spec, post, peers, stats);
   at::Tensor partial = at::zeros({S, B, d}, at::kFloat);
   int64_t* fires = stats.fires.data_ptr<int64_t>();
@@ -517,7 +523,23 @@ AdamState init_adam(const SaeStack& params) { return {params.zeros_like(), param
 
 void remove_parallel_decoder_grad(const SaeSpec& spec, const SaeStack& params, SaeStack& grads) {
   if (!spec.unit_norm_decoder()) return;
-  grads.W_dec.sub_((grads.W_dec * params.W_dec).sum(2, /*keepdim=*/true) * params.W_dec);
+  const auto project = [](at::Tensor g, const at::Tensor& w) { g.sub_((g * w).sum(-1, /*keepdim=*/true) * w); };
+  if (!grads.W_dec.is_cpu()) {
+    project(grads.W_dec, params.W_dec);
+    return;
+  }
+  // g −= (g·w) w row by row. On the CPU in blocks of rows of about 1 MiB, one block per thread at a
+  // time: the whole-tensor form allocates two W_dec-sized temporaries every step (2 GiB per rank at
+  // n_local 65,536 × d 4,096, the peak of the step, and fresh pages each time). Each row's sum is the
+  // same reduction either way, so the bits are the whole-tensor form's (SaeModel.ProjectionInBlocks...).
+  const at::Tensor g = grads.W_dec.view({-1, spec.d}), w = params.W_dec.view({-1, spec.d});
+  const int64_t rows = g.size(0), block = std::max<int64_t>(1, (int64_t{1} << 20) / (spec.d * 4));
+  at::parallel_for(0, (rows + block - 1) / block, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t r = b * block, len = std::min(block, rows - r);
+      project(g.narrow(0, r, len), w.narrow(0, r, len));
+    }
+  });
 }
 
 at::Tensor grad_sq_norms(const SaeStack& grads, bool with_replicated) {

@@ -149,6 +149,23 @@ TEST(Kernels, OptimizerGenericEqualsFast) {
   }
 }
 
+// The decoder-gradient projection g −= (g·w) w runs on the CPU in blocks of rows (no W_dec-sized
+// temporaries); it must give the bits of the whole-tensor expression it replaced, here with 4,096-wide
+// rows (64-row blocks) and a last block of 16 rows.
+TEST(Kernels, ProjectionInBlocksEqualsTheWholeTensorForm) {
+  SaeSpec spec = spec_of(Architecture::kTopK, StepRule::kUniversae, true, Kernels::kFast);
+  spec.d = 4096;
+  at::manual_seed(5);
+  SaeStack params, grads;
+  params.W_dec = at::randn({2, 200, spec.d});
+  params.W_dec /= params.W_dec.norm(2, {2}, true);
+  grads.W_dec = at::randn({2, 200, spec.d});
+  const at::Tensor expected = grads.W_dec - (grads.W_dec * params.W_dec).sum(2, true) * params.W_dec;
+  remove_parallel_decoder_grad(spec, params, grads);
+  EXPECT_TRUE(at::equal(grads.W_dec, expected));
+  EXPECT_LT((grads.W_dec * params.W_dec).sum(2).abs().max().item<float>(), 1e-4f);  // orthogonal to each row
+}
+
 // train.dtype = "bfloat16" on the CPU: the same code path with the large products' operands rounded to
 // bfloat16 (8 significant bits). Against the float32 step: the loss within 1 %, and the gradients
 // within 2 % in norm (dense architectures) or 10 % (top-k: a few codes at the k-th boundary change
