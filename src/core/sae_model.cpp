@@ -531,7 +531,7 @@ void remove_parallel_decoder_grad(const SaeSpec& spec, const SaeStack& params, S
   // g −= (g·w) w row by row. On the CPU in blocks of rows of about 1 MiB, one block per thread at a
   // time: the whole-tensor form allocates two W_dec-sized temporaries every step (2 GiB per rank at
   // n_local 65,536 × d 4,096, the peak of the step, and fresh pages each time). Each row's sum is the
-  // same reduction either way, so the bits are the whole-tensor form's (SaeModel.ProjectionInBlocks...).
+  // same reduction either way, so the bits are the whole-tensor form's (Kernels.ProjectionInBlocksEqualsTheWholeTensorForm).
   const at::Tensor g = grads.W_dec.view({-1, spec.d}), w = params.W_dec.view({-1, spec.d});
   const int64_t rows = g.size(0), block = std::max<int64_t>(1, (int64_t{1} << 20) / (spec.d * 4));
   at::parallel_for(0, (rows + block - 1) / block, 1, [&](int64_t b0, int64_t b1) {
