@@ -2,8 +2,9 @@
 """Extraction throughput for stories260K on the TinyStories validation text (bench/RESULTS.md).
 
 Runs `universae extract` (1 and 2 ranks; one hookpoint, and all 10 resid_post + mlp.hook_post
-hookpoints with the loss) and reports tokens/s and where rank 0's time goes (forward, HDF5 writes,
-tokenization). Side by side, a plain PyTorch forward of the same model over the same documents
+hookpoints with the loss) and reports tokens/s and where rank 0's time goes (forward, HDF5 writes waited
+for, tokenization). One rank runs without mpirun, so it has a core its forward thread leaves free and its
+writes run beside the forward; mpirun binds each of 2 ranks to a core, so theirs wait (docs/extraction.md). Side by side, a plain PyTorch forward of the same model over the same documents
 (Debian's python3-torch, one sequence per call, same thread count) is the reference.
 
     /usr/bin/python3 bench/bench_extract.py [--binary build/universae] [--documents 4302]
@@ -34,7 +35,7 @@ def universae(binary, ranks, hookpoints, loss, documents, out):
     wall = time.time() - start
     if proc.returncode != 0:
         sys.exit(proc.stderr)
-    m = re.search(r"extract: (\d+) tokens in .*\(([\d.]+) tok/s; forward ([\d.]+) s, HDF5 writes ([\d.]+) s, tokenize ([\d.]+) s\)",
+    m = re.search(r"extract: (\d+) tokens in .*\(([\d.]+) tok/s; forward ([\d.]+) s, HDF5 writes ([\d.]+) s[^,]*, tokenize ([\d.]+) s\)",
                   proc.stderr)
     tokens, rate, fwd, write, tok = int(m[1]), float(m[2]), float(m[3]), float(m[4]), float(m[5])
     stage = tokens / rate

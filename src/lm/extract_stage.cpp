@@ -2,12 +2,16 @@
 // the batches round by round into the store (io/activation_store.hpp), finish with the mean loss.
 #include "lm/extract_stage.hpp"
 
+#include <ATen/Parallel.h>
+#include <sched.h>
+
 #include <fmt/ranges.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <future>
 #include <limits>
 #include <map>
 #include <memory>
@@ -25,6 +29,7 @@
 #include "lm/extract_plan.hpp"
 #include "lm/model.hpp"
 #include "lm/text_tokenizer.hpp"
+#include "parallel/comm.hpp"
 #include "parallel/device.hpp"
 #include "parallel/log.hpp"
 #include "parallel/stop_signals.hpp"
@@ -44,10 +49,12 @@ struct Inputs {
   std::vector<Hook> hooks;
   std::vector<std::string> documents;
   int64_t seq_len = 0;
+  c10::Device device{c10::kCPU};  // where the forward runs
 };
 
 Inputs open_inputs(const parallel::Comm& comm, const config::ExtractConfig& x, at::Device device) {
   Inputs in;
+  in.device = device;
   std::string error;
   try {
     if (x.model.empty())
@@ -114,8 +121,47 @@ io::StoreLayout store_layout(const config::Config& cfg, const Inputs& in, Extrac
   return L;
 }
 
-// Round by round: rank k runs batch done + k and every rank writes its rows collectively. Returns the
-// summed loss of every batch (each computed by one rank).
+// One round's rows on their way to the store: the captures (moved out of the forward's output, so they
+// live as long as the write) and the round's batch.
+struct RoundRows {
+  int64_t batch = -1;  // -1: this rank had no batch in the round (it still joins the collective writes)
+  core::Range rows{0, 0};
+  std::vector<std::vector<float>> captures;
+  double nll = 0;
+};
+
+// Writes one round collectively: every hookpoint's rows, then the batch's loss sum.
+void write_round(io::ActivationStoreWriter& store, const std::vector<Hook>& hooks, RoundRows& r) {
+  for (size_t h = 0; h < hooks.size(); ++h) {
+    r.captures[h].resize(static_cast<size_t>(r.rows.size() * hooks[h].width));  // empty on an idle rank
+    store.write_rows(h, r.rows, r.captures[h].data());
+  }
+  store.write_batch_nll(r.batch, r.batch >= 0, r.nll);
+}
+
+// Whether this rank's store writes may run on a thread beside the forward: only where that thread gets a
+// core the forward does not use (the model runs on a device, or this rank may run on more cores than the
+// forward's threads), and MPI allows a second thread. The writes are the kernel copying rows into the
+// page cache; on a core shared with the forward they slow it by as much as they save (measured,
+// bench/RESULTS.md: 2 ranks bound to the 2 cores ran 22–25 % slower with the writes beside the forward).
+bool writes_beside_forward(at::Device device, std::string* why) {
+  cpu_set_t cores;
+  CPU_ZERO(&cores);
+  const int n_cores = sched_getaffinity(0, sizeof(cores), &cores) == 0 ? CPU_COUNT(&cores) : 1;
+  const int threads = at::get_num_threads();
+  *why = !device.is_cpu() ? "the forward runs on " + device.str()
+                          : fmt::format("{} cores for {} forward thread{}", n_cores, threads, threads == 1 ? "" : "s");
+  return parallel::threads_may_call_mpi() && (!device.is_cpu() || n_cores > threads);
+}
+
+// Round by round: rank k runs batch done + k and every rank writes its rows collectively. Where a core is
+// free (writes_beside_forward), the writes of round r run on a second thread while the forward of round
+// r + 1 runs: at 10 hookpoints they were 24 % of one rank's time when they waited for the forward
+// (bench/RESULTS.md). Only that thread touches HDF5 and MPI while it runs: the main thread joins it
+// before the stop check, a checkpoint or the next round's writes (so MPI needs only
+// MPI_THREAD_SERIALIZED, and every rank makes the same collectives in the same order whichever way it
+// writes). Two rounds' captures are then held at a time.
+// Returns the summed loss of every batch (each computed by one rank).
 std::vector<double> run_batches(const parallel::Comm& comm, const config::ExtractConfig& x, const Inputs& in,
                                 const ExtractPlan& plan, const std::vector<int32_t>& tokens, io::ActivationStoreWriter& store,
                                 ExtractResult& result) {
@@ -125,31 +171,53 @@ std::vector<double> run_batches(const parallel::Comm& comm, const config::Extrac
   log::Progress progress("extract", result.n_tokens, "tok");
   if (done > 0) progress.update(plan.rows(done - 1).end);
   auto last_flush = Clock::now();
+  std::future<double> writing;  // the previous round's writes; returns their seconds
+  auto join_writes = [&] {
+    if (writing.valid()) result.background_write_seconds += writing.get();  // rethrows the writer's error here
+  };
+  std::string why;
+  const bool background = writes_beside_forward(in.device, &why);
+  log::info("extract: store writes {} ({})", background ? "run beside the forward" : "wait for the forward",
+            background ? why : why + "; a spare core per rank would overlap them, docs/extraction.md");
+  auto start_writes = [&](RoundRows round) {
+    if (!background) return write_round(store, in.hooks, round);
+    writing = std::async(std::launch::async, [&store, &hooks = in.hooks, round = std::move(round)]() mutable {
+      const auto t = Clock::now();
+      write_round(store, hooks, round);
+      return seconds_since(t);
+    });
+  };
   while (done < plan.n_batches()) {
-    const int64_t batch = plan.batch_of_rank(done, comm.rank());
-    core::Range rows{0, 0};
-    LanguageModel::Output out;
-    out.captures.resize(in.hooks.size());  // stays empty on a rank without a batch this round
+    RoundRows round;
+    round.batch = plan.batch_of_rank(done, comm.rank());
+    round.captures.resize(in.hooks.size());
     auto t = Clock::now();
-    if (batch >= 0) {
-      rows = plan.rows(batch);
-      const std::vector<int32_t> batch_tokens(tokens.begin() + rows.begin, tokens.begin() + rows.end);
-      out = in.model->forward(batch_tokens, plan.sequence_lengths(batch), in.hooks, x.loss);
-      batch_nll[static_cast<size_t>(batch)] = out.nll_sum;
+    if (round.batch >= 0) {
+      round.rows = plan.rows(round.batch);
+      const std::vector<int32_t> batch_tokens(tokens.begin() + round.rows.begin, tokens.begin() + round.rows.end);
+      LanguageModel::Output out = in.model->forward(batch_tokens, plan.sequence_lengths(round.batch), in.hooks, x.loss);
+      round.captures = std::move(out.captures);
+      round.nll = batch_nll[static_cast<size_t>(round.batch)] = out.nll_sum;
       result.forward_seconds += seconds_since(t);
     }
     t = Clock::now();
-    for (size_t h = 0; h < in.hooks.size(); ++h) {
-      out.captures[h].resize(static_cast<size_t>(rows.size() * in.hooks[h].width));  // empty on an idle rank
-      store.write_rows(h, rows, out.captures[h].data());
-    }
-    store.write_batch_nll(batch, batch >= 0, batch >= 0 ? batch_nll[static_cast<size_t>(batch)] : 0.0);
-    done = plan.after_round(done, comm.size());
+    join_writes();  // the previous round is in the file
+    const int64_t next = plan.after_round(done, comm.size());
     const bool stop = signals.requested(comm);
-    if (stop || done == plan.n_batches() || seconds_since(last_flush) > kFlushSeconds) {
-      store.checkpoint(done);
-      last_flush = Clock::now();
+    // Every rank saves or none: the decision is a collective's (each rank's clock alone could disagree).
+    const bool flush_due = comm.allreduce_max(seconds_since(last_flush) > kFlushSeconds ? 1.0 : 0.0) > 0;
+    if (stop || next == plan.n_batches()) {
+      // Stopping or finished: this round is written in the foreground and saved with the rest.
+      write_round(store, in.hooks, round);
+      store.checkpoint(next);
+    } else {
+      if (flush_due) {
+        store.checkpoint(done);  // every round before this one is in the file
+        last_flush = Clock::now();
+      }
+      start_writes(std::move(round));
     }
+    done = next;
     result.write_seconds += seconds_since(t);
     progress.update(plan.rows(done - 1).end);
     if (stop && done < plan.n_batches())
@@ -266,9 +334,10 @@ ExtractResult run_extract_stage(const parallel::Comm& comm, const config::Config
   mean_loss(comm, x, plan, batch_nll, result);
   store.finish(result.loss, result.loss_tokens);
   result.seconds = seconds_since(start);
-  log::info("extract: {} tokens in {} ({:.0f} tok/s; forward {:.1f} s, HDF5 writes {:.1f} s, tokenize {:.1f} s){}", result.n_tokens,
-            log::format_duration(result.seconds), static_cast<double>(result.n_tokens) / result.seconds, result.forward_seconds,
-            result.write_seconds, result.tokenize_seconds,
+  log::info("extract: {} tokens in {} ({:.0f} tok/s; forward {:.1f} s, HDF5 writes {:.1f} s waited for "
+            "({:.1f} s beside the forward), tokenize {:.1f} s){}",
+            result.n_tokens, log::format_duration(result.seconds), static_cast<double>(result.n_tokens) / result.seconds,
+            result.forward_seconds, result.write_seconds, result.background_write_seconds, result.tokenize_seconds,
             x.loss ? fmt::format("; mean next-token loss {:.4f} nats over {} tokens", result.loss, result.loss_tokens) : "");
   return result;
 }

@@ -31,6 +31,7 @@ struct ExtractResult {
   double loss = 0;              // mean next-token loss in nats (extract.loss), else NaN
   int64_t loss_tokens = 0;
   double seconds = 0, forward_seconds = 0, write_seconds = 0, tokenize_seconds = 0;  // rank 0's
+  double background_write_seconds = 0;  // rank 0's writes that ran beside the forward (write_seconds: waited for)
   bool reused = false;
 };
 

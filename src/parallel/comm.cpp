@@ -221,7 +221,9 @@ std::string Comm::host_name() {
 
 struct Environment::Impl {
   boost::mpi::environment env;
-  Impl(int& argc, char**& argv) : env(argc, argv, boost::mpi::threading::funneled, /*abort_on_exception=*/false) {}
+  // Serialized: extraction's store writes run on a second thread while the main thread runs the forward
+  // and makes no MPI call (lm/extract_stage.cpp); OpenMPI provides it at no cost to the other stages.
+  Impl(int& argc, char**& argv) : env(argc, argv, boost::mpi::threading::serialized, /*abort_on_exception=*/false) {}
 };
 
 Environment::Environment(int& argc, char**& argv) : impl_(std::make_unique<Impl>(argc, argv)) {
@@ -242,6 +244,12 @@ void Environment::abort(int exit_code) {
   std::fflush(stderr);
   MPI_Abort(MPI_COMM_WORLD, exit_code);
   std::_Exit(exit_code);
+}
+
+bool threads_may_call_mpi() {
+  int provided = MPI_THREAD_SINGLE;
+  UNIVERSAE_MPI_CHECK(MPI_Query_thread(&provided));
+  return provided >= MPI_THREAD_SERIALIZED;
 }
 
 void agree_on_error(const Comm& comm, const std::string& local_error) {

@@ -1,7 +1,8 @@
 // The MPI layer: the only code that calls MPI (DESIGN.md §2). Callers see plain C++ types.
 //
-// Environment owns MPI for the life of the process (Boost.MPI environment, MPI_THREAD_FUNNELED:
-// LibTorch's OpenMP threads never call MPI). Comm is a cheap, copyable handle to a communicator;
+// Environment owns MPI for the life of the process (Boost.MPI environment, MPI_THREAD_SERIALIZED:
+// LibTorch's OpenMP threads never call MPI; extraction's writer thread does, while the main thread
+// does not). Comm is a cheap, copyable handle to a communicator;
 // sub-communicators made with split() are freed when their last copy goes away.
 #pragma once
 
@@ -81,6 +82,11 @@ class Environment {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// Whether a second thread may make MPI calls (and so HDF5's MPI-IO) while the main thread makes none:
+// MPI_THREAD_SERIALIZED or more was provided. The environment asks for it; an MPI that provides less
+// gets every such call on the main thread (extraction then writes in the foreground).
+bool threads_may_call_mpi();
 
 // Errors seen by some ranks only (a file one rank could not read) become errors every rank
 // reaches: each rank passes its own message ("" when fine); if any is non-empty, every rank
