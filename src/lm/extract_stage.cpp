@@ -150,7 +150,7 @@ bool writes_beside_forward(at::Device device, std::string* why) {
   const int n_cores = sched_getaffinity(0, sizeof(cores), &cores) == 0 ? CPU_COUNT(&cores) : 1;
   const int threads = at::get_num_threads();
   *why = !device.is_cpu() ? "the forward runs on " + device.str()
-                          : fmt::format("{} cores for {} forward thread{}", n_cores, threads, threads == 1 ? "" : "s");
+                          : fmt::format("{} core{} for {} forward thread{}", n_cores, n_cores == 1 ? "" : "s", threads, threads == 1 ? "" : "s");
   return parallel::threads_may_call_mpi() && (!device.is_cpu() || n_cores > threads);
 }
 
