@@ -278,11 +278,11 @@ void run_keys(Table& t, Config& c) {
         "stages `universae run` executes, in order: extract, train, compare");
   t.add("run.threads", &c.run.threads, int64_t{0}, "intra-op threads per rank (0: OMP_NUM_THREADS, else 1)", at_least<int64_t>(0));
   t.add("run.device", &c.run.device, core::DeviceChoice::kAuto,
-        "where training tensors live: cpu, cuda (each rank takes the GPU of its rank on its node), or auto (cuda when "
-        "this build has CUDA and a GPU is visible, else cpu)");
+        "where training, compare's similarity passes and extraction's forward run: cpu, cuda (each rank takes the GPU "
+        "of its rank on its node), or auto (cuda when this build has CUDA and a GPU is visible, else cpu)");
   t.add("run.kernels", &c.run.kernels, core::KernelChoice::kAuto,
-        "the training step's implementation: fast (the CPU's hand-written kernels; cpu only), generic (ATen operators "
-        "only: any device, the GPU's), or auto (fast on the CPU, generic elsewhere)");
+        "the implementation of the training step and compare's scans: fast (the CPU's hand-written kernels; cpu only), "
+        "generic (ATen operators only: any device, the GPU's), or auto (fast on the CPU, generic elsewhere)");
   t.add<std::vector<std::string>>(
       "run.compare_across", &c.run.compare_across, {},
       "[grid] keys: also compare the first seed's SAEs of tasks that differ only in this key (e.g. data.hookpoint)",
