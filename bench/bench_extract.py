@@ -4,8 +4,9 @@
 Runs `universae extract` (1 and 2 ranks; one hookpoint, and all 10 resid_post + mlp.hook_post
 hookpoints with the loss) and reports tokens/s and where rank 0's time goes (forward, HDF5 writes waited
 for, tokenization). One rank runs without mpirun, so it has a core its forward thread leaves free and its
-writes run beside the forward; mpirun binds each of 2 ranks to a core, so theirs wait (docs/extraction.md). Side by side, a plain PyTorch forward of the same model over the same documents
-(Debian's python3-torch, one sequence per call, same thread count) is the reference.
+writes run beside the forward; mpirun binds each of 2 ranks to a core, so theirs wait (docs/extraction.md).
+Side by side, a plain PyTorch forward of the same model over the same documents (Debian's python3-torch,
+one sequence per call, same thread count) is the reference.
 
     /usr/bin/python3 bench/bench_extract.py [--binary build/universae] [--documents 4302]
 """
