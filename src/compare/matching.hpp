@@ -5,9 +5,10 @@
 //  1. one pass over the tiles of A·Bᵀ keeps each row's and each column's top-K candidates;
 //  2. candidates are rescored in float64 and solved as a sparse assignment (core/lap.hpp);
 //  3. the duals (α for A, β for B) certify the matching over ALL pairs: a non-candidate pair has
-//     W_ij <= min(t_i, s_j) (the K-th best of its row and column), so rows with
-//     t_i <= α_i + min β and columns with s_j <= min α + β_j need no check; the remaining block is
-//     recomputed exactly, violating pairs are added and the assignment re-solved (pricing rounds).
+//     W_ij <= t_i (the K-th best of its row, and of its column: s_j), so it can violate only where
+//     β_j < t_i - α_i - tol; with B's columns sorted by β that is a prefix of them for each row, and
+//     only those prefixes are recomputed exactly (about 5 % of the suspect rows' pairs on SAE-like
+//     pairs); violating pairs are added and the assignment re-solved from the duals (pricing rounds).
 // `certified` is true only when no pair violates W_ij <= α_i + β_j + tolerance. Memory O(n·K).
 #pragma once
 
@@ -39,10 +40,10 @@ struct Matching {
 
 // Collective. a_local, b: as given to similarity_pass, which produced `pass` with K = compare.candidates.
 // Uses compare.candidates (K, per row and per column), compare.certificate_tolerance and
-// compare.deep_factor (a recomputed row keeps its top deep_factor·K columns; 0: only violators).
-// With `where.generic`, the certificate's exact blocks (the float32 products of suspect rows against
-// every column, the violation test, each row's deep list) run on where.device; only the kept pairs and
-// the lists come back. The same edges as on the CPU given the same float32 products.
+// compare.deep_factor (a recomputed row also keeps its top deep_factor·K recomputed pairs; 0: only
+// violators). With `where.generic`, the certificate's exact blocks (the float32 products of suspect rows
+// against their prefixes, the violation test, each row's deep list) run on where.device; only the kept
+// pairs and the lists come back. The same edges as on the CPU given the same float32 products.
 Matching certified_matching(const parallel::Comm& comm, const at::Tensor& a_local, const at::Tensor& b,
                             const SimilarityPass& pass, const TileSizes& tiles, const config::CompareConfig& options,
                             const ScanDevice& where = {});

@@ -28,6 +28,10 @@ at::Tensor row_basis(const at::Tensor& rows) {
 
 // Mean and standard deviation of the mean principal cosine of random Gaussian row sets of sizes p and q.
 std::pair<double, double> random_cosines(int64_t p, int64_t q, int64_t d, uint64_t seed) {
+  // Both sets of at least d Gaussian rows span R^d (with probability 1), so every cosine is 1; the draws
+  // gave 1 to within 1e-15 and, at 131,072 latents (39K unshared rows of d = 256), took about 90 s of
+  // normal draws and SVDs on each rank, as long as the two similarity passes together.
+  if (p >= d && q >= d) return {1.0, 0.0};
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> normal;
   std::vector<double> means;

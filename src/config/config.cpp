@@ -511,8 +511,9 @@ void compare_weight_keys(Table& t, Config& c) {
   t.add("compare.hungarian", &x.hungarian, true, "certified Hungarian matching of decoder and encoder rows");
   t.add("compare.candidates", &x.candidates, int64_t{16}, "top-K candidates per row and column for the matching",
         at_least<int64_t>(1));
-  t.add("compare.deep_factor", &x.deep_factor, int64_t{4},
-        "a row the certificate recomputes keeps its top deep_factor·candidates columns (0: only violating pairs)",
+  t.add("compare.deep_factor", &x.deep_factor, int64_t{0},
+        "a row the certificate recomputes also keeps its top deep_factor·candidates recomputed pairs as candidates "
+        "(0: only the violating pairs; 4 made the matching 10-40 % slower, bench/RESULTS.md)",
         at_least<int64_t>(0));
   t.add("compare.shared_threshold", &x.shared_threshold, 0.7,
         "τ: a latent is shared when its matched decoder and encoder cosines both exceed it", within(-1, 1));

@@ -1,11 +1,13 @@
 // Sparse linear assignment: shortest augmenting paths with dual variables (Crouse 2016, the
-// algorithm behind scipy.optimize.linear_sum_assignment), with Dijkstra over a sparse edge set.
+// algorithm behind scipy.optimize.linear_sum_assignment), with Dijkstra over a sparse edge set; square
+// problems start with Jonker & Volgenant's column reduction and augmenting row reduction (1987).
 //
 // Minimises Σ cost[i, σ(i)] over assignments of every row to a distinct column (n_rows <= n_cols)
 // using only the given edges. Costs must be >= 0. The duals satisfy, on every edge,
-// cost[i, j] - u[i] - v[j] >= 0, with equality on matched edges, v[j] <= 0, and v[j] = 0 on
-// unmatched columns: the LP certificate that the assignment is optimal over the edge set. The
-// caller extends it to all pairs (compare/matching.cpp). No MPI: pure function of its inputs.
+// cost[i, j] - u[i] - v[j] >= 0, with equality on matched edges, and when n_rows < n_cols also
+// v[j] <= 0 with v[j] = 0 on unmatched columns (a square problem's v may take either sign): the LP
+// certificate that the assignment is optimal over the edge set. The caller extends it to all pairs
+// (compare/matching.cpp). No MPI: pure function of its inputs.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +33,10 @@ struct LapSolution {
 // Builds CSR costs from (row, col, cost) triples; duplicate (row, col) pairs keep the first.
 SparseCosts make_sparse_costs(int64_t n_rows, int64_t n_cols, std::vector<int64_t> rows, std::vector<int64_t> cols,
                               std::vector<double> costs);
+
+// The costs of a's edges and then b's, as make_sparse_costs of both edge lists concatenated would give
+// them (a pair in both keeps a's cost), in one pass: the pricing rounds add edges to a few million.
+SparseCosts merge_sparse_costs(const SparseCosts& a, const SparseCosts& b);
 
 // With `warm`, starts from its duals and matching and augments only its unmatched rows. The caller
 // guarantees that the warm duals are feasible on every edge of `costs` (reduced costs >= 0), that

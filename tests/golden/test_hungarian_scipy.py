@@ -58,8 +58,12 @@ class HungarianAgainstScipy(unittest.TestCase):
             # 1, 2 and 3 ranks with the CPU kernels, and 2 with the generic ones (the pass's lists and the
             # certificate's exact blocks through ATen, as on a GPU): every matching the same, scipy's.
             # And compare.dtype = "bfloat16" (a bfloat16 pass: candidates rescored, bounds widened): the same.
-            for ranks, extra in ((1, []), (2, []), (3, []), (2, ["run.kernels=generic"]), (1, ["compare.dtype=\"bfloat16\""])):
-                label = f"np{ranks}" + ("_generic" if "run.kernels=generic" in extra else "_bf16" if extra else "")
+            # compare.deep_factor = 4 (recomputed rows also keep their best pairs), on the host and generic.
+            deep = "compare.deep_factor=4"
+            for ranks, extra in ((1, []), (2, []), (3, []), (2, ["run.kernels=generic"]), (1, ["compare.dtype=\"bfloat16\""]),
+                                 (2, [deep]), (2, ["run.kernels=generic", deep])):
+                label = f"np{ranks}" + ("_generic" if "run.kernels=generic" in extra else "_bf16" if "bfloat16" in str(extra) else "")
+                label += "_deep" if deep in extra else ""
                 out = os.path.join(cls.tmp.name, f"{name}_{label}", "r.h5")
                 proc = universae(["compare", "--sae", a, "--sae", b, "--out", out, "--set", f"compare.candidates={k}",
                                   "--set", "compare.tile_rows=64", "--set", "compare.tile_cols=128"] +
