@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <functional>
 #include <limits>
 
 #include "core/error.hpp"
@@ -94,8 +93,8 @@ Edges all_pairs(const parallel::Comm& comm, const Operands& op, const std::vecto
 // 2.3 s of a 12 s matching). Rows go in increasing prefix so that a tile's product covers little more
 // than its rows' prefixes. Of a row's violating pairs (Keep) only the `most` most violated (by
 // w - α_i - β_j) are kept; besides them, each row keeps the top deep_k of the rest of its prefix as
-// candidates: the pairs nearest to violating the next duals. *checked counts the products, *kept the
-// violating pairs (all of them), over all ranks.
+// candidates: the pairs nearest to violating the next duals. *checked counts the pairs of the prefixes,
+// *kept the violating pairs (all of them), over all ranks.
 class PricedBlock {
  public:
   PricedBlock(const Operands& op, const TileSizes& tiles, const Keep& keep, const std::vector<int64_t>& by_beta,
@@ -135,7 +134,9 @@ class PricedBlock {
     const float* sim = s.data_ptr<float>();
     const int64_t stride = s.size(1);
     core::TopKLists deep(deep_k_ > 0 ? static_cast<int64_t>(tile.size()) : 0, std::max<int64_t>(deep_k_, 1));
-    core::TopKLists most(static_cast<int64_t>(tile.size()), most_);  // by violation, positions in the prefix
+    // By violation, positions in the prefix; no longer than the tile is wide (`most` doubles each round).
+    const int64_t n_most = std::min(most_, stride);
+    core::TopKLists most(static_cast<int64_t>(tile.size()), n_most);
     for (size_t r = 0; r < tile.size(); ++r) {
       const int64_t i = tile[r];
       const auto e = static_cast<int64_t>(r);
@@ -148,7 +149,7 @@ class PricedBlock {
           deep.offer(e, w, c);
         }
       }
-      for (int64_t c = 0; c < most_; ++c)
+      for (int64_t c = 0; c < n_most; ++c)
         if (const int64_t at = most.indices(e)[c]; at >= 0) pa_.push_back(i), pb_.push_back(by_beta_[at]);
       for (int64_t c = 0; c < deep_k_; ++c)
         if (const int64_t at = deep.indices(e)[c]; at >= 0) pa_.push_back(i), pb_.push_back(by_beta_[at]);
@@ -171,7 +172,8 @@ class PricedBlock {
     const at::Tensor wide = s.to(at::kDouble);
     const at::Tensor violating = wide.gt(sum.add(keep_.tol)).logical_and_(in_prefix);
     n_kept_ += violating.sum().item<int64_t>();
-    core::DeviceTopK most(static_cast<int64_t>(tile.size()), most_, device);
+    const int64_t n_most = std::min(most_, width);
+    core::DeviceTopK most(static_cast<int64_t>(tile.size()), n_most, device);
     most.offer_rows(wide.sub(sum).to(at::kFloat).masked_fill_(violating.logical_not(), -std::numeric_limits<float>::infinity()), 0, 0);
     const core::TopKLists most_lists = most.to_host();
     core::TopKLists lists(0, 1);
@@ -181,7 +183,7 @@ class PricedBlock {
       lists = deep.to_host();
     }
     for (int64_t r = 0; r < static_cast<int64_t>(tile.size()); ++r) {
-      for (int64_t c = 0; c < most_; ++c)
+      for (int64_t c = 0; c < n_most; ++c)
         if (const int64_t at = most_lists.indices(r)[c]; at >= 0) pa_.push_back(tile[r]), pb_.push_back(by_beta_[at]);
       for (int64_t c = 0; c < deep_k_; ++c)
         if (const int64_t at = lists.indices(r)[c]; at >= 0) pa_.push_back(tile[r]), pb_.push_back(by_beta_[at]);

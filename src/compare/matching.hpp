@@ -5,7 +5,7 @@
 //  1. one pass over the tiles of A·Bᵀ keeps each row's and each column's top-K candidates;
 //  2. candidates are rescored in float64 and solved as a sparse assignment (core/lap.hpp);
 //  3. the duals (α for A, β for B) certify the matching over ALL pairs: a non-candidate pair has
-//     W_ij <= t_i (the K-th best of its row, and of its column: s_j), so it can violate only where
+//     W_ij <= t_i (the K-th best of its row, widened by the pass's error), so it can violate only where
 //     β_j < t_i - α_i - tol; with B's columns sorted by β that is a prefix of them for each row, and
 //     only those prefixes are recomputed exactly (about 5 % of the suspect rows' pairs on SAE-like
 //     pairs); violating pairs are added and the assignment re-solved from the duals (pricing rounds).

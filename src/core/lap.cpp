@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <limits>
-#include <numeric>
 #include <queue>
 #include <stdexcept>
 
@@ -107,7 +106,8 @@ class PathSearch {
     }
   }
 
-  // Dual update (keeps reduced costs >= 0 and v <= 0), then augment along the path to `sink`.
+  // Dual update (keeps reduced costs >= 0; v only decreases, so v <= 0 holds where it held), then
+  // augment along the path to `sink`.
   void augment(LapSolution& s, int64_t start, int64_t sink, double min_val) const {
     s.u[start] += min_val;
     for (int64_t r : scanned_rows_) s.u[r] += min_val - dist_[s.col_of_row[r]];

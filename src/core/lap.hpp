@@ -38,9 +38,10 @@ SparseCosts make_sparse_costs(int64_t n_rows, int64_t n_cols, std::vector<int64_
 // them (a pair in both keeps a's cost), in one pass: the pricing rounds add edges to a few million.
 SparseCosts merge_sparse_costs(const SparseCosts& a, const SparseCosts& b);
 
-// With `warm`, starts from its duals and matching and augments only its unmatched rows. The caller
-// guarantees that the warm duals are feasible on every edge of `costs` (reduced costs >= 0), that
-// matched edges are tight and v <= 0; for n_rows < n_cols unmatched columns must also have v = 0.
+// With `warm`, starts from its duals and matching and augments only its unmatched rows (a square problem
+// first runs the augmenting row reduction on them, which may move matched rows too). The caller
+// guarantees that the warm duals are feasible on every edge of `costs` (reduced costs >= 0) and that
+// matched edges are tight; for n_rows < n_cols also v <= 0, and v = 0 on unmatched columns.
 LapSolution solve_sparse_lap(const SparseCosts& costs, const LapSolution* warm = nullptr);
 
 }  // namespace universae::core
