@@ -91,15 +91,15 @@ Edges all_pairs(const parallel::Comm& comm, const Operands& op, const std::vecto
 // (`by_beta`), row i needs only the first prefix[i] of them. On bench_hungarian.py's 32,768-latent pair
 // the first round's prefixes hold 5 % of the suspect rows' pairs (21.6M of 433M; the whole rows took
 // 2.3 s of a 12 s matching). Rows go in increasing prefix so that a tile's product covers little more
-// than its rows' prefixes. Of a row's violating pairs (Keep) only the `most` most violated (by
+// than its rows' prefixes (`sorted_beta`: β in that order). Of a row's violating pairs (Keep) only the `most` most violated (by
 // w - α_i - β_j) are kept; besides them, each row keeps the top deep_k of the rest of its prefix as
 // candidates: the pairs nearest to violating the next duals. *checked counts the pairs of the prefixes,
 // *kept the violating pairs (all of them), over all ranks.
 class PricedBlock {
  public:
   PricedBlock(const Operands& op, const TileSizes& tiles, const Keep& keep, const std::vector<int64_t>& by_beta,
-              int64_t most, int64_t deep_k)
-      : op_(op), tiles_(tiles), keep_(keep), by_beta_(by_beta), most_(most), deep_k_(deep_k) {}
+              const std::vector<double>& sorted_beta, int64_t most, int64_t deep_k)
+      : op_(op), tiles_(tiles), keep_(keep), by_beta_(by_beta), sorted_beta_(sorted_beta), most_(most), deep_k_(deep_k) {}
 
   Edges run(const parallel::Comm& comm, std::vector<int64_t> rows, const std::vector<int64_t>& prefix, int64_t* checked,
             int64_t* kept) {
@@ -108,6 +108,10 @@ class PricedBlock {
     const at::Tensor order = at::tensor(by_beta_, at::kLong);
     const at::Tensor b_sorted = op_.a32_device.defined() ? op_.b32_device.index_select(0, order.to(op_.b32_device.device()))
                                                          : op_.b32.index_select(0, order);
+    if (op_.a32_device.defined()) {  // the duals on the device once per round, not per tile
+      alpha_device_ = at::tensor(*keep_.alpha, at::kDouble).to(op_.a32_device.device());
+      sorted_beta_device_ = at::tensor(sorted_beta_, at::kDouble).to(op_.a32_device.device());
+    }
     for (size_t r0 = 0; r0 < rows.size(); r0 += static_cast<size_t>(tiles_.rows)) {
       const std::vector<int64_t> tile(rows.begin() + static_cast<std::ptrdiff_t>(r0),
                                       rows.begin() + static_cast<std::ptrdiff_t>(std::min(rows.size(), r0 + tiles_.rows)));
@@ -163,11 +167,10 @@ class PricedBlock {
     const at::Device device = op_.a32_device.device();
     const at::Tensor s = at::mm(op_.a32_device.index_select(0, at::tensor(local, at::kLong).to(device)), b_prefix.t());
     const int64_t width = s.size(1);
-    const at::Tensor cols = at::tensor(by_beta_, at::kLong).narrow(0, 0, width).to(device);
     const at::Tensor in_prefix =
         at::arange(width, at::TensorOptions(device).dtype(at::kLong)).unsqueeze(0).lt(at::tensor(widths, at::kLong).to(device).unsqueeze(1));
-    const at::Tensor alpha = at::tensor(*keep_.alpha, at::kDouble).index_select(0, at::tensor(tile, at::kLong)).to(device);
-    const at::Tensor beta = at::tensor(*keep_.beta, at::kDouble).to(device).index_select(0, cols);
+    const at::Tensor alpha = alpha_device_.index_select(0, at::tensor(tile, at::kLong).to(device));
+    const at::Tensor beta = sorted_beta_device_.narrow(0, 0, width);
     const at::Tensor sum = alpha.unsqueeze(1).add(beta.unsqueeze(0));  // α_i + β_j, then + tol: as Keep adds them
     const at::Tensor wide = s.to(at::kDouble);
     const at::Tensor violating = wide.gt(sum.add(keep_.tol)).logical_and_(in_prefix);
@@ -194,7 +197,9 @@ class PricedBlock {
   const TileSizes& tiles_;
   const Keep& keep_;
   const std::vector<int64_t>& by_beta_;
+  const std::vector<double>& sorted_beta_;
   int64_t most_, deep_k_;
+  at::Tensor alpha_device_, sorted_beta_device_;  // with the generic kernels: α by row, β in by_beta_ order
   std::vector<int64_t> pa_, pb_;
   int64_t n_kept_ = 0;
 };
@@ -294,14 +299,14 @@ void Pricing::solve(Matching& m) {
   // edges added since the last solve are sorted, then merged in (a rebuild from all 3-5M edges took
   // 0.2-0.6 s a round at 32,768 latents).
   auto t = std::chrono::steady_clock::now();
-  const auto added = static_cast<std::ptrdiff_t>(in_costs_);
+  const auto built = static_cast<std::ptrdiff_t>(in_costs_);
   std::vector<double> cost(edges_.w.size() - in_costs_);
   for (size_t e = 0; e < cost.size(); ++e) cost[e] = 2.0 - edges_.w[in_costs_ + e];
   const bool ra = rows_are_a();
   const std::vector<int64_t>& rows = ra ? edges_.a : edges_.b;
   const std::vector<int64_t>& cols = ra ? edges_.b : edges_.a;
   core::SparseCosts fresh = core::make_sparse_costs(std::min(op_.n_a, op_.n_b), std::max(op_.n_a, op_.n_b),
-                                                    {rows.begin() + added, rows.end()}, {cols.begin() + added, cols.end()},
+                                                    {rows.begin() + built, rows.end()}, {cols.begin() + built, cols.end()},
                                                     std::move(cost));
   costs_ = in_costs_ == 0 ? std::move(fresh) : core::merge_sparse_costs(costs_, fresh);
   in_costs_ = edges_.w.size();
@@ -343,7 +348,7 @@ bool Pricing::certify(Matching& m) {
   int64_t n_violating = 0;
   const Keep keep{&alpha, &beta, tol};
   const Edges violations =
-      PricedBlock(op_, tiles_, keep, by_beta, most_violated(m.rounds, n_b), deep_k)
+      PricedBlock(op_, tiles_, keep, by_beta, sorted_beta, most_violated(m.rounds, n_b), deep_k)
           .run(comm_, std::move(suspect), prefix, &m.pairs_checked, &n_violating);
   if (n_violating == 0) return true;
   log::debug("matching: pricing round {} finds {} violating pairs ({} rows rechecked over {} pairs), adds {} edges", m.rounds,
