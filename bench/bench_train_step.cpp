@@ -8,6 +8,9 @@
 // Under mpirun -n P (cpu) the latents are split over the P ranks (latent sharding with the distributed
 // top-k) and each rank reports its peak RSS: the memory check of a 131,072 × 4,096 SAE is
 //   mpirun -n 2 bench_train_step 4096 131072 32 4096 1
+// The W_enc and W_dec gradients are deferred to the optimiser where the trainer would defer them (a
+// rank that runs the whole batch: core::worth_deferring_grads) and dense otherwise;
+// UNIVERSAE_BENCH_GRADS=dense or =deferred overrides that, for the two side by side.
 // FLOPs counted are the step's arithmetic as implemented: encoder GEMM 2·B·d·n, the sparse decoder
 // and its gradients 8·B·k·d, the b_dec term 2·n·d. bench/bench_train.py runs this beside a PyTorch
 // implementation of the same step.
@@ -88,7 +91,12 @@ int main(int argc, char** argv) {
   spec.matmul = matmul;
   core::SaeStack p = core::init_stack(spec, {0}, std::vector<double>(static_cast<size_t>(d), 0.0)).to(device);
   core::AdamState adam = core::init_adam(p);
-  core::SaeStack g = p.zeros_like();
+  const char* grads_env = std::getenv("UNIVERSAE_BENCH_GRADS");
+  const std::string grads_mode = grads_env != nullptr ? grads_env : "";
+  const bool defer = grads_mode == "deferred" ? core::can_defer_grads(spec, device)
+                     : grads_mode == "dense"  ? false
+                                              : core::worth_deferring_grads(spec, 1, device);
+  core::SaeStack g = defer ? core::deferred_grads(p, /*fixed_point=*/true) : p.zeros_like();
   core::StepStats stats(1, latents.size(), device);
   const train::ShardPeers peers(world, device);  // the job's ranks as the latent shards of one SAE
   const at::Tensor dead;  // no latent can be dead yet: the trainer passes no mask and AuxK is skipped
@@ -99,13 +107,14 @@ int main(int argc, char** argv) {
     if (r == 1) system_s = -system_seconds();
     wait_for(x);
     const auto t = Clock::now();
-    for (at::Tensor* gt : g.tensors()) gt->zero_();
+    core::zero_grads(g);
     stats.clear();
     core::forward_backward(spec, p, x, dead, B, peers, g, stats);
-    wait_for(g.W_enc);
+    wait_for(g.b_enc);
     const double t_fb = seconds_since(t);
     // The trainer's exact gradient sum (one rank, one micro-batch: the fixed-point round trip); on the
-    // GPU the float sum (train.exact_sum = false), which on one rank is nothing.
+    // GPU the float sum (train.exact_sum = false), which on one rank is nothing. Deferred rows are
+    // rounded inside the optimiser step.
     if (device.is_cpu())
       for (at::Tensor* gt : g.tensors()) core::round_trip_fixed(gt->data_ptr<float>(), gt->numel());
     core::optimizer_step(spec, p, g, adam, 1e-4, {}, 1.0, peers);
@@ -122,11 +131,11 @@ int main(int argc, char** argv) {
   std::string rss_list, sys_list;
   for (double r : rss) rss_list += (rss_list.empty() ? "" : ", ") + std::to_string(r);
   for (double t : sys) sys_list += (sys_list.empty() ? "" : ", ") + std::to_string(t);
-  std::printf("{\"device\": \"%s\", \"dtype\": \"%s\", \"d\": %ld, \"n\": %ld, \"k\": %ld, \"batch\": %ld, \"ranks\": %d, "
+  std::printf("{\"device\": \"%s\", \"dtype\": \"%s\", \"grads\": \"%s\", \"d\": %ld, \"n\": %ld, \"k\": %ld, \"batch\": %ld, \"ranks\": %d, "
               "\"threads\": %d, \"step_s\": %.4f, \"forward_backward_s\": %.4f, \"tokens_per_s\": %.1f, \"flops_per_s\": %.4g, "
               "\"sgemm_peak_flops_per_s\": %.4g, \"fraction_of_peak\": %.3f, \"peak_rss_gib_per_rank\": [%s], "
               "\"system_s_per_step_per_rank\": [%s]}\n",
-              device.str().c_str(), dtype.c_str(), static_cast<long>(d), static_cast<long>(n), static_cast<long>(k),
+              device.str().c_str(), dtype.c_str(), defer ? "deferred" : "dense", static_cast<long>(d), static_cast<long>(n), static_cast<long>(k),
               static_cast<long>(B), world.size(),
               at::get_num_threads(), best, forward_backward_s, static_cast<double>(B) / best, flops / best,
               world.size() == 1 ? peak : 0.0, world.size() == 1 ? flops / best / peak : 0.0, rss_list.c_str(), sys_list.c_str());

@@ -38,12 +38,19 @@ inline float fixed_to_float(wide_int q) {
 // one rank and one micro-batch gives, at the cost of a compare per value. False when a value is
 // not finite or too large.
 inline bool round_trip_fixed(float* values, int64_t n) {
+  // One branch-free scan that vectorises (a loop with an early return and a rare store does not: it
+  // ran one float at a time over every gradient), then, only if there are any, the rare values below
+  // 2^-57 one by one.
+  bool in_range = true, any_small = false;
   for (int64_t i = 0; i < n; ++i) {
-    const double v = values[i];
-    const double a = std::fabs(v);
-    if (!(a < kFixedMaxMagnitude)) return false;
-    if (a < 0x1p-57) values[i] = fixed_to_float(static_cast<wide_int>(v * 0x1p80));
+    const float a = std::fabs(values[i]);
+    in_range &= a < static_cast<float>(kFixedMaxMagnitude);  // false for NaN; 2^40 is exact in float
+    any_small |= (a < 0x1p-57f) & ((a > 0.0f) | std::signbit(values[i]));  // +0 stays; −0 becomes +0
   }
+  if (!in_range) return false;
+  if (any_small)
+    for (int64_t i = 0; i < n; ++i)
+      if (std::fabs(values[i]) < 0x1p-57f) values[i] = fixed_to_float(static_cast<wide_int>(static_cast<double>(values[i]) * 0x1p80));
   return true;
 }
 

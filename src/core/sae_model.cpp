@@ -8,11 +8,14 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <iterator>
 #include <numeric>
+#include <tuple>
 
 #include "core/error.hpp"
+#include "core/exact_sum.hpp"
 #include "core/rng.hpp"
 #include "core/sae_step_parts.hpp"
 
@@ -247,35 +250,77 @@ std::vector<float> code_dots(const Codes& c, const float* G, const float* W, int
   return out;
 }
 
-// acc[i] += Σ_{codes (t, i)} weight · X[t], and bias[i] += Σ weight when `bias` is given. Codes are
-// regrouped by latent (a stable counting sort, so each row sums in token order) and latents run in
-// parallel: no atomics, the same result for any thread count.
-void latent_accumulate(const Codes& c, const std::vector<float>& weight, const float* X, int64_t d, int64_t n,
-                       float* acc, float* bias) {
-  std::vector<int64_t> start(static_cast<size_t>(n + 1), 0);
-  for (int64_t i : c.latent) ++start[static_cast<size_t>(i + 1)];
-  std::partial_sum(start.begin(), start.end(), start.begin());
-  std::vector<int64_t> fill(start.begin(), start.end() - 1), token(static_cast<size_t>(c.nnz()));
-  std::vector<float> w(static_cast<size_t>(c.nnz()));
+}  // namespace
+
+namespace detail {
+
+// Codes regrouped by latent (a stable counting sort, so each latent's codes stay in token order), with
+// a weight per code and the (B, d) matrix `rows` it weights: latent i's row is Σ_j w[j] · rows[token[j]]
+// over j in [start[i], start[i + 1]). One part of a W_dec or W_enc gradient.
+struct LatentRows {
+  std::vector<int64_t> start, token;
+  std::vector<float> w;
+  at::Tensor rows;  // (B, d) float32, contiguous; held so that a deferred row can still be made
+};
+
+}  // namespace detail
+
+// What a deferred gradient row is made of (SaeStack::deferred): per seed, the parts of each W_dec and
+// W_enc row in the order the dense step adds them (the codes, then AuxK's).
+struct DeferredRowGrads {
+  std::vector<std::vector<detail::LatentRows>> dec, enc;  // [seed][part]
+  bool fixed_point = false;
+};
+
+namespace {
+
+using detail::LatentRows;
+
+LatentRows by_latent(const Codes& c, const std::vector<float>& weight, int64_t n, at::Tensor rows) {
+  LatentRows g;
+  g.start.assign(static_cast<size_t>(n + 1), 0);
+  for (int64_t i : c.latent) ++g.start[static_cast<size_t>(i + 1)];
+  std::partial_sum(g.start.begin(), g.start.end(), g.start.begin());
+  std::vector<int64_t> fill(g.start.begin(), g.start.end() - 1);
+  g.token.resize(static_cast<size_t>(c.nnz()));
+  g.w.resize(static_cast<size_t>(c.nnz()));
   const int64_t B = static_cast<int64_t>(c.row_ptr.size()) - 1;
   for (int64_t t = 0; t < B; ++t)
     for (int64_t j = c.row_ptr[t]; j < c.row_ptr[t + 1]; ++j) {
       const int64_t slot = fill[static_cast<size_t>(c.latent[j])]++;
-      token[slot] = t, w[slot] = weight[j];
+      g.token[slot] = t, g.w[slot] = weight[j];
     }
-  at::parallel_for(0, n, 16, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      float* a = acc + i * d;
-      float b = 0;
-      for (int64_t j = start[i]; j < start[i + 1]; ++j) {
-        const float* x = X + token[j] * d;
-        const float wj = w[j];
+  g.rows = std::move(rows);
+  return g;
+}
+
+// a += latent i's row of `g`.
+void add_row(const LatentRows& g, int64_t i, int64_t d, float* a) {
+  const float* X = g.rows.data_ptr<float>();
+  for (int64_t j = g.start[i]; j < g.start[i + 1]; ++j) {
+    const float* x = X + g.token[j] * d;
+    const float wj = g.w[j];
 #pragma omp simd
-        for (int64_t q = 0; q < d; ++q) a[q] += wj * x[q];
-        b += wj;
-      }
-      if (bias != nullptr) bias[i] += b;
-    }
+    for (int64_t q = 0; q < d; ++q) a[q] += wj * x[q];
+  }
+}
+
+// bias[i] += Σ of latent i's weights, in token order.
+void add_bias(const LatentRows& g, float* bias) {
+  const int64_t n = static_cast<int64_t>(g.start.size()) - 1;
+  for (int64_t i = 0; i < n; ++i) {
+    float b = 0;
+    for (int64_t j = g.start[i]; j < g.start[i + 1]; ++j) b += g.w[j];
+    bias[i] += b;
+  }
+}
+
+// acc[i] += latent i's row for every latent, in parallel over latents: no atomics, the same result
+// for any thread count.
+void accumulate_rows(const LatentRows& g, int64_t d, float* acc) {
+  const int64_t n = static_cast<int64_t>(g.start.size()) - 1;
+  at::parallel_for(0, n, 16, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) add_row(g, i, d, acc + i * d);
   });
 }
 
@@ -406,24 +451,33 @@ void sparse_forward_backward(const SaeSpec& spec, const SaeStack& p, const at::T
   at::Tensor g_aux;
   if (dead.defined() && spec.k_aux > 0) g_aux = aux_k(spec, p, post, r, dead, inv_L, peers, aux, stats);
 
-  // Backward through the sparse codes: decoder rows and encoder rows of the active latents only.
+  // Backward through the sparse codes: decoder rows and encoder rows of the active latents only,
+  // added to the dense gradients or, deferred, kept for optimizer_step to make row by row.
   at::Tensor db_enc = at::zeros({S, n}, at::kFloat);
+  DeferredRowGrads* deferred = g.deferred.get();
+  if (deferred != nullptr) deferred->dec.resize(static_cast<size_t>(S)), deferred->enc.resize(static_cast<size_t>(S));
   for (int64_t s = 0; s < S; ++s) {
-    float* dW_dec = g.W_dec[s].data_ptr<float>();
-    float* dW_enc = g.W_enc[s].data_ptr<float>();
     const float* W_dec = p.W_dec[s].data_ptr<float>();
-    const float* xs = x_in[s].data_ptr<float>();
     // values > 0, so relu passes; sparsify's fused encoder passes a zero-valued slot's gradient too
     // (no ReLU mask) and drops AuxK's gradient at the encoder (`encoder` false).
-    auto apply = [&](const Codes& c, const float* G, bool encoder) {
+    auto apply = [&](const Codes& c, const at::Tensor& G, bool encoder) {
       if (c.nnz() == 0) return;
-      latent_accumulate(c, c.value, G, d, n, dW_dec, nullptr);
-      if (!encoder) return;
-      const std::vector<float> dpre = code_dots(c, G, W_dec, d);
-      latent_accumulate(c, dpre, xs, d, n, dW_enc, db_enc[s].data_ptr<float>());
+      LatentRows dec = by_latent(c, c.value, n, G[s]);
+      LatentRows enc;
+      if (encoder) {
+        enc = by_latent(c, code_dots(c, G[s].data_ptr<float>(), W_dec, d), n, x_in[s]);
+        add_bias(enc, db_enc[s].data_ptr<float>());
+      }
+      if (deferred != nullptr) {
+        deferred->dec[s].push_back(std::move(dec));
+        if (encoder) deferred->enc[s].push_back(std::move(enc));
+        return;
+      }
+      accumulate_rows(dec, d, g.W_dec[s].data_ptr<float>());
+      if (encoder) accumulate_rows(enc, d, g.W_enc[s].data_ptr<float>());
     };
-    apply(codes[s], g_rec[s].data_ptr<float>(), true);
-    if (g_aux.defined()) apply(aux[s], g_aux[s].data_ptr<float>(), spec.rule != StepRule::kSparsify);
+    apply(codes[s], g_rec, true);
+    if (g_aux.defined()) apply(aux[s], g_aux, spec.rule != StepRule::kSparsify);
   }
   g.b_enc.add_(db_enc);
   if (spec.apply_b_dec_to_input) g.b_dec.sub_(at::bmm(db_enc.unsqueeze(1), p.W_enc).squeeze(1));
@@ -511,6 +565,8 @@ void forward_backward(const SaeSpec& spec, const SaeStack& params, const at::Ten
   const at::Tensor x_in = spec.apply_b_dec_to_input ? (x.unsqueeze(0) - params.b_dec.unsqueeze(1)).contiguous()
                                                     : x.unsqueeze(0).expand({S, B, spec.d}).contiguous();
   const double inv_L = 1.0 / loss_denominator;
+  if (grads.deferred && !can_defer_grads(spec, x.device()))
+    throw InternalError("forward_backward: deferred gradient rows need the fast top-k kernels on the CPU");
   if (has_top_k(spec.architecture) && spec.kernels == Kernels::kGeneric)
     detail::generic_sparse_forward_backward(spec, params, x, x_in, dead, inv_L, peers, grads, stats);
   else if (has_top_k(spec.architecture))
@@ -521,51 +577,172 @@ void forward_backward(const SaeSpec& spec, const SaeStack& params, const at::Ten
 
 AdamState init_adam(const SaeStack& params) { return {params.zeros_like(), params.zeros_like(), 0}; }
 
+bool can_defer_grads(const SaeSpec& spec, at::Device device) {
+  return device.is_cpu() && spec.kernels == Kernels::kFast && has_top_k(spec.architecture);
+}
+
+bool worth_deferring_grads(const SaeSpec& spec, int64_t seeds, at::Device device) {
+  return can_defer_grads(spec, device) && 2 * seeds * spec.n_local() * spec.d * 4 >= kDeferGradientBytes;
+}
+
+SaeStack deferred_grads(const SaeStack& params, bool fixed_point) {
+  SaeStack small = params;  // the same tensors, W_enc and W_dec left out (never allocated here: 2 GiB at the size above)
+  small.W_enc = at::Tensor(), small.W_dec = at::Tensor();
+  SaeStack g = small.zeros_like();
+  g.deferred = std::make_shared<DeferredRowGrads>();
+  g.deferred->fixed_point = fixed_point;
+  return g;
+}
+
+void zero_grads(SaeStack& grads) {
+  for (at::Tensor* t : grads.tensors()) t->zero_();
+  if (grads.deferred) grads.deferred->dec.clear(), grads.deferred->enc.clear();
+}
+
+namespace {
+
+// The optimiser's row kernels on the host, shared by the dense and the deferred step so that both give
+// the same bits. Each sum runs over 16 interleaved partial sums added in a fixed order at the end: it
+// vectorises without reassociation, so its bits do not depend on the row's alignment, the thread or
+// the vector width. (torch's reductions, used before, gave no such promise between a whole tensor and
+// a row made in a buffer.)
+float row_dot(const float* a, const float* b, int64_t d) {
+  float lane[16] = {};
+  int64_t q = 0;
+  for (; q + 16 <= d; q += 16)
+    for (int l = 0; l < 16; ++l) lane[l] += a[q + l] * b[q + l];
+  for (int l = 0; q < d; ++q, ++l) lane[l] += a[q] * b[q];
+  for (int width = 8; width > 0; width /= 2)
+    for (int l = 0; l < width; ++l) lane[l] += lane[l + width];
+  return lane[0];
+}
+
+// Σ a[q]² in float64 (the clipping norm), 8 interleaved partial sums.
+double row_sq(const float* a, int64_t d) {
+  double lane[8] = {};
+  int64_t q = 0;
+  for (; q + 8 <= d; q += 8)
+    for (int l = 0; l < 8; ++l) lane[l] += static_cast<double>(a[q + l]) * a[q + l];
+  for (int l = 0; q < d; ++q, ++l) lane[l] += static_cast<double>(a[q]) * a[q];
+  for (int width = 4; width > 0; width /= 2)
+    for (int l = 0; l < width; ++l) lane[l] += lane[l + width];
+  return lane[0];
+}
+
+// g −= (g·w) w (the unit-norm decoder's gradient projection).
+void project_row(float* g, const float* w, int64_t d) {
+  const float c = row_dot(g, w, d);
+#pragma omp simd
+  for (int64_t q = 0; q < d; ++q) g[q] -= c * w[q];
+}
+
+// w /= max(‖w‖, 1e-12).
+void normalize_row(float* w, int64_t d) {
+  const float norm = std::max(std::sqrt(row_dot(w, w, d)), 1e-12f);
+#pragma omp simd
+  for (int64_t q = 0; q < d; ++q) w[q] /= norm;
+}
+
+void scale(float* g, int64_t len, float c) {
+#pragma omp simd
+  for (int64_t q = 0; q < len; ++q) g[q] *= c;
+}
+
+// torch.optim.Adam's single-tensor update for one step, in its float operation order:
+// m = β1 m + (1−β1) g; v = β2 v + (1−β2) g²; p −= (lr / bias1) · m / (sqrt(v) / sqrt(bias2) + ε).
+struct AdamFactors {
+  float b1, a1, b2, a2, bc2, eps, step_size;
+};
+
+AdamFactors next_adam_step(AdamState& state, double lr, const AdamConfig& c) {
+  ++state.step;
+  const double bias1 = 1.0 - std::pow(c.beta1, static_cast<double>(state.step));
+  const double bias2_sqrt = std::sqrt(1.0 - std::pow(c.beta2, static_cast<double>(state.step)));
+  return {static_cast<float>(c.beta1),    static_cast<float>(1.0 - c.beta1), static_cast<float>(c.beta2),
+          static_cast<float>(1.0 - c.beta2), static_cast<float>(bias2_sqrt),   static_cast<float>(c.eps),
+          static_cast<float>(lr / bias1)};
+}
+
+void adam_range(float* pp, const float* gp, float* mp, float* vp, int64_t len, const AdamFactors& f) {
+#pragma omp simd
+  for (int64_t j = 0; j < len; ++j) {
+    mp[j] = mp[j] * f.b1 + f.a1 * gp[j];
+    vp[j] = vp[j] * f.b2 + f.a2 * (gp[j] * gp[j]);
+    pp[j] = pp[j] + -f.step_size * (mp[j] / (std::sqrt(vp[j]) / f.bc2 + f.eps));
+  }
+}
+
+// A tensor of S seeds as (S, rows, cols): cols its last dimension (a (S, n) vector is one row).
+int64_t row_width(const at::Tensor& t) { return t.dim() == 2 ? t.size(1) : t.size(-1); }
+
+// Per seed Σ of squared entries, row by row in row order (float64): the order the deferred step uses.
+void add_sq_norms(const at::Tensor& t, double* out) {
+  const int64_t S = t.size(0), cols = row_width(t), rows = t.numel() / (S * cols);
+  std::vector<double> sq(static_cast<size_t>(S * rows));
+  const float* g = t.data_ptr<float>();
+  at::parallel_for(0, S * rows, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) sq[r] = row_sq(g + r * cols, cols);
+  });
+  for (int64_t s = 0; s < S; ++s)
+    out[s] += std::accumulate(sq.begin() + s * rows, sq.begin() + (s + 1) * rows, 0.0);
+}
+
+// The clipping factors min(max_norm / (‖g_s‖ + 1e-6), 1) per seed, in float64 and then float32 as torch
+// multiplies a float tensor by a Python float (torch's clip_grad_norm_); 1 when not clipping.
+std::vector<float> clip_factors(const at::Tensor& sq_norms, double max_norm) {
+  const int64_t S = sq_norms.size(0);
+  std::vector<float> c(static_cast<size_t>(S), 1.0f);
+  if (max_norm <= 0) return c;
+  const at::Tensor coef = (max_norm / (sq_norms.sqrt() + 1e-6)).clamp_max(1.0).to(at::kFloat).contiguous();
+  std::copy(coef.data_ptr<float>(), coef.data_ptr<float>() + S, c.begin());
+  return c;
+}
+
+}  // namespace
+
 void remove_parallel_decoder_grad(const SaeSpec& spec, const SaeStack& params, SaeStack& grads) {
   if (!spec.unit_norm_decoder()) return;
-  const auto project = [](at::Tensor g, const at::Tensor& w) { g.sub_((g * w).sum(-1, /*keepdim=*/true) * w); };
   if (!grads.W_dec.is_cpu()) {
-    project(grads.W_dec, params.W_dec);
+    grads.W_dec.sub_((grads.W_dec * params.W_dec).sum(-1, /*keepdim=*/true) * params.W_dec);
     return;
   }
-  // g −= (g·w) w row by row. On the CPU in blocks of rows of about 1 MiB, one block per thread at a
-  // time: the whole-tensor form allocates two W_dec-sized temporaries every step (2 GiB per rank at
-  // n_local 65,536 × d 4,096, the peak of the step, and fresh pages each time). Each row's sum is the
-  // same reduction either way, so the bits are the whole-tensor form's (Kernels.ProjectionInBlocksEqualsTheWholeTensorForm).
-  const at::Tensor g = grads.W_dec.view({-1, spec.d}), w = params.W_dec.view({-1, spec.d});
-  const int64_t rows = g.size(0), block = std::max<int64_t>(1, (int64_t{1} << 20) / (spec.d * 4));
-  at::parallel_for(0, (rows + block - 1) / block, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      const int64_t r = b * block, len = std::min(block, rows - r);
-      project(g.narrow(0, r, len), w.narrow(0, r, len));
-    }
+  // On the host row by row, in place: the whole-tensor form allocated two W_dec-sized temporaries
+  // every step (2 GiB per rank at n_local 65,536 × d 4,096, the peak of the step, fresh pages each time).
+  const int64_t d = spec.d, rows = grads.W_dec.numel() / d;
+  float* g = grads.W_dec.data_ptr<float>();
+  const float* w = params.W_dec.data_ptr<float>();
+  at::parallel_for(0, rows, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) project_row(g + r * d, w + r * d, d);
   });
 }
 
 at::Tensor grad_sq_norms(const SaeStack& grads, bool with_replicated) {
-  const int64_t S = grads.W_enc.size(0);
-  at::Tensor out = at::zeros({S}, grads.W_enc.options().dtype(at::kDouble));
+  const int64_t S = grads.b_dec.size(0);
+  at::Tensor out = at::zeros({S}, grads.b_dec.options().dtype(at::kDouble));
   for (const at::Tensor* t : grads.tensors()) {
     if (t == &grads.b_dec && !with_replicated) continue;
-    add_sum(out, t->reshape({S, -1}).norm(2, {1}).to(at::kDouble).pow(2));
+    if (t->is_cpu())
+      add_sq_norms(*t, out.data_ptr<double>());
+    else
+      add_sum(out, t->reshape({S, -1}).norm(2, {1}).to(at::kDouble).pow(2));
   }
   return out;
 }
 
 void clip_gradients(SaeStack& grads, const at::Tensor& sq_norms, double max_norm) {
   if (max_norm <= 0) return;
-  // coef = min(max_norm / (‖g_s‖ + 1e-6), 1) per seed, in float64 and then float32 as torch multiplies a
-  // float tensor by a Python float; a factor of exactly 1 leaves a seed's gradients unchanged. Off the
-  // CPU no branch on the values, so nothing leaves the device.
-  const at::Tensor coef = (max_norm / (sq_norms.sqrt() + 1e-6)).clamp_max(1.0).to(at::kFloat);
-  if (coef.is_cpu()) {  // on the host the factors can be read: a seed below the clip norm costs no pass
-    for (int64_t s = 0; s < coef.size(0); ++s) {
-      const float c = coef.data_ptr<float>()[s];
-      if (c < 1.0f)
-        for (at::Tensor* t : grads.tensors()) (*t)[s].mul_(c);
-    }
+  if (sq_norms.is_cpu()) {  // on the host the factors can be read: a seed below the clip norm costs no pass
+    const std::vector<float> c = clip_factors(sq_norms, max_norm);
+    for (int64_t s = 0; s < static_cast<int64_t>(c.size()); ++s)
+      if (c[s] < 1.0f)
+        for (at::Tensor* t : grads.tensors()) {
+          at::Tensor row = (*t)[s];
+          scale(row.data_ptr<float>(), row.numel(), c[s]);
+        }
     return;
   }
+  // Off the CPU no branch on the values, so nothing leaves the device.
+  const at::Tensor coef = (max_norm / (sq_norms.sqrt() + 1e-6)).clamp_max(1.0).to(at::kFloat);
   for (at::Tensor* t : grads.tensors()) {
     std::vector<int64_t> shape(static_cast<size_t>(t->dim()), 1);
     shape[0] = t->size(0);
@@ -575,19 +752,14 @@ void clip_gradients(SaeStack& grads, const at::Tensor& sq_norms, double max_norm
 
 void adam_step(SaeStack& params, const SaeStack& grads, AdamState& state, double lr, const AdamConfig& c,
                Kernels kernels) {
-  ++state.step;
-  const double bias1 = 1.0 - std::pow(c.beta1, static_cast<double>(state.step));
-  const double bias2_sqrt = std::sqrt(1.0 - std::pow(c.beta2, static_cast<double>(state.step)));
   if (kernels == Kernels::kGeneric) {
+    ++state.step;
+    const double bias1 = 1.0 - std::pow(c.beta1, static_cast<double>(state.step));
+    const double bias2_sqrt = std::sqrt(1.0 - std::pow(c.beta2, static_cast<double>(state.step)));
     detail::generic_adam_update(params, grads, state, lr / bias1, bias2_sqrt, c);
     return;
   }
-  // torch.optim.Adam's single-tensor update in one pass over memory, in its float operation order:
-  // m = β1 m + (1−β1) g; v = β2 v + (1−β2) g²; p −= (lr / bias1) · m / (sqrt(v) / sqrt(bias2) + ε).
-  const auto b1 = static_cast<float>(c.beta1), a1 = static_cast<float>(1.0 - c.beta1);
-  const auto b2 = static_cast<float>(c.beta2), a2 = static_cast<float>(1.0 - c.beta2);
-  const auto bc2 = static_cast<float>(bias2_sqrt), eps = static_cast<float>(c.eps);
-  const auto step_size = static_cast<float>(lr / bias1);
+  const AdamFactors f = next_adam_step(state, lr, c);  // one pass over memory
   const auto p = params.tensors();
   const auto g = grads.tensors();
   const auto m = state.m.tensors();
@@ -598,19 +770,22 @@ void adam_step(SaeStack& params, const SaeStack& grads, AdamState& state, double
     float* mp = m[i]->data_ptr<float>();
     float* vp = v[i]->data_ptr<float>();
     at::parallel_for(0, p[i]->numel(), 4096, [&](int64_t j0, int64_t j1) {
-#pragma omp simd
-      for (int64_t j = j0; j < j1; ++j) {
-        mp[j] = mp[j] * b1 + a1 * gp[j];
-        vp[j] = vp[j] * b2 + a2 * (gp[j] * gp[j]);
-        pp[j] = pp[j] + -step_size * (mp[j] / (std::sqrt(vp[j]) / bc2 + eps));
-      }
+      adam_range(pp + j0, gp + j0, mp + j0, vp + j0, j1 - j0, f);
     });
   }
 }
 
 void normalize_decoder(const SaeSpec& spec, SaeStack& params) {
   if (!spec.unit_norm_decoder()) return;
-  params.W_dec.div_(params.W_dec.norm(2, {2}, /*keepdim=*/true).clamp_min(1e-12));
+  if (!params.W_dec.is_cpu()) {
+    params.W_dec.div_(params.W_dec.norm(2, {2}, /*keepdim=*/true).clamp_min(1e-12));
+    return;
+  }
+  const int64_t d = spec.d, rows = params.W_dec.numel() / d;
+  float* w = params.W_dec.data_ptr<float>();
+  at::parallel_for(0, rows, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) normalize_row(w + r * d, d);
+  });
 }
 
 void normalize_decoder_at_step_start(const SaeSpec& spec, SaeStack& params) {
@@ -618,8 +793,105 @@ void normalize_decoder_at_step_start(const SaeSpec& spec, SaeStack& params) {
   params.W_dec.div_(params.W_dec.norm(2, {2}, /*keepdim=*/true) + std::numeric_limits<float>::epsilon());
 }
 
+namespace {
+
+// The optimiser step with deferred W_enc and W_dec gradients (deferred_grads): the dense step's
+// sequence — fixed-point rounding, projection, norms, clipping, Adam, renormalisation — row by row,
+// each row made in a per-thread buffer. Pass 1 makes the rows for the clipping norms; pass 2 makes
+// them again and updates. Against the dense step it never writes, rounds, projects, clips or reads a
+// dense gradient: 2 GiB less held per rank at n_local 65,536 × d 4,096, and per step 2 of the 4
+// passes over W-sized memory beside Adam's.
+void deferred_optimizer_step(const SaeSpec& spec, SaeStack& params, SaeStack& grads, AdamState& state, double lr,
+                             const AdamConfig& config, double grad_clip, const LatentPeers& peers) {
+  const DeferredRowGrads& rows = *grads.deferred;
+  const int64_t S = params.W_enc.size(0), n = spec.n_local(), d = spec.d;
+  const bool clip = spec.rule != StepRule::kSparsify && grad_clip > 0;
+  const bool renormalize = spec.rule != StepRule::kSparsify && spec.unit_norm_decoder();
+  const bool project = spec.unit_norm_decoder();
+  auto parts = [&](const std::vector<std::vector<LatentRows>>& of, int64_t s) -> const std::vector<LatentRows>& {
+    static const std::vector<LatentRows> none;
+    return static_cast<size_t>(s) < of.size() ? of[static_cast<size_t>(s)] : none;
+  };
+  const float* W_dec = params.W_dec.data_ptr<float>();
+  // Seed s's W_enc (which = 0) or W_dec (1) gradient row of latent i into `out`, as the dense step has it
+  // when the optimiser starts (projected against the decoder row before its update). False when
+  // rounding meets a value that is not finite or too large.
+  auto make = [&](int which, int64_t s, int64_t i, float* out) {
+    std::fill(out, out + d, 0.0f);
+    bool any = false;
+    for (const LatentRows& part : parts(which == 0 ? rows.enc : rows.dec, s))
+      if (part.start[i + 1] > part.start[i]) add_row(part, i, d, out), any = true;
+    // A latent without codes has a +0 row, which rounding and projection leave +0 (c = +0, +0 − ±0 = +0):
+    // skipped, as are a third of the latents at 131,072 latents and B·k = 131,072 codes.
+    if (!any) return true;
+    if (rows.fixed_point && !round_trip_fixed(out, d)) return false;
+    if (which == 1 && project) project_row(out, W_dec + (s * n + i) * d, d);
+    return true;
+  };
+  std::atomic<bool> bad{false};
+  const auto diverged = [] {
+    return InternalError("a gradient is not finite or exceeds 2^40: training diverged (lower train.lr)");
+  };
+
+  std::vector<float> c(static_cast<size_t>(S), 1.0f);
+  if (clip) {
+    // Norms in grad_sq_norms' order: W_enc, b_enc, W_dec, b_dec (rank 0 only), each row by row.
+    std::vector<double> sq(static_cast<size_t>(2 * S * n));  // [which][s][i]
+    at::parallel_for(0, S * n, 16, [&](int64_t r0, int64_t r1) {
+      std::vector<float> buf(static_cast<size_t>(d));
+      for (int64_t r = r0; r < r1; ++r)
+        for (int which = 0; which < 2; ++which) {
+          if (!make(which, r / n, r % n, buf.data())) bad = true;
+          sq[static_cast<size_t>(which * S * n + r)] = row_sq(buf.data(), d);
+        }
+    });
+    if (bad) throw diverged();
+    at::Tensor norms = at::zeros({S}, at::kDouble);
+    double* out = norms.data_ptr<double>();
+    const auto sum_rows = [&](int which) {
+      for (int64_t s = 0; s < S; ++s)
+        out[s] += std::accumulate(sq.begin() + which * S * n + s * n, sq.begin() + which * S * n + (s + 1) * n, 0.0);
+    };
+    sum_rows(0);
+    add_sq_norms(grads.b_enc, out);
+    sum_rows(1);
+    if (peers.rank() == 0) add_sq_norms(grads.b_dec, out);
+    peers.sum(norms);
+    c = clip_factors(norms, grad_clip);
+  }
+
+  const AdamFactors f = next_adam_step(state, lr, config);
+  float* const P[2] = {params.W_enc.data_ptr<float>(), params.W_dec.data_ptr<float>()};
+  float* const M[2] = {state.m.W_enc.data_ptr<float>(), state.m.W_dec.data_ptr<float>()};
+  float* const V[2] = {state.v.W_enc.data_ptr<float>(), state.v.W_dec.data_ptr<float>()};
+  at::parallel_for(0, S * n, 16, [&](int64_t r0, int64_t r1) {
+    std::vector<float> buf(static_cast<size_t>(d));
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t s = r / n, i = r % n, offset = r * d;
+      for (int which = 0; which < 2; ++which) {
+        if (!make(which, s, i, buf.data())) bad = true;
+        if (c[s] < 1.0f) scale(buf.data(), d, c[s]);
+        adam_range(P[which] + offset, buf.data(), M[which] + offset, V[which] + offset, d, f);
+      }
+      if (renormalize) normalize_row(P[1] + offset, d);
+    }
+  });
+  if (bad) throw diverged();
+  // The small tensors (b_enc, b_dec) as the dense step treats them.
+  for (at::Tensor* t : {&grads.b_enc, &grads.b_dec})
+    for (int64_t s = 0; s < S; ++s)
+      if (c[s] < 1.0f) scale((*t)[s].data_ptr<float>(), t->size(1), c[s]);
+  for (auto [p, g, m, v] : {std::tuple{&params.b_enc, &grads.b_enc, &state.m.b_enc, &state.v.b_enc},
+                            std::tuple{&params.b_dec, &grads.b_dec, &state.m.b_dec, &state.v.b_dec}})
+    adam_range(p->data_ptr<float>(), g->data_ptr<float>(), m->data_ptr<float>(), v->data_ptr<float>(), p->numel(), f);
+  grads.deferred->dec.clear(), grads.deferred->enc.clear();
+}
+
+}  // namespace
+
 void optimizer_step(const SaeSpec& spec, SaeStack& params, SaeStack& grads, AdamState& state, double lr,
                     const AdamConfig& config, double grad_clip, const LatentPeers& peers) {
+  if (grads.deferred) return deferred_optimizer_step(spec, params, grads, state, lr, config, grad_clip, peers);
   remove_parallel_decoder_grad(spec, params, grads);
   if (spec.rule == StepRule::kSparsify) {  // sparsify clips nothing and renormalises at the next step's start
     adam_step(params, grads, state, lr, config, spec.kernels);

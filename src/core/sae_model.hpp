@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,8 @@ struct SaeSpec {
   bool unit_norm_decoder() const;
 };
 
+struct DeferredRowGrads;  // sae_model.cpp
+
 // Parameters (or gradients, or Adam moments) of S SAEs. Latent-indexed tensors hold this rank's slice.
 struct SaeStack {
   at::Tensor W_enc;          // (S, n, d); gated: the gate path W_gate
@@ -68,6 +71,10 @@ struct SaeStack {
   at::Tensor b_dec;          // (S, d), replicated across latent shards
   at::Tensor log_threshold;  // (S, n) jumprelu
   at::Tensor r_mag, b_mag;   // (S, n) gated
+  // Gradients from deferred_grads() only: W_enc and W_dec are then undefined, and each of their rows is
+  // made inside optimizer_step from what forward_backward keeps here (the sparse codes grouped by latent
+  // and the (B, d) matrices they weight), so that the step holds no dense gradient.
+  std::shared_ptr<DeferredRowGrads> deferred;
   // The defined tensors and their names, in one fixed order (checkpoints and gradient reduction).
   std::vector<at::Tensor*> tensors();
   std::vector<const at::Tensor*> tensors() const;
@@ -129,6 +136,25 @@ void forward_backward(const SaeSpec& spec, const SaeStack& params, const at::Ten
 void forward_backward(const SaeSpec& spec, const SaeStack& params, const at::Tensor& x, const at::Tensor& dead,
                       double loss_denominator, const LatentPeers& peers, SaeStack& grads, StepStats& stats);
 
+// Gradients for `params` whose W_enc and W_dec rows are deferred to optimizer_step (SaeStack::deferred),
+// the others zero. The fused step this enables needs the fast top-k kernels on the CPU
+// (can_defer_grads) and one micro-batch per step with no data-parallel sum: the trainer defers when
+// its rank runs the whole batch, the benchmark always. `fixed_point`: each row is rounded through the
+// exact sum's fixed point (core/exact_sum.hpp), as train.exact_sum rounds a dense gradient on one rank;
+// the step is then the dense one's bit for bit. Saves the 2 GiB per rank of dense W_enc and W_dec
+// gradients at n_local 65,536 × d 4,096 (bench/RESULTS.md, issue 22 item 2).
+SaeStack deferred_grads(const SaeStack& params, bool fixed_point);
+bool can_defer_grads(const SaeSpec& spec, at::Device device);
+// Whether deferring pays: it can (can_defer_grads) and the dense W_enc and W_dec gradients of `seeds`
+// SAEs would take at least kDeferGradientBytes. The deferred step makes each row twice (for the clipping
+// norms, then for the update); where the gradients are small that costs more than the dense gradient's
+// passes over memory (bench/RESULTS.md: 0.19–0.26 s against 0.07–0.09 s of optimiser per step at 16,384
+// × 512), where they are large it is what keeps the step within memory.
+constexpr int64_t kDeferGradientBytes = int64_t{256} << 20;
+bool worth_deferring_grads(const SaeSpec& spec, int64_t seeds, at::Device device);
+// Zeroes every gradient tensor and forgets deferred rows.
+void zero_grads(SaeStack& grads);
+
 // The optimiser (METHODS.md §1), applied after gradients are reduced over data-parallel ranks.
 struct AdamConfig {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
@@ -157,7 +183,10 @@ void normalize_decoder_at_step_start(const SaeSpec& spec, SaeStack& params);
 
 // The whole update after the gradients are reduced over data-parallel ranks: decoder projection,
 // per-seed clipping (norms summed over the latent shards, b_dec counted once), Adam, renormalisation
-// (kSparsify: neither clipping nor renormalisation).
+// (kSparsify: neither clipping nor renormalisation). With deferred gradients, one pass over the rows
+// for the norms and one for the update (the gradient rows made twice: 2·k·B·d FLOPs each time, against
+// the encoder's n·B·d). On the host the projection, norms and renormalisation are the row kernels of
+// sae_model.cpp in both forms, so deferred and dense steps agree bit for bit.
 void optimizer_step(const SaeSpec& spec, SaeStack& params, SaeStack& grads, AdamState& state, double lr,
                     const AdamConfig& config, double grad_clip, const LatentPeers& peers);
 

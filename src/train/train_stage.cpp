@@ -9,12 +9,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <numeric>
 #include <optional>
 #include <sstream>
+#include <string>
 
 #include "compare/ground_truth.hpp"
 #include "compare/max_cosine.hpp"
@@ -540,7 +542,19 @@ void Trainer::resume_or_start(bool fresh) {
   dp_tensors_ = std::make_unique<parallel::TensorComm>(L_.dp_comm, plan_.device);
   shard_tensors_ = std::make_unique<parallel::TensorComm>(L_.latent_comm, plan_.device);
   group_tensors_ = std::make_unique<parallel::TensorComm>(L_.group_comm, plan_.device);
-  grads_ = st_.params.zeros_like();
+  // A rank that runs the whole step's batch alone keeps no dense W_enc and W_dec gradients when they
+  // would be large: their rows are made inside the optimiser step (core::deferred_grads; 2 GiB less per
+  // rank at 65,536 × 4,096). The step is the dense one's bit for bit. UNIVERSAE_DEFER_GRADIENTS=always
+  // or =never overrides the size rule where deferring can apply (tests compare the two).
+  const std::string force = std::getenv("UNIVERSAE_DEFER_GRADIENTS") != nullptr ? std::getenv("UNIVERSAE_DEFER_GRADIENTS") : "";
+  const bool defer = L_.dp_comm.size() == 1 && my_chunks_.size() == 1 &&
+                     (force == "always"  ? core::can_defer_grads(spec_, plan_.device)
+                      : force == "never" ? false
+                                         : core::worth_deferring_grads(spec_, static_cast<int64_t>(seeds_.size()), plan_.device));
+  grads_ = defer ? core::deferred_grads(st_.params, cfg_.train.exact_sum) : st_.params.zeros_like();
+  if (defer)
+    log::info("train: W_enc and W_dec gradients made row by row in the optimiser step ({:.2f} GiB per rank not held)",
+              2.0 * static_cast<double>(st_.params.W_enc.numel()) * 4.0 / 1073741824.0);
   if (my_chunks_.size() > 1 && cfg_.train.exact_sum) {
     micro_grads_ = st_.params.zeros_like();
     int64_t total = 0;
@@ -647,7 +661,7 @@ void Trainer::step(int64_t step) {
   const double lr = learning_rate(t, base_lr_, step, steps_);
   std::fill(data_sums_.begin(), data_sums_.end(), 0.0);
   stats_.clear();
-  for (at::Tensor* g : grads_.tensors()) g->zero_();
+  core::zero_grads(grads_);
   core::normalize_decoder_at_step_start(spec_, st_.params);  // sparsify only
   // No latent can be dead before dead_tokens tokens have passed since the longest-silent one last
   // fired (every rank computes this alike): until then the step gets no dead mask and skips AuxK, whose

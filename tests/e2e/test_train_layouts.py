@@ -7,6 +7,8 @@
    The same with run.kernels = "generic" (the ATen-only step a GPU runs, here on the CPU): its data-
    parallel runs are bit-identical to its one-rank run, and it agrees with the CPU kernels within 1e-5.
    train.exact_sum = false (a float all-reduce): within 1e-5 of the exact sum on 1 and 2 ranks.
+   Deferred gradient rows (topk, batchtopk; one micro-batch per rank, 1 rank and 2 latent shards): the
+   dense step's SAEs bit for bit.
 2. Kill and resume: a run killed with SIGKILL at a random moment after its first checkpoint, then
    re-run with the same command, ends with SAE files bit-identical to an uninterrupted run.
 3. SIGUSR1 (forwarded by mpirun) and SIGTERM (a single process, as Slurm signals each task): the
@@ -43,8 +45,8 @@ def command(out, ranks, settings):
     return universae_command(["train", JOB, *set_args(settings + [f"run.output_dir={out}"])], ranks)
 
 
-def run(out, ranks, settings, check=True):
-    return run_command(command(out, ranks, settings), timeout=300, check=check)
+def run(out, ranks, settings, check=True, env=None):
+    return run_command(command(out, ranks, settings), timeout=300, check=check, env=env)
 
 
 def sae_arrays(out, seeds=(0, 1)):
@@ -95,6 +97,35 @@ class Layouts(unittest.TestCase):
                 self.assertLessEqual(err, 1e-5, f"{arch} latent shards {key}: max |diff| {err:.3g}")
             moved = float(np.abs(base[(0, "W_dec")] - base[(1, "W_dec")]).max())
             self.assertGreater(moved, 0.1, "the two seeds must differ")
+
+    def check_deferred(self, arch):
+        """A rank that runs the whole batch alone may make the W_enc and W_dec gradient rows inside the
+        optimiser step instead of holding them (UNIVERSAE_DEFER_GRADIENTS forces either way, here at a
+        size the size rule leaves dense): on one rank and on 2 latent shards, the SAEs must be the dense
+        step's bit for bit."""
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = SMALL + [f"sae.architecture={arch}", "train.micro_batch=256"]  # one micro-batch per step
+            got = {}
+            for ranks, extra in ((1, []), (2, ["train.latent_shards=2"])):
+                for mode in ("always", "never"):
+                    out = os.path.join(tmp, f"{ranks}-{mode}")
+                    r = run(out, ranks, settings + extra, env=dict(os.environ, UNIVERSAE_DEFER_GRADIENTS=mode))
+                    self.assertEqual("made row by row in the optimiser step" in r.stderr + r.stdout, mode == "always",
+                                     f"{arch} {ranks} rank(s) {mode}: the log must say whether the rows were deferred")
+                    got[(ranks, mode)] = sae_arrays(out)
+                for key, value in got[(ranks, "never")].items():
+                    if key[1] == "train/metrics":
+                        np.testing.assert_allclose(got[(ranks, "always")][key], value, rtol=1e-12,
+                                                   err_msg=f"{arch} {ranks} rank(s) {key}")
+                    else:
+                        np.testing.assert_array_equal(got[(ranks, "always")][key], value,
+                                                      err_msg=f"{arch} {ranks} rank(s) deferred {key}")
+
+    def test_topk_deferred_gradients(self):
+        self.check_deferred("topk")
+
+    def test_batchtopk_deferred_gradients(self):
+        self.check_deferred("batchtopk")
 
     def test_relu(self):
         self.check("relu")

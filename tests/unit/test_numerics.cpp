@@ -49,6 +49,33 @@ TEST(ExactSum, RejectsNonFiniteAndHuge) {
   EXPECT_FALSE(core::accumulate_fixed(&huge, 1, acc));
 }
 
+// The one-rank shortcut round_trip_fixed must give, value by value, what a fixed-point sum of that one
+// value gives (accumulate_fixed then fixed_to_float), tiny values (truncated) and zeros included, and
+// refuse what accumulate_fixed refuses, wherever in the row it sits.
+TEST(ExactSum, RoundTripEqualsTheFixedPointSumOfOneValue) {
+  core::CounterRng rng(11, 0, 0);
+  std::vector<float> v(1037);
+  for (auto& x : v) x = static_cast<float>(rng.normal() * std::pow(2.0, 100 * rng.uniform() - 75));  // 2^-75 … 2^25
+  v[3] = 0.0f, v[4] = -0.0f, v[5] = 0x1p-57f, v[6] = -0x1.fffffep-58f, v[7] = 0x1p-149f, v[8] = 0x1.fffffep39f;
+  std::vector<float> expected(v.size());
+  int tiny = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    core::wide_int acc = 0;
+    ASSERT_TRUE(core::accumulate_fixed(&v[i], 1, &acc));
+    expected[i] = core::fixed_to_float(acc);
+    tiny += expected[i] != v[i];
+  }
+  EXPECT_GT(tiny, 100);  // values the rounding changes are exercised
+  std::vector<float> r = v;
+  ASSERT_TRUE(core::round_trip_fixed(r.data(), static_cast<int64_t>(r.size())));
+  EXPECT_EQ(std::memcmp(r.data(), expected.data(), r.size() * sizeof(float)), 0);
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::infinity(), 0x1p40f}) {
+    std::vector<float> w = v;
+    w[500] = bad;
+    EXPECT_FALSE(core::round_trip_fixed(w.data(), static_cast<int64_t>(w.size()))) << bad;
+  }
+}
+
 TEST(CounterRng, DeterministicAndRoughlyStandard) {
   core::CounterRng a(1, 2, 3), b(1, 2, 3), c(1, 2, 4);
   EXPECT_EQ(a.next_u64(), b.next_u64());
