@@ -10,9 +10,11 @@
 #include <gtest/gtest.h>
 #include <torch/library.h>
 
+#include <limits>
 #include <string>
 #include <vector>
 
+#include "core/error.hpp"
 #include "core/exact_sum.hpp"
 #include "core/sae_model.hpp"
 #include "kernel_spec.hpp"
@@ -224,6 +226,19 @@ TEST(Kernels, DeferredGradientRowsGiveTheDenseStepBitForBit) {
     }
     EXPECT_FALSE(at::equal(pd.W_enc, start(spec).W_enc)) << label << ": the steps changed the weights";
   }
+}
+
+// The fast topk step selects codes by scanning the pre-activations (no at::topk, no ReLU pass): one
+// NaN weight, which at::topk would rank first and the step would then fail on, must stop the step too.
+TEST(Kernels, FastTopKStopsOnANaNPreActivation) {
+  const SaeSpec spec = spec_of(Architecture::kTopK, StepRule::kUniversae, true, Kernels::kFast);
+  SaeStack p = start(spec);
+  SaeStack g = p.zeros_like();
+  StepStats stats(kSeeds, kN, at::kCPU);
+  const at::Tensor x = at::randn({kB, kD});
+  forward_backward(spec, p, x, at::Tensor(), static_cast<int64_t>(kB), LatentPeers(), g, stats);  // finite: runs
+  p.W_enc[1][37][5] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_THROW(forward_backward(spec, p, x, at::Tensor(), static_cast<int64_t>(kB), LatentPeers(), g, stats), InternalError);
 }
 
 // Deferred rows are only made by the fast top-k kernels on the host.
