@@ -851,15 +851,19 @@ void normalize_decoder_at_step_start(const SaeSpec& spec, SaeStack& params) {
 
 namespace {
 
-// The optimiser step with deferred W_enc and W_dec gradients (deferred_grads): the dense step's
-// sequence — fixed-point rounding, projection, norms, clipping, Adam, renormalisation — row by row,
-// each row made in a per-thread buffer. Pass 1 makes the rows for the clipping norms; pass 2 makes
-// them again and updates. Against the dense step it never writes, rounds, projects, clips or reads a
-// dense gradient: 2 GiB less held per rank at n_local 65,536 × d 4,096, and per step 2 of the 4
-// passes over W-sized memory beside Adam's.
-void deferred_optimizer_step(const SaeSpec& spec, SaeStack& params, SaeStack& grads, AdamState& state, double lr,
-                             const AdamConfig& config, double grad_clip, const LatentPeers& peers) {
-  const DeferredRowGrads& rows = *grads.deferred;
+// The whole optimiser step of a fast top-k stack on the host in two passes over the rows: pass 1 the
+// clipping norms, pass 2 clipping, Adam and renormalisation, each row while it is in cache. The sequence
+// and the row kernels are those of the separate passes (remove_parallel_decoder_grad, grad_sq_norms,
+// clip_gradients, adam_step, normalize_decoder), so the bits are theirs. Dense gradients are projected in
+// place where first touched; deferred ones (deferred_grads) are made in a per-thread buffer, rounded and
+// projected in each pass, and never held. Fusing saves the separate norm, clip and renormalisation
+// passes over W-sized memory (bench/RESULTS.md, bench_train_step); deferring also saves writing,
+// rounding and reading the dense gradient, and 2 GiB per rank at n_local 65,536 × d 4,096.
+void fused_optimizer_step(const SaeSpec& spec, SaeStack& params, SaeStack& grads, AdamState& state, double lr,
+                          const AdamConfig& config, double grad_clip, const LatentPeers& peers) {
+  static const DeferredRowGrads kNone;
+  const DeferredRowGrads& rows = grads.deferred ? *grads.deferred : kNone;
+  const bool dense = !grads.deferred;
   const int64_t S = params.W_enc.size(0), n = spec.n_local(), d = spec.d;
   const bool clip = spec.rule != StepRule::kSparsify && grad_clip > 0;
   const bool renormalize = spec.rule != StepRule::kSparsify && spec.unit_norm_decoder();
@@ -869,9 +873,9 @@ void deferred_optimizer_step(const SaeSpec& spec, SaeStack& params, SaeStack& gr
     return static_cast<size_t>(s) < of.size() ? of[static_cast<size_t>(s)] : none;
   };
   const float* W_dec = params.W_dec.data_ptr<float>();
-  // Seed s's W_enc (which = 0) or W_dec (1) gradient row of latent i into `out`, as the dense step has it
-  // when the optimiser starts (projected against the decoder row before its update). False when
-  // rounding meets a value that is not finite or too large.
+  // Seed s's deferred W_enc (which = 0) or W_dec (1) gradient row of latent i into `out`, as the dense
+  // step has it when the optimiser starts (projected against the decoder row before its update). False
+  // when rounding meets a value that is not finite or too large.
   auto make = [&](int which, int64_t s, int64_t i, float* out) {
     std::fill(out, out + d, 0.0f);
     bool any = false;
@@ -883,6 +887,15 @@ void deferred_optimizer_step(const SaeSpec& spec, SaeStack& params, SaeStack& gr
     if (rows.fixed_point && !round_trip_fixed(out, d)) return false;
     if (which == 1 && project) project_row(out, W_dec + (s * n + i) * d, d);
     return true;
+  };
+  float* const G[2] = {dense ? grads.W_enc.data_ptr<float>() : nullptr, dense ? grads.W_dec.data_ptr<float>() : nullptr};
+  // The gradient row to use: a dense one in place (projected when `first` touched), a deferred one made
+  // into `buf`; nullptr when making it failed.
+  auto row = [&](int which, int64_t s, int64_t i, float* buf, bool first) -> float* {
+    if (!dense) return make(which, s, i, buf) ? buf : nullptr;
+    float* g = G[which] + (s * n + i) * d;
+    if (first && which == 1 && project) project_row(g, W_dec + (s * n + i) * d, d);
+    return g;
   };
   std::atomic<bool> bad{false};
   const auto diverged = [] {
@@ -897,8 +910,9 @@ void deferred_optimizer_step(const SaeSpec& spec, SaeStack& params, SaeStack& gr
       std::vector<float> buf(static_cast<size_t>(d));
       for (int64_t r = r0; r < r1; ++r)
         for (int which = 0; which < 2; ++which) {
-          if (!make(which, r / n, r % n, buf.data())) bad = true;
-          sq[static_cast<size_t>(which * S * n + r)] = row_sq(buf.data(), d);
+          const float* g = row(which, r / n, r % n, buf.data(), /*first=*/true);
+          if (g == nullptr) bad = true;
+          sq[static_cast<size_t>(which * S * n + r)] = g == nullptr ? 0.0 : row_sq(g, d);
         }
     });
     if (bad) throw diverged();
@@ -925,9 +939,13 @@ void deferred_optimizer_step(const SaeSpec& spec, SaeStack& params, SaeStack& gr
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t s = r / n, i = r % n, offset = r * d;
       for (int which = 0; which < 2; ++which) {
-        if (!make(which, s, i, buf.data())) bad = true;
-        if (c[s] < 1.0f) scale(buf.data(), d, c[s]);
-        adam_range(P[which] + offset, buf.data(), M[which] + offset, V[which] + offset, d, f);
+        float* g = row(which, s, i, buf.data(), /*first=*/!clip);
+        if (g == nullptr) {
+          bad = true;
+          continue;
+        }
+        if (c[s] < 1.0f) scale(g, d, c[s]);
+        adam_range(P[which] + offset, g, M[which] + offset, V[which] + offset, d, f);
       }
       if (renormalize) normalize_row(P[1] + offset, d);
     }
@@ -940,14 +958,15 @@ void deferred_optimizer_step(const SaeSpec& spec, SaeStack& params, SaeStack& gr
   for (auto [p, g, m, v] : {std::tuple{&params.b_enc, &grads.b_enc, &state.m.b_enc, &state.v.b_enc},
                             std::tuple{&params.b_dec, &grads.b_dec, &state.m.b_dec, &state.v.b_dec}})
     adam_range(p->data_ptr<float>(), g->data_ptr<float>(), m->data_ptr<float>(), v->data_ptr<float>(), p->numel(), f);
-  grads.deferred->dec.clear(), grads.deferred->enc.clear();
+  if (grads.deferred) grads.deferred->dec.clear(), grads.deferred->enc.clear();
 }
 
 }  // namespace
 
 void optimizer_step(const SaeSpec& spec, SaeStack& params, SaeStack& grads, AdamState& state, double lr,
                     const AdamConfig& config, double grad_clip, const LatentPeers& peers) {
-  if (grads.deferred) return deferred_optimizer_step(spec, params, grads, state, lr, config, grad_clip, peers);
+  if (grads.deferred || (grads.W_enc.defined() && can_defer_grads(spec, grads.W_enc.device())))
+    return fused_optimizer_step(spec, params, grads, state, lr, config, grad_clip, peers);
   remove_parallel_decoder_grad(spec, params, grads);
   if (spec.rule == StepRule::kSparsify) {  // sparsify clips nothing and renormalises at the next step's start
     adam_step(params, grads, state, lr, config, spec.kernels);

@@ -170,11 +170,22 @@ TEST(Kernels, ProjectionRowByRowAgreesWithTheWholeTensorForm) {
   EXPECT_LT((grads.W_dec * params.W_dec).sum(2).abs().max().item<float>(), 1e-4f);  // orthogonal to each row
 }
 
-// Deferred W_enc and W_dec gradients (core::deferred_grads: rows made inside the optimiser step) give
-// the dense step's weights and Adam moments bit for bit over several steps: with and without the
-// fixed-point rounding (train.exact_sum), clipping active and not, AuxK on (dead latents), for topk,
-// batchtopk and sparsify's rule. The dense step is the one a data-parallel rank takes, so this is what
-// keeps a one-rank run equal to a data-parallel one (tests/e2e/test_train_layouts.py checks the runs).
+// The optimiser as separate passes over whole tensors, through the public functions: what
+// optimizer_step fuses into two passes over rows for the fast top-k kernels.
+void separate_optimizer_step(const SaeSpec& spec, SaeStack& p, SaeStack& g, AdamState& adam, double lr, double clip) {
+  const LatentPeers one_shard;
+  remove_parallel_decoder_grad(spec, p, g);
+  if (spec.rule != StepRule::kSparsify) clip_gradients(g, grad_sq_norms(g, true), clip);
+  adam_step(p, g, adam, lr, AdamConfig{}, spec.kernels);
+  if (spec.rule != StepRule::kSparsify) normalize_decoder(spec, p);
+}
+
+// Deferred W_enc and W_dec gradients (core::deferred_grads: rows made inside the optimiser step) and
+// dense ones both go through the fused optimiser step; both must give the weights and Adam moments of
+// the separate passes bit for bit over several steps: with and without the fixed-point rounding
+// (train.exact_sum), clipping active and not, AuxK on (dead latents), for topk, batchtopk and sparsify's
+// rule. The dense step is the one a data-parallel rank takes, so this is what keeps a one-rank run
+// equal to a data-parallel one (tests/e2e/test_train_layouts.py checks the runs).
 TEST(Kernels, DeferredGradientRowsGiveTheDenseStepBitForBit) {
   struct Case {
     Architecture a;
@@ -192,37 +203,44 @@ TEST(Kernels, DeferredGradientRowsGiveTheDenseStepBitForBit) {
     const std::string label = name_of(c.a) + (c.rule == StepRule::kSparsify ? " (sparsify)" : "") +
                               (c.fixed_point ? " fixed point" : " float") + " clip " + std::to_string(c.clip);
     ASSERT_TRUE(can_defer_grads(spec, at::kCPU));
-    SaeStack pd = start(spec), pf = start(spec);
-    AdamState ad = init_adam(pd), af = init_adam(pf);
-    SaeStack gd = pd.zeros_like(), gf = deferred_grads(pf, c.fixed_point);
+    SaeStack pd = start(spec), pf = start(spec), ps = start(spec);
+    AdamState ad = init_adam(pd), af = init_adam(pf), asep = init_adam(ps);
+    SaeStack gd = pd.zeros_like(), gf = deferred_grads(pf, c.fixed_point), gs = ps.zeros_like();
     EXPECT_FALSE(gf.W_enc.defined());
     EXPECT_FALSE(gf.W_dec.defined());
-    StepStats sd(kSeeds, kN, at::kCPU), sf(kSeeds, kN, at::kCPU);
+    StepStats sd(kSeeds, kN, at::kCPU), sf(kSeeds, kN, at::kCPU), ss(kSeeds, kN, at::kCPU);
     const LatentPeers one_shard;
     at::manual_seed(23);
     for (int step = 0; step < 3; ++step) {
       const at::Tensor x = at::randn({kB, kD}) * 2.0;
       const at::Tensor dead = at::rand({kSeeds, kN}).lt(0.3);
-      zero_grads(gd), zero_grads(gf);
-      normalize_decoder_at_step_start(spec, pd), normalize_decoder_at_step_start(spec, pf);
+      zero_grads(gd), zero_grads(gf), zero_grads(gs);
+      for (SaeStack* p : {&pd, &pf, &ps}) normalize_decoder_at_step_start(spec, *p);
       forward_backward(spec, pd, x, dead, static_cast<int64_t>(kB), one_shard, gd, sd);
       forward_backward(spec, pf, x, dead, static_cast<int64_t>(kB), one_shard, gf, sf);
+      forward_backward(spec, ps, x, dead, static_cast<int64_t>(kB), one_shard, gs, ss);
       if (c.fixed_point) {  // the trainer's exact sum on one rank: the round trip of each dense tensor
-        for (at::Tensor* t : gd.tensors()) ASSERT_TRUE(round_trip_fixed(t->data_ptr<float>(), t->numel()));
-        for (at::Tensor* t : gf.tensors()) ASSERT_TRUE(round_trip_fixed(t->data_ptr<float>(), t->numel()));
+        for (SaeStack* g : {&gd, &gf, &gs}) {
+          for (at::Tensor* t : g->tensors()) ASSERT_TRUE(round_trip_fixed(t->data_ptr<float>(), t->numel()));
+        }
       }
       optimizer_step(spec, pd, gd, ad, 1e-2, AdamConfig{}, c.clip, one_shard);
       optimizer_step(spec, pf, gf, af, 1e-2, AdamConfig{}, c.clip, one_shard);
+      separate_optimizer_step(spec, ps, gs, asep, 1e-2, c.clip);
     }
     EXPECT_GT(sf.aux_sse.min().item<double>(), 0) << label << ": AuxK must be exercised";
     const auto names = pd.names();
     const auto d = pd.tensors(), f = pf.tensors(), md = ad.m.tensors(), mf = af.m.tensors(), vd = ad.v.tensors(),
                vf = af.v.tensors();
     ASSERT_EQ(d.size(), f.size());
+    const auto sp = ps.tensors(), ms = asep.m.tensors(), vs = asep.v.tensors();
     for (size_t i = 0; i < d.size(); ++i) {
       EXPECT_TRUE(at::equal(*d[i], *f[i])) << label << ": " << names[i];
       EXPECT_TRUE(at::equal(*md[i], *mf[i])) << label << ": Adam m of " << names[i];
       EXPECT_TRUE(at::equal(*vd[i], *vf[i])) << label << ": Adam v of " << names[i];
+      EXPECT_TRUE(at::equal(*d[i], *sp[i])) << label << ": fused vs separate passes, " << names[i];
+      EXPECT_TRUE(at::equal(*md[i], *ms[i])) << label << ": fused vs separate passes, Adam m of " << names[i];
+      EXPECT_TRUE(at::equal(*vd[i], *vs[i])) << label << ": fused vs separate passes, Adam v of " << names[i];
     }
     EXPECT_FALSE(at::equal(pd.W_enc, start(spec).W_enc)) << label << ": the steps changed the weights";
   }
