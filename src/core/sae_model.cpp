@@ -354,7 +354,9 @@ bool scans_topk(const SaeSpec& spec) {
 // into a sorted list of k only a value that beats it (about k·ln(n/k) insertions in a row in random
 // order). at::topk copies each row and partially sorts it: at 4,096 × 16,384, k 32, 2 threads the
 // step's forward and backward went from 0.554–0.560 s to 0.514–0.540 s with this and no ReLU pass.
-// A NaN (at::topk would rank it first, and the step would fail on its gradient) stops the step.
+// A NaN stops the step (InternalError: training diverged). Before, at::topk ranked it first and
+// codes_from_candidates dropped it (NaN > 0 is false), so the step went on with that latent silent;
+// the generic kernels still do.
 std::tuple<at::Tensor, at::Tensor> scan_topk(const at::Tensor& pre, int64_t k) {
   const int64_t S = pre.size(0), B = pre.size(1), n = pre.size(2);
   at::Tensor values = at::empty({S, B, k}, at::kFloat);
@@ -394,8 +396,8 @@ std::tuple<at::Tensor, at::Tensor> scan_topk(const at::Tensor& pre, int64_t k) {
   return {values, indices};
 }
 
-// The codes of a top-k architecture from relu(pre) `post` (S, B, n): topk per token, or batchtopk's
-// k·B largest over the micro-batch (with the smallest kept value per seed in stats.min_kept).
+// The codes of a top-k architecture from `post` (S, B, n), relu(pre) or, when scans_topk, pre itself:
+// topk per token, or batchtopk's k·B largest over the micro-batch (with the smallest kept value per seed in stats.min_kept).
 std::vector<Codes> select_codes(const SaeSpec& spec, const at::Tensor& post, const LatentPeers& peers, StepStats& stats) {
   const int64_t S = post.size(0), B = post.size(1), n = post.size(2);
   std::vector<Codes> codes(static_cast<size_t>(S));

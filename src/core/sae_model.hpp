@@ -146,8 +146,8 @@ void forward_backward(const SaeSpec& spec, const SaeStack& params, const at::Ten
 SaeStack deferred_grads(const SaeStack& params, bool fixed_point);
 bool can_defer_grads(const SaeSpec& spec, at::Device device);
 // Whether deferring pays: it can (can_defer_grads) and the dense W_enc and W_dec gradients of `seeds`
-// SAEs would take at least kDeferGradientBytes. The deferred step makes each row twice (for the clipping
-// norms, then for the update); where the gradients are small that costs more than the dense gradient's
+// SAEs would take at least kDeferGradientBytes. The deferred step makes each row twice when it clips
+// (for the norms, then for the update); where the gradients are small that costs more than the dense gradient's
 // passes over memory (bench/RESULTS.md: 0.19–0.26 s against 0.07–0.09 s of optimiser per step at 16,384
 // × 512), where they are large it is what keeps the step within memory.
 constexpr int64_t kDeferGradientBytes = int64_t{256} << 20;
@@ -183,10 +183,13 @@ void normalize_decoder_at_step_start(const SaeSpec& spec, SaeStack& params);
 
 // The whole update after the gradients are reduced over data-parallel ranks: decoder projection,
 // per-seed clipping (norms summed over the latent shards, b_dec counted once), Adam, renormalisation
-// (kSparsify: neither clipping nor renormalisation). With deferred gradients, one pass over the rows
-// for the norms and one for the update (the gradient rows made twice: 2·k·B·d FLOPs each time, against
-// the encoder's n·B·d). On the host the projection, norms and renormalisation are the row kernels of
-// sae_model.cpp in both forms, so deferred and dense steps agree bit for bit.
+// (kSparsify: neither clipping nor renormalisation). The fast top-k kernels on the host do it in two
+// passes over the rows, one for the clipping norms (none without clipping) and one for the update;
+// deferred gradient rows are made in each pass (2·k·B·d FLOPs each time, against the encoder's n·B·d).
+// The projection, norms and renormalisation are the row kernels of sae_model.cpp in every form, so
+// deferred, fused and separate steps agree bit for bit. A deferred row that is not finite (or ≥ 2^40)
+// throws from here, possibly after other rows were updated: the run stops (InternalError) and resumes
+// from its last checkpoint.
 void optimizer_step(const SaeSpec& spec, SaeStack& params, SaeStack& grads, AdamState& state, double lr,
                     const AdamConfig& config, double grad_clip, const LatentPeers& peers);
 

@@ -128,7 +128,7 @@ void sum_gradients(const parallel::Comm& dp, const parallel::TensorComm& dp_tens
     for (at::Tensor* t : grads.tensors()) dp_tensors.sum(*t);
     return;
   }
-  if (grads.W_enc.is_cpu()) return reduce_gradients(dp, grads, acc);
+  if (grads.b_enc.is_cpu()) return reduce_gradients(dp, grads, acc);  // b_enc: W_enc is undefined when deferred
   core::SaeStack host = grads.to(at::kCPU);
   reduce_gradients(dp, host, acc);
   const auto device = grads.tensors();
