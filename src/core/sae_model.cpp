@@ -853,95 +853,112 @@ void normalize_decoder_at_step_start(const SaeSpec& spec, SaeStack& params) {
 
 namespace {
 
+// Where the fused optimiser step takes each W_enc (which = 0) or W_dec (1) gradient row from: a dense
+// gradient in place (projected the first time it is touched), or a deferred one (deferred_grads) made
+// into a per-thread buffer, rounded and projected each time, as the dense step has it when the
+// optimiser starts (projected against the decoder row before that row's update).
+class GradientRows {
+ public:
+  GradientRows(const SaeSpec& spec, const SaeStack& params, SaeStack& grads)
+      : deferred_(grads.deferred.get()),
+        n_(spec.n_local()),
+        d_(spec.d),
+        project_(spec.unit_norm_decoder()),
+        W_dec_(params.W_dec.data_ptr<float>()),
+        dense_{deferred_ == nullptr ? grads.W_enc.data_ptr<float>() : nullptr,
+               deferred_ == nullptr ? grads.W_dec.data_ptr<float>() : nullptr} {}
+
+  // Seed s's row of latent i; nullptr when rounding a deferred row met a value that is not finite or too large.
+  float* row(int which, int64_t s, int64_t i, float* buf, bool first) const {
+    const int64_t at_row = (s * n_ + i) * d_;
+    if (deferred_ == nullptr) {
+      float* g = dense_[which] + at_row;
+      if (first && which == 1 && project_) project_row(g, W_dec_ + at_row, d_);
+      return g;
+    }
+    std::fill(buf, buf + d_, 0.0f);
+    const auto& of = which == 0 ? deferred_->enc : deferred_->dec;
+    bool any = false;
+    if (static_cast<size_t>(s) < of.size())
+      for (const LatentRows& part : of[static_cast<size_t>(s)])
+        if (part.start[i + 1] > part.start[i]) add_row(part, i, d_, buf), any = true;
+    // A latent without codes has a +0 row, which rounding and projection leave +0 (c = +0, +0 − ±0 = +0):
+    // skipped, as are a third of the latents at 131,072 latents and B·k = 131,072 codes.
+    if (!any) return buf;
+    if (deferred_->fixed_point && !round_trip_fixed(buf, d_)) return nullptr;
+    if (which == 1 && project_) project_row(buf, W_dec_ + at_row, d_);
+    return buf;
+  }
+
+ private:
+  const DeferredRowGrads* deferred_;
+  int64_t n_, d_;
+  bool project_;
+  const float* W_dec_;
+  float* dense_[2];
+};
+
+InternalError diverged() {
+  return InternalError("a gradient is not finite or exceeds 2^40: training diverged (lower train.lr)");
+}
+
+// Pass 1 of the fused step: the clipping factor per seed from the squared norms in grad_sq_norms' order
+// (W_enc, b_enc, W_dec, b_dec on rank 0 only), each row by row, summed over the latent shards.
+std::vector<float> clip_factors_of_rows(const GradientRows& rows, const SaeStack& grads, int64_t S, int64_t n, int64_t d,
+                                        double grad_clip, const LatentPeers& peers) {
+  std::vector<double> sq(static_cast<size_t>(2 * S * n));  // [which][s][i]
+  std::atomic<bool> bad{false};
+  at::parallel_for(0, S * n, 16, [&](int64_t r0, int64_t r1) {
+    std::vector<float> buf(static_cast<size_t>(d));
+    for (int64_t r = r0; r < r1; ++r)
+      for (int which = 0; which < 2; ++which) {
+        const float* g = rows.row(which, r / n, r % n, buf.data(), /*first=*/true);
+        if (g == nullptr) bad = true;
+        sq[static_cast<size_t>(which * S * n + r)] = g == nullptr ? 0.0 : row_sq(g, d);
+      }
+  });
+  if (bad) throw diverged();
+  at::Tensor norms = at::zeros({S}, at::kDouble);
+  double* out = norms.data_ptr<double>();
+  const auto sum_rows = [&](int which) {
+    for (int64_t s = 0; s < S; ++s)
+      out[s] += std::accumulate(sq.begin() + which * S * n + s * n, sq.begin() + which * S * n + (s + 1) * n, 0.0);
+  };
+  sum_rows(0);
+  add_sq_norms(grads.b_enc, out);
+  sum_rows(1);
+  if (peers.rank() == 0) add_sq_norms(grads.b_dec, out);
+  peers.sum(norms);
+  return clip_factors(norms, grad_clip);
+}
+
 // The whole optimiser step of a fast top-k stack on the host in two passes over the rows: pass 1 the
 // clipping norms, pass 2 clipping, Adam and renormalisation, each row while it is in cache. The sequence
 // and the row kernels are those of the separate passes (remove_parallel_decoder_grad, grad_sq_norms,
-// clip_gradients, adam_step, normalize_decoder), so the bits are theirs. Dense gradients are projected in
-// place where first touched; deferred ones (deferred_grads) are made in a per-thread buffer, rounded and
-// projected in each pass, and never held. Fusing saves the separate norm, clip and renormalisation
-// passes over W-sized memory (bench/RESULTS.md, bench_train_step); deferring also saves writing,
-// rounding and reading the dense gradient, and 2 GiB per rank at n_local 65,536 × d 4,096.
+// clip_gradients, adam_step, normalize_decoder), so the bits are theirs. Fusing saves the separate norm,
+// clip and renormalisation passes over W-sized memory (bench/RESULTS.md, bench_train_step); deferred rows
+// (GradientRows) also save writing, rounding and reading the dense gradient, and 2 GiB per rank at
+// n_local 65,536 × d 4,096.
 void fused_optimizer_step(const SaeSpec& spec, SaeStack& params, SaeStack& grads, AdamState& state, double lr,
                           const AdamConfig& config, double grad_clip, const LatentPeers& peers) {
-  static const DeferredRowGrads kNone;
-  const DeferredRowGrads& rows = grads.deferred ? *grads.deferred : kNone;
-  const bool dense = !grads.deferred;
   const int64_t S = params.W_enc.size(0), n = spec.n_local(), d = spec.d;
   const bool clip = spec.rule != StepRule::kSparsify && grad_clip > 0;
   const bool renormalize = spec.rule != StepRule::kSparsify && spec.unit_norm_decoder();
-  const bool project = spec.unit_norm_decoder();
-  auto parts = [&](const std::vector<std::vector<LatentRows>>& of, int64_t s) -> const std::vector<LatentRows>& {
-    static const std::vector<LatentRows> none;
-    return static_cast<size_t>(s) < of.size() ? of[static_cast<size_t>(s)] : none;
-  };
-  const float* W_dec = params.W_dec.data_ptr<float>();
-  // Seed s's deferred W_enc (which = 0) or W_dec (1) gradient row of latent i into `out`, as the dense
-  // step has it when the optimiser starts (projected against the decoder row before its update). False
-  // when rounding meets a value that is not finite or too large.
-  auto make = [&](int which, int64_t s, int64_t i, float* out) {
-    std::fill(out, out + d, 0.0f);
-    bool any = false;
-    for (const LatentRows& part : parts(which == 0 ? rows.enc : rows.dec, s))
-      if (part.start[i + 1] > part.start[i]) add_row(part, i, d, out), any = true;
-    // A latent without codes has a +0 row, which rounding and projection leave +0 (c = +0, +0 − ±0 = +0):
-    // skipped, as are a third of the latents at 131,072 latents and B·k = 131,072 codes.
-    if (!any) return true;
-    if (rows.fixed_point && !round_trip_fixed(out, d)) return false;
-    if (which == 1 && project) project_row(out, W_dec + (s * n + i) * d, d);
-    return true;
-  };
-  float* const G[2] = {dense ? grads.W_enc.data_ptr<float>() : nullptr, dense ? grads.W_dec.data_ptr<float>() : nullptr};
-  // The gradient row to use: a dense one in place (projected when `first` touched), a deferred one made
-  // into `buf`; nullptr when making it failed.
-  auto row = [&](int which, int64_t s, int64_t i, float* buf, bool first) -> float* {
-    if (!dense) return make(which, s, i, buf) ? buf : nullptr;
-    float* g = G[which] + (s * n + i) * d;
-    if (first && which == 1 && project) project_row(g, W_dec + (s * n + i) * d, d);
-    return g;
-  };
-  std::atomic<bool> bad{false};
-  const auto diverged = [] {
-    return InternalError("a gradient is not finite or exceeds 2^40: training diverged (lower train.lr)");
-  };
-
-  std::vector<float> c(static_cast<size_t>(S), 1.0f);
-  if (clip) {
-    // Norms in grad_sq_norms' order: W_enc, b_enc, W_dec, b_dec (rank 0 only), each row by row.
-    std::vector<double> sq(static_cast<size_t>(2 * S * n));  // [which][s][i]
-    at::parallel_for(0, S * n, 16, [&](int64_t r0, int64_t r1) {
-      std::vector<float> buf(static_cast<size_t>(d));
-      for (int64_t r = r0; r < r1; ++r)
-        for (int which = 0; which < 2; ++which) {
-          const float* g = row(which, r / n, r % n, buf.data(), /*first=*/true);
-          if (g == nullptr) bad = true;
-          sq[static_cast<size_t>(which * S * n + r)] = g == nullptr ? 0.0 : row_sq(g, d);
-        }
-    });
-    if (bad) throw diverged();
-    at::Tensor norms = at::zeros({S}, at::kDouble);
-    double* out = norms.data_ptr<double>();
-    const auto sum_rows = [&](int which) {
-      for (int64_t s = 0; s < S; ++s)
-        out[s] += std::accumulate(sq.begin() + which * S * n + s * n, sq.begin() + which * S * n + (s + 1) * n, 0.0);
-    };
-    sum_rows(0);
-    add_sq_norms(grads.b_enc, out);
-    sum_rows(1);
-    if (peers.rank() == 0) add_sq_norms(grads.b_dec, out);
-    peers.sum(norms);
-    c = clip_factors(norms, grad_clip);
-  }
+  const GradientRows rows(spec, params, grads);
+  const std::vector<float> c =
+      clip ? clip_factors_of_rows(rows, grads, S, n, d, grad_clip, peers) : std::vector<float>(static_cast<size_t>(S), 1.0f);
 
   const AdamFactors f = next_adam_step(state, lr, config);
   float* const P[2] = {params.W_enc.data_ptr<float>(), params.W_dec.data_ptr<float>()};
   float* const M[2] = {state.m.W_enc.data_ptr<float>(), state.m.W_dec.data_ptr<float>()};
   float* const V[2] = {state.v.W_enc.data_ptr<float>(), state.v.W_dec.data_ptr<float>()};
+  std::atomic<bool> bad{false};
   at::parallel_for(0, S * n, 16, [&](int64_t r0, int64_t r1) {
     std::vector<float> buf(static_cast<size_t>(d));
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t s = r / n, i = r % n, offset = r * d;
       for (int which = 0; which < 2; ++which) {
-        float* g = row(which, s, i, buf.data(), /*first=*/!clip);
+        float* g = rows.row(which, s, i, buf.data(), /*first=*/!clip);
         if (g == nullptr) {
           bad = true;
           continue;
