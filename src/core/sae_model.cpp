@@ -353,7 +353,8 @@ bool scans_topk(const SaeSpec& spec) {
 // returns them, ties to the lower index: one scan of the row against the k-th best so far, inserting
 // into a sorted list of k only a value that beats it (about k·ln(n/k) insertions in a row in random
 // order). at::topk copies each row and partially sorts it: at 4,096 × 16,384, k 32, 2 threads the
-// step's forward and backward went from 0.554–0.560 s to 0.514–0.540 s with this and no ReLU pass.
+// step's forward and backward went from 0.541–0.560 s to 0.515–0.540 s with this and no ReLU pass
+// (bench/RESULTS.md).
 // A NaN stops the step (InternalError: training diverged). Before, at::topk ranked it first and
 // codes_from_candidates dropped it (NaN > 0 is false), so the step went on with that latent silent;
 // the generic kernels still do.

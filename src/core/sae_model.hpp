@@ -139,7 +139,8 @@ void forward_backward(const SaeSpec& spec, const SaeStack& params, const at::Ten
 // Gradients for `params` whose W_enc and W_dec rows are deferred to optimizer_step (SaeStack::deferred),
 // the others zero. The fused step this enables needs the fast top-k kernels on the CPU
 // (can_defer_grads) and one micro-batch per step with no data-parallel sum: the trainer defers when
-// its rank runs the whole batch, the benchmark always. `fixed_point`: each row is rounded through the
+// its rank runs the whole batch and worth_deferring_grads says so, bench_train_step likewise unless
+// UNIVERSAE_BENCH_GRADS says otherwise. `fixed_point`: each row is rounded through the
 // exact sum's fixed point (core/exact_sum.hpp), as train.exact_sum rounds a dense gradient on one rank;
 // the step is then the dense one's bit for bit. Saves the 2 GiB per rank of dense W_enc and W_dec
 // gradients at n_local 65,536 × d 4,096 (bench/RESULTS.md, issue 22 item 2).
