@@ -3,12 +3,12 @@
 // contract of DESIGN.md §5: UsageError → message from rank 0, exit 2 on every rank; any other
 // failure → message naming rank and host, then MPI_Abort so no rank hangs.
 #include <CLI/CLI.hpp>
-#include <malloc.h>
 
 #include <cstdio>
 #include <cstdlib>
 
 #include "app/commands.hpp"
+#include "core/allocator.hpp"
 #include "core/error.hpp"
 #include "core/version.hpp"
 #include "io/output.hpp"
@@ -28,12 +28,7 @@ int launcher_rank() {
 
 int main(int argc, char** argv) {
   using namespace universae;
-  // Tensors of a few MB to a few hundred MB are allocated and freed every batch. glibc would return
-  // each to the system and fault its pages in again next time (5-10 % of an extraction); keeping
-  // freed memory in the heap for reuse costs nothing a batch job needs back.
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's largest: bigger blocks are always mapped afresh
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  mallopt(M_TOP_PAD, 64 << 20);
+  core::keep_freed_memory();
   log::set_rank(launcher_rank());
   CLI::App app{std::string("universae ") + build::kVersion +
                " — do sparse autoencoders learn the same features? Trains SAE seed ensembles and computes\n"
