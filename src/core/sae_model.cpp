@@ -7,6 +7,10 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -375,12 +379,12 @@ std::tuple<at::Tensor, at::Tensor> scan_topk(const at::Tensor& pre, int64_t k) {
       std::fill(v, v + k, -std::numeric_limits<float>::infinity());
       std::fill(ix, ix + k, int64_t{-1});
       float bound = v[k - 1];
-      for (int64_t c = 0; c < n; ++c) {
+      auto offer = [&](int64_t c) {
         const float x = row[c];
-        if (x <= bound) continue;  // the common case; a NaN compares false and is caught below
+        if (x <= bound) return;  // the common case; a NaN compares false and is caught below
         if (std::isnan(x)) {
           nan = true;
-          continue;
+          return;
         }
         int64_t pos = k - 1;
         while (pos > 0 && x > v[pos - 1]) {  // strictly greater: an equal value keeps its lower index first
@@ -389,7 +393,21 @@ std::tuple<at::Tensor, at::Tensor> scan_topk(const at::Tensor& pre, int64_t k) {
         }
         v[pos] = x, ix[pos] = c;
         bound = v[k - 1];
+      };
+      int64_t c = 0;
+#if defined(__SSE__)
+      // 16 values at a time against the bound: a block with none above it (and no NaN: "not ≤" holds for
+      // NaN) is skipped whole; any other is offered value by value, in order, as the plain loop would.
+      // The scan went from 0.037-0.055 s to 0.026-0.046 s at 4,096 × 16,384, 2 threads (2026-12-02).
+      for (; c + 16 <= n; c += 16) {
+        const __m128 b = _mm_set1_ps(bound);
+        const __m128 above = _mm_or_ps(_mm_or_ps(_mm_cmpnle_ps(_mm_loadu_ps(row + c), b), _mm_cmpnle_ps(_mm_loadu_ps(row + c + 4), b)),
+                                       _mm_or_ps(_mm_cmpnle_ps(_mm_loadu_ps(row + c + 8), b), _mm_cmpnle_ps(_mm_loadu_ps(row + c + 12), b)));
+        if (_mm_movemask_ps(above) == 0) continue;
+        for (int64_t q = c; q < c + 16; ++q) offer(q);
       }
+#endif
+      for (; c < n; ++c) offer(c);
       if (nan) found_nan = true;
     }
   });
