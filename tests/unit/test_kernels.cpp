@@ -6,6 +6,7 @@
 // seeds, dead latents with k_aux above the dead count, active clipping, and every architecture.
 #include <ATen/ATen.h>
 #include <ATen/ExpandUtils.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <gtest/gtest.h>
 #include <torch/library.h>
@@ -244,6 +245,59 @@ TEST(Kernels, DeferredGradientRowsGiveTheDenseStepBitForBit) {
     }
     EXPECT_FALSE(at::equal(pd.W_enc, start(spec).W_enc)) << label << ": the steps changed the weights";
   }
+}
+
+// The fast CPU kernels split their loops over threads (at::parallel_for, built with OpenMP): tokens for
+// the scan and the decoder, latents for the gradient rows and the optimiser, blocks for Adam. Each output
+// is made by one thread in a fixed order, so 1, 2 and 3 threads must give the same weights bit for bit,
+// dense and deferred gradients, topk, batchtopk and sparsify's rule. Sizes above the kernels' grains
+// (64 tokens, 16 latents, 4,096 Adam values), so that the loops do split.
+TEST(Kernels, FastStepIsTheSameOnOneTwoAndThreeThreads) {
+  constexpr int64_t d = 32, n = 256, B = 320;
+  struct Case {
+    Architecture a;
+    StepRule rule;
+    bool defer;
+  };
+  const Case cases[] = {{Architecture::kTopK, StepRule::kUniversae, false},
+                        {Architecture::kTopK, StepRule::kUniversae, true},
+                        {Architecture::kBatchTopK, StepRule::kUniversae, false},
+                        {Architecture::kTopK, StepRule::kSparsify, false}};
+  const int threads_before = at::get_num_threads();
+  for (const Case& c : cases) {
+    const SaeSpec spec = kernel_spec(c.a, c.rule, Kernels::kFast, d, n, /*k=*/8, /*k_aux=*/64, true);
+    const std::string label = name_of(c.a) + (c.rule == StepRule::kSparsify ? " (sparsify)" : "") + (c.defer ? " deferred" : "");
+    std::vector<SaeStack> results;
+    for (int threads : {1, 2, 3}) {
+      at::set_num_threads(threads);
+      at::manual_seed(5);
+      SaeStack p = init_stack(spec, {3, 9}, std::vector<double>(d, 0.1));
+      p.b_enc.add_(at::randn(p.b_enc.sizes()) * 0.2);
+      AdamState adam = init_adam(p);
+      SaeStack g = c.defer ? deferred_grads(p, /*fixed_point=*/true) : p.zeros_like();
+      StepStats stats(kSeeds, n, at::kCPU);
+      const LatentPeers one_shard;
+      for (int step = 0; step < 3; ++step) {
+        const at::Tensor x = at::randn({B, d}) * 2.0;
+        const at::Tensor dead = at::rand({kSeeds, n}).lt(0.2);
+        zero_grads(g);
+        stats.clear();
+        normalize_decoder_at_step_start(spec, p);
+        forward_backward(spec, p, x, dead, B, one_shard, g, stats);
+        for (at::Tensor* t : g.tensors()) ASSERT_TRUE(round_trip_fixed(t->data_ptr<float>(), t->numel()));
+        optimizer_step(spec, p, g, adam, 1e-2, AdamConfig{}, 0.05, one_shard);
+      }
+      EXPECT_GT(stats.aux_sse.min().item<double>(), 0) << label << ": AuxK must be exercised";
+      results.push_back(p);
+    }
+    const auto names = results[0].names();
+    for (size_t r = 1; r < results.size(); ++r) {
+      const auto one = results[0].tensors(), more = results[r].tensors();
+      for (size_t i = 0; i < one.size(); ++i)
+        EXPECT_TRUE(at::equal(*one[i], *more[i])) << label << ": " << names[i] << " on " << r + 1 << " threads";
+    }
+  }
+  at::set_num_threads(threads_before);
 }
 
 // The fast topk step selects codes by scanning the pre-activations (no at::topk, no ReLU pass): one
