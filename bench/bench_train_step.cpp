@@ -1,6 +1,9 @@
 // Benchmark: one topk SAE training step (core/sae_model, the trainer's step) against the GEMM peak
 // measured in the same process with the same library, threads and precision. Prints one JSON line.
-//   bench_train_step [d n k batch steps [device [dtype]]]   default 512 16384 32 4096 5 cpu float32
+//   bench_train_step [d n k batch steps [device [dtype [seeds]]]]   default 512 16384 32 4096 5 cpu float32 1
+// seeds: how many SAEs are stacked in the step (train.seeds of one seed group), each with its own encoder
+// GEMM in one batched call; the FLOPs count every seed, tokens/s the batch's tokens, the peak is one
+// seed's plain GEMM.
 // device: cpu (the fast CPU kernels, the exact fixed-point gradient round trip) or cuda (the generic
 // kernels on GPU 0, float gradients: train.exact_sum = false); dtype: float32, bfloat16 or tf32
 // (train.dtype; the peak is measured in the same precision). On the GPU machine:
@@ -24,6 +27,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -62,6 +66,7 @@ int main(int argc, char** argv) {
   const int steps = argc > 5 ? std::atoi(argv[5]) : 5;
 
   const std::string device_name = argc > 6 ? argv[6] : "cpu", dtype = argc > 7 ? argv[7] : "float32";
+  const int64_t seeds = argc > 8 ? std::atoll(argv[8]) : 1;
   const at::Device device = device_name == "cuda" ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
   const auto matmul = dtype == "bfloat16" ? core::MatmulPrecision::kBFloat16
                       : dtype == "tf32"   ? core::MatmulPrecision::kTF32
@@ -95,15 +100,17 @@ int main(int argc, char** argv) {
   spec.aux_alpha = 1.0 / 32.0, spec.apply_b_dec_to_input = true;  // the config's defaults (train.auxk_alpha, sae.*)
   spec.kernels = device.is_cpu() ? core::Kernels::kFast : core::Kernels::kGeneric;
   spec.matmul = matmul;
-  core::SaeStack p = core::init_stack(spec, {0}, std::vector<double>(static_cast<size_t>(d), 0.0)).to(device);
+  std::vector<int64_t> seed_list(static_cast<size_t>(seeds));
+  std::iota(seed_list.begin(), seed_list.end(), int64_t{0});
+  core::SaeStack p = core::init_stack(spec, seed_list, std::vector<double>(static_cast<size_t>(d), 0.0)).to(device);
   core::AdamState adam = core::init_adam(p);
   const char* grads_env = std::getenv("UNIVERSAE_BENCH_GRADS");
   const std::string grads_mode = grads_env != nullptr ? grads_env : "";
   const bool defer = grads_mode == "deferred" ? core::can_defer_grads(spec, device)
                      : grads_mode == "dense"  ? false
-                                              : core::worth_deferring_grads(spec, 1, device);
+                                              : core::worth_deferring_grads(spec, seeds, device);
   core::SaeStack g = defer ? core::deferred_grads(p, /*fixed_point=*/true) : p.zeros_like();
-  core::StepStats stats(1, latents.size(), device);
+  core::StepStats stats(seeds, latents.size(), device);
   const train::ShardPeers peers(world, device);  // the job's ranks as the latent shards of one SAE
   const at::Tensor dead;  // no latent can be dead yet: the trainer passes no mask and AuxK is skipped
   at::manual_seed(1);
@@ -128,7 +135,8 @@ int main(int argc, char** argv) {
     if (r > 0 && seconds_since(t) < best) best = seconds_since(t), forward_backward_s = t_fb;
   }
   system_s += system_seconds();  // kernel time of the timed steps: page faults of fresh temporaries show here
-  const double flops = 2.0 * static_cast<double>(B * d * n) + 8.0 * static_cast<double>(B * k * d) + 2.0 * static_cast<double>(n * d);
+  const double flops = static_cast<double>(seeds) *
+                      (2.0 * static_cast<double>(B * d * n) + 8.0 * static_cast<double>(B * k * d) + 2.0 * static_cast<double>(n * d));
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   const std::vector<double> rss = world.allgatherv(std::vector<double>{static_cast<double>(usage.ru_maxrss) / 1048576.0});
@@ -137,12 +145,12 @@ int main(int argc, char** argv) {
   std::string rss_list, sys_list;
   for (double r : rss) rss_list += (rss_list.empty() ? "" : ", ") + std::to_string(r);
   for (double t : sys) sys_list += (sys_list.empty() ? "" : ", ") + std::to_string(t);
-  std::printf("{\"device\": \"%s\", \"dtype\": \"%s\", \"grads\": \"%s\", \"d\": %ld, \"n\": %ld, \"k\": %ld, \"batch\": %ld, \"ranks\": %d, "
+  std::printf("{\"device\": \"%s\", \"dtype\": \"%s\", \"grads\": \"%s\", \"d\": %ld, \"n\": %ld, \"k\": %ld, \"batch\": %ld, \"seeds\": %ld, \"ranks\": %d, "
               "\"threads\": %d, \"step_s\": %.4f, \"forward_backward_s\": %.4f, \"tokens_per_s\": %.1f, \"flops_per_s\": %.4g, "
               "\"sgemm_peak_flops_per_s\": %.4g, \"fraction_of_peak\": %.3f, \"peak_rss_gib_per_rank\": [%s], "
               "\"system_s_per_step_per_rank\": [%s]}\n",
               device.str().c_str(), dtype.c_str(), defer ? "deferred" : "dense", static_cast<long>(d), static_cast<long>(n), static_cast<long>(k),
-              static_cast<long>(B), world.size(),
+              static_cast<long>(B), static_cast<long>(seeds), world.size(),
               at::get_num_threads(), best, forward_backward_s, static_cast<double>(B) / best, flops / best,
               world.size() == 1 ? peak : 0.0, world.size() == 1 ? flops / best / peak : 0.0, rss_list.c_str(), sys_list.c_str());
   return 0;
