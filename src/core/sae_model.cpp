@@ -128,6 +128,13 @@ at::Tensor residual(at::Tensor partial, const at::Tensor& x, const at::Tensor& b
   return r;
 }
 
+at::Tensor& kept(at::Tensor& buffer, at::IntArrayRef shape, const at::TensorOptions& options) {
+  if (!buffer.defined() || buffer.device() != options.device() || buffer.scalar_type() != options.dtype())
+    buffer = at::empty({0}, options);
+  buffer.resize_(shape);
+  return buffer;
+}
+
 }  // namespace detail
 
 SaeStack init_stack(const SaeSpec& spec, const std::vector<int64_t>& seeds, const std::vector<double>& b_dec) {
@@ -544,7 +551,7 @@ void sparse_forward_backward(const SaeSpec& spec, const SaeStack& p, const at::T
     if (!scans_topk(spec)) post.relu_();
   }
   const std::vector<Codes> codes = select_codes(spec, post, peers, stats);
-  at::Tensor partial = at::zeros({S, B, d}, at::kFloat);
+  at::Tensor partial = detail::kept(stats.residual_buffer, {S, B, d}, x.options().dtype(at::kFloat)).zero_();
   int64_t* fires = stats.fires.data_ptr<int64_t>();
   int64_t* active = stats.active.data_ptr<int64_t>();
   for (int64_t s = 0; s < S; ++s) {
@@ -552,8 +559,13 @@ void sparse_forward_backward(const SaeSpec& spec, const SaeStack& p, const at::T
     for (int64_t i : codes[s].latent) ++fires[s * n + i];  // sparsify: every top-k slot fired
     active[s] += std::count_if(codes[s].value.begin(), codes[s].value.end(), [](float v) { return v > 0; });
   }
-  const at::Tensor r = residual(partial, x, p.b_dec, peers, stats.sse);
-  const at::Tensor g_rec = r * (2.0 * inv_L);
+  // residual()'s arithmetic in the kept buffers (the same kernels, so the same bits): r in place of the
+  // partial sums, its float64 square, and the gradient 2r/L.
+  peers.sum(partial);
+  const at::Tensor r = partial.add_(p.b_dec.unsqueeze(1)).sub_(x.unsqueeze(0));
+  at::Tensor& square = detail::kept(stats.square_buffer, {S, B, d}, x.options().dtype(at::kDouble)).copy_(r);
+  add_sum(stats.sse, square.mul_(square).sum({1, 2}));
+  const at::Tensor g_rec = detail::kept(stats.gradient_buffer, {S, B, d}, x.options().dtype(at::kFloat)).copy_(r).mul_(2.0 * inv_L);
   std::vector<Codes> aux(static_cast<size_t>(S));
   at::Tensor g_aux;
   if (dead.defined() && spec.k_aux > 0) g_aux = aux_k(spec, p, post, r, dead, inv_L, peers, aux, stats);
@@ -669,8 +681,14 @@ void forward_backward(const SaeSpec& spec, const SaeStack& params, const at::Ten
 void forward_backward(const SaeSpec& spec, const SaeStack& params, const at::Tensor& x, const at::Tensor& dead,
                       double loss_denominator, const LatentPeers& peers, SaeStack& grads, StepStats& stats) {
   const int64_t S = params.W_enc.size(0), B = x.size(0);
-  const at::Tensor x_in = spec.apply_b_dec_to_input ? (x.unsqueeze(0) - params.b_dec.unsqueeze(1)).contiguous()
-                                                    : x.unsqueeze(0).expand({S, B, spec.d}).contiguous();
+  at::Tensor x_in;
+  if (has_top_k(spec.architecture) && spec.kernels == Kernels::kFast) {  // in the step's kept buffer
+    at::Tensor& in = detail::kept(stats.input_buffer, {S, B, spec.d}, x.options().dtype(at::kFloat));
+    x_in = spec.apply_b_dec_to_input ? at::sub_out(in, x.unsqueeze(0), params.b_dec.unsqueeze(1)) : in.copy_(x.unsqueeze(0));
+  } else {
+    x_in = spec.apply_b_dec_to_input ? (x.unsqueeze(0) - params.b_dec.unsqueeze(1)).contiguous()
+                                     : x.unsqueeze(0).expand({S, B, spec.d}).contiguous();
+  }
   const double inv_L = 1.0 / loss_denominator;
   if (grads.deferred && !can_defer_grads(spec, x.device()))
     throw InternalError("forward_backward: deferred gradient rows need the fast top-k kernels on the CPU");

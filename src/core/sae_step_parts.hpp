@@ -24,6 +24,9 @@ void add_sum(at::Tensor& acc, const at::Tensor& per_seed);
 // Sums the shards' partial reconstructions, adds b_dec and returns x̂ − x (S, B, d); adds Σ‖x − x̂‖² to `sse`.
 at::Tensor residual(at::Tensor partial, const at::Tensor& x, const at::Tensor& b_dec, const LatentPeers& peers,
                     at::Tensor& sse);
+// `buffer` resized to `shape` (contents undefined), its memory kept from call to call; made afresh when
+// undefined or of another device or dtype than `options`.
+at::Tensor& kept(at::Tensor& buffer, at::IntArrayRef shape, const at::TensorOptions& options);
 
 // topk and batchtopk (with AuxK) from ATen operators, on the device of `p`: the twin of
 // sae_model.cpp's sparse_forward_backward.
