@@ -252,15 +252,30 @@ bool threads_may_call_mpi() {
   return provided >= MPI_THREAD_SERIALIZED;
 }
 
-void agree_on_error(const Comm& comm, const std::string& local_error) {
+namespace {
+
+// The message of the lowest failing rank, on every rank; "" when none failed. A collective.
+std::string first_error(const Comm& comm, const std::string& local_error) {
   // The lowest failing rank's message wins: reduce (failed ? rank : size) with MIN.
   int mine = local_error.empty() ? comm.size() : comm.rank();
   int first = 0;
   UNIVERSAE_MPI_CHECK(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, native(comm)));
-  if (first == comm.size()) return;
+  if (first == comm.size()) return {};
   std::string message = local_error;
   comm.broadcast(message, first);
-  throw UsageError(message);
+  return message;
+}
+
+}  // namespace
+
+void agree_on_error(const Comm& comm, const std::string& local_error) {
+  std::string message = first_error(comm, local_error);
+  if (!message.empty()) throw UsageError(message);
+}
+
+void agree_on_failure(const Comm& comm, const std::string& local_error) {
+  std::string message = first_error(comm, local_error);
+  if (!message.empty()) throw InternalError(message);
 }
 
 }  // namespace universae::parallel

@@ -92,5 +92,9 @@ bool threads_may_call_mpi();
 // reaches: each rank passes its own message ("" when fine); if any is non-empty, every rank
 // throws UsageError with the message of the lowest failing rank. A collective: call on all ranks.
 void agree_on_error(const Comm& comm, const std::string& local_error);
+// The same for a failure that is not the user's input (a write that failed): every rank throws
+// InternalError with the lowest failing rank's message, so that every rank unwinds, and closes its
+// files collectively, together instead of one rank waiting in a collective the others never reach.
+void agree_on_failure(const Comm& comm, const std::string& local_error);
 
 }  // namespace universae::parallel
