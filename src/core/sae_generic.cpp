@@ -137,7 +137,7 @@ void generic_sparse_forward_backward(const SaeSpec& spec, const SaeStack& p, con
   for (int64_t s = 0; s < S; ++s) decode_add(codes, s, p.W_dec[s], partial[s]);
   stats.fires.scatter_add_(1, codes.latent, codes.keep.to(at::kLong));  // sparsify: every top-k slot fired
   stats.active.add_(codes.value.gt(0).sum(1));
-  const at::Tensor r = residual(partial, x, p.b_dec, peers, stats.sse);
+  const at::Tensor r = residual(partial, x, p.b_dec, peers, stats.sse, stats.square_buffer);
   const at::Tensor g_rec = r * (2.0 * inv_L);
   Slots aux;
   at::Tensor g_aux;

@@ -120,19 +120,20 @@ at::Tensor baddbmm(const SaeSpec& spec, const at::Tensor& bias, const at::Tensor
 
 void add_sum(at::Tensor& acc, const at::Tensor& per_seed) { acc.add_(per_seed.to(at::kDouble)); }
 
-at::Tensor residual(at::Tensor partial, const at::Tensor& x, const at::Tensor& b_dec, const LatentPeers& peers,
-                    at::Tensor& sse) {
-  peers.sum(partial);
-  at::Tensor r = partial + b_dec.unsqueeze(1) - x.unsqueeze(0);
-  add_sum(sse, r.to(at::kDouble).pow(2).sum({1, 2}));
-  return r;
-}
-
 at::Tensor& kept(at::Tensor& buffer, at::IntArrayRef shape, const at::TensorOptions& options) {
   if (!buffer.defined() || buffer.device() != options.device() || buffer.scalar_type() != options.dtype())
     buffer = at::empty({0}, options);
   buffer.resize_(shape);
   return buffer;
+}
+
+at::Tensor residual(at::Tensor partial, const at::Tensor& x, const at::Tensor& b_dec, const LatentPeers& peers,
+                    at::Tensor& sse, at::Tensor& square) {
+  peers.sum(partial);
+  partial.add_(b_dec.unsqueeze(1)).sub_(x.unsqueeze(0));  // the kernels of partial + b_dec − x, so the same bits
+  at::Tensor& sq = kept(square, partial.sizes(), partial.options().dtype(at::kDouble)).copy_(partial);
+  add_sum(sse, sq.mul_(sq).sum({1, 2}));  // x·x: the kernel of pow(x, 2)
+  return partial;
 }
 
 }  // namespace detail
@@ -559,12 +560,7 @@ void sparse_forward_backward(const SaeSpec& spec, const SaeStack& p, const at::T
     for (int64_t i : codes[s].latent) ++fires[s * n + i];  // sparsify: every top-k slot fired
     active[s] += std::count_if(codes[s].value.begin(), codes[s].value.end(), [](float v) { return v > 0; });
   }
-  // residual()'s arithmetic in the kept buffers (the same kernels, so the same bits): r in place of the
-  // partial sums, its float64 square, and the gradient 2r/L.
-  peers.sum(partial);
-  const at::Tensor r = partial.add_(p.b_dec.unsqueeze(1)).sub_(x.unsqueeze(0));
-  at::Tensor& square = detail::kept(stats.square_buffer, {S, B, d}, x.options().dtype(at::kDouble)).copy_(r);
-  add_sum(stats.sse, square.mul_(square).sum({1, 2}));
+  const at::Tensor r = residual(partial, x, p.b_dec, peers, stats.sse, stats.square_buffer);
   const at::Tensor g_rec = detail::kept(stats.gradient_buffer, {S, B, d}, x.options().dtype(at::kFloat)).copy_(r).mul_(2.0 * inv_L);
   std::vector<Codes> aux(static_cast<size_t>(S));
   at::Tensor g_aux;
@@ -615,7 +611,7 @@ void dense_forward_backward(const SaeSpec& spec, const SaeStack& p, const at::Te
     case Architecture::kRelu: {
       const at::Tensor z = detail::baddbmm(spec, p.b_enc.unsqueeze(1), x_in, p.W_enc.transpose(1, 2)).relu_();
       count_dense_fires(z, stats);
-      g_rec = residual(detail::bmm(spec, z, p.W_dec), x, p.b_dec, peers, stats.sse) * (2.0 * inv_L);
+      g_rec = residual(detail::bmm(spec, z, p.W_dec), x, p.b_dec, peers, stats.sse, stats.square_buffer) * (2.0 * inv_L);
       add_sum(stats.sparsity, (z * dec_norm.unsqueeze(1)).sum({1, 2}));
       const at::Tensor dpre = (detail::bmm(spec, g_rec, W_dec_t) + lam * dec_norm.unsqueeze(1)) * z.gt(0);
       g.W_dec.add_(detail::bmm(spec, z.transpose(1, 2), g_rec) + lam * z.sum(1).unsqueeze(2) * unit_dec);
@@ -629,7 +625,7 @@ void dense_forward_backward(const SaeSpec& spec, const SaeStack& p, const at::Te
       const at::Tensor mask = post.gt(theta.unsqueeze(1)).to(at::kFloat);
       const at::Tensor z = post * mask;
       count_dense_fires(z, stats);
-      g_rec = residual(detail::bmm(spec, z, p.W_dec), x, p.b_dec, peers, stats.sse) * (2.0 * inv_L);
+      g_rec = residual(detail::bmm(spec, z, p.W_dec), x, p.b_dec, peers, stats.sse, stats.square_buffer) * (2.0 * inv_L);
       add_sum(stats.sparsity, mask.sum({1, 2}));
       const at::Tensor dz = detail::bmm(spec, g_rec, W_dec_t);
       const at::Tensor u = (post - theta.unsqueeze(1)) / spec.bandwidth;
@@ -650,10 +646,10 @@ void dense_forward_backward(const SaeSpec& spec, const SaeStack& p, const at::Te
       const at::Tensor z = gate * pi_mag.relu();
       const at::Tensor rg = pi_gate.relu();
       count_dense_fires(z, stats);
-      g_rec = residual(detail::bmm(spec, z, p.W_dec), x, p.b_dec, peers, stats.sse) * (2.0 * inv_L);
+      g_rec = residual(detail::bmm(spec, z, p.W_dec), x, p.b_dec, peers, stats.sse, stats.square_buffer) * (2.0 * inv_L);
       add_sum(stats.sparsity, (rg * dec_norm.unsqueeze(1)).sum({1, 2}));
       // Auxiliary loss: relu(π_gate) through a frozen copy of the decoder (W_dec and b_dec detached).
-      const at::Tensor g_aux = residual(detail::bmm(spec, rg, p.W_dec), x, p.b_dec, peers, stats.aux_sse) * (2.0 * inv_L);
+      const at::Tensor g_aux = residual(detail::bmm(spec, rg, p.W_dec), x, p.b_dec, peers, stats.aux_sse, stats.square_buffer) * (2.0 * inv_L);
       const at::Tensor d_mag = detail::bmm(spec, g_rec, W_dec_t) * gate * pi_mag.gt(0);
       const at::Tensor d_gate = (lam * dec_norm.unsqueeze(1) + detail::bmm(spec, g_aux, W_dec_t)) * gate;
       g.b_mag.add_(d_mag.sum(1));

@@ -119,8 +119,9 @@ struct StepStats {
   at::Tensor active;                  // (S) int64: non-zero codes on this rank's latents
   at::Tensor fires;                   // (S, n_local) int64: tokens each latent fired on
   at::Tensor min_kept;                // (S) float64: batchtopk's smallest kept activation (+inf if none)
-  // Not statistics: the fast top-k step's (S, B, n) encoder output and its (S, B, d) x − b_dec, residual,
-  // residual gradient and float64 square, kept from step to step (clear() leaves them) so that their
+  // Not statistics: the fast top-k step's (S, B, n) encoder output and its (S, B, d) x − b_dec, residual
+  // and residual gradient, and every step's float64 squared residual (detail::residual), kept from step
+  // to step (clear() leaves them) so that their
   // pages are not mapped and faulted in afresh each step: 1 GiB per rank at B 4,096 × n_local 65,536;
   // the (S, B, d) ones reach glibc's largest mmap threshold (32 MiB) at 4 seeds × 4,096 × 512.
   at::Tensor encoder_buffer, input_buffer, residual_buffer, gradient_buffer, square_buffer;

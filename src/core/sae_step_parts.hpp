@@ -21,9 +21,10 @@ at::Tensor baddbmm(const SaeSpec& spec, const at::Tensor& bias, const at::Tensor
 // acc (S) float64 += per_seed.
 void add_sum(at::Tensor& acc, const at::Tensor& per_seed);
 
-// Sums the shards' partial reconstructions, adds b_dec and returns x̂ − x (S, B, d); adds Σ‖x − x̂‖² to `sse`.
+// Sums the shards' partial reconstructions, adds b_dec and returns x̂ − x (S, B, d), made in place of
+// `partial`; adds Σ‖x − x̂‖² to `sse`, the float64 squares in the kept buffer `square` (StepStats).
 at::Tensor residual(at::Tensor partial, const at::Tensor& x, const at::Tensor& b_dec, const LatentPeers& peers,
-                    at::Tensor& sse);
+                    at::Tensor& sse, at::Tensor& square);
 // `buffer` resized to `shape` (contents undefined), its memory kept from call to call; made afresh when
 // undefined or of another device or dtype than `options`.
 at::Tensor& kept(at::Tensor& buffer, at::IntArrayRef shape, const at::TensorOptions& options);
