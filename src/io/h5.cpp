@@ -262,27 +262,26 @@ void File::transfer_rows(const std::string& name, core::Range rows, int64_t mem_
   }
   Handle dxpl(UNIVERSAE_H5_CHECK(H5Pcreate(H5P_DATASET_XFER), "H5Pcreate"));
   UNIVERSAE_H5_CHECK(H5Pset_dxpl_mpio(dxpl.id(), H5FD_MPIO_COLLECTIVE), "H5Pset_dxpl_mpio");
+  const herr_t rc = write ? H5Dwrite(ds.id(), mem_type, mem_space.id(), file_space.id(), dxpl.id(), data)
+                          : H5Dread(ds.id(), mem_type, mem_space.id(), file_space.id(), dxpl.id(), data);
+  // Every rank throws if any failed: a transfer can fail on one rank only (rank 0 writing rows the others
+  // have none of, on a disk that filled up), and that rank alone unwinding into the file's collective
+  // close while the others went on to the next collective transfer hung both for good (e2e_faults).
+  parallel::agree_on_failure(comm_, rc < 0 ? transfer_failure(name, write) : std::string());
+}
+
+std::string File::transfer_failure(const std::string& name, bool write) const {
+  const std::string stack = h5_error_stack();
+  std::string hint;
   if (write) {
-    std::string error;
-    if (H5Dwrite(ds.id(), mem_type, mem_space.id(), file_space.id(), dxpl.id(), data) < 0) {
-      // The usual cause on a cluster is a full disk or quota; say so rather than only "write failed".
-      const std::string stack = h5_error_stack();
-      const double free = free_bytes(std::filesystem::path(path_).parent_path().string());
-      std::string hint;
-      if (free >= 0 && free < 64e6)
-        hint = fmt::format("; the file system holding it is full ({:.3g} MB free): make room and run the same command "
-                           "again (extraction and training resume from their last save)", free * 1e-6);
-      error = "HDF5: " + path_ + ": write " + name + " failed: " + stack + hint + " (rank " + std::to_string(log::rank()) +
-              " on " + parallel::Comm::host_name() + ")";
-    }
-    // Every rank throws if any failed: a write can fail on one rank only (rank 0 writing rows the others
-    // have none of, on a disk that filled up), and that rank alone unwinding into the file's collective
-    // close while the others went on to the next collective write hung both for good (e2e_faults).
-    parallel::agree_on_failure(comm_, error);
-  } else {
-    UNIVERSAE_H5_CHECK(H5Dread(ds.id(), mem_type, mem_space.id(), file_space.id(), dxpl.id(), data),
-                       path_ + ": read " + name);
+    // The usual cause on a cluster is a full disk or quota; say so rather than only "write failed".
+    const double free = free_bytes(std::filesystem::path(path_).parent_path().string());
+    if (free >= 0 && free < 64e6)
+      hint = fmt::format("; the file system holding it is full ({:.3g} MB free): make room and run the same command "
+                         "again (extraction and training resume from their last save)", free * 1e-6);
   }
+  return "HDF5: " + path_ + ": " + (write ? "write " : "read ") + name + " failed: " + stack + hint + " (rank " +
+         std::to_string(log::rank()) + " on " + parallel::Comm::host_name() + ")";
 }
 
 void File::write_rows(const std::string& n, core::Range r, const float* d) {

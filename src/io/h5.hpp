@@ -109,6 +109,8 @@ class File {
   File(const parallel::Comm& comm, std::string path, int64_t id) : comm_(comm), path_(std::move(path)), id_(id) {}
   static File open_existing(const parallel::Comm& comm, const std::string& path, bool writable);
   void transfer_rows(const std::string& name, core::Range rows, int64_t mem_type, void* data, bool write) const;
+  // This rank's message for a failed transfer of dataset `name` (HDF5's reason, a full-disk hint for a write).
+  std::string transfer_failure(const std::string& name, bool write) const;
   parallel::Comm comm_;
   std::string path_;
   int64_t id_ = -1;  // the HDF5 file id (hid_t is int64_t since HDF5 1.10; h5.cpp checks), closed by close()

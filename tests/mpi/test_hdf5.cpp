@@ -1,7 +1,12 @@
 // The collective HDF5 pattern: uneven row blocks written by each rank, read back everywhere.
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+
+#include <csignal>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "core/error.hpp"
 #include "io/h5.hpp"
@@ -79,4 +84,47 @@ TEST(Hdf5, PublishRenamesOnlyOnCommit) {
   }
   EXPECT_TRUE(std::filesystem::exists(path));
   EXPECT_FALSE(std::filesystem::exists(path + ".partial"));
+}
+
+// A write that fails on one rank only, as rank 0's write of rows the others have none of on a disk that
+// filled up (e2e_faults once hung there: rank 0 unwound into the file's collective close while rank 1 was
+// in the next collective write). Rank 0 gets a file size limit (RLIMIT_FSIZE: its write fails with EFBIG)
+// and every rank must throw InternalError with rank 0's message, then close the file together.
+TEST(Hdf5, AWriteThatFailsOnOneRankThrowsOnEveryRank) {
+  const auto comm = parallel::Environment::world();
+  // At 2 ranks the MPI-IO layer (OpenMPI's OMPIO here) writes rank 0's rows from rank 0; at 3 it aggregates
+  // them on another rank, whose write does not fail, so the test would check nothing there.
+  if (comm.size() != 2) GTEST_SKIP() << "needs 2 ranks: a failure on one rank of two";
+  const std::string path = shared_temp(comm, "one_rank_fails");
+  const int64_t n = 1 << 18, cols = 8;  // 8 MiB of rows, all rank 0's
+  const core::Range mine = comm.rank() == 0 ? core::Range{0, n} : core::Range{n, n};
+  const std::vector<float> rows(static_cast<size_t>(mine.size() * cols), 1.0f);
+  std::string message;
+  {
+    io::File f = io::File::create(comm, path);
+    f.create_dataset("/rows", io::DType::kFloat32, {n, cols});
+    comm.barrier();
+    rlimit saved{};
+    ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &saved), 0);
+    void (*saved_handler)(int) = SIG_DFL;
+    if (comm.rank() == 0) {
+      saved_handler = std::signal(SIGXFSZ, SIG_IGN);  // the write fails with EFBIG instead of killing the rank
+      rlimit small = saved;
+      small.rlim_cur = 64 << 10;
+      ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+    }
+    try {
+      f.write_rows("/rows", mine, rows.data());
+    } catch (const InternalError& e) {
+      message = e.what();
+    }
+    if (comm.rank() == 0) {
+      ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &saved), 0);
+      std::signal(SIGXFSZ, saved_handler);
+    }
+  }  // the collective close: reached by every rank, or the test hangs (ctest's timeout)
+  EXPECT_NE(message.find("write /rows failed"), std::string::npos) << "rank " << comm.rank() << ": " << message;
+  EXPECT_NE(message.find("(rank 0 on "), std::string::npos) << message;
+  comm.barrier();
+  if (comm.is_root()) std::filesystem::remove(path);
 }
