@@ -12,6 +12,7 @@
 
 #include "core/error.hpp"
 #include "io/activation_store.hpp"
+#include "lm/attention.hpp"
 #include "lm/checkpoint.hpp"
 
 namespace universae::lm {
@@ -102,30 +103,6 @@ at::Tensor rotate(const at::Tensor& x, const Rope& r, const ModelConfig& c) {
     rotated = at::cat({x0 * r.cos - x1 * r.sin, x1 * r.cos + x0 * r.sin}, -1);
   }
   return rot == hs ? rotated : at::cat({rotated, x.narrow(2, rot, hs - rot)}, -1);
-}
-
-// Causal self-attention one sequence at a time ([heads, n, n] scores, softmax in float32): q, k, v
-// [T, heads, hs]. `masked` [longest, longest]: true where a query may not see a key.
-at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const std::vector<int64_t>& lengths,
-                            const at::Tensor& masked, double scale) {
-  at::Tensor attended = at::empty(q.sizes(), q.options());
-  for (int64_t s = 0, o = 0; s < static_cast<int64_t>(lengths.size()); o += lengths[static_cast<size_t>(s)], ++s) {
-    const int64_t n = lengths[static_cast<size_t>(s)];
-    const at::Tensor qs = q.narrow(0, o, n).transpose(0, 1), ks = k.narrow(0, o, n).permute({1, 2, 0});
-    const at::Tensor scores = at::matmul(qs, ks).mul_(scale).masked_fill_(masked.narrow(0, 0, n).narrow(1, 0, n),
-                                                                        -std::numeric_limits<float>::infinity());
-    const at::Tensor p = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
-    attended.narrow(0, o, n).copy_(at::matmul(p, v.narrow(0, o, n).transpose(0, 1)).transpose(0, 1));
-  }
-  return attended;
-}
-
-// The mask: a key after the query, or (sliding window) window or more positions before it.
-at::Tensor attention_mask(int64_t longest, int64_t window, at::Device device) {
-  const auto options = at::TensorOptions(device).dtype(at::kBool);
-  at::Tensor masked = at::ones({longest, longest}, options).triu(1);
-  if (window > 0 && window < longest) masked.logical_or_(at::ones({longest, longest}, options).tril(-window));
-  return masked;
 }
 
 }  // namespace
@@ -244,7 +221,7 @@ class Pass {
   }
 
   at::Tensor attention(const Block& b, const at::Tensor& a) {
-    const int64_t hs = c_.head_dim, kv_mul = c_.n_heads / c_.n_kv_heads;
+    const int64_t hs = c_.head_dim;
     at::Tensor q, k, v;
     if (b.qkv.weight.defined()) {  // GPT-NeoX: per head [q, k, v]
       const at::Tensor qkv = linear(a, b.qkv).view({T_, c_.n_heads, 3 * hs});
@@ -255,8 +232,7 @@ class Pass {
       v = linear(a, b.v).view({T_, c_.n_kv_heads, hs});
     }
     q = rotate(q, rope_, c_), k = rotate(k, rope_, c_);
-    if (kv_mul > 1) k = k.repeat_interleave(kv_mul, 1), v = v.repeat_interleave(kv_mul, 1);  // query head j reads kv head j / kv_mul
-    const at::Tensor attended = causal_attention(q, k, v, *lengths_, masked_, 1.0 / std::sqrt(static_cast<double>(hs)));
+    const at::Tensor attended = causal_attention(q, k, v, *lengths_, c_.sliding_window, masked_);
     return linear(attended.reshape({T_, c_.n_heads * hs}), b.o);
   }
 

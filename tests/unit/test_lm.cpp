@@ -1,7 +1,15 @@
 // lm/: the tokenizer (round trips, byte fallback), document splitting, hookpoint names, the extraction plan.
 #include <gtest/gtest.h>
 
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+
 #include "core/error.hpp"
+#include "lm/attention.hpp"
 #include "lm/documents.hpp"
 #include "lm/extract_plan.hpp"
 #include "lm/extract_stage.hpp"
@@ -12,6 +20,83 @@ namespace universae::lm {
 namespace {
 
 const char* kTokenizer = "../shared/data/tok512.bin";  // tests run from the source directory
+
+int64_t ulps_apart(float a, float b) {
+  int32_t ia = 0, ib = 0;
+  std::memcpy(&ia, &a, sizeof a);
+  std::memcpy(&ib, &b, sizeof b);
+  return std::abs(static_cast<int64_t>(ia) - static_cast<int64_t>(ib));  // both positive here
+}
+
+TEST(Attention, ExpIsWithinTwoUlpOfStdExp) {
+  EXPECT_EQ(exp_nonpositive(0.0f), 1.0f);
+  std::vector<float> x(2000001);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = -87.0f * static_cast<float>(i) / 2000000.0f;
+  x.insert(x.end(), {-87.001f, -100.0f, -1e30f, -std::numeric_limits<float>::infinity(), -0.0f,
+                     std::numeric_limits<float>::quiet_NaN(), -1e-30f});
+  std::vector<float> vector = x;
+  exp_nonpositive(vector.data(), static_cast<int64_t>(vector.size()));  // 4 at a time, the last 3 one by one
+  int64_t worst = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float scalar = exp_nonpositive(x[i]);
+    if (std::isnan(x[i])) {
+      EXPECT_TRUE(std::isnan(scalar) && std::isnan(vector[i]));
+      continue;
+    }
+    EXPECT_EQ(ulps_apart(scalar, vector[i]), 0) << x[i];  // the vector loop gives the scalar's bits
+    if (x[i] < -87.0f) {
+      EXPECT_EQ(scalar, 0.0f) << x[i];  // a masked key (−inf) weighs exactly nothing
+      continue;
+    }
+    worst = std::max(worst, ulps_apart(scalar, static_cast<float>(std::exp(static_cast<double>(x[i])))));
+  }
+  EXPECT_LE(worst, 2);
+}
+
+// Both kernels against ATen's ops in float64 written out here, one sequence at a time, with their own
+// masks: scores, the causal (and sliding-window) mask, softmax, the weighted sum. The bar is what the
+// same ops give in float32: the fused kernel may round differently, not worse.
+TEST(Attention, FusedAndAtenKernelsMatchFloat64) {
+  struct Case {
+    int64_t heads, kv_heads, hs, window;
+    std::vector<int64_t> lengths;
+  };
+  for (const Case& c : {Case{8, 8, 8, 0, {1, 5, 37, 90}}, Case{4, 2, 64, 16, {3, 70}}, Case{6, 3, 20, 0, {129, 2}},
+                        Case{2, 1, 8, 1, {9}}, Case{4, 4, 16, 3, {17, 8, 1}}}) {
+    int64_t T = 0, longest = 0;
+    for (int64_t n : c.lengths) T += n, longest = std::max(longest, n);
+    at::manual_seed(7);
+    const at::Tensor q = at::randn({T, c.heads, c.hs}) * 2.0, k = at::randn({T, c.kv_heads, c.hs}) * 2.0,
+                     v = at::randn({T, c.kv_heads, c.hs});
+    const double scale = 1.0 / std::sqrt(static_cast<double>(c.hs));
+    const auto written_out = [&](at::ScalarType type) {
+      const at::Tensor kk = k.to(type).repeat_interleave(c.heads / c.kv_heads, 1),
+                       vv = v.to(type).repeat_interleave(c.heads / c.kv_heads, 1), qq = q.to(type);
+      at::Tensor out = at::empty(q.sizes(), q.options().dtype(type));
+      for (int64_t s = 0, o = 0; s < static_cast<int64_t>(c.lengths.size()); o += c.lengths[static_cast<size_t>(s)], ++s) {
+        const int64_t n = c.lengths[static_cast<size_t>(s)];
+        at::Tensor masked = at::ones({n, n}, at::kBool).triu(1);
+        if (c.window > 0) masked.logical_or_(at::ones({n, n}, at::kBool).tril(-c.window));
+        const at::Tensor scores = at::matmul(qq.narrow(0, o, n).transpose(0, 1), kk.narrow(0, o, n).permute({1, 2, 0}))
+                                      .mul_(scale)
+                                      .masked_fill_(masked, -std::numeric_limits<double>::infinity());
+        out.narrow(0, o, n).copy_(at::matmul(at::softmax(scores, -1), vv.narrow(0, o, n).transpose(0, 1)).transpose(0, 1));
+      }
+      return out;
+    };
+    const at::Tensor want = written_out(at::kDouble);
+    const auto error = [&](const at::Tensor& got) { return (got.to(at::kDouble) - want).abs().max().item<double>(); };
+    const at::Tensor mask = attention_mask(longest, c.window, at::kCPU);
+    const double fused = error(causal_attention(q, k, v, c.lengths, c.window, mask, AttentionKernel::kFused));
+    const double aten = error(causal_attention(q, k, v, c.lengths, c.window, mask, AttentionKernel::kAten));
+    const double bar = error(written_out(at::kFloat));
+    const std::string what = "heads " + std::to_string(c.heads) + "/" + std::to_string(c.kv_heads) + ", head dim " +
+                             std::to_string(c.hs) + ", window " + std::to_string(c.window);
+    EXPECT_LE(fused, 2.0 * bar + 1e-7) << what << ": float32 ops are " << bar << " from float64";
+    EXPECT_LE(aten, 2.0 * bar + 1e-7) << what << ": float32 ops are " << bar << " from float64";
+    std::printf("%s: fused %.2e, ATen kernel %.2e, float32 ops %.2e from float64\n", what.c_str(), fused, aten, bar);
+  }
+}
 
 TEST(Tokenizer, RoundTripsTextIncludingBytesOutsideTheVocabulary) {
   const Tokenizer tok(kTokenizer, 512);
