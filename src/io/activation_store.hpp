@@ -126,6 +126,10 @@ class ActivationStoreWriter {
   void write_rows(size_t hook, core::Range rows, const float* values);
   // Collective: batch `batch`'s summed loss (only ranks with `has_batch` contribute a value).
   void write_batch_nll(int64_t batch, bool has_batch, double nll);
+  // Asks the kernel to start writing what this node has written so far to disk, without waiting
+  // (sync_file_range; nothing where the file system does not support it): the fsync of the next
+  // checkpoint() then finds little left to write.
+  void start_writeback();
   // Collective: every batch before `done` is in the file (a resumable point). Records whether every
   // value written so far is finite (root attribute activations_finite; warns at the first that is not).
   void checkpoint(int64_t done);
@@ -140,6 +144,7 @@ class ActivationStoreWriter {
   int64_t n_batches_ = 0;
   Pending pending_;
   std::unique_ptr<File> file_;
+  int writeback_fd_ = -1;  // the partial file, read-only, for start_writeback
   int64_t done_ = 0;
   std::vector<uint16_t> half_;
   bool finite_ = true;                // every value written so far (every rank's, after checkpoint())
