@@ -139,6 +139,32 @@ TEST(GeometricMedian, CollinearPointsGiveTheOneDimensionalMedian) {
   EXPECT_NEAR(core::mean_point(pts.data(), 5, 2)[0], 21.2, 1e-12);
 }
 
+// offer_block skips 8 entries at a time that beat neither bound: the lists must be exactly those of
+// offering every entry one by one (ties, a NaN and column counts that are not multiples of 8 included).
+TEST(TopK, BlockScanSkipsOnlyWhatNoListTakes) {
+  const int64_t na = 40, nb = 3003, k = 16;
+  at::manual_seed(116);
+  at::Tensor s = at::rand({na, nb}, at::kDouble).to(at::kFloat);
+  s.narrow(1, 1000, 8).fill_(0.999f);  // ties across rows and columns, inside one 8-entry block
+  s[3][2000] = std::numeric_limits<float>::quiet_NaN();
+  s[7].narrow(0, 500, 3).fill_(2.0f);  // late winners for one row
+  const float* v = s.data_ptr<float>();
+  for (int64_t tile_cols : {int64_t{8}, int64_t{13}, int64_t{1024}, nb}) {
+    core::TopKLists rows(na, k), cols(nb, k), rows_ref(na, k), cols_ref(nb, k);
+    for (int64_t c0 = 0; c0 < nb; c0 += tile_cols) {
+      const int64_t tc = std::min(tile_cols, nb - c0);
+      const at::Tensor block = s.narrow(1, c0, tc).contiguous();
+      core::offer_block(block.data_ptr<float>(), na, tc, 0, 0, c0, rows, cols);
+      for (int64_t r = 0; r < na; ++r)
+        for (int64_t c = c0; c < c0 + tc; ++c) rows_ref.offer(r, v[r * nb + c], c), cols_ref.offer(c, v[r * nb + c], r);
+    }
+    EXPECT_EQ(rows.all_values(), rows_ref.all_values()) << tile_cols;
+    EXPECT_EQ(rows.all_indices(), rows_ref.all_indices()) << tile_cols;
+    EXPECT_EQ(cols.all_values(), cols_ref.all_values()) << tile_cols;
+    EXPECT_EQ(cols.all_indices(), cols_ref.all_indices()) << tile_cols;
+  }
+}
+
 TEST(TopK, BlockScanMatchesBruteForceWithLowestIndexTies) {
   const int64_t na = 23, nb = 17, d = 5;
   at::manual_seed(115);  // the same inputs whichever tests ran before (a failure reproduces alone)
