@@ -23,11 +23,14 @@ namespace universae::lm {
 // degree-7 polynomial, 2^n put in the exponent bits. Below −87 (e^x near the smallest normal float) it
 // gives 0, so a key masked with −inf weighs exactly nothing. n comes from a truncating conversion
 // (baseline x86-64 has no vector floor): for x ≤ 0, trunc(x·log2e − 0.5) rounds to nearest.
+// The vector version (exp_nonpositive4) is the one the kernel runs; this one does its remainders.
 float exp_nonpositive(float x) {
-  const float clamped = std::max(x, -87.0f);
-  const int32_t n = static_cast<int32_t>(clamped * 1.44269504088896341f - 0.5f);
+  // Below the range 0 (−inf included), NaN stays NaN: converting NaN to int below would be undefined
+  // (UBSan caught it in the unit test's NaN case; the SSE conversion is defined and gives INT_MIN).
+  if (!(x >= -87.0f)) return x < -87.0f ? 0.0f : x;
+  const int32_t n = static_cast<int32_t>(x * 1.44269504088896341f - 0.5f);
   const float fn = static_cast<float>(n);
-  float r = clamped - fn * 0.693359375f;
+  float r = x - fn * 0.693359375f;
   r -= fn * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -36,8 +39,7 @@ float exp_nonpositive(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const float two_n = __builtin_bit_cast(float, (n + 127) << 23);  // memcpy here kept the loops scalar
-  return x < -87.0f ? 0.0f : p * two_n;
+  return p * __builtin_bit_cast(float, (n + 127) << 23);  // p · 2^n
 }
 
 namespace {

@@ -45,7 +45,7 @@ void causal_attention_f32(const float* q, const float* k, const float* v, float*
                           const std::vector<int64_t>& lengths);
 
 // e^x for x ≤ 0 in float32: within 2 ulp of std::exp for x ≥ −87, 0 below (−inf included), NaN for NaN;
-// written so that a loop of it vectorises. Exposed for its unit test.
+// exp_nonpositive(float*, n) is the vectorised form with the same bits. Exposed for its unit test.
 float exp_nonpositive(float x);
 // x[j] = exp_nonpositive(x[j]) for j < n, 4 at a time where SSE2 is there: the same bits.
 void exp_nonpositive(float* x, int64_t n);
