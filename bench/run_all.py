@@ -19,6 +19,7 @@ anything else. Sizes (--quick: the bracketed ones, a 3-minute smoke test whose r
   correlation     bench_correlation.py --n 8192 --tokens 100000                  [--n 2048 --tokens 20000 --dense-tokens 1000]
   cross_model     bench_cross_model.py --n 4096 --tokens 50000 --repeats 3       [--n 2048 --tokens 20000 --repeats 1]
   sae_evaluation  bench_sae_evaluation.py --tokens 32768 --n 512 --k 8           [--tokens 8192 --repeats 1]
+  attention       build/bench/bench_attention 4096 5                             [2048 2]
   extract         bench_extract.py --documents 1500                              [200]
   extract_hf      bench_extract_hf.py speed --documents 300                      [100]
 
@@ -126,6 +127,17 @@ def parse_sae_evaluation(out):
             row("clean + spliced + ablated", fig("one_sae_total_over_clean"), "clean forward with loss")], r
 
 
+def parse_attention(out):
+    shapes = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    small = next(r for r in shapes if r["head_dim"] == 8 and r["length"] < 128)
+    # Informational: which shapes the automatic choice (fused up to kFusedMaxHeadDim) got wrong in this run.
+    wrong = [f"{r['heads']}x{r['head_dim']}" for r in shapes if (r["auto"] == "fused") != (r["aten_over_fused"] > 1)]
+    return [row(f"fused CPU attention, {small['heads']} heads x {small['head_dim']} dims, {small['length']}-token sequences, 1 thread",
+                f"{small['aten_over_fused']:.2f}x ({small['fused_s'] * 1e3:.1f} ms)", f"ATen per-sequence ops ({small['aten_s'] * 1e3:.1f} ms)"),
+            row("automatic choice slower than the other kernel", ", ".join(wrong) or "in no shape",
+                f"{len(shapes)} shapes, head dims 8-128")], dict(shapes=shapes)
+
+
 def parse_extract(out):
     runs = {}  # "ranks x hookpoints" -> figures
     for m in re.finditer(r"^\s*(\d)\s+(\d+)\s+(True|False)\s+(\d+)\s+(\d+)\s+([\d.]+)%\s+([\d.]+)%\s+([\d.]+)%", out, re.M):
@@ -170,6 +182,7 @@ def benchmarks(a):
                                                          ["--n", "4096", "--tokens", "50000", "--repeats", "3"])), 1, parse_cross_model),
         "sae_evaluation": (script("bench_sae_evaluation.py", "--tokens", "8192" if q else "32768", "--n", "512", "--k", "8",
                                   "--repeats", "1" if q else "3"), 1, parse_sae_evaluation),
+        "attention": ([os.path.join(bench_bin, "bench_attention"), *(["2048", "2"] if q else ["4096", "5"])], 1, parse_attention),
         "extract": (script("bench_extract.py", "--documents", "200" if q else "1500"), 1, parse_extract),
         "extract_hf": (script("bench_extract_hf.py", "speed", "--documents", "100" if q else "300"), 1, parse_extract_hf),
     }
