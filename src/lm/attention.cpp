@@ -199,8 +199,20 @@ void causal_attention_f32(const float* q, const float* k, const float* v, float*
 
 namespace {
 
-at::Tensor aten_attention(const at::Tensor& q, at::Tensor k, at::Tensor v, const std::vector<int64_t>& lengths,
-                          const at::Tensor& masked, double scale) {
+// [longest, longest], true where a query may not see a key: a key after it, or (window > 0) window or
+// more positions before it.
+at::Tensor attention_mask(int64_t longest, int64_t window, at::Device device) {
+  const auto options = at::TensorOptions(device).dtype(at::kBool);
+  at::Tensor masked = at::ones({longest, longest}, options).triu(1);
+  if (window > 0 && window < longest) masked.logical_or_(at::ones({longest, longest}, options).tril(-window));
+  return masked;
+}
+
+at::Tensor aten_attention(const at::Tensor& q, at::Tensor k, at::Tensor v, const std::vector<int64_t>& lengths, int64_t window,
+                          double scale) {
+  // Made per call (per layer), from the window alone: a bool [longest, longest], small beside the
+  // [heads, n, n] scores it masks.
+  const at::Tensor masked = attention_mask(*std::max_element(lengths.begin(), lengths.end()), window, q.device());
   const int64_t group = q.size(1) / k.size(1);
   if (group > 1) k = k.repeat_interleave(group, 1), v = v.repeat_interleave(group, 1);
   at::Tensor attended = at::empty(q.sizes(), q.options());
@@ -218,25 +230,18 @@ at::Tensor aten_attention(const at::Tensor& q, at::Tensor k, at::Tensor v, const
 }  // namespace
 
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const std::vector<int64_t>& lengths,
-                            int64_t window, const at::Tensor& masked, AttentionKernel kernel) {
+                            int64_t window, AttentionKernel kernel) {
   const int64_t hs = q.size(2);
   const double scale = 1.0 / std::sqrt(static_cast<double>(hs));
   const bool fusable = q.device().is_cpu() && q.scalar_type() == at::kFloat;
   if (kernel == AttentionKernel::kAuto) kernel = fusable && hs <= kFusedMaxHeadDim ? AttentionKernel::kFused : AttentionKernel::kAten;
-  if (kernel == AttentionKernel::kAten) return aten_attention(q, k, v, lengths, masked, scale);
+  if (kernel == AttentionKernel::kAten) return aten_attention(q, k, v, lengths, window, scale);
   if (!fusable) throw InternalError("causal_attention: the fused kernel runs on the CPU in float32");
   const at::Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
   at::Tensor attended = at::empty(q.sizes(), q.options());
   causal_attention_f32(qc.data_ptr<float>(), kc.data_ptr<float>(), vc.data_ptr<float>(), attended.data_ptr<float>(),
                        {q.size(1), k.size(1), hs, window, static_cast<float>(scale)}, lengths);
   return attended;
-}
-
-at::Tensor attention_mask(int64_t longest, int64_t window, at::Device device) {
-  const auto options = at::TensorOptions(device).dtype(at::kBool);
-  at::Tensor masked = at::ones({longest, longest}, options).triu(1);
-  if (window > 0 && window < longest) masked.logical_or_(at::ones({longest, longest}, options).tril(-window));
-  return masked;
 }
 
 }  // namespace universae::lm

@@ -21,14 +21,10 @@ enum class AttentionKernel {
 constexpr int64_t kFusedMaxHeadDim = 16;
 
 // Causal self-attention of the packed sequences of `lengths`: q [T, heads, hs], k and v [T, kv_heads, hs]
-// (query head h reads kv head h / (heads / kv_heads)) → [T, heads, hs], scores scaled by 1/√hs.
-// `masked` is attention_mask(longest sequence, window, device), made once per batch for ATen's path.
+// (query head h reads kv head h / (heads / kv_heads)) → [T, heads, hs], scores scaled by 1/√hs; with
+// window > 0 a query sees only the keys fewer than `window` positions before it.
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const std::vector<int64_t>& lengths,
-                            int64_t window, const at::Tensor& masked, AttentionKernel kernel = AttentionKernel::kAuto);
-
-// [longest, longest], true where a query may not see a key: a key after it, or (window > 0) window or
-// more positions before it.
-at::Tensor attention_mask(int64_t longest, int64_t window, at::Device device);
+                            int64_t window, AttentionKernel kernel = AttentionKernel::kAuto);
 
 struct AttentionShape {
   int64_t heads = 0;     // query heads

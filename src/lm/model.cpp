@@ -179,7 +179,6 @@ class Pass {
     T_ = T;
     lengths_ = &lengths;
     rope_ = rope_tables(c_, position, longest, compute_, device_);
-    masked_ = attention_mask(longest, c_.sliding_window, device_);
   }
 
   at::Tensor embed(std::vector<int64_t>& ids) const {
@@ -232,7 +231,7 @@ class Pass {
       v = linear(a, b.v).view({T_, c_.n_kv_heads, hs});
     }
     q = rotate(q, rope_, c_), k = rotate(k, rope_, c_);
-    const at::Tensor attended = causal_attention(q, k, v, *lengths_, c_.sliding_window, masked_);
+    const at::Tensor attended = causal_attention(q, k, v, *lengths_, c_.sliding_window);
     return linear(attended.reshape({T_, c_.n_heads * hs}), b.o);
   }
 
@@ -260,7 +259,6 @@ class Pass {
   int64_t T_ = 0;
   const std::vector<int64_t>* lengths_ = nullptr;
   Rope rope_;
-  at::Tensor masked_;
   at::ScalarType compute_;  // the norms are held in the compute type
   at::Device device_;       // the weights
   const Splice* splice_ = nullptr;
