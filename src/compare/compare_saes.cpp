@@ -147,7 +147,7 @@ std::vector<PairMatching> compare_pairs(const parallel::Comm& comm, const config
     }
     results.add_pair(in.names[i], in.names[j], j >= in.n_main);
     PairContext ctx(comm, cfg, results.file(), group, in.headers, i, j, activations);
-    ctx.scan = {plan.device, plan.generic(), cfg.compare.dtype};
+    ctx.scan = {plan.device, plan.generic(), cfg.compare.dtype, cfg.compare.screen ? Screen::kAuto : Screen::kOff};
     if (!ctx.weight_space_skipped.empty()) results.file().write_attr(group, "weight_space_skipped", ctx.weight_space_skipped);
     for (const Statistic& s : pair_statistics())
       if (s.applies(ctx)) s.write(ctx);

@@ -43,10 +43,18 @@ struct SimilarityPass {
 // Where the pass's tiles are computed (run.device, run.kernels): the CPU with core::offer_block
 // (the default), or any device with core::DeviceTopK, whose lists are the same bit for bit given the
 // same tile products. The unit rows the matching rescores with stay on the host either way.
+//
+// A float32 pass on the CPU kernels may screen its tiles with a bfloat16 GEMM (core::offer_screened_block):
+// the lists are then those of exact float64 dot products of the float32 unit rows, and still the same on
+// every rank count (not those of plain float32 GEMMs: the last bits differ). `screen`: kAuto screens
+// where the CPU has AVX512-BF16 (ATen's bfloat16 GEMM then runs in oneDNN at about twice float32's
+// speed; compare.screen = false turns it off); kOn and kOff force it (tests).
+enum class Screen { kAuto, kOn, kOff };
 struct ScanDevice {
   at::Device device = at::kCPU;
   bool generic = false;
   config::MatmulDtype dtype = config::MatmulDtype::kFloat32;  // compare.dtype: the tile products' precision
+  Screen screen = Screen::kAuto;
 };
 
 // The most a tile product in `dtype` can differ from the exact cosine of two unit rows of width d,

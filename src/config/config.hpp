@@ -138,6 +138,7 @@ struct CompareConfig {
   int64_t tile_rows{};
   int64_t tile_cols{};
   MatmulDtype dtype{};  // the similarity pass's tile products
+  bool screen = true;  // a float32 pass on the CPU screens its tiles in bfloat16 where that pays
   bool hungarian{};
   int64_t candidates{};
   int64_t deep_factor{};

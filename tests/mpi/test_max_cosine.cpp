@@ -2,10 +2,13 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "compare/max_cosine.hpp"
 #include "core/rng.hpp"
+#include "core/screen.hpp"
+#include "core/similarity.hpp"
 #include "parallel/comm.hpp"
 
 using namespace universae;
@@ -76,7 +79,9 @@ TEST(MaxCosine, DeviceScanEqualsCpuScanBitForBit) {
   const at::Tensor a_local = a.narrow(0, mine.begin, mine.size());
   for (int64_t k : {1, 3, 8, 30}) {
     SCOPED_TRACE("K = " + std::to_string(k));
-    const auto cpu = compare::similarity_pass(world, a_local, n_a, b, tiles, k);
+    // The plain float32 scan: the bfloat16 screen's exact products differ in their last bits (below).
+    const compare::ScanDevice plain{at::kCPU, false, config::MatmulDtype::kFloat32, compare::Screen::kOff};
+    const auto cpu = compare::similarity_pass(world, a_local, n_a, b, tiles, k, plain);
     const auto device = compare::similarity_pass(world, a_local, n_a, b, tiles, k, {at::kCPU, /*generic=*/true});
     for (const auto* lists : {&cpu.rows, &cpu.cols}) {
       const auto& other = lists == &cpu.rows ? device.rows : device.cols;
@@ -88,5 +93,44 @@ TEST(MaxCosine, DeviceScanEqualsCpuScanBitForBit) {
     EXPECT_EQ(m_cpu.argmax_ab, m_device.argmax_ab);
     EXPECT_EQ(m_cpu.argmax_ba, m_device.argmax_ba);
     EXPECT_EQ(m_device.argmax_ab[30], 0) << "a zero row's cosines all tie at 0: the first column wins";
+  }
+}
+
+// compare.screen: the float32 pass screened in bfloat16 keeps the lists of every pair's core::exact_dot,
+// at every rank count, with ties, a zero row and K above n_b; float32 GEMM lists agree to rounding.
+TEST(MaxCosine, ScreenedPassKeepsTheExactListsOnEveryRankCount) {
+  const auto world = parallel::Environment::world();
+  const int64_t n_a = 45, n_b = 301, d = 33;
+  at::Tensor a = matrix(n_a, d, 7), b = matrix(n_b, d, 8);
+  b[200].copy_(b[3]);
+  a[12].copy_(a[2]);
+  a[30].zero_();
+  const compare::TileSizes tiles{4, 64};
+  const core::Range mine = compare::a_rows_of_rank(n_a, tiles, world);
+  const at::Tensor a_local = a.narrow(0, mine.begin, mine.size());
+  const at::Tensor au = core::unit_rows(a, nullptr), bu = core::unit_rows(b, nullptr);
+  for (int64_t k : {1, 16, 60}) {
+    SCOPED_TRACE("K = " + std::to_string(k));
+    const compare::ScanDevice screened{at::kCPU, false, config::MatmulDtype::kFloat32, compare::Screen::kOn};
+    const auto p = compare::similarity_pass(world, a_local, n_a, b, tiles, k, screened);
+    core::TopKLists rows(n_a, k), cols(n_b, k);  // every pair's exact_dot, offered in order
+    for (int64_t i = 0; i < n_a; ++i)
+      for (int64_t j = 0; j < n_b; ++j) {
+        const float w = core::exact_dot(au[i].data_ptr<float>(), bu[j].data_ptr<float>(), d);
+        rows.offer(i, w, j), cols.offer(j, w, i);
+      }
+    for (int64_t r = 0; r < mine.size(); ++r)
+      for (int64_t c = 0; c < k; ++c) {
+        EXPECT_EQ(p.rows.indices(r)[c], rows.indices(mine.begin + r)[c]) << r << " " << c;
+        EXPECT_EQ(p.rows.values(r)[c], rows.values(mine.begin + r)[c]) << r << " " << c;
+      }
+    EXPECT_EQ(p.cols.all_indices(), cols.all_indices());
+    EXPECT_EQ(p.cols.all_values(), cols.all_values());
+    const compare::ScanDevice plain{at::kCPU, false, config::MatmulDtype::kFloat32, compare::Screen::kOff};
+    const auto q = compare::similarity_pass(world, a_local, n_a, b, tiles, k, plain);
+    for (size_t e = 0; e < q.cols.all_values().size(); ++e)
+      if (std::isfinite(q.cols.all_values()[e])) {
+        EXPECT_NEAR(q.cols.all_values()[e], p.cols.all_values()[e], 1e-6);
+      }
   }
 }

@@ -1,0 +1,169 @@
+#include "core/screen.hpp"
+
+#include <cpuid.h>
+
+#include <cstring>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace universae::core {
+namespace {
+
+constexpr int kLanes = 16;
+
+// The lanes' sums in exact_dot's fixed tree, then the products past the last whole 16.
+float finish(const double* lane, const float* x, const float* y, int64_t k, int64_t d) {
+  double pair[8], quad[4];
+  for (int l = 0; l < 8; ++l) pair[l] = lane[2 * l] + lane[2 * l + 1];
+  for (int l = 0; l < 4; ++l) quad[l] = pair[2 * l] + pair[2 * l + 1];
+  double sum = (quad[0] + quad[1]) + (quad[2] + quad[3]);
+  for (; k < d; ++k) sum += static_cast<double>(x[k]) * static_cast<double>(y[k]);
+  return static_cast<float>(sum);
+}
+
+// A bfloat16 value's bits as float32 (exact: bfloat16 is float32's high half).
+float bfloat16_bits_to_float(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof(f));
+  return f;
+}
+
+using Dot = float (*)(const float*, const float*, int64_t);
+
+}  // namespace
+
+float exact_dot(const float* x, const float* y, int64_t d) {
+  alignas(16) double lane[kLanes] = {};
+  int64_t k = 0;
+#if defined(__SSE2__)
+  __m128d s[8];
+  for (auto& v : s) v = _mm_setzero_pd();
+  for (; k + kLanes <= d; k += kLanes)
+    for (int q = 0; q < 4; ++q) {  // lanes 4q .. 4q + 3
+      const __m128 xv = _mm_loadu_ps(x + k + 4 * q), yv = _mm_loadu_ps(y + k + 4 * q);
+      s[2 * q] = _mm_add_pd(s[2 * q], _mm_mul_pd(_mm_cvtps_pd(xv), _mm_cvtps_pd(yv)));
+      s[2 * q + 1] = _mm_add_pd(s[2 * q + 1], _mm_mul_pd(_mm_cvtps_pd(_mm_movehl_ps(xv, xv)), _mm_cvtps_pd(_mm_movehl_ps(yv, yv))));
+    }
+  for (int m = 0; m < 8; ++m) _mm_store_pd(lane + 2 * m, s[m]);
+#else
+  for (; k + kLanes <= d; k += kLanes)
+    for (int l = 0; l < kLanes; ++l) {
+      const double p = static_cast<double>(x[k + l]) * static_cast<double>(y[k + l]);
+      lane[l] += p;
+    }
+#endif
+  return finish(lane, x, y, k, d);
+}
+
+#if defined(__x86_64__)
+// GCC 12 warns that avx512fintrin.h's own conversions may read an uninitialised register (its undefined-
+// value idiom), a false positive.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+__attribute__((target("avx512f"))) float exact_dot_avx512(const float* x, const float* y, int64_t d) {
+  alignas(64) double lane[kLanes];
+  __m512d s0 = _mm512_setzero_pd(), s1 = s0;
+  int64_t k = 0;
+  for (; k + kLanes <= d; k += kLanes) {  // -ffp-contract=off (CMake): a product then a sum, as exact_dot
+    s0 = _mm512_add_pd(s0, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + k)), _mm512_cvtps_pd(_mm256_loadu_ps(y + k))));
+    s1 = _mm512_add_pd(s1, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + k + 8)), _mm512_cvtps_pd(_mm256_loadu_ps(y + k + 8))));
+  }
+  _mm512_store_pd(lane, s0);
+  _mm512_store_pd(lane + 8, s1);
+  return finish(lane, x, y, k, d);
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+#else
+float exact_dot_avx512(const float* x, const float* y, int64_t d) { return exact_dot(x, y, d); }
+#endif
+
+// CPUID leaf 7: sub-leaf 0 EBX bit 16 is AVX512F, sub-leaf 1 EAX bit 5 AVX512_BF16 (read directly: the
+// compilers' __builtin_cpu_supports names differ by version). The OS must also save the ZMM state (XCR0).
+bool cpu_has_avx512f() {
+#if defined(__x86_64__)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0 || (ebx & (1u << 16)) == 0) return false;
+  if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0 || (ecx & (1u << 27)) == 0) return false;  // OSXSAVE
+  unsigned lo = 0, hi = 0;
+  __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (lo & 0xE6u) == 0xE6u;  // SSE, AVX, opmask, ZMM state
+#else
+  return false;
+#endif
+}
+
+float screening_error_bound(int64_t d) {
+  return static_cast<float>(0x1p-7 + 0x1p-8 + static_cast<double>(d) * 0x1p-23 + 0x1p-10);
+}
+
+bool cpu_has_avx512_bf16() {
+#if defined(__x86_64__)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!cpu_has_avx512f() || __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) == 0) return false;
+  return (eax & (1u << 5)) != 0;
+#else
+  return false;
+#endif
+}
+
+namespace {
+
+template <Dot dot>
+int64_t screened(const uint16_t* approx, int64_t tr, int64_t tc, float eps, const float* a, const float* b, int64_t d,
+                 int64_t row0, int64_t local_row0, int64_t col0, TopKLists& rows, TopKLists& cols) {
+  const float* col_bound = cols.kths() + col0;  // updated in place as the columns' lists change
+  int64_t exact = 0;
+  for (int64_t r = 0; r < tr; ++r) {
+    const uint16_t* line = approx + r * tc;
+    const float* x = a + r * d;
+    const int64_t e = local_row0 + r;
+    float row_bound = rows.kth(e);
+    auto offer = [&](int64_t c) {
+      const float bound = bfloat16_bits_to_float(line[c]) + eps;  // >= the entry's exact_dot
+      if (!(bound > row_bound) && !(bound > col_bound[c])) return;
+      ++exact;
+      const float w = dot(x, b + c * d, d);
+      if (w > row_bound) {
+        rows.offer(e, w, col0 + c);
+        row_bound = rows.kth(e);
+      }
+      if (w > col_bound[c]) cols.offer(col0 + c, w, row0 + r);
+    };
+    int64_t c = 0;
+#if defined(__SSE2__)
+    // 8 entries at a time against both bounds, as offer_block.
+    const __m128 margin = _mm_set1_ps(eps);
+    const __m128i zero = _mm_setzero_si128();
+    for (; c + 8 <= tc; c += 8) {
+      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(line + c));
+      const __m128 v0 = _mm_add_ps(_mm_castsi128_ps(_mm_unpacklo_epi16(zero, h)), margin);
+      const __m128 v1 = _mm_add_ps(_mm_castsi128_ps(_mm_unpackhi_epi16(zero, h)), margin);
+      const __m128 rb = _mm_set1_ps(row_bound);
+      const __m128 beats = _mm_or_ps(_mm_or_ps(_mm_cmpgt_ps(v0, rb), _mm_cmpgt_ps(v0, _mm_loadu_ps(col_bound + c))),
+                                     _mm_or_ps(_mm_cmpgt_ps(v1, rb), _mm_cmpgt_ps(v1, _mm_loadu_ps(col_bound + c + 4))));
+      if (_mm_movemask_ps(beats) == 0) continue;
+      for (int64_t u = c; u < c + 8; ++u) offer(u);
+    }
+#endif
+    for (; c < tc; ++c) offer(c);
+  }
+  return exact;
+}
+
+}  // namespace
+
+int64_t offer_screened_block(const uint16_t* approx, int64_t tr, int64_t tc, float eps, const float* a, const float* b,
+                             int64_t d, int64_t row0, int64_t local_row0, int64_t col0, TopKLists& rows, TopKLists& cols) {
+  static const bool avx512 = cpu_has_avx512f();
+  return avx512 ? screened<exact_dot_avx512>(approx, tr, tc, eps, a, b, d, row0, local_row0, col0, rows, cols)
+                : screened<exact_dot>(approx, tr, tc, eps, a, b, d, row0, local_row0, col0, rows, cols);
+}
+
+}  // namespace universae::core
