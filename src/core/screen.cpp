@@ -113,33 +113,34 @@ bool cpu_has_avx512_bf16() {
 #endif
 }
 
-namespace {
+ScreenedScan::ScreenedScan(const float* a, const float* b, int64_t d, int64_t row0, int64_t rows, int64_t cols, int64_t k,
+                           float eps, size_t buffer_limit)
+    : a_(a), b_(b), d_(d), row0_(row0), eps_(eps), buffer_limit_(buffer_limit), rows_(rows, k), cols_(cols, k), exact_rows_(rows, k), exact_cols_(cols, k) {}
 
-template <Dot dot>
-int64_t screened(const uint16_t* approx, int64_t tr, int64_t tc, float eps, const float* a, const float* b, int64_t d,
-                 int64_t row0, int64_t local_row0, int64_t col0, TopKLists& rows, TopKLists& cols) {
-  const float* col_bound = cols.kths() + col0;  // updated in place as the columns' lists change
-  int64_t exact = 0;
+void ScreenedScan::offer(const uint16_t* approx, int64_t tr, int64_t tc, int64_t local_row0, int64_t col0) {
+  const float window = 2 * eps_;
+  const float* col_bound = cols_.kths() + col0;  // updated in place as the columns' lists change
   for (int64_t r = 0; r < tr; ++r) {
     const uint16_t* line = approx + r * tc;
-    const float* x = a + r * d;
     const int64_t e = local_row0 + r;
-    float row_bound = rows.kth(e);
+    float row_bound = rows_.kth(e);
     auto offer = [&](int64_t c) {
-      const float bound = bfloat16_bits_to_float(line[c]) + eps;  // >= the entry's exact_dot
-      if (!(bound > row_bound) && !(bound > col_bound[c])) return;
-      ++exact;
-      const float w = dot(x, b + c * d, d);
-      if (w > row_bound) {
-        rows.offer(e, w, col0 + c);
-        row_bound = rows.kth(e);
+      const float v = bfloat16_bits_to_float(line[c]);
+      const float high = v + window;
+      if (!(high > row_bound) && !(high > col_bound[c])) return;
+      row_.push_back(static_cast<uint32_t>(e));
+      col_.push_back(static_cast<uint32_t>(col0 + c));
+      value_.push_back(v);
+      if (v > row_bound) {
+        rows_.offer(e, v, col0 + c);
+        row_bound = rows_.kth(e);
       }
-      if (w > col_bound[c]) cols.offer(col0 + c, w, row0 + r);
+      if (v > col_bound[c]) cols_.offer(col0 + c, v, e);
     };
     int64_t c = 0;
 #if defined(__SSE2__)
-    // 8 entries at a time against both bounds, as offer_block.
-    const __m128 margin = _mm_set1_ps(eps);
+    // 8 entries at a time against both bounds, as offer_block; almost all are skipped together.
+    const __m128 margin = _mm_set1_ps(window);
     const __m128i zero = _mm_setzero_si128();
     for (; c + 8 <= tc; c += 8) {
       const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(line + c));
@@ -154,16 +155,52 @@ int64_t screened(const uint16_t* approx, int64_t tr, int64_t tc, float eps, cons
 #endif
     for (; c < tc; ++c) offer(c);
   }
+  if (value_.size() > buffer_limit_) flush(cols_.kths());
+}
+
+std::vector<float> ScreenedScan::column_kths() const { return {cols_.kths(), cols_.kths() + cols_.count()}; }
+
+namespace {
+
+template <Dot dot>
+int64_t exact_offers(const std::vector<uint32_t>& row, const std::vector<uint32_t>& col, const std::vector<float>& value,
+                     const float* row_low, const float* col_low, float eps, const float* a, const float* b, int64_t d,
+                     int64_t row0, TopKLists& rows, TopKLists& cols) {
+  int64_t exact = 0;
+  for (size_t e = 0; e < row.size(); ++e) {
+    const uint32_t i = row[e], j = col[e];
+    const float high = value[e] + eps;  // >= the entry's exact_dot
+    if (high < row_low[i] && high < col_low[j]) continue;  // below a K-th best of exact products
+    ++exact;
+    const float w = dot(a + static_cast<int64_t>(i) * d, b + static_cast<int64_t>(j) * d, d);
+    rows.offer(i, w, j);  // an exact value offered to a list it cannot enter changes nothing
+    cols.offer(j, w, row0 + i);
+  }
   return exact;
 }
 
 }  // namespace
 
-int64_t offer_screened_block(const uint16_t* approx, int64_t tr, int64_t tc, float eps, const float* a, const float* b,
-                             int64_t d, int64_t row0, int64_t local_row0, int64_t col0, TopKLists& rows, TopKLists& cols) {
+void ScreenedScan::flush(const float* column_kth) {
+  // Lower bounds of the exact K-th bests: K entries are screened at >= the K-th, so exactly >= it - eps.
+  std::vector<float> row_low(static_cast<size_t>(rows_.count())), col_low(static_cast<size_t>(cols_.count()));
+  for (int64_t i = 0; i < rows_.count(); ++i) row_low[i] = rows_.kth(i) - eps_;
+  for (int64_t j = 0; j < cols_.count(); ++j) col_low[j] = column_kth[j] - eps_;
   static const bool avx512 = cpu_has_avx512f();
-  return avx512 ? screened<exact_dot_avx512>(approx, tr, tc, eps, a, b, d, row0, local_row0, col0, rows, cols)
-                : screened<exact_dot>(approx, tr, tc, eps, a, b, d, row0, local_row0, col0, rows, cols);
+  exact_ += avx512 ? exact_offers<exact_dot_avx512>(row_, col_, value_, row_low.data(), col_low.data(), eps_, a_, b_, d_, row0_,
+                                                    exact_rows_, exact_cols_)
+                   : exact_offers<exact_dot>(row_, col_, value_, row_low.data(), col_low.data(), eps_, a_, b_, d_, row0_,
+                                             exact_rows_, exact_cols_);
+  row_.clear();
+  col_.clear();
+  value_.clear();
+}
+
+int64_t ScreenedScan::finish(const float* column_kth, TopKLists& rows, TopKLists& cols) {
+  flush(column_kth);
+  rows = std::move(exact_rows_);
+  cols = std::move(exact_cols_);
+  return exact_;
 }
 
 }  // namespace universae::core

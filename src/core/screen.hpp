@@ -1,8 +1,10 @@
-// A similarity block screened in bfloat16 (METHODS.md §3): the top-K lists of exact float64 products,
+// Similarity blocks screened in bfloat16 (METHODS.md §3): the top-K lists of exact float64 products,
 // recomputing only the entries a bfloat16 GEMM cannot rule out. No MPI, no torch.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "core/topk.hpp"
 
@@ -27,13 +29,50 @@ float screening_error_bound(int64_t d);
 bool cpu_has_avx512f();
 bool cpu_has_avx512_bf16();
 
-// offer_block's lists (core/topk.hpp) from a bfloat16 screen of the block. `approx` (tr × tc, bfloat16
-// bits, row-major) holds products within `eps` of their exact_dot; a (tr × d) and b (tc × d) are the
-// block's float32 unit rows. An entry whose approx + eps beats neither its row's nor its column's K-th
-// best cannot enter either list and is skipped; the others are offered as exact_dot. The lists are
-// therefore those of offering every entry's exact_dot in order, whatever the screen's rounding within
-// eps. Returns the number of exact products computed.
-int64_t offer_screened_block(const uint16_t* approx, int64_t tr, int64_t tc, float eps, const float* a, const float* b,
-                             int64_t d, int64_t row0, int64_t local_row0, int64_t col0, TopKLists& rows, TopKLists& cols);
+// The top-K lists of exact_dot products over a stream of blocks screened in bfloat16, in two steps.
+// offer() keeps, per local row of A and per column of B, the top-K of the screened values (within `eps`
+// of exact_dot), and buffers every entry that could still enter an exact list: screened + 2·eps above
+// its row's or its column's K-th screened value so far. After the last block each row's final K-th
+// screened value s_K bounds its exact K-th best from below (its K entries are >= s_K - eps), so an entry
+// with screened + eps < s_K - eps cannot enter the row's exact list; the same for columns, with s_K the
+// maximum of the ranks' K-th values (a lower bound of the K-th over all rows). finish() computes
+// exact_dot only for the buffered entries that pass either final test and offers them in the blocks'
+// order, so the lists are those of offering every entry's exact_dot in order, whatever the screen's
+// rounding within eps. Deferring the exact products to the final bounds: at 32,768 latents (K = 16,
+// 2 ranks) 8.2M exact products per rank with the running bounds, 1.7M with the final ones.
+class ScreenedScan {
+ public:
+  // a: this rank's rows of A (rows × d, global indices from row0), b: all of B (cols × d), float32 unit rows.
+  ScreenedScan(const float* a, const float* b, int64_t d, int64_t row0, int64_t rows, int64_t cols, int64_t k, float eps,
+               size_t buffer_limit = kBufferLimit);
+
+  // A (tr × tc) block of bfloat16 bits, entry (r, c) being local row local_row0 + r and column col0 + c.
+  void offer(const uint16_t* approx, int64_t tr, int64_t tc, int64_t local_row0, int64_t col0);
+
+  // Each column's K-th screened value on this rank (-inf until K were offered): to be maximised over ranks.
+  std::vector<float> column_kths() const;
+
+  // The exact lists: `rows` by local row (global column indices), `cols` by column (global row indices);
+  // column_kth: column_kths() maximised over the ranks. Returns the number of exact products computed.
+  int64_t finish(const float* column_kth, TopKLists& rows, TopKLists& cols);
+
+  // Buffered entries past which offer() recomputes them at once with the bounds so far (valid lower
+  // bounds too, only less tight): memory stays bounded (12 bytes an entry) where many entries tie near a
+  // K-th value, as zero rows do (all their cosines are 0).
+  static constexpr size_t kBufferLimit = size_t{1} << 25;
+
+ private:
+  void flush(const float* column_kth);  // the buffered entries against these bounds, into the exact lists
+
+  const float *a_, *b_;
+  int64_t d_, row0_;
+  float eps_;
+  size_t buffer_limit_;
+  TopKLists rows_, cols_;              // screened values
+  TopKLists exact_rows_, exact_cols_;  // exact_dot values
+  int64_t exact_ = 0;
+  std::vector<uint32_t> row_, col_;  // buffered entries, in the order offered
+  std::vector<float> value_;
+};
 
 }  // namespace universae::core

@@ -185,11 +185,11 @@ TEST(Screen, ExactDotIsTheFloat64DotRounded) {
   }
 }
 
-// offer_screened_block's lists equal those of offering every entry's exact_dot one by one, from a real
-// bfloat16 GEMM and from an adversarial screen (each exact value moved by up to a quarter of eps, then
-// rounded to bfloat16), with ties across rows and columns and a zero row; tiles narrower and wider than
-// 8. A screen that skipped an entry it may not (eps 0 here) fails the second case.
-TEST(Screen, ScreenedBlockListsEqualExactOffers) {
+// ScreenedScan's lists equal those of offering every entry's exact_dot one by one, from a real bfloat16
+// GEMM and from an adversarial screen (each exact value moved by up to a quarter of eps, then rounded to
+// bfloat16), with ties across rows and columns and a zero row; tiles narrower and wider than 8. A scan
+// told eps = 0 must lose some entry of the adversarial screen (so the test can fail).
+TEST(Screen, ScreenedListsEqualExactOffers) {
   const int64_t na = 37, nb = 1031, d = 40;
   at::manual_seed(118);
   at::Tensor a = at::randn({na, d}, at::kDouble).to(at::kFloat), b = at::randn({nb, d}, at::kDouble).to(at::kFloat);
@@ -200,44 +200,53 @@ TEST(Screen, ScreenedBlockListsEqualExactOffers) {
   const float eps = core::screening_error_bound(d);
   const at::Tensor exact = at::empty({na, nb}, at::kFloat);
   for (int64_t i = 0; i < na; ++i)
-    for (int64_t j = 0; j < nb; ++j)
-      exact[i][j] = core::exact_dot(au[i].data_ptr<float>(), bu[j].data_ptr<float>(), d);
+    for (int64_t j = 0; j < nb; ++j) exact[i][j] = core::exact_dot(au[i].data_ptr<float>(), bu[j].data_ptr<float>(), d);
   const at::Tensor gemm = at::mm(au.to(at::kBFloat16), bu.to(at::kBFloat16).t());
   const at::Tensor nudged = (exact + (at::rand({na, nb}, at::kDouble).to(at::kFloat) - 0.5f) * (eps / 2)).to(at::kBFloat16);
-  const float max_error = std::max((gemm.to(at::kFloat) - exact).abs().max().item<float>(), (nudged.to(at::kFloat) - exact).abs().max().item<float>());
+  const float max_error =
+      std::max((gemm.to(at::kFloat) - exact).abs().max().item<float>(), (nudged.to(at::kFloat) - exact).abs().max().item<float>());
   ASSERT_LE(max_error, eps) << "the screens must be within eps";
   const float* v = exact.data_ptr<float>();
   for (int64_t k : {1, 16, 40}) {
     core::TopKLists rows_ref(na, k), cols_ref(nb, k);
     for (int64_t r = 0; r < na; ++r)
-      for (int64_t c = 0; c < nb; ++c) rows_ref.offer(r, v[r * nb + c], c);
-    for (int64_t r = 0; r < na; ++r)
-      for (int64_t c = 0; c < nb; ++c) cols_ref.offer(c, v[r * nb + c], r);
+      for (int64_t c = 0; c < nb; ++c) rows_ref.offer(r, v[r * nb + c], c), cols_ref.offer(c, v[r * nb + c], r);
     for (const at::Tensor* screen : {&gemm, &nudged})
       for (int64_t tile_rows : {int64_t{5}, na})
         for (int64_t tile_cols : {int64_t{13}, int64_t{256}, nb}) {
           SCOPED_TRACE("K " + std::to_string(k) + (screen == &gemm ? " gemm" : " nudged") + " tiles " +
                        std::to_string(tile_rows) + "x" + std::to_string(tile_cols));
-          core::TopKLists rows(na, k), cols(nb, k), loose_rows(na, k), loose_cols(nb, k);
-          int64_t recomputed = 0;
-          for (int64_t r0 = 0; r0 < na; r0 += tile_rows)
-            for (int64_t c0 = 0; c0 < nb; c0 += tile_cols) {
-              const int64_t tr = std::min(tile_rows, na - r0), tc = std::min(tile_cols, nb - c0);
-              const at::Tensor block = screen->narrow(0, r0, tr).narrow(1, c0, tc).contiguous();
-              const auto* bits = static_cast<const uint16_t*>(block.data_ptr());
-              recomputed += core::offer_screened_block(bits, tr, tc, eps, au[r0].data_ptr<float>(), bu[c0].data_ptr<float>(), d, r0,
-                                                       r0, c0, rows, cols);
-              core::offer_screened_block(bits, tr, tc, 0.0f, au[r0].data_ptr<float>(), bu[c0].data_ptr<float>(), d, r0, r0, c0,
-                                         loose_rows, loose_cols);
-            }
+          auto lists = [&](float e, int64_t* recomputed, size_t limit = core::ScreenedScan::kBufferLimit) {
+            core::ScreenedScan scan(au.data_ptr<float>(), bu.data_ptr<float>(), d, 0, na, nb, k, e, limit);
+            for (int64_t r0 = 0; r0 < na; r0 += tile_rows)
+              for (int64_t c0 = 0; c0 < nb; c0 += tile_cols) {
+                const int64_t tr = std::min(tile_rows, na - r0), tc = std::min(tile_cols, nb - c0);
+                const at::Tensor block = screen->narrow(0, r0, tr).narrow(1, c0, tc).contiguous();
+                scan.offer(static_cast<const uint16_t*>(block.data_ptr()), tr, tc, r0, c0);
+              }
+            std::pair<core::TopKLists, core::TopKLists> out{core::TopKLists(na, k), core::TopKLists(nb, k)};
+            const std::vector<float> kth = scan.column_kths();
+            *recomputed = scan.finish(kth.data(), out.first, out.second);
+            return out;
+          };
+          int64_t recomputed = 0, loose_recomputed = 0;
+          const auto [rows, cols] = lists(eps, &recomputed);
           EXPECT_EQ(rows.all_values(), rows_ref.all_values());
           EXPECT_EQ(rows.all_indices(), rows_ref.all_indices());
           EXPECT_EQ(cols.all_values(), cols_ref.all_values());
           EXPECT_EQ(cols.all_indices(), cols_ref.all_indices());
           if (k == 1) {
-            EXPECT_LT(recomputed, na * nb / 2) << "the screen must skip most entries";
+            EXPECT_LT(recomputed, na * nb / 4) << "the screen must skip most entries";
           }
+          // A buffer flushed every block (with the bounds so far): the same lists.
+          const auto [flushed_rows, flushed_cols] = lists(eps, &loose_recomputed, 1);
+          EXPECT_EQ(flushed_rows.all_values(), rows_ref.all_values());
+          EXPECT_EQ(flushed_rows.all_indices(), rows_ref.all_indices());
+          EXPECT_EQ(flushed_cols.all_values(), cols_ref.all_values());
+          EXPECT_EQ(flushed_cols.all_indices(), cols_ref.all_indices());
+          EXPECT_GE(loose_recomputed, recomputed) << "running bounds are looser than the final ones";
           if (screen == &nudged && k < na) {  // (with K >= na the columns' lists never fill: all recomputed)
+            const auto [loose_rows, loose_cols] = lists(0.0f, &loose_recomputed);
             EXPECT_TRUE(loose_rows.all_indices() != rows_ref.all_indices() || loose_cols.all_indices() != cols_ref.all_indices())
                 << "with eps 0 the nudged screen must lose some entry";
           }
