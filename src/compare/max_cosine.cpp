@@ -123,13 +123,13 @@ SimilarityPass similarity_pass(const parallel::Comm& comm, const at::Tensor& a_l
     merge_columns(comm, p.cols);
     return p;
   }
-  p.rows = core::TopKLists(p.mine.size(), k);
-  p.cols = core::TopKLists(p.n_b, k);
-  if (screens(where)) {
+  if (screens(where)) {  // its lists come from ScreenedScan::finish
     screened_scan(comm, p, tiles, k);
     merge_columns(comm, p.cols);
     return p;
   }
+  p.rows = core::TopKLists(p.mine.size(), k);
+  p.cols = core::TopKLists(p.n_b, k);
   for (int64_t r0 = 0; r0 < p.mine.size(); r0 += tiles.rows) {
     const int64_t tr = std::min(tiles.rows, p.mine.size() - r0);
     const at::Tensor tile = p.a_unit.narrow(0, r0, tr);

@@ -44,7 +44,7 @@ struct SimilarityPass {
 // (the default), or any device with core::DeviceTopK, whose lists are the same bit for bit given the
 // same tile products. The unit rows the matching rescores with stay on the host either way.
 //
-// A float32 pass on the CPU kernels may screen its tiles with a bfloat16 GEMM (core::offer_screened_block):
+// A float32 pass on the CPU kernels may screen its tiles with a bfloat16 GEMM (core::ScreenedScan):
 // the lists are then those of exact float64 dot products of the float32 unit rows, and still the same on
 // every rank count (not those of plain float32 GEMMs: the last bits differ). `screen`: kAuto screens
 // where the CPU has AVX512-BF16 (ATen's bfloat16 GEMM then runs in oneDNN at about twice float32's

@@ -14,7 +14,7 @@ namespace {
 constexpr int kLanes = 16;
 
 // The lanes' sums in exact_dot's fixed tree, then the products past the last whole 16.
-float finish(const double* lane, const float* x, const float* y, int64_t k, int64_t d) {
+float sum_lanes(const double* lane, const float* x, const float* y, int64_t k, int64_t d) {
   double pair[8], quad[4];
   for (int l = 0; l < 8; ++l) pair[l] = lane[2 * l] + lane[2 * l + 1];
   for (int l = 0; l < 4; ++l) quad[l] = pair[2 * l] + pair[2 * l + 1];
@@ -55,7 +55,7 @@ float exact_dot(const float* x, const float* y, int64_t d) {
       lane[l] += p;
     }
 #endif
-  return finish(lane, x, y, k, d);
+  return sum_lanes(lane, x, y, k, d);
 }
 
 #if defined(__x86_64__)
@@ -75,7 +75,7 @@ __attribute__((target("avx512f"))) float exact_dot_avx512(const float* x, const 
   }
   _mm512_store_pd(lane, s0);
   _mm512_store_pd(lane + 8, s1);
-  return finish(lane, x, y, k, d);
+  return sum_lanes(lane, x, y, k, d);
 }
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
@@ -146,10 +146,7 @@ void ScreenedScan::offer(const uint16_t* approx, int64_t tr, int64_t tc, int64_t
       const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(line + c));
       const __m128 v0 = _mm_add_ps(_mm_castsi128_ps(_mm_unpacklo_epi16(zero, h)), margin);
       const __m128 v1 = _mm_add_ps(_mm_castsi128_ps(_mm_unpackhi_epi16(zero, h)), margin);
-      const __m128 rb = _mm_set1_ps(row_bound);
-      const __m128 beats = _mm_or_ps(_mm_or_ps(_mm_cmpgt_ps(v0, rb), _mm_cmpgt_ps(v0, _mm_loadu_ps(col_bound + c))),
-                                     _mm_or_ps(_mm_cmpgt_ps(v1, rb), _mm_cmpgt_ps(v1, _mm_loadu_ps(col_bound + c + 4))));
-      if (_mm_movemask_ps(beats) == 0) continue;
+      if (!any_beats(v0, v1, row_bound, col_bound + c)) continue;
       for (int64_t u = c; u < c + 8; ++u) offer(u);
     }
 #endif

@@ -54,6 +54,18 @@ class TopKLists {
   std::vector<float> kth_;
 };
 
+#if defined(__SSE2__)
+// Whether any of 8 values (v0: columns c..c+3, v1: c+4..c+7) beats its row's bound or its column's
+// (col_bound[0..7]); NaN beats nothing, as in TopKLists::offer. The block scans' test for skipping 8
+// entries together.
+inline bool any_beats(__m128 v0, __m128 v1, float row_bound, const float* col_bound) {
+  const __m128 rb = _mm_set1_ps(row_bound);
+  const __m128 beats = _mm_or_ps(_mm_or_ps(_mm_cmpgt_ps(v0, rb), _mm_cmpgt_ps(v0, _mm_loadu_ps(col_bound))),
+                                 _mm_or_ps(_mm_cmpgt_ps(v1, rb), _mm_cmpgt_ps(v1, _mm_loadu_ps(col_bound + 4))));
+  return _mm_movemask_ps(beats) != 0;
+}
+#endif
+
 // Offers every entry of a row-major (tr × tc) similarity block: entry (r, c) is pair
 // (row0 + r, col0 + c). `rows` is indexed by r + local_row0 and records global column indices;
 // `cols` is indexed by the global column and records global row indices.
@@ -80,10 +92,7 @@ inline void offer_block(const float* s, int64_t tr, int64_t tc, int64_t row0, in
     int64_t c = 0;
 #if defined(__SSE2__)
     for (; c + 8 <= tc; c += 8) {
-      const __m128 rb = _mm_set1_ps(row_bound), v0 = _mm_loadu_ps(line + c), v1 = _mm_loadu_ps(line + c + 4);
-      const __m128 beats = _mm_or_ps(_mm_or_ps(_mm_cmpgt_ps(v0, rb), _mm_cmpgt_ps(v0, _mm_loadu_ps(col_bound + c))),
-                                     _mm_or_ps(_mm_cmpgt_ps(v1, rb), _mm_cmpgt_ps(v1, _mm_loadu_ps(col_bound + c + 4))));
-      if (_mm_movemask_ps(beats) == 0) continue;  // NaN compares false, as in the scalar offer
+      if (!any_beats(_mm_loadu_ps(line + c), _mm_loadu_ps(line + c + 4), row_bound, col_bound + c)) continue;
       for (int64_t u = c; u < c + 8; ++u) offer(u);
     }
 #endif
