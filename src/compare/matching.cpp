@@ -10,6 +10,7 @@
 
 #include "core/error.hpp"
 #include "core/lap.hpp"
+#include "core/screen.hpp"
 #include "core/similarity.hpp"
 #include "core/topk_scan.hpp"
 #include "parallel/log.hpp"
@@ -56,13 +57,9 @@ Edges rescore_and_gather(const parallel::Comm& comm, const Operands& op, const s
   const int64_t d = op.a64.size(1);
   const double* pa = op.a64.data_ptr<double>();
   const double* pb = op.b64.data_ptr<double>();
-  for (size_t e = 0; e < a.size(); ++e) {  // dot products in place: no (edges × d) copies
-    const double* x = pa + (a[e] - op.mine.begin) * d;
-    const double* y = pb + b[e] * d;
-    double w = 0;
-    for (int64_t k = 0; k < d; ++k) w += x[k] * y[k];
-    local.w[e] = w;
-  }
+  // Dot products in place (no (edges × d) copies), sixteen running sums each: with one, a chain of d
+  // dependent additions, rescoring the 32,768-latent pair's 1.3M candidates took about 0.13 s a rank.
+  for (size_t e = 0; e < a.size(); ++e) local.w[e] = core::dot_f64(pa + (a[e] - op.mine.begin) * d, pb + b[e] * d, d);
   Edges all;
   all.a = comm.allgatherv(local.a);
   all.b = comm.allgatherv(local.b);

@@ -80,8 +80,12 @@ bool screens(const ScanDevice& where) {
 void screened_scan(const parallel::Comm& comm, SimilarityPass& p, const TileSizes& tiles, int64_t k) {
   const int64_t d = p.a_unit.size(1);
   const at::Tensor a16 = p.a_unit.to(at::kBFloat16), b16 = p.b_unit.to(at::kBFloat16);
-  core::ScreenedScan scan(p.a_unit.data_ptr<float>(), p.b_unit.data_ptr<float>(), d, p.mine.begin, p.mine.size(), p.n_b, k,
-                          core::screening_error_bound(d));
+  // The bound from the operands' rounding (the largest over every rank's rows of A), the same on every rank.
+  core::RoundingNorms a_norms = core::bfloat16_rounding_norms(p.a_unit.data_ptr<float>(), p.mine.size(), d);
+  a_norms.rounded = comm.allreduce_max(a_norms.rounded);
+  a_norms.residual = comm.allreduce_max(a_norms.residual);
+  const float eps = core::screening_error_bound(d, a_norms, core::bfloat16_rounding_norms(p.b_unit.data_ptr<float>(), p.n_b, d));
+  core::ScreenedScan scan(p.a_unit.data_ptr<float>(), p.b_unit.data_ptr<float>(), d, p.mine.begin, p.mine.size(), p.n_b, k, eps);
   for (int64_t r0 = 0; r0 < p.mine.size(); r0 += tiles.rows) {
     const int64_t tr = std::min(tiles.rows, p.mine.size() - r0);
     const at::Tensor tile = a16.narrow(0, r0, tr);
@@ -94,8 +98,8 @@ void screened_scan(const parallel::Comm& comm, SimilarityPass& p, const TileSize
   std::vector<float> column_kth = scan.column_kths();
   comm.allreduce_max(column_kth.data(), static_cast<int64_t>(column_kth.size()));
   const int64_t exact = scan.finish(column_kth.data(), p.rows, p.cols);
-  log::debug("similarity pass: bfloat16 screen, {} of {} products recomputed exactly on this rank", exact,
-             p.mine.size() * p.n_b);
+  log::debug("similarity pass: bfloat16 screen (within {:.4f}), {} of {} products recomputed exactly on this rank", eps,
+             exact, p.mine.size() * p.n_b);
 }
 
 }  // namespace

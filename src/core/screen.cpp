@@ -2,6 +2,8 @@
 
 #include <cpuid.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #if defined(__x86_64__)
@@ -14,13 +16,14 @@ namespace {
 constexpr int kLanes = 16;
 
 // The lanes' sums in exact_dot's fixed tree, then the products past the last whole 16.
-float sum_lanes(const double* lane, const float* x, const float* y, int64_t k, int64_t d) {
+template <typename T>
+double sum_lanes(const double* lane, const T* x, const T* y, int64_t k, int64_t d) {
   double pair[8], quad[4];
   for (int l = 0; l < 8; ++l) pair[l] = lane[2 * l] + lane[2 * l + 1];
   for (int l = 0; l < 4; ++l) quad[l] = pair[2 * l] + pair[2 * l + 1];
   double sum = (quad[0] + quad[1]) + (quad[2] + quad[3]);
   for (; k < d; ++k) sum += static_cast<double>(x[k]) * static_cast<double>(y[k]);
-  return static_cast<float>(sum);
+  return sum;
 }
 
 // A bfloat16 value's bits as float32 (exact: bfloat16 is float32's high half).
@@ -29,6 +32,15 @@ float bfloat16_bits_to_float(uint16_t h) {
   float f;
   std::memcpy(&f, &u, sizeof(f));
   return f;
+}
+
+// Round to nearest even, as c10::BFloat16 (NaN stays NaN; the screen's rows are finite).
+uint16_t float_to_bfloat16_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof(u));
+  if (std::isnan(f)) return 0x7FC0;
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
 }
 
 using Dot = float (*)(const float*, const float*, int64_t);
@@ -55,6 +67,26 @@ float exact_dot(const float* x, const float* y, int64_t d) {
       lane[l] += p;
     }
 #endif
+  return static_cast<float>(sum_lanes(lane, x, y, k, d));
+}
+
+double dot_f64(const double* x, const double* y, int64_t d) {
+  alignas(16) double lane[kLanes] = {};
+  int64_t k = 0;
+#if defined(__SSE2__)
+  __m128d s[8];
+  for (auto& v : s) v = _mm_setzero_pd();
+  for (; k + kLanes <= d; k += kLanes)
+    for (int m = 0; m < 8; ++m)  // lanes 2m, 2m + 1
+      s[m] = _mm_add_pd(s[m], _mm_mul_pd(_mm_loadu_pd(x + k + 2 * m), _mm_loadu_pd(y + k + 2 * m)));
+  for (int m = 0; m < 8; ++m) _mm_store_pd(lane + 2 * m, s[m]);
+#else
+  for (; k + kLanes <= d; k += kLanes)
+    for (int l = 0; l < kLanes; ++l) {
+      const double p = x[k + l] * y[k + l];
+      lane[l] += p;
+    }
+#endif
   return sum_lanes(lane, x, y, k, d);
 }
 
@@ -75,7 +107,7 @@ __attribute__((target("avx512f"))) float exact_dot_avx512(const float* x, const 
   }
   _mm512_store_pd(lane, s0);
   _mm512_store_pd(lane + 8, s1);
-  return sum_lanes(lane, x, y, k, d);
+  return static_cast<float>(sum_lanes(lane, x, y, k, d));
 }
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
@@ -99,8 +131,27 @@ bool cpu_has_avx512f() {
 #endif
 }
 
-float screening_error_bound(int64_t d) {
-  return static_cast<float>(0x1p-7 + 0x1p-8 + static_cast<double>(d) * 0x1p-23 + 0x1p-10);
+RoundingNorms bfloat16_rounding_norms(const float* x, int64_t rows, int64_t d) {
+  RoundingNorms n;
+  for (int64_t i = 0; i < rows; ++i) {
+    double rounded = 0, residual = 0;
+    for (int64_t k = 0; k < d; ++k) {
+      const float v = x[i * d + k];
+      const float v16 = bfloat16_bits_to_float(float_to_bfloat16_bits(v));
+      const double r = static_cast<double>(v) - static_cast<double>(v16);  // exact
+      rounded += static_cast<double>(v16) * v16;
+      residual += r * r;
+    }
+    n.rounded = std::max(n.rounded, std::sqrt(rounded));
+    n.residual = std::max(n.residual, std::sqrt(residual));
+  }
+  return n;
+}
+
+float screening_error_bound(int64_t d, const RoundingNorms& a, const RoundingNorms& b) {
+  // (1 + 2^-20): far above the float64 rounding of the norms and of these sums.
+  const double operands = (a.rounded * b.residual + a.residual * b.rounded + a.residual * b.residual) * (1 + 0x1p-20);
+  return static_cast<float>((operands + 0x1p-8 + static_cast<double>(d) * 0x1p-23 + 0x1p-10) * (1 + 0x1p-20));
 }
 
 bool cpu_has_avx512_bf16() {
@@ -132,10 +183,10 @@ void ScreenedScan::offer(const uint16_t* approx, int64_t tr, int64_t tc, int64_t
       col_.push_back(static_cast<uint32_t>(col0 + c));
       value_.push_back(v);
       if (v > row_bound) {
-        rows_.offer(e, v, col0 + c);
+        rows_.offer(e, v);
         row_bound = rows_.kth(e);
       }
-      if (v > col_bound[c]) cols_.offer(col0 + c, v, e);
+      if (v > col_bound[c]) cols_.offer(col0 + c, v);
     };
     int64_t c = 0;
 #if defined(__SSE2__)

@@ -54,6 +54,39 @@ class TopKLists {
   std::vector<float> kth_;
 };
 
+// The K-th largest of the values offered to each of `count` lists (-inf until K were offered), as
+// TopKLists::kth gives it, without the lists' order or indices: the bounds of a bfloat16 screen
+// (ScreenedScan). A list's K values sit unsorted in one run of K floats: an offer replaces the least
+// and finds the new least, where TopKLists shifts values and indices (3 arrays; with K = 16, 196 bytes a
+// list against 68). At 32,768 latents a screened pass makes about 6M offers per rank.
+class KthValues {
+ public:
+  KthValues(int64_t count, int64_t k)
+      : k_(k),
+        values_(static_cast<size_t>(count * k), -std::numeric_limits<float>::infinity()),
+        kth_(static_cast<size_t>(count), -std::numeric_limits<float>::infinity()) {}
+
+  int64_t count() const { return static_cast<int64_t>(kth_.size()); }
+  float kth(int64_t e) const { return kth_[e]; }
+  const float* kths() const { return kth_.data(); }  // kth(e) for every e, contiguous
+
+  void offer(int64_t e, float value) {
+    if (!(value > kth_[e])) return;
+    float* v = values_.data() + e * k_;
+    int64_t least = 0;  // a slot holding the K-th value (finite or -inf, never NaN: NaN enters no list)
+    while (!(v[least] == kth_[e])) ++least;
+    v[least] = value;
+    float kth = v[0];
+    for (int64_t c = 1; c < k_; ++c) kth = v[c] < kth ? v[c] : kth;
+    kth_[e] = kth;
+  }
+
+ private:
+  int64_t k_;
+  std::vector<float> values_;
+  std::vector<float> kth_;
+};
+
 #if defined(__SSE2__)
 // Whether any of 8 values (v0: columns c..c+3, v1: c+4..c+7) beats its row's bound or its column's
 // (col_bound[0..7]); NaN beats nothing, as in TopKLists::offer. The block scans' test for skipping 8

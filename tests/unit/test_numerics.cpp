@@ -166,6 +166,29 @@ TEST(TopK, BlockScanSkipsOnlyWhatNoListTakes) {
   }
 }
 
+// KthValues keeps the K-th value that TopKLists keeps, over a stream with ties, -inf, NaN and values that
+// arrive in increasing and decreasing runs, for K below, at and past the stream's length.
+TEST(TopK, KthValuesFollowTheListsKth) {
+  at::manual_seed(120);
+  const int64_t count = 7, n = 300;
+  at::Tensor stream = at::randint(0, 40, {count, n}, at::kLong).to(at::kFloat) / 8;  // many ties
+  stream[1] = at::arange(n, at::kFloat);
+  stream[2] = -at::arange(n, at::kFloat);
+  stream[3].narrow(0, 0, 50).fill_(-std::numeric_limits<float>::infinity());
+  stream[4][10] = std::numeric_limits<float>::quiet_NaN();
+  const float* v = stream.data_ptr<float>();
+  for (int64_t k : {1, 3, 16, 299, 300, 400}) {
+    core::TopKLists lists(count, k);
+    core::KthValues kth(count, k);
+    for (int64_t c = 0; c < n; ++c)
+      for (int64_t e = 0; e < count; ++e) {
+        lists.offer(e, v[e * n + c], c);
+        kth.offer(e, v[e * n + c]);
+        ASSERT_EQ(std::memcmp(kth.kths() + e, lists.kths() + e, sizeof(float)), 0) << "K " << k << " list " << e << " at " << c;
+      }
+  }
+}
+
 // exact_dot: within float32 rounding of a float64 dot (torch's), for widths below, at and past 16 lanes;
 // the AVX-512 version (where the CPU has it) gives the same bits.
 TEST(Screen, ExactDotIsTheFloat64DotRounded) {
@@ -185,6 +208,42 @@ TEST(Screen, ExactDotIsTheFloat64DotRounded) {
   }
 }
 
+// dot_f64: within float64 rounding of torch's float64 dot (γ_d Σ|x_k y_k|), below, at and past 16 lanes.
+TEST(Screen, DotF64IsTorchsFloat64Dot) {
+  at::manual_seed(121);
+  for (int64_t d : {1, 15, 16, 33, 256, 300}) {
+    const at::Tensor x = at::randn({20, d}, at::kDouble), y = at::randn({20, d}, at::kDouble);
+    const at::Tensor want = (x * y).sum(1), scale = (x * y).abs().sum(1);
+    for (int64_t i = 0; i < 20; ++i) {
+      const double got = core::dot_f64(x[i].data_ptr<double>(), y[i].data_ptr<double>(), d);
+      EXPECT_LE(std::abs(got - want[i].item<double>()), 2 * d * 0x1p-53 * scale[i].item<double>()) << "d " << d << " row " << i;
+    }
+  }
+}
+
+// bfloat16_rounding_norms: the largest norms of ATen's bfloat16 rounding of each row and of its residual
+// (float64 norms of the tensors torch converts), on rows of mixed scales, with a zero row and values
+// that round to even.
+TEST(Screen, RoundingNormsAreThoseOfTorchsBfloat16) {
+  at::manual_seed(119);
+  const int64_t rows = 23, d = 70;
+  at::Tensor x = at::randn({rows, d}, at::kDouble).to(at::kFloat) * at::logspace(-3, 3, rows).to(at::kFloat).unsqueeze(1);
+  x[5].zero_();
+  x[7].zero_();
+  x[7][3] = 1.00390625f;  // 1 + 2^-8: halfway between two bfloat16 values, rounds to even (1)
+  x[7][4] = 1.01171875f;  // 1 + 3·2^-8: halfway, rounds to even (1 + 2^-6)
+  const at::Tensor x16 = x.to(at::kBFloat16).to(at::kDouble);
+  const double rounded = x16.norm(2, {1}).max().item<double>();
+  const double residual = (x.to(at::kDouble) - x16).norm(2, {1}).max().item<double>();
+  const core::RoundingNorms n = core::bfloat16_rounding_norms(x.data_ptr<float>(), rows, d);
+  EXPECT_NEAR(n.rounded, rounded, rounded * 1e-14);
+  EXPECT_NEAR(n.residual, residual, residual * 1e-14);
+  const core::RoundingNorms row7 = core::bfloat16_rounding_norms(x[7].data_ptr<float>(), 1, d);
+  const double want7 = (x[7].to(at::kDouble) - x[7].to(at::kBFloat16).to(at::kDouble)).norm().item<double>();
+  EXPECT_NEAR(row7.residual, want7, want7 * 1e-14);
+  EXPECT_EQ(row7.rounded, std::sqrt(1 + (1 + 0x1p-6) * (1 + 0x1p-6))) << "ties must round to even";
+}
+
 // ScreenedScan's lists equal those of offering every entry's exact_dot one by one, from a real bfloat16
 // GEMM and from an adversarial screen (each exact value moved by up to a quarter of eps, then rounded to
 // bfloat16), with ties across rows and columns and a zero row; tiles narrower and wider than 8. A scan
@@ -197,7 +256,9 @@ TEST(Screen, ScreenedListsEqualExactOffers) {
   a[20].copy_(a[4]);                                               // tied rows
   a[9].zero_();
   const at::Tensor au = core::unit_rows(a, nullptr), bu = core::unit_rows(b, nullptr);
-  const float eps = core::screening_error_bound(d);
+  const float eps = core::screening_error_bound(d, core::bfloat16_rounding_norms(au.data_ptr<float>(), na, d),
+                                                core::bfloat16_rounding_norms(bu.data_ptr<float>(), nb, d));
+  ASSERT_LT(eps, 0.0127f) << "measured residuals must tighten the worst case (2^-7 for the operands)";
   const at::Tensor exact = at::empty({na, nb}, at::kFloat);
   for (int64_t i = 0; i < na; ++i)
     for (int64_t j = 0; j < nb; ++j) exact[i][j] = core::exact_dot(au[i].data_ptr<float>(), bu[j].data_ptr<float>(), d);
