@@ -164,6 +164,44 @@ bool cpu_has_avx512_bf16() {
 #endif
 }
 
+namespace {
+
+#if defined(__x86_64__)
+// The entries of a row of a screened block 16 at a time (bfloat16 bits widened to float32): those whose
+// value + window beats neither the row's bound nor their column's, almost all of them, are skipped
+// together, and `offer` is called, in column order, only on those that beat one. The bounds only rise, so
+// an entry that beats neither when its 16 are tested beats neither later. Returns the first column not
+// scanned (the last tc % 16 are left to the caller). The 8-wide SSE2 test below offers all 8 entries of
+// a group where any beats a bound (8.3M of 67M groups a rank at 32,768 latents); this one only those that
+// do, and takes the 32,768-latent pass from 2.85-3.02 s to 2.69-2.85 s (best and median of 5 runs).
+#if defined(__GNUC__) && !defined(__clang__)  // the same false positive as in exact_dot_avx512
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+template <typename Offer>
+__attribute__((target("avx512f"))) int64_t scan_avx512(const uint16_t* line, int64_t tc, float window, const float& row_bound,
+                                                       const float* col_bound, Offer& offer) {
+  const __m512 margin = _mm512_set1_ps(window);
+  int64_t c = 0;
+  for (; c + 16 <= tc; c += 16) {
+    const __m512i wide = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(line + c))), 16);
+    const __m512 high = _mm512_add_ps(_mm512_castsi512_ps(wide), margin);
+    unsigned beats = _mm512_cmp_ps_mask(high, _mm512_set1_ps(row_bound), _CMP_GT_OQ) |
+                     _mm512_cmp_ps_mask(high, _mm512_loadu_ps(col_bound + c), _CMP_GT_OQ);
+    for (; beats != 0; beats &= beats - 1) offer(c + __builtin_ctz(beats));
+  }
+  return c;
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+#else
+template <typename Offer>
+int64_t scan_avx512(const uint16_t*, int64_t, float, const float&, const float*, Offer&) { return 0; }
+#endif
+
+}  // namespace
+
 ScreenedScan::ScreenedScan(const float* a, const float* b, int64_t d, int64_t row0, int64_t rows, int64_t cols, int64_t k,
                            float eps, size_t buffer_limit)
     : a_(a), b_(b), d_(d), row0_(row0), eps_(eps), buffer_limit_(buffer_limit), rows_(rows, k), cols_(cols, k), exact_rows_(rows, k), exact_cols_(cols, k) {}
@@ -188,7 +226,8 @@ void ScreenedScan::offer(const uint16_t* approx, int64_t tr, int64_t tc, int64_t
       }
       if (v > col_bound[c]) cols_.offer(col0 + c, v);
     };
-    int64_t c = 0;
+    static const bool avx512 = cpu_has_avx512f();
+    int64_t c = avx512 ? scan_avx512(line, tc, window, row_bound, col_bound, offer) : 0;
 #if defined(__SSE2__)
     // 8 entries at a time against both bounds, as offer_block; almost all are skipped together.
     const __m128 margin = _mm_set1_ps(window);
