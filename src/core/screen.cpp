@@ -1,5 +1,7 @@
 #include "core/screen.hpp"
 
+#include "core/prefetch.hpp"
+
 #include <cpuid.h>
 
 #include <algorithm>
@@ -253,17 +255,30 @@ template <Dot dot>
 int64_t exact_offers(const std::vector<uint32_t>& row, const std::vector<uint32_t>& col, const std::vector<float>& value,
                      const float* row_low, const float* col_low, float eps, const float* a, const float* b, int64_t d,
                      int64_t row0, TopKLists& rows, TopKLists& cols) {
-  int64_t exact = 0;
+  // The entries that reach a bound, then their products, then the offers in the entries' order. Apart,
+  // the products can ask for the rows a few entries ahead: each reads a row of B (d floats) from a
+  // block's 4,096, past the core's cache, and they took 0.22 s of the 32,768-latent pass a rank.
+  std::vector<uint32_t> kept;
   for (size_t e = 0; e < row.size(); ++e) {
-    const uint32_t i = row[e], j = col[e];
     const float high = value[e] + eps;  // >= the entry's exact_dot
-    if (high < row_low[i] && high < col_low[j]) continue;  // below a K-th best of exact products
-    ++exact;
-    const float w = dot(a + static_cast<int64_t>(i) * d, b + static_cast<int64_t>(j) * d, d);
-    rows.offer(i, w, j);  // an exact value offered to a list it cannot enter changes nothing
-    cols.offer(j, w, row0 + i);
+    if (!(high < row_low[row[e]] && high < col_low[col[e]])) kept.push_back(static_cast<uint32_t>(e));
   }
-  return exact;
+  constexpr size_t kAhead = 4;
+  std::vector<float> w(kept.size());
+  for (size_t n = 0; n < kept.size(); ++n) {
+    if (n + kAhead < kept.size()) {
+      const uint32_t next = kept[n + kAhead];
+      prefetch_row(a + static_cast<int64_t>(row[next]) * d, d);
+      prefetch_row(b + static_cast<int64_t>(col[next]) * d, d);  // (core/prefetch.hpp)
+    }
+    w[n] = dot(a + static_cast<int64_t>(row[kept[n]]) * d, b + static_cast<int64_t>(col[kept[n]]) * d, d);
+  }
+  for (size_t n = 0; n < kept.size(); ++n) {
+    const uint32_t i = row[kept[n]], j = col[kept[n]];
+    rows.offer(i, w[n], j);  // an exact value offered to a list it cannot enter changes nothing
+    cols.offer(j, w[n], row0 + i);
+  }
+  return static_cast<int64_t>(kept.size());
 }
 
 }  // namespace
