@@ -70,6 +70,11 @@ class KthValues {
   float kth(int64_t e) const { return kth_[e]; }
   const float* kths() const { return kth_.data(); }  // kth(e) for every e, contiguous
 
+  // A list's K values in no order, and its K-th set from them: for vector versions of offer().
+  float* values(int64_t e) { return values_.data() + e * k_; }
+  void set_kth(int64_t e, float kth) { kth_[e] = kth; }
+  int64_t k() const { return k_; }
+
   void offer(int64_t e, float value) {
     if (!(value > kth_[e])) return;
     float* v = values_.data() + e * k_;
