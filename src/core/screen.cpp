@@ -1,7 +1,5 @@
 #include "core/screen.hpp"
 
-#include "core/prefetch.hpp"
-
 #include <cpuid.h>
 
 #include <algorithm>
@@ -11,6 +9,8 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
+
+#include "core/prefetch.hpp"
 
 namespace universae::core {
 namespace {
@@ -169,13 +169,6 @@ bool cpu_has_avx512_bf16() {
 namespace {
 
 #if defined(__x86_64__)
-// The entries of a row of a screened block 16 at a time (bfloat16 bits widened to float32): those whose
-// value + window beats neither the row's bound nor their column's, almost all of them, are skipped
-// together, and `offer` is called, in column order, only on those that beat one. The bounds only rise, so
-// an entry that beats neither when its 16 are tested beats neither later. Returns the first column not
-// scanned (the last tc % 16 are left to the caller). The 8-wide SSE2 test below offers all 8 entries of
-// a group where any beats a bound (8.3M of 67M groups a rank at 32,768 latents); this one only those that
-// do, and takes the 32,768-latent pass from 2.85-3.02 s to 2.69-2.85 s (best and median of 5 runs).
 #if defined(__GNUC__) && !defined(__clang__)  // the same false positive as in exact_dot_avx512
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -195,6 +188,13 @@ __attribute__((target("avx512f"))) void offer16_avx512(KthValues& list, int64_t 
   list.set_kth(e, _mm512_reduce_min_ps(x));
 }
 
+// The entries of a row of a screened block 16 at a time (bfloat16 bits widened to float32): those whose
+// value + window beats neither the row's bound nor their column's, almost all of them, are skipped
+// together, and `offer` is called, in column order, only on those that beat one. The bounds only rise, so
+// an entry that beats neither when its 16 are tested beats neither later. Returns the first column not
+// scanned (the last tc % 16 are left to the caller). The 8-wide SSE2 test below offers all 8 entries of
+// a group where any beats a bound (8.3M of 67M groups a rank at 32,768 latents); this one only those that
+// do, and takes the 32,768-latent pass from 2.85-3.02 s to 2.69-2.85 s (best and median of 5 runs).
 template <typename Offer>
 __attribute__((target("avx512f"))) int64_t scan_avx512(const uint16_t* line, int64_t tc, float window, const float& row_bound,
                                                        const float* col_bound, Offer& offer) {
@@ -293,7 +293,7 @@ int64_t exact_offers(const std::vector<uint32_t>& row, const std::vector<uint32_
     if (n + kAhead < kept.size()) {
       const uint32_t next = kept[n + kAhead];
       prefetch_row(a + static_cast<int64_t>(row[next]) * d, d);
-      prefetch_row(b + static_cast<int64_t>(col[next]) * d, d);  // (core/prefetch.hpp)
+      prefetch_row(b + static_cast<int64_t>(col[next]) * d, d);
     }
     w[n] = dot(a + static_cast<int64_t>(row[kept[n]]) * d, b + static_cast<int64_t>(col[kept[n]]) * d, d);
   }
