@@ -76,7 +76,8 @@ bool screens(const ScanDevice& where) {
 
 // The float32 CPU pass screened in bfloat16 (core::ScreenedScan). On bench_hungarian.py's 32,768-latent pair
 // (2 ranks, d = 256, an AMD EPYC whose float32 GEMM runs at 95 GFLOP/s on one core; bench/RESULTS.md) the
-// pass with K = 1 went from 3.6-3.8 s to 2.0-2.3 s, with the matching's K = 16 from 3.8-4.2 s to 3.2-3.7 s.
+// pass with K = 1 went from 3.6-3.8 s to 2.0-2.3 s, with the matching's K = 16 from 3.8-4.2 s to 3.2-3.7 s
+// (2.6-3.1 s with the later tighter ε and cheaper offers).
 void screened_scan(const parallel::Comm& comm, SimilarityPass& p, const TileSizes& tiles, int64_t k) {
   const int64_t d = p.a_unit.size(1);
   const at::Tensor a16 = p.a_unit.to(at::kBFloat16), b16 = p.b_unit.to(at::kBFloat16);

@@ -49,18 +49,27 @@ using Dot = float (*)(const float*, const float*, int64_t);
 
 }  // namespace
 
-float exact_dot(const float* x, const float* y, int64_t d) {
+namespace {
+
+#if defined(__SSE2__)
+// Two consecutive values as float64 (float32 ones widened exactly).
+__m128d load2(const float* p) { return _mm_cvtps_pd(_mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)))); }
+__m128d load2(const double* p) { return _mm_loadu_pd(p); }
+#endif
+
+// Σ x_k y_k in float64 in exact_dot's order: sixteen running sums (lane l adds the products of k ≡ l mod
+// 16 over the whole 16s, a product then a sum), then sum_lanes. Serves exact_dot (float32 rows) and
+// dot_f64 (float64 rows).
+template <typename T>
+double lane_dot(const T* x, const T* y, int64_t d) {
   alignas(16) double lane[kLanes] = {};
   int64_t k = 0;
 #if defined(__SSE2__)
   __m128d s[8];
   for (auto& v : s) v = _mm_setzero_pd();
   for (; k + kLanes <= d; k += kLanes)
-    for (int q = 0; q < 4; ++q) {  // lanes 4q .. 4q + 3
-      const __m128 xv = _mm_loadu_ps(x + k + 4 * q), yv = _mm_loadu_ps(y + k + 4 * q);
-      s[2 * q] = _mm_add_pd(s[2 * q], _mm_mul_pd(_mm_cvtps_pd(xv), _mm_cvtps_pd(yv)));
-      s[2 * q + 1] = _mm_add_pd(s[2 * q + 1], _mm_mul_pd(_mm_cvtps_pd(_mm_movehl_ps(xv, xv)), _mm_cvtps_pd(_mm_movehl_ps(yv, yv))));
-    }
+    for (int m = 0; m < 8; ++m)  // lanes 2m, 2m + 1
+      s[m] = _mm_add_pd(s[m], _mm_mul_pd(load2(x + k + 2 * m), load2(y + k + 2 * m)));
   for (int m = 0; m < 8; ++m) _mm_store_pd(lane + 2 * m, s[m]);
 #else
   for (; k + kLanes <= d; k += kLanes)
@@ -69,28 +78,14 @@ float exact_dot(const float* x, const float* y, int64_t d) {
       lane[l] += p;
     }
 #endif
-  return static_cast<float>(sum_lanes(lane, x, y, k, d));
-}
-
-double dot_f64(const double* x, const double* y, int64_t d) {
-  alignas(16) double lane[kLanes] = {};
-  int64_t k = 0;
-#if defined(__SSE2__)
-  __m128d s[8];
-  for (auto& v : s) v = _mm_setzero_pd();
-  for (; k + kLanes <= d; k += kLanes)
-    for (int m = 0; m < 8; ++m)  // lanes 2m, 2m + 1
-      s[m] = _mm_add_pd(s[m], _mm_mul_pd(_mm_loadu_pd(x + k + 2 * m), _mm_loadu_pd(y + k + 2 * m)));
-  for (int m = 0; m < 8; ++m) _mm_store_pd(lane + 2 * m, s[m]);
-#else
-  for (; k + kLanes <= d; k += kLanes)
-    for (int l = 0; l < kLanes; ++l) {
-      const double p = x[k + l] * y[k + l];
-      lane[l] += p;
-    }
-#endif
   return sum_lanes(lane, x, y, k, d);
 }
+
+}  // namespace
+
+float exact_dot(const float* x, const float* y, int64_t d) { return static_cast<float>(lane_dot(x, y, d)); }
+
+double dot_f64(const double* x, const double* y, int64_t d) { return lane_dot(x, y, d); }
 
 #if defined(__x86_64__)
 // GCC 12 warns that avx512fintrin.h's own conversions may read an uninitialised register (its undefined-
